@@ -1,0 +1,357 @@
+"""The one model loader: timm first, torchvision for what timm lacks or names differently, our own small nets.
+
+``load_model(name, ...)`` returns ``(model, DataConfig)``: the network and its preprocessing (mean, std,
+input size). Weights come from local files only unless the user has network access: a torchvision/timm
+state dict, a Lightning ``.ckpt``, or the published pretrained file placed in the weights folder.
+Every file is read with ``torch.load(..., weights_only=True)``: a checkpoint carrying pickled code is refused.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import os
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn as nn
+
+from lightning_modules.utils import data_root
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+#: Architectures taken from torchvision by default: the papers use torchvision's (or Caffe-ported) weights
+#: and timm lacks or renames them. ``torchvision/<name>`` and ``timm/<name>`` force a source.
+TORCHVISION_DEFAULT = {
+    "googlenet": (3, 224, 224),
+    "alexnet": (3, 224, 224),
+    "vgg16": (3, 224, 224),
+    "vgg19": (3, 224, 224),
+    "squeezenet1_0": (3, 224, 224),
+    "squeezenet1_1": (3, 224, 224),
+    "inception_v3": (3, 299, 299),
+}
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Preprocessing a model expects (timm's data config, reduced to what the papers need)."""
+
+    input_size: tuple[int, int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    fixed_input_size: bool = False
+    source: str = "local"
+    name: str = ""
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        mean = torch.tensor(self.mean, device=images.device, dtype=images.dtype).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, device=images.device, dtype=images.dtype).view(1, -1, 1, 1)
+        return (images - mean) / std
+
+    def denormalize(self, images: torch.Tensor) -> torch.Tensor:
+        mean = torch.tensor(self.mean, device=images.device, dtype=images.dtype).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, device=images.device, dtype=images.dtype).view(1, -1, 1, 1)
+        return images * std + mean
+
+
+@dataclass
+class _LocalSpec:
+    ctor: Callable[..., nn.Module]
+    config: DataConfig
+    defaults: dict = field(default_factory=dict)
+
+
+_LOCAL: dict[str, _LocalSpec] = {}
+
+
+def register_model(
+    name: str,
+    ctor: Callable[..., nn.Module],
+    input_size: tuple[int, int, int],
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    fixed_input_size: bool | None = None,
+    **defaults,
+) -> None:
+    """Register one of our own networks; ``ctor(num_classes=..., in_chans=..., **kwargs)``."""
+    if fixed_input_size is None:
+        fixed_input_size = name.startswith("mnist_")
+    _LOCAL[name] = _LocalSpec(ctor, DataConfig(tuple(input_size), tuple(mean), tuple(std), fixed_input_size, "local", name), defaults)
+
+
+def _ensure_local_registered() -> None:
+    import lightning_modules.nets  # noqa: F401
+
+
+def list_models(source: str | None = None, pattern: str | None = None) -> list[str]:
+    """Names ``load_model`` accepts: our nets, torchvision's defaults, and (``source='timm'``) timm's models."""
+    _ensure_local_registered()
+    names: list[str] = []
+    if source in (None, "local"):
+        names += sorted(_LOCAL)
+    if source in (None, "torchvision"):
+        names += sorted(TORCHVISION_DEFAULT)
+    if source == "timm":
+        import timm
+
+        names += timm.list_models(pattern or "*")
+    if pattern and source != "timm":
+        import fnmatch
+
+        names = [n for n in names if fnmatch.fnmatch(n, pattern)]
+    return names
+
+
+def weights_dirs(extra: str | os.PathLike | None = None) -> list[Path]:
+    """Where pretrained files are looked for, in order: ``extra``, ``$SALIENCY_WEIGHTS``, ``data/weights``,
+    the torch hub cache (``$TORCH_HOME/hub/checkpoints``)."""
+    dirs = []
+    if extra:
+        dirs.append(Path(extra))
+    if os.environ.get("SALIENCY_WEIGHTS"):
+        dirs.append(Path(os.environ["SALIENCY_WEIGHTS"]))
+    dirs.append(data_root() / "weights")
+    dirs.append(Path(torch.hub.get_dir()) / "checkpoints")
+    return dirs
+
+
+def safe_load(path: str | os.PathLike) -> dict:
+    """``torch.load`` with ``weights_only=True`` and errors that name the fix."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist; pass the path of a saved state dict or .ckpt")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise ValueError(
+            f"refusing to load {path}: it is not a plain tensor checkpoint (weights_only=True rejected it: "
+            f"{str(e).splitlines()[0]}). If you trust the file, re-save it as a state dict: "
+            "torch.save(model.state_dict(), path)"
+        ) from None
+    except (RuntimeError, EOFError, OSError) as e:
+        raise ValueError(f"cannot read checkpoint {path} (corrupt or truncated?): {e}") from None
+    if not isinstance(obj, dict):
+        raise ValueError(f"checkpoint {path} holds a {type(obj).__name__}, expected a state dict")
+    return obj
+
+
+def _state_dict_from(obj: dict, model: nn.Module) -> dict:
+    """Accept a plain state dict, a Lightning checkpoint (``state_dict`` with a module prefix), or timm's wrapping."""
+    for key in ("state_dict", "model", "model_state_dict"):
+        if key in obj and isinstance(obj[key], dict):
+            obj = obj[key]
+            break
+    own = set(model.state_dict())
+    if own and not (own & set(obj)):
+        # Lightning saves ``<attribute>.<param>``; strip the first component when that makes keys match.
+        stripped = {k.split(".", 1)[1]: v for k, v in obj.items() if "." in k}
+        if own & set(stripped):
+            obj = stripped
+    return obj
+
+
+def _load_into(model: nn.Module, obj: dict, path: Path, num_classes: int | None) -> None:
+    sd = _state_dict_from(obj, model)
+    own = model.state_dict()
+    for k, v in sd.items():
+        if k in own and own[k].shape != v.shape:
+            hint = ""
+            if v.dim() >= 1 and own[k].dim() >= 1 and v.shape[1:] == own[k].shape[1:]:
+                hint = f" The checkpoint has {v.shape[0]} outputs here: pass num_classes={v.shape[0]}."
+            raise ValueError(
+                f"checkpoint {path} does not fit the model: {k} has shape {tuple(v.shape)} in the file "
+                f"but {tuple(own[k].shape)} in the model (num_classes={num_classes}).{hint}"
+            )
+    missing, unexpected = model.load_state_dict(sd, strict=False)
+    if missing or unexpected:
+        raise ValueError(
+            f"checkpoint {path} does not match the architecture: missing keys {missing[:5]}{'...' if len(missing) > 5 else ''}, "
+            f"unexpected keys {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}; is it a checkpoint of this model?"
+        )
+
+
+def _sha256_prefix_ok(path: Path) -> bool:
+    """torchvision file names carry the first hex digits of the file's SHA-256 (``resnet50-0676ba61.pth``)."""
+    stem = path.name.split(".")[0]
+    if "-" not in stem:
+        return True
+    prefix = stem.rsplit("-", 1)[1]
+    if not all(c in "0123456789abcdef" for c in prefix) or len(prefix) < 6:
+        return True
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest().startswith(prefix)
+
+
+def find_pretrained_file(file_names: list[str], weights_dir=None) -> Path:
+    dirs = weights_dirs(weights_dir)
+    for d in dirs:
+        for fn in file_names:
+            p = d / fn
+            if p.is_file():
+                if not _sha256_prefix_ok(p):
+                    raise ValueError(f"pretrained file {p} fails its hash check (the file name carries the SHA-256 prefix); re-download it")
+                return p
+    raise FileNotFoundError(
+        f"pretrained weights not found: looked for {' or '.join(file_names)} in "
+        + ", ".join(str(d) for d in dirs)
+        + ". No network is used at run time: download the file on a connected machine and place it in "
+        f"{dirs[1] if os.environ.get('SALIENCY_WEIGHTS') and len(dirs) > 1 else data_root() / 'weights'} "
+        "(or set $SALIENCY_WEIGHTS)."
+    )
+
+
+def _torchvision_model(arch: str, pretrained: bool, num_classes: int | None, weights_dir) -> tuple[nn.Module, DataConfig]:
+    import torchvision
+
+    if arch not in torchvision.models.list_models(module=torchvision.models):
+        raise KeyError(f"torchvision has no model {arch!r}")
+    size = TORCHVISION_DEFAULT.get(arch, (3, 224, 224))
+    config = DataConfig(size, IMAGENET_MEAN, IMAGENET_STD, False, "torchvision", arch)
+    kwargs: dict = {}
+    if num_classes is not None:
+        kwargs["num_classes"] = num_classes
+    if not pretrained:
+        if arch in ("googlenet", "inception_v3"):
+            kwargs.update(aux_logits=False, init_weights=True)
+        return torchvision.models.get_model(arch, weights=None, **kwargs), config
+    weights = torchvision.models.get_model_weights(arch).DEFAULT
+    n_pre = len(weights.meta["categories"])
+    if num_classes not in (None, n_pre):
+        raise ValueError(f"pretrained {arch} has {n_pre} classes, not num_classes={num_classes}; fine-tune it or drop num_classes")
+    kwargs["num_classes"] = n_pre
+    if arch in ("googlenet", "inception_v3"):
+        # As torchvision does for its published weights: built with aux heads to load them, input transform on.
+        kwargs.update(aux_logits=True, init_weights=False, transform_input=True)
+    model = torchvision.models.get_model(arch, weights=None, **kwargs)
+    path = find_pretrained_file([Path(weights.url).name], weights_dir)
+    _load_into(model, safe_load(path), path, n_pre)
+    if arch == "googlenet":
+        model.aux_logits, model.aux1, model.aux2 = False, None, None
+    if arch == "inception_v3":
+        model.aux_logits, model.AuxLogits = False, None
+    return model, config
+
+
+def _timm_model(arch: str, pretrained: bool, num_classes: int | None, in_chans: int | None, weights_dir) -> tuple[nn.Module, DataConfig]:
+    import timm
+
+    kwargs: dict = {}
+    if num_classes is not None:
+        kwargs["num_classes"] = num_classes
+    if in_chans is not None:
+        kwargs["in_chans"] = in_chans
+    if pretrained:
+        cfg = timm.models.get_pretrained_cfg(arch)
+        tag_name = arch.replace("/", "_")
+        candidates = [f"{tag_name}.safetensors", f"{tag_name}.pth", f"{tag_name}.bin"]
+        if cfg is not None and cfg.url:
+            candidates.insert(0, Path(cfg.url).name)
+        path = find_pretrained_file(candidates, weights_dir)
+        model = timm.create_model(arch, pretrained=False, **{k: v for k, v in kwargs.items() if k != "num_classes"})
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            obj = load_file(str(path))
+        else:
+            obj = safe_load(path)
+        _load_into(model, obj, path, getattr(model, "num_classes", None))
+        if num_classes is not None and num_classes != model.num_classes:
+            raise ValueError(f"pretrained {arch} has {model.num_classes} classes, not num_classes={num_classes}")
+    else:
+        model = timm.create_model(arch, pretrained=False, **kwargs)
+    dc = timm.data.resolve_data_config({}, model=model)
+    config = DataConfig(tuple(dc["input_size"]), tuple(dc["mean"]), tuple(dc["std"]), False, "timm", arch)
+    return model, config
+
+
+def _input_check_hook(config: DataConfig):
+    c, h, w = config.input_size
+
+    def hook(module, args):
+        x = args[0]
+        if not isinstance(x, torch.Tensor) or x.dim() != 4:
+            raise ValueError(f"{config.name}: expected a (B, C, H, W) tensor, got {getattr(x, 'shape', type(x))}")
+        if x.shape[1] != c:
+            raise ValueError(f"{config.name}: expected {c} input channels, got {x.shape[1]} (input shape {tuple(x.shape)})")
+        if config.fixed_input_size and tuple(x.shape[-2:]) != (h, w):
+            raise ValueError(
+                f"{config.name} takes {h}x{w} inputs, got {x.shape[-2]}x{x.shape[-1]}; resize the images "
+                f"(e.g. torchvision.transforms.Resize(({h}, {w})))"
+            )
+
+    return hook
+
+
+def load_model(
+    name: str,
+    pretrained: bool = False,
+    checkpoint: str | os.PathLike | None = None,
+    num_classes: int | None = None,
+    in_chans: int | None = None,
+    freeze: bool = True,
+    weights_dir: str | os.PathLike | None = None,
+    **kwargs,
+) -> tuple[nn.Module, DataConfig]:
+    """Build ``name`` and return ``(model, data_config)``.
+
+    - ``pretrained``: the published weights, from a local file (see ``weights_dirs``); never downloads.
+    - ``checkpoint``: a state dict or Lightning ``.ckpt`` (loaded with ``weights_only=True``).
+    - ``freeze``: black-box mode: eval, parameters frozen (input gradients still flow).
+    """
+    _ensure_local_registered()
+    source = None
+    if "/" in name and name.split("/", 1)[0] in ("timm", "torchvision", "local"):
+        source, name = name.split("/", 1)
+    if source in (None, "local") and name in _LOCAL:
+        spec = _LOCAL[name]
+        ctor_kwargs = {**spec.defaults, **kwargs}
+        if num_classes is not None:
+            ctor_kwargs["num_classes"] = num_classes
+        if in_chans is not None:
+            ctor_kwargs["in_chans"] = in_chans
+        if pretrained:
+            raise ValueError(f"{name} is one of our own networks and has no published weights; pass checkpoint=PATH")
+        model = spec.ctor(**ctor_kwargs)
+        config = spec.config
+        if in_chans is not None and in_chans != config.input_size[0]:
+            config = DataConfig((in_chans, *config.input_size[1:]), config.mean[:1] * in_chans, config.std[:1] * in_chans,
+                                config.fixed_input_size, config.source, name)
+    elif source == "torchvision" or (source is None and name in TORCHVISION_DEFAULT):
+        model, config = _torchvision_model(name, pretrained, num_classes, weights_dir)
+    else:
+        import timm
+
+        if source not in (None, "timm") or not timm.is_model(name):
+            known = list_models()
+            close = difflib.get_close_matches(name, known + timm.list_models(), n=4)
+            hint = f" Close matches: {', '.join(close)}." if close else ""
+            raise KeyError(
+                f"unknown model {name!r}.{hint} See lightning_modules.models.list_models() "
+                f"(ours and torchvision's: {', '.join(known)}; plus every timm model)."
+            )
+        model, config = _timm_model(name, pretrained, num_classes, in_chans, weights_dir)
+    if checkpoint is not None:
+        path = Path(checkpoint)
+        _load_into(model, safe_load(path), path, num_classes)
+    if not hasattr(model, "num_classes") or not isinstance(getattr(model, "num_classes"), int):
+        out = getattr(model, "fc", None) or getattr(model, "classifier", None)
+        if isinstance(out, nn.Sequential):
+            out = [m for m in out if isinstance(m, (nn.Linear, nn.Conv2d))][-1]
+        n = getattr(out, "out_features", None) or getattr(out, "out_channels", None)
+        if n is not None:
+            model.num_classes = int(n)
+    model.register_forward_pre_hook(_input_check_hook(config))
+    model.data_config = config
+    if freeze:
+        model.eval()
+        for p in model.parameters():
+            p.requires_grad_(False)
+    return model, config
