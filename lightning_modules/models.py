@@ -272,6 +272,75 @@ def _timm_model(arch: str, pretrained: bool, num_classes: int | None, in_chans: 
     return model, config
 
 
+class Normalized(nn.Module):
+    """A classifier that takes images in [0, 1] pixel space and normalises them itself.
+
+    The whole project works in pixel space: perturbations (blur, mean-colour substrates, L-inf budgets in
+    1/255 units), baselines (black image) and gradients all refer to the image a person sees. The wrapped
+    network is ``.net``; layer names for hooks are therefore ``net.<layer>``.
+    """
+
+    def __init__(self, net: nn.Module, mean, std):
+        super().__init__()
+        self.net = net
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+        n = getattr(net, "num_classes", None)
+        if isinstance(n, int):
+            self.num_classes = n
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net((x - self.mean) / self.std)
+
+
+#: Default Grad-CAM / saliency layers per architecture (TorchRay's and the papers' choices), relative to the
+#: unwrapped network. Our own nets carry ``default_cam_layer``.
+DEFAULT_CAM_LAYERS = {
+    "resnet": "layer4",
+    "vgg": "features.29",
+    "googlenet": "inception5b",
+    "inception_v3": "Mixed_7c",
+    "alexnet": "features.11",
+    "squeezenet": "features.12",
+}
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The bare network inside ``Normalized`` (and Lightning wrappers with a ``.model``)."""
+    while isinstance(model, Normalized) or (not hasattr(model, "default_cam_layer") and hasattr(model, "model") and isinstance(model.model, nn.Module)):
+        model = model.net if isinstance(model, Normalized) else model.model
+    return model
+
+
+def resolve_layer(model: nn.Module, layer: str | nn.Module | None = None) -> nn.Module:
+    """A module of ``model`` by dotted name (relative to the model or to its unwrapped network), or the
+    architecture's default CAM layer when ``layer`` is None."""
+    if isinstance(layer, nn.Module):
+        return layer
+    net = unwrap(model)
+    if layer is None:
+        layer = getattr(net, "default_cam_layer", None)
+        if layer is None:
+            arch = getattr(getattr(model, "data_config", None), "name", "") or type(net).__name__.lower()
+            for key, name in DEFAULT_CAM_LAYERS.items():
+                if arch.startswith(key) or key in type(net).__name__.lower():
+                    layer = name
+                    break
+        if layer is None:
+            raise ValueError(
+                f"no default CAM layer known for {type(net).__name__}; pass layer='<module name>' "
+                f"(one of: {', '.join(n for n, _ in list(net.named_modules())[1:12])} ...)"
+            )
+    for root in (model, net):
+        try:
+            return root.get_submodule(layer)
+        except AttributeError:
+            continue
+    names = [n for n, _ in net.named_modules() if n]
+    close = difflib.get_close_matches(layer, names, n=3)
+    raise ValueError(f"layer {layer!r} not found in {type(net).__name__}; close matches: {close or names[:10]}")
+
+
 def _input_check_hook(config: DataConfig):
     c, h, w = config.input_size
 
@@ -298,6 +367,7 @@ def load_model(
     in_chans: int | None = None,
     freeze: bool = True,
     weights_dir: str | os.PathLike | None = None,
+    normalize_inputs: bool = True,
     **kwargs,
 ) -> tuple[nn.Module, DataConfig]:
     """Build ``name`` and return ``(model, data_config)``.
@@ -305,6 +375,7 @@ def load_model(
     - ``pretrained``: the published weights, from a local file (see ``weights_dirs``); never downloads.
     - ``checkpoint``: a state dict or Lightning ``.ckpt`` (loaded with ``weights_only=True``).
     - ``freeze``: black-box mode: eval, parameters frozen (input gradients still flow).
+    - ``normalize_inputs``: wrap in ``Normalized`` so the model takes [0, 1] images (the project's convention).
     """
     _ensure_local_registered()
     source = None
@@ -349,6 +420,9 @@ def load_model(
         if n is not None:
             model.num_classes = int(n)
     model.register_forward_pre_hook(_input_check_hook(config))
+    if normalize_inputs:
+        model = Normalized(model, config.mean, config.std)
+        model.register_forward_pre_hook(_input_check_hook(config))
     model.data_config = config
     if freeze:
         model.eval()

@@ -1,0 +1,1 @@
+"""Benchmarks that print ratios to a measured floor (time / required forward-backward passes)."""
