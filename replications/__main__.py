@@ -1,0 +1,99 @@
+"""``python -m replications [list|check|bench explainers|bench metrics]``.
+
+- ``list`` (default): the papers, their experiments and, per committed report, how many claims hold /
+  fail / are known deviations.
+- ``check``: re-validates every committed ``reports/<paper>/results.json`` (schema, relations recomputed
+  from the stored numbers, no failing claim without a written known-deviation reason, report not older
+  than its config and reference numbers); exits 1 with a readable list otherwise. CI runs it.
+- ``bench explainers|metrics``: the benchmarks that print ratios to their measured floors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from lightning_modules.reporting import REPO_ROOT, check_results, load_results
+from replications import list_papers, paper_info
+
+
+def cmd_list() -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="saliency-replications")
+    for col in ("paper", "title", "experiments", "profile", "hold", "fail", "deviation"):
+        table.add_column(col)
+    for name in list_papers():
+        info = paper_info(name)
+        res_path = REPO_ROOT / "reports" / name / "results.json"
+        if res_path.is_file():
+            r = load_results(res_path)
+            c = r.get("claim_counts", {})
+            counts = (r.get("profile", "?"), str(c.get("holds", 0)), str(c.get("fails", 0)), str(c.get("deviation", 0)))
+        else:
+            counts = ("no report", "–", "–", "–")
+        table.add_row(name, info["title"], ", ".join(info["experiments"]) or "–", *counts)
+    Console().print(table)
+    return 0
+
+
+def cmd_check(papers: list[str] | None = None) -> int:
+    papers = papers or list_papers()
+    problems: list[str] = []
+    if not papers:
+        problems.append("no paper packages found under replications/")
+    checked = 0
+    for name in papers:
+        res_path = REPO_ROOT / "reports" / name / "results.json"
+        if not res_path.is_file():
+            problems.append(f"{name}: no committed report (reports/{name}/results.json); run `python -m replications.{name} fit`")
+            continue
+        try:
+            results = load_results(res_path)
+        except ValueError as e:
+            problems.append(f"{name}: reports/{name}/results.json is not valid JSON: {e}")
+            continue
+        problems += check_results(results)
+        checked += len(results.get("claims", []))
+    if problems:
+        print(f"check FAILED ({len(problems)} problems):")
+        for p in problems:
+            print(f"  - {p}")
+        return 1
+    print(f"check passed: {len(papers)} papers, {checked} claims verified")
+    return 0
+
+
+def cmd_bench(what: str) -> int:
+    if what == "explainers":
+        from lightning_modules.benchmarks.explainers import main
+    elif what == "metrics":
+        from lightning_modules.benchmarks.metrics import main
+    else:
+        print(f"unknown benchmark {what!r}; use 'explainers' or 'metrics'")
+        return 2
+    main()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m replications", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="cmd")
+    sub.add_parser("list", help="papers, experiments and claim status")
+    p_check = sub.add_parser("check", help="verify the committed reports against their claims")
+    p_check.add_argument("papers", nargs="*", help="papers to check (default: all)")
+    p_bench = sub.add_parser("bench", help="run a benchmark")
+    p_bench.add_argument("what", choices=["explainers", "metrics"])
+    args = parser.parse_args(argv)
+    if args.cmd in (None, "list"):
+        return cmd_list()
+    if args.cmd == "check":
+        return cmd_check(args.papers)
+    if args.cmd == "bench":
+        return cmd_bench(args.what)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,178 @@
+"""The command line of every paper: ``python -m replications.<paper> fit|validate|test [--config ...]``.
+
+LightningCLI does the parsing (YAML configs under ``configs/<paper>/``, ``--trainer.devices 8`` etc.).
+Two additions make ``fit`` a whole replication:
+
+- without ``--config``, the paper's ``configs/<paper>/default.yaml`` is used (the embedded replication);
+- after ``fit`` the CLI runs ``test`` on the same trainer, and the module writes ``reports/<paper>/``
+  at the end of ``test`` (rank zero only), so ``fit`` alone gives a full replication.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import lightning.pytorch as pl
+from lightning.pytorch.cli import LightningCLI
+
+from lightning_modules.reporting import Report
+from lightning_modules.utils import REPO_ROOT
+
+SUBCOMMANDS = ("fit", "validate", "test", "predict")
+
+
+def wandb_logged_in() -> bool:
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
+    return netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="ignore")
+
+
+def default_logger() -> dict | bool:
+    """W&B through Lightning's WandbLogger: offline unless the user logged in (``wandb sync`` uploads later).
+
+    ``WANDB_MODE=disabled`` turns logging off (the tests use it for speed)."""
+    if os.environ.get("WANDB_MODE") == "disabled":
+        return False
+    return {
+        "class_path": "lightning.pytorch.loggers.WandbLogger",
+        "init_args": {
+            "project": "saliency-replications",
+            "save_dir": str(REPO_ROOT / "outputs"),
+            "offline": not wandb_logged_in(),
+        },
+    }
+
+
+class ReplicationModule(pl.LightningModule):
+    """Base of every paper's LightningModule.
+
+    Subclasses set ``paper``, ``title`` and ``citation``, compute their experiments in the Lightning loops
+    (learned things in ``training_step``; explanation + evaluation passes in ``test_step`` with torchmetrics
+    that sync across processes) and implement ``build_report(report)``: tables, figures and claims.
+    The report is written at the end of ``test`` on global rank zero.
+    """
+
+    paper: str = ""
+    title: str = ""
+    citation: str = ""
+
+    def __init__(self):
+        super().__init__()
+        self.run_info: dict = {}
+        self._started_at = time.time()
+
+    @property
+    def profile(self) -> str:
+        return self.run_info.get("profile", "default")
+
+    def build_report(self, report: Report) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def new_report(self) -> Report:
+        return Report(
+            self.paper,
+            self.title,
+            profile=self.profile,
+            config_path=self.run_info.get("config_path"),
+            seed=self.run_info.get("seed"),
+            config=self.run_info.get("config"),
+            citation=self.citation,
+            started_at=self.run_info.get("started_at", self._started_at),
+            device=str(self.device),
+        )
+
+    def write_report(self, out_dir: str | os.PathLike | None = None) -> Report | None:
+        """Build and write the report (rank zero); returns it there, None elsewhere."""
+        if self.trainer is not None and not self.trainer.is_global_zero:
+            return None
+        report = self.new_report()
+        self.build_report(report)
+        out_dir = out_dir or self.run_info.get("report_dir")
+        report.write(out_dir)
+        report.log_wandb(self.logger)
+        return report
+
+    def on_test_end(self) -> None:
+        if self.run_info.get("write_report", True):
+            self.write_report()
+
+
+class ReplicationCLI(LightningCLI):
+    """LightningCLI for one paper; see the module docstring."""
+
+    def __init__(self, model_class, paper: str, datamodule_class=None, args=None, **kwargs):
+        self.paper = paper
+        argv = list(sys.argv[1:] if args is None else args)
+        if argv and argv[0] in SUBCOMMANDS and not any(a == "--config" or a.startswith("--config=") for a in argv):
+            argv[1:1] = ["--config", str(REPO_ROOT / "configs" / paper / "default.yaml")]
+        self._config_path = self._find_config(argv)
+        self._started_at = time.time()
+        kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        kwargs.setdefault("trainer_defaults", {"logger": default_logger(), "enable_checkpointing": False})
+        kwargs.setdefault("seed_everything_default", 0)
+        super().__init__(model_class, datamodule_class, args=argv, **kwargs)
+
+    @staticmethod
+    def _find_config(argv: list[str]) -> Path | None:
+        for i, a in enumerate(argv):
+            if a == "--config" and i + 1 < len(argv):
+                return Path(argv[i + 1]).resolve()
+            if a.startswith("--config="):
+                return Path(a.split("=", 1)[1]).resolve()
+        return None
+
+    def _set_run_info(self) -> None:
+        cfg_path = self._config_path
+        profile = cfg_path.stem if cfg_path else "default"
+        sub = self.config.get(self.subcommand, self.config) if self.subcommand else self.config
+        info = {
+            "paper": self.paper,
+            "profile": profile,
+            "config_path": cfg_path,
+            "seed": sub.get("seed_everything"),
+            "config": _plain(sub),
+            "started_at": self._started_at,
+            "subcommand": self.subcommand,
+        }
+        if isinstance(self.model, ReplicationModule):
+            self.model.run_info.update(info)
+
+    def before_fit(self) -> None:
+        self._set_run_info()
+
+    def before_validate(self) -> None:
+        self._set_run_info()
+
+    def before_test(self) -> None:
+        self._set_run_info()
+
+    def after_fit(self) -> None:
+        # ``fit`` is a whole replication: evaluate and write the report on the same trainer.
+        if isinstance(self.model, ReplicationModule):
+            self.trainer.test(self.model, datamodule=self.datamodule, verbose=False)
+
+
+def _plain(cfg):
+    """jsonargparse Namespace -> plain dict for the report (class paths and values only)."""
+    try:
+        from jsonargparse import Namespace
+
+        if isinstance(cfg, Namespace):
+            cfg = cfg.as_dict()
+    except ImportError:  # pragma: no cover
+        pass
+    if isinstance(cfg, dict):
+        return {k: _plain(v) for k, v in cfg.items() if k not in ("config",)}
+    if isinstance(cfg, (list, tuple)):
+        return [_plain(v) for v in cfg]
+    if isinstance(cfg, (str, int, float, bool)) or cfg is None:
+        return cfg
+    return str(cfg)
+
+
+def run(model_class, paper: str, datamodule_class=None, args=None, **kwargs) -> ReplicationCLI:
+    return ReplicationCLI(model_class, paper, datamodule_class=datamodule_class, args=args, **kwargs)
