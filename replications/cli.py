@@ -137,6 +137,7 @@ class ReplicationCLI(LightningCLI):
             "config": _plain(sub),
             "started_at": self._started_at,
             "subcommand": self.subcommand,
+            "report_dir": report_dir(self.paper, profile),
         }
         if isinstance(self.model, ReplicationModule):
             self.model.run_info.update(info)
@@ -154,6 +155,17 @@ class ReplicationCLI(LightningCLI):
         # ``fit`` is a whole replication: evaluate and write the report on the same trainer.
         if isinstance(self.model, ReplicationModule):
             self.trainer.test(self.model, datamodule=self.datamodule, verbose=False)
+
+
+def report_dir(paper: str, profile: str) -> Path | None:
+    """Where a run writes its report: ``$SALIENCY_REPORT_DIR`` if set; the committed ``reports/<paper>/``
+    for the default profile (None = that folder, and the index is regenerated); ``outputs/reports/<paper>/<profile>/``
+    for the others, so a smoke or paper run never overwrites the committed report."""
+    if os.environ.get("SALIENCY_REPORT_DIR"):
+        return Path(os.environ["SALIENCY_REPORT_DIR"])
+    if profile == "default":
+        return None
+    return REPO_ROOT / "outputs" / "reports" / paper / profile
 
 
 def _plain(cfg):
