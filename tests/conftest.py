@@ -1,0 +1,15 @@
+"""Test-wide settings: W&B off unless a test turns it on, reports never written into the committed folder."""
+
+import os
+
+os.environ.setdefault("WANDB_MODE", "disabled")
+os.environ.setdefault("WANDB_SILENT", "true")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _report_dir_in_tmp(tmp_path, monkeypatch):
+    """Any report a test writes goes to its own tmp folder, never to reports/."""
+    monkeypatch.setenv("SALIENCY_REPORT_DIR", str(tmp_path / "report"))
+    yield
