@@ -112,7 +112,10 @@ class ReplicationCLI(LightningCLI):
         self._config_path = self._find_config(argv)
         self._started_at = time.time()
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
-        kwargs.setdefault("trainer_defaults", {"logger": default_logger(), "enable_checkpointing": False})
+        kwargs.setdefault(
+            "trainer_defaults",
+            {"logger": default_logger(), "enable_checkpointing": False, "default_root_dir": str(REPO_ROOT / "outputs" / paper)},
+        )
         kwargs.setdefault("seed_everything_default", 0)
         super().__init__(model_class, datamodule_class, args=argv, **kwargs)
 
