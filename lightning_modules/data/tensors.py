@@ -1,0 +1,53 @@
+"""An in-memory DataModule over (images, labels) tensors: the modified datasets of ROAR, the heatmap
+datasets of the adversarial detector, the label-permuted sets of the data randomisation test."""
+
+from __future__ import annotations
+
+import lightning.pytorch as pl
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+
+class TensorDataModule(pl.LightningDataModule):
+    """``train``/``val``/``test``: ``(images, labels)`` tensor pairs (any may be None).
+
+    Batches follow the project's schema: ``{"image", "label", "id"}``. Shuffling is seeded.
+    """
+
+    def __init__(self, train=None, val=None, test=None, batch_size: int = 128, seed: int = 0, num_workers: int = 0):
+        super().__init__()
+        for name, split in (("train", train), ("val", val), ("test", test)):
+            if split is not None:
+                x, y = split
+                if x.dim() != 4 or y.dim() != 1 or x.shape[0] != y.shape[0]:
+                    raise ValueError(f"{name} split must be (images (N, C, H, W), labels (N,)); got {tuple(x.shape)}, {tuple(y.shape)}")
+                if not torch.isfinite(x).all():
+                    raise ValueError(f"{name} images contain NaN or Inf")
+        self.splits = {"train": train, "val": val, "test": test}
+        self.batch_size = batch_size
+        self.seed = seed
+        self.num_workers = num_workers
+
+    def _loader(self, split: str, shuffle: bool):
+        data = self.splits[split]
+        if data is None:
+            return []
+        x, y = data
+        ds = _DictDataset(x, y.long())
+        g = torch.Generator().manual_seed(self.seed)
+        return DataLoader(ds, batch_size=self.batch_size, shuffle=shuffle, generator=g, num_workers=self.num_workers)
+
+    def train_dataloader(self):
+        return self._loader("train", True)
+
+    def val_dataloader(self):
+        return self._loader("val", False)
+
+    def test_dataloader(self):
+        return self._loader("test", False)
+
+
+class _DictDataset(TensorDataset):
+    def __getitem__(self, i):
+        x, y = super().__getitem__(i)
+        return {"image": x, "label": y, "id": torch.tensor(i)}
