@@ -1,0 +1,81 @@
+"""Units of the adebayo2018 replication: label permutation, memorisation subset, similarity summary, configs."""
+
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from lightning_modules.tasks.data_randomization import TrainingConfig, accuracy, permuted_labels, stratified_subset
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_permuted_labels_keep_histogram_and_break_pairing():
+    y = torch.arange(1000) % 10
+    p = permuted_labels(y, seed=0)
+    assert torch.equal(torch.bincount(p, minlength=10), torch.bincount(y, minlength=10))
+    agreement = float((p == y).float().mean())
+    assert agreement < 0.2  # a random pairing agrees ~1/10 of the time
+    assert torch.equal(p, permuted_labels(y, seed=0))
+    assert not torch.equal(p, permuted_labels(y, seed=1))
+
+
+def test_stratified_subset_known_answer():
+    y = torch.tensor([0] * 60 + [1] * 30 + [2] * 10)
+    idx = stratified_subset(y, 10, seed=0)
+    assert idx.numel() == 10 and torch.equal(idx, idx.sort().values) and idx.unique().numel() == 10
+    assert torch.bincount(y[idx], minlength=3).tolist() == [6, 3, 1]
+    assert torch.equal(idx, stratified_subset(y, 10, seed=0))
+    # Remainders go to the largest fractional parts: 7 of (60, 30, 10) -> 4.2, 2.1, 0.7 -> 4, 2, 1.
+    assert torch.bincount(y[stratified_subset(y, 7, seed=0)], minlength=3).tolist() == [4, 2, 1]
+    assert torch.equal(stratified_subset(y, 100, seed=3), torch.arange(100))
+
+
+@pytest.mark.parametrize("n", [0, 101])
+def test_stratified_subset_bad_size(n):
+    with pytest.raises(ValueError, match="subset size"):
+        stratified_subset(torch.zeros(100, dtype=torch.long), n, seed=0)
+
+
+def test_permuted_labels_bad_input():
+    with pytest.raises(ValueError, match="1-D"):
+        permuted_labels(torch.zeros(3, 2, dtype=torch.long), 0)
+
+
+@pytest.mark.parametrize("kw, match", [({"max_epochs": 0}, "max_epochs"), ({"lr": 0}, "lr"), ({"subset": 0}, "subset")])
+def test_training_config_validates(kw, match):
+    with pytest.raises(ValueError, match=match):
+        TrainingConfig(**kw)
+
+
+def test_accuracy_known_answer():
+    class Fixed(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.eye(2))
+
+        def forward(self, x):
+            return x.flatten(1)[:, :2] @ self.w
+
+    x = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0]]).view(4, 1, 1, 2)
+    y = torch.tensor([0, 1, 1, 1])
+    assert accuracy(Fixed(), x, y, batch_size=3) == 0.75
+
+
+def test_similarity_summary_per_sample_and_scalar():
+    from replications.adebayo2018.experiments import summarize_similarity
+
+    s = summarize_similarity({"a": torch.tensor([1.0, 3.0]), "b": torch.tensor(0.5), "c": torch.tensor([float("nan"), 2.0])})
+    assert s["a"] == {"mean": 2.0, "std": 1.0, "n": 2}
+    assert s["b"] == {"mean": 0.5, "std": 0.0, "n": 1}
+    assert s["c"]["mean"] == 2.0 and s["c"]["n"] == 1
+
+
+@pytest.mark.parametrize("profile", ["smoke", "default", "paper"])
+def test_configs_have_seed_and_trainer(profile):
+    cfg = yaml.safe_load((REPO / "configs" / "adebayo2018" / f"{profile}.yaml").read_text())
+    assert "seed_everything" in cfg
+    assert "trainer" in cfg and "accelerator" in cfg["trainer"]
+    TrainingConfig(**cfg["model"].get("true_labels", {}))
+    TrainingConfig(**cfg["model"].get("random_labels", {}))
