@@ -1,0 +1,327 @@
+"""Meaningful-perturbation mask learning (Fong & Vedaldi, ICCV 2017, Sec. 3-4).
+
+Deletion game (Sec. 4, Eq. 3 with the Sec. 4.1 regularisers)::
+
+    min_m  lambda1 * ||1 - m||_1 + lambda2 * TV_beta(m) + E_tau[ f_c(Phi(x0(. - tau); m)) ]
+
+with ``Phi(x0; m)(u) = m(u) x0(u) + (1 - m(u)) P(x0)(u)`` where ``P`` is the perturbation (Sec. 3.2: blur with
+``sigma_0``, constant mean colour, or Gaussian noise), ``m = 1`` keeps a pixel and ``m = 0`` perturbs it.
+The preservation game is the symmetric objective ``lambda1 ||m||_1 + lambda2 TV(m) + (1 - f_c(Phi))``: the
+smallest region whose preservation keeps the score. ``objective="top5"`` minimises the summed softmax of the
+clean image's top-5 classes (the masks of Table 1, ``min_top5_prob_blur`` in the official code).
+
+Artifact suppression (Sec. 4.1): the mask is learned at ``1/delta`` resolution, upsampled (nearest, as the
+official code) and blurred with ``sigma_m``; the image is randomly jittered by up to ``jitter`` pixels each
+iteration. Optimiser: Adam, learning rate 0.1, 300 iterations. Initialisation ``circle``: the smallest centred
+blurred circle whose deletion suppresses the score as much as the fully perturbed image (``test_circular_masks``
+in the official code).
+
+Sizes (``sigma_0``, ``sigma_m``, ``jitter``, the circle blur) are given for 224 px images (the paper's) and are
+scaled by ``H / reference_size`` unless ``scale_to_image=False``. The L1 and TV sums are taken on the
+low-resolution mask and rescaled to the paper's 28 x 28 = 784 mask cells, so ``lambda1``/``lambda2`` keep the
+paper's meaning at any image size.
+
+Batched: the B masks of a batch are one ``(B, 1, h, w)`` parameter; the total loss is the sum of the per-image
+losses, so each mask receives exactly its own gradient, and Adam is element-wise, hence learning B masks jointly
+is identical to learning them one at a time (tested).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, replace
+from typing import Literal
+
+import lightning.pytorch as pl
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torchvision.transforms.v2.functional import gaussian_blur
+
+from lightning_modules.utils import check_images, check_targets
+
+GAMES = ("deletion", "preservation")
+PERTURBATIONS = ("blur", "constant", "noise")
+OBJECTIVES = ("target", "top5")
+INITS = ("circle", "ones", "zeros", "half")
+PAPER_MASK_CELLS = 28 * 28  # 224 px / delta 8, the paper's mask (official code: mask_scale=8)
+
+
+@dataclass
+class MaskConfig:
+    """Every hyperparameter of the mask optimisation (defaults: the paper's / official code's, at 224 px)."""
+
+    game: Literal["deletion", "preservation"] = "deletion"
+    perturbation: Literal["blur", "constant", "noise"] = "blur"
+    objective: Literal["target", "top5"] = "target"
+    iterations: int = 300
+    lr: float = 0.1
+    l1_coeff: float = 1e-4  # lambda1
+    tv_coeff: float = 1e-2  # lambda2
+    tv_beta: float = 3.0  # beta
+    mask_scale: int = 8  # delta: the mask has (H / delta) x (W / delta) cells
+    mask_blur_sigma: float = 5.0  # sigma_m, in pixels at reference_size
+    blur_sigma: float = 10.0  # sigma_0 of the blur perturbation, pixels at reference_size
+    noise_std: float = 0.2  # std of the noise perturbation in [0, 1] pixel units
+    jitter: int = 4  # random translation, pixels at reference_size
+    init: Literal["circle", "ones", "zeros", "half"] = "circle"
+    init_circle_sigma: float = 10.0  # blur of the circle init, pixels at reference_size
+    init_radii: int = 12  # radii tried by the circle search (from 0 to the half-diagonal)
+    init_tolerance: float = 0.05  # circle suppresses to within this fraction of (s_clean - s_null) of s_null
+    reference_size: int = 224
+    scale_to_image: bool = True
+    seed: int = 0  # jitter and noise draws (a torch.Generator: reproducible, independent of global state)
+
+    def validate(self) -> "MaskConfig":
+        for name, allowed in (("game", GAMES), ("perturbation", PERTURBATIONS), ("objective", OBJECTIVES), ("init", INITS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"MaskConfig.{name}={getattr(self, name)!r} is not one of {list(allowed)}")
+        if self.iterations < 0:
+            raise ValueError(f"MaskConfig.iterations must be >= 0, got {self.iterations}")
+        if self.mask_scale < 1:
+            raise ValueError(f"MaskConfig.mask_scale (delta) must be >= 1, got {self.mask_scale}")
+        if self.lr <= 0:
+            raise ValueError(f"MaskConfig.lr must be > 0, got {self.lr}")
+        if min(self.l1_coeff, self.tv_coeff, self.blur_sigma, self.mask_blur_sigma, self.noise_std, self.jitter) < 0:
+            raise ValueError("MaskConfig: coefficients, sigmas, noise_std and jitter must be >= 0")
+        return self
+
+    def scaled(self, image_size: int) -> dict:
+        """Pixel sizes at this image size (the paper's are at ``reference_size``)."""
+        s = image_size / self.reference_size if self.scale_to_image else 1.0
+        return {
+            "blur_sigma": self.blur_sigma * s,
+            "mask_blur_sigma": self.mask_blur_sigma * s,
+            "jitter": int(round(self.jitter * s)),
+            "init_circle_sigma": self.init_circle_sigma * s,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict | "MaskConfig" | None) -> "MaskConfig":
+        if isinstance(d, MaskConfig):
+            return replace(d).validate()
+        d = dict(d or {})
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown mask settings {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
+        return cls(**d).validate()
+
+
+@dataclass
+class MaskResult:
+    mask: torch.Tensor  # (B, 1, H, W) in [0, 1], upsampled + blurred: 1 keeps, 0 perturbs
+    mask_lowres: torch.Tensor  # (B, 1, H/delta, W/delta)
+    loss_history: torch.Tensor  # (iterations, B) total loss per image
+    score_history: torch.Tensor  # (iterations, B) objective term per image
+    clean_score: torch.Tensor  # (B,) f_c(x0)
+    null_score: torch.Tensor  # (B,) f_c(P(x0))
+    final_score: torch.Tensor  # (B,) f_c(Phi(x0; m)) without jitter
+    init_radius: torch.Tensor | None = None  # (B,) circle init radius in pixels
+    extras: dict = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------------- pieces
+def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Gaussian blur (torchvision), kernel 2*ceil(3 sigma)+1 capped to the image; identity for sigma ~ 0."""
+    if sigma < 1e-3:
+        return x
+    k = 2 * math.ceil(3 * sigma) + 1
+    k = min(k, 2 * ((min(x.shape[-2:]) - 1) // 2) + 1)
+    return gaussian_blur(x, [k, k], [sigma, sigma])
+
+
+def perturbation_substrate(images: torch.Tensor, kind: str, blur_sigma: float, noise_std: float,
+                           generator: torch.Generator | None = None) -> torch.Tensor:
+    """``P(x0)`` of Sec. 3.2: blurred image, per-image mean colour, or the image plus Gaussian noise."""
+    if kind == "blur":
+        return _blur(images, blur_sigma)
+    if kind == "constant":
+        return images.mean(dim=(2, 3), keepdim=True).expand_as(images).contiguous()
+    if kind == "noise":
+        noise = torch.randn(images.shape, generator=generator, device="cpu", dtype=images.dtype).to(images.device)
+        return (images + noise_std * noise).clamp(0, 1)
+    raise ValueError(f"unknown perturbation {kind!r}; use one of {list(PERTURBATIONS)}")
+
+
+def upsample_mask(mask_lowres: torch.Tensor, size: tuple[int, int], sigma: float) -> torch.Tensor:
+    """Nearest upsampling to the image size followed by a Gaussian blur ``sigma_m`` (Sec. 4.1)."""
+    up = F.interpolate(mask_lowres, size=size, mode="nearest")
+    return _blur(up, sigma)
+
+
+def tv_norm(mask: torch.Tensor, beta: float) -> torch.Tensor:
+    """TV_beta(m) = sum_u |dm/dx|^beta + |dm/dy|^beta per image (B,)."""
+    dy = (mask[..., 1:, :] - mask[..., :-1, :]).abs().pow(beta).sum(dim=(1, 2, 3))
+    dx = (mask[..., :, 1:] - mask[..., :, :-1]).abs().pow(beta).sum(dim=(1, 2, 3))
+    return dx + dy
+
+
+def compose(images: torch.Tensor, substrate: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Phi(x0; m) = m x0 + (1 - m) P(x0)."""
+    return mask * images + (1 - mask) * substrate
+
+
+def class_scores(model: nn.Module, images: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+    """Sum of softmax probabilities of ``classes`` (B, K) -> (B,) (the official code's ``end_layer='prob'``)."""
+    probs = model(images).softmax(dim=1)
+    return probs.gather(1, classes).sum(dim=1)
+
+
+def circle_masks(size: tuple[int, int], radii: torch.Tensor, sigma: float) -> torch.Tensor:
+    """(R, 1, H, W) masks that are 0 inside a centred circle of each radius, 1 outside, blurred by ``sigma``."""
+    h, w = size
+    yy = torch.arange(h, dtype=radii.dtype, device=radii.device) - (h - 1) / 2
+    xx = torch.arange(w, dtype=radii.dtype, device=radii.device) - (w - 1) / 2
+    dist = (yy[:, None] ** 2 + xx[None, :] ** 2).sqrt()
+    inside = (dist[None] <= radii[:, None, None]).to(radii.dtype)
+    return _blur(1 - inside[:, None], sigma)
+
+
+@torch.no_grad()
+def circle_init(model, images, substrate, classes, radii_count: int, sigma: float, tolerance: float,
+                clean: torch.Tensor, null: torch.Tensor, chunk: int = 256):
+    """The smallest centred circle whose deletion suppresses the score to the fully perturbed image's level
+    (within ``tolerance`` of the clean-to-null drop). Batched over images x radii. Returns (masks, radii)."""
+    b, _, h, w = images.shape
+    radii = torch.linspace(0, math.hypot(h, w) / 2, radii_count, device=images.device, dtype=images.dtype)
+    masks = circle_masks((h, w), radii, sigma)  # (R, 1, H, W)
+    r = radii.numel()
+    # every (image, radius) pair, in chunks so memory stays bounded
+    x = compose(images[:, None], substrate[:, None], masks[None]).flatten(0, 1)
+    cls = classes.repeat_interleave(r, dim=0)
+    scores = torch.cat([class_scores(model, x[i:i + chunk], cls[i:i + chunk]) for i in range(0, x.shape[0], chunk)])
+    scores = scores.view(b, r)
+    target = null + tolerance * (clean - null)
+    ok = scores <= target[:, None]
+    ok[:, -1] = True  # the largest circle covers the image: it is the fully perturbed image
+    first = ok.float().argmax(dim=1)
+    return masks[first], radii[first]
+
+
+# --------------------------------------------------------------------------------------------- learning
+def learn_masks(model: nn.Module, images: torch.Tensor, targets, config: MaskConfig | dict | None = None,
+                record: bool = True) -> MaskResult:
+    """Learn one mask per image, all jointly (see the module docstring). ``model`` maps [0, 1] images to logits."""
+    cfg = MaskConfig.from_dict(config)
+    check_images(images)
+    b, _, h, w = images.shape
+    targets = check_targets(targets, b).to(images.device)
+    if h < cfg.mask_scale or w < cfg.mask_scale:
+        raise ValueError(f"images of {h}x{w} px are smaller than the mask cell (mask_scale={cfg.mask_scale}); lower mask_scale")
+    px = cfg.scaled(min(h, w))
+    gen = torch.Generator().manual_seed(cfg.seed)
+    was_training = model.training
+    model.eval()
+    flags = [p.requires_grad for p in model.parameters()]
+    for p in model.parameters():
+        p.requires_grad_(False)
+    try:
+        with torch.enable_grad():
+            return _learn(model, images, targets, cfg, px, gen, record)
+    finally:
+        model.train(was_training)
+        for p, f in zip(model.parameters(), flags):
+            p.requires_grad_(f)
+
+
+def _learn(model, images, targets, cfg: MaskConfig, px: dict, gen: torch.Generator, record: bool) -> MaskResult:
+    b, _, h, w = images.shape
+    mh, mw = max(1, h // cfg.mask_scale), max(1, w // cfg.mask_scale)
+    substrate = perturbation_substrate(images, cfg.perturbation, px["blur_sigma"], cfg.noise_std, gen)
+    with torch.no_grad():
+        logits = model(images)
+        if cfg.objective == "top5":
+            classes = logits.topk(min(5, logits.shape[1]), dim=1).indices
+        else:
+            classes = targets[:, None]
+        clean = logits.softmax(1).gather(1, classes).sum(1)
+        null = class_scores(model, substrate, classes)
+
+    init_radius = None
+    if cfg.init == "circle":
+        full, init_radius = circle_init(model, images, substrate, classes, cfg.init_radii, px["init_circle_sigma"],
+                                        cfg.init_tolerance, clean, null)
+        init = F.adaptive_avg_pool2d(full, (mh, mw))
+        if cfg.game == "preservation":
+            init = 1 - init  # keep the circle, perturb the rest
+    else:
+        value = {"ones": 1.0, "zeros": 0.0, "half": 0.5}[cfg.init]
+        init = torch.full((b, 1, mh, mw), value, device=images.device, dtype=images.dtype)
+
+    mask = init.detach().clone().clamp_(0, 1).requires_grad_(True)
+    opt = torch.optim.Adam([mask], lr=cfg.lr, betas=(0.9, 0.999))
+    cell_scale = PAPER_MASK_CELLS / float(mh * mw)
+    j = px["jitter"]
+    if j > 0:
+        img_pad = F.pad(images, (j, j, j, j), mode="reflect" if j < min(h, w) else "replicate")
+        sub_pad = F.pad(substrate, (j, j, j, j), mode="reflect" if j < min(h, w) else "replicate")
+        # one translation per iteration (shared by the batch, so batched == one at a time), drawn up front
+        shifts = torch.randint(0, 2 * j + 1, (max(cfg.iterations, 1), 2), generator=gen).tolist()
+    losses = torch.zeros(cfg.iterations, b, device=images.device)
+    scores = torch.zeros(cfg.iterations, b, device=images.device)
+    for it in range(cfg.iterations):
+        opt.zero_grad(set_to_none=True)
+        up = upsample_mask(mask, (h, w), px["mask_blur_sigma"])
+        if j > 0:
+            dy, dx = shifts[it]
+            x0, p0 = img_pad[..., dy:dy + h, dx:dx + w], sub_pad[..., dy:dy + h, dx:dx + w]
+        else:
+            x0, p0 = images, substrate
+        score = class_scores(model, compose(x0, p0, up), classes)
+        area = (1 - mask) if cfg.game == "deletion" else mask
+        l1 = area.abs().sum(dim=(1, 2, 3)) * cell_scale
+        tv = tv_norm(mask, cfg.tv_beta) * cell_scale
+        objective = score if cfg.game == "deletion" else 1 - score
+        loss = cfg.l1_coeff * l1 + cfg.tv_coeff * tv + objective
+        loss.sum().backward()  # per-image losses are independent: each mask gets its own gradient
+        opt.step()
+        with torch.no_grad():
+            mask.clamp_(0, 1)
+        if record:
+            losses[it] = loss.detach()
+            scores[it] = score.detach()
+    with torch.no_grad():
+        mask = mask.detach()
+        up = upsample_mask(mask, (h, w), px["mask_blur_sigma"])
+        final = class_scores(model, compose(images, substrate, up), classes)
+    return MaskResult(up, mask, losses, scores, clean, null, final, init_radius,
+                      extras={"classes": classes, "substrate": substrate})
+
+
+def normalized_score(score: torch.Tensor, clean: torch.Tensor, null: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """(s - s_null) / (s_clean - s_null): 1 = unchanged, 0 = as suppressed as the fully perturbed image."""
+    return (score - null) / (clean - null).clamp_min(eps)
+
+
+# --------------------------------------------------------------------------------------------- Lightning
+class MaskLearningTask(pl.LightningModule):
+    """Mask learning under the Trainer: ``trainer.predict(task, loader)`` (or ``test``) learns the masks of
+    each batch; under DDP the sampler splits the images across processes. Each batch's result is returned by
+    ``predict_step`` and kept (on CPU) in ``self.results`` after ``test``."""
+
+    def __init__(self, model: nn.Module, mask: dict | MaskConfig | None = None):
+        super().__init__()
+        self.model = model
+        self.config = MaskConfig.from_dict(mask)
+        self.results: list[dict] = []
+
+    def _learn_batch(self, batch) -> dict:
+        res = learn_masks(self.model, batch["image"], batch["label"], self.config, record=True)
+        return {"id": batch.get("id"), "mask": res.mask, "final_score": res.final_score, "clean_score": res.clean_score,
+                "null_score": res.null_score, "loss_history": res.loss_history}
+
+    def predict_step(self, batch, batch_idx):
+        return self._learn_batch(batch)
+
+    def test_step(self, batch, batch_idx):
+        out = self._learn_batch(batch)
+        self.results.append({k: (v.detach().cpu() if isinstance(v, torch.Tensor) else v) for k, v in out.items()})
+        self.log("mask/normalized_score", normalized_score(out["final_score"], out["clean_score"], out["null_score"]).mean(),
+                 batch_size=batch["image"].shape[0], sync_dist=True)
+
+    def configure_optimizers(self):
+        return None
+
+
+def config_dict(cfg: MaskConfig) -> dict:
+    return asdict(cfg)
