@@ -133,8 +133,8 @@ def safe_load(path: str | os.PathLike) -> dict:
             f"{str(e).splitlines()[0]}). If you trust the file, re-save it as a state dict: "
             "torch.save(model.state_dict(), path)"
         ) from None
-    except (RuntimeError, EOFError, OSError) as e:
-        raise ValueError(f"cannot read checkpoint {path} (corrupt or truncated?): {e}") from None
+    except Exception as e:  # noqa: BLE001 - a garbled pickle stream surfaces as IndexError, KeyError, ...
+        raise ValueError(f"cannot read checkpoint {path} (corrupt or truncated?): {type(e).__name__}: {e}") from None
     if not isinstance(obj, dict):
         raise ValueError(f"checkpoint {path} holds a {type(obj).__name__}, expected a state dict")
     return obj
@@ -147,11 +147,15 @@ def _state_dict_from(obj: dict, model: nn.Module) -> dict:
             obj = obj[key]
             break
     own = set(model.state_dict())
-    if own and not (own & set(obj)):
-        # Lightning saves ``<attribute>.<param>``; strip the first component when that makes keys match.
-        stripped = {k.split(".", 1)[1]: v for k, v in obj.items() if "." in k}
-        if own & set(stripped):
-            obj = stripped
+    # Lightning saves ``<attribute>.<param>`` and a task holding the loader's Normalized model saves
+    # ``model.net.<param>`` (DDP adds ``module.``): strip leading components until the keys match.
+    candidate = obj
+    for _ in range(3):
+        if not own or own & set(candidate):
+            break
+        candidate = {k.split(".", 1)[1]: v for k, v in candidate.items() if "." in k}
+    if own & set(candidate):
+        obj = candidate
     return obj
 
 
