@@ -114,7 +114,13 @@ class ReplicationCLI(LightningCLI):
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         kwargs.setdefault(
             "trainer_defaults",
-            {"logger": default_logger(), "enable_checkpointing": False, "default_root_dir": str(REPO_ROOT / "outputs" / paper)},
+            {
+                "logger": default_logger(),
+                "enable_checkpointing": False,
+                "default_root_dir": str(REPO_ROOT / "outputs" / paper),
+                # Explainers need autograd inside test_step; Lightning's default inference_mode forbids it.
+                "inference_mode": False,
+            },
         )
         kwargs.setdefault("seed_everything_default", 0)
         super().__init__(model_class, datamodule_class, args=argv, **kwargs)
