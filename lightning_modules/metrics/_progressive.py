@@ -1,0 +1,116 @@
+"""The engine shared by deletion/insertion (RISE) and pixel perturbation (Khakzar): replace pixels in saliency
+order and score every step, all steps of all images in batched forward passes.
+
+Step ``s`` of image ``b`` is ``where(rank_b < count_s, finish_b, start_b)``: the ``count_s`` highest-ranked
+pixels come from ``finish``, the rest from ``start`` (deletion: start = image, finish = substrate; insertion:
+start = blurred image, finish = image). The ``B * S`` step images are built chunk by chunk straight from the
+ranks, so memory stays at ``max_batch`` images whatever the number of steps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Callable, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torchvision.transforms.functional import gaussian_blur
+
+Substrate = Union[str, float, torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]
+
+
+def pixel_ranks(heatmaps: torch.Tensor, descending: bool = True) -> torch.Tensor:
+    """Rank of every pixel, ``(B, H*W)`` long: 0 for the first pixel to change. Ties keep raster order (stable)."""
+    flat = heatmaps.flatten(1)
+    order = torch.sort(flat, dim=1, descending=descending, stable=True).indices
+    ranks = torch.empty_like(order)
+    ranks.scatter_(1, order, torch.arange(flat.shape[1], device=flat.device).expand_as(order))
+    return ranks
+
+
+def blur(images: torch.Tensor, kernel_size: int = 11, sigma: float = 5.0) -> torch.Tensor:
+    """Gaussian blur (torchvision; reflect padding). RISE's insertion start: ``gkern(11, 5)``."""
+    return gaussian_blur(images, [kernel_size, kernel_size], [sigma, sigma])
+
+
+def make_substrate(substrate: Substrate, images: torch.Tensor, model: nn.Module | None = None,
+                   blur_kernel: int = 11, blur_sigma: float = 5.0) -> torch.Tensor:
+    """The image pixels are replaced with, ``(B, C, H, W)``.
+
+    ``"mean"``: the model's normalisation mean colour (``Normalized.mean``), i.e. RISE's zeros in normalised space;
+    ``"zeros"``: black in pixel space; ``"blur"``: the blurred image; ``"image_mean"``: each image's mean colour;
+    a float or a ``(C,)`` tensor: a constant colour; a callable: ``images -> substrate``.
+    """
+    if callable(substrate) and not isinstance(substrate, torch.Tensor):
+        out = substrate(images)
+    elif isinstance(substrate, str):
+        if substrate == "mean":
+            mean = getattr(model, "mean", None)
+            if not isinstance(mean, torch.Tensor) or mean.numel() != images.shape[1]:
+                raise ValueError(
+                    "substrate='mean' needs the model's mean colour (a Normalized model from load_model has it); "
+                    "pass the colour itself as a (C,) tensor, or substrate='zeros' / 'image_mean' / 'blur'"
+                )
+            out = mean.to(images).view(1, -1, 1, 1).expand_as(images)
+        elif substrate == "zeros":
+            out = torch.zeros_like(images)
+        elif substrate == "blur":
+            out = blur(images, blur_kernel, blur_sigma)
+        elif substrate == "image_mean":
+            out = images.mean(dim=(2, 3), keepdim=True).expand_as(images)
+        else:
+            raise ValueError(f"unknown substrate {substrate!r}; known: 'mean', 'zeros', 'blur', 'image_mean', "
+                             "a float, a (C,) colour tensor or a callable")
+    else:
+        colour = torch.as_tensor(substrate, dtype=images.dtype, device=images.device)
+        if colour.numel() not in (1, images.shape[1]):
+            raise ValueError(f"substrate colour has {colour.numel()} values, the images have {images.shape[1]} channels")
+        out = colour.reshape(1, -1, 1, 1).expand_as(images)
+    if out.shape != images.shape:
+        raise ValueError(f"substrate has shape {tuple(out.shape)}, expected the images' {tuple(images.shape)}")
+    return out
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module):
+    """Score the model deterministically (no dropout, BN running stats) and restore its mode afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        model.train(was_training)
+
+
+def target_scores(logits: torch.Tensor, targets: torch.Tensor, output: str) -> torch.Tensor:
+    if output == "prob":
+        return F.softmax(logits, dim=1).gather(1, targets[:, None]).squeeze(1)
+    if output == "logit":
+        return logits.gather(1, targets[:, None]).squeeze(1)
+    raise ValueError(f"output must be 'prob' or 'logit', got {output!r}")
+
+
+def progressive_scores(model: nn.Module, start: torch.Tensor, finish: torch.Tensor, ranks: torch.Tensor,
+                       counts: torch.Tensor, targets: torch.Tensor, max_batch: int = 256,
+                       output: str = "prob") -> torch.Tensor:
+    """Target score after replacing the ``counts[s]`` top-ranked pixels of ``start`` by ``finish``: ``(B, S)``."""
+    b, c, h, w = start.shape
+    steps = counts.numel()
+    counts = counts.to(ranks.device)
+    total = b * steps
+    scores = []
+    with eval_mode(model):
+        for p0 in range(0, total, max_batch):
+            pair = torch.arange(p0, min(p0 + max_batch, total), device=start.device)
+            bi, si = pair // steps, pair % steps
+            take_finish = (ranks[bi] < counts[si, None]).view(-1, 1, h, w)
+            x = torch.where(take_finish, finish[bi], start[bi])
+            scores.append(target_scores(model(x), targets[bi], output))
+    return torch.cat(scores).view(b, steps)
+
+
+def trapezoid_auc(curves: torch.Tensor) -> torch.Tensor:
+    """RISE's ``auc``: trapezoid rule over equally spaced steps on [0, 1]: ``(sum - s0/2 - sN/2) / (S - 1)``."""
+    return (curves.sum(1) - curves[:, 0] / 2 - curves[:, -1] / 2) / (curves.shape[1] - 1)

@@ -1,0 +1,97 @@
+"""Similarity of two saliency maps, as in Adebayo et al.'s sanity checks (NeurIPS 2018, Sec. 3; official
+``sanity_checks_saliency``): Spearman rank correlation of the absolute maps ("with abs") and of the signed maps
+("no abs"), SSIM of the [0, 1]-normalised absolute maps (torchmetrics), and the Pearson correlation of their
+HOG features (scikit-image).
+
+Spearman is computed for the whole batch in torch: average ranks (scipy's tie rule) from one sort and two
+``searchsorted`` calls, then the Pearson correlation of the ranks. HOG is per image in numpy by nature
+(``skimage.feature.hog`` has no batch dimension): it runs once per ``update`` on the CPU copy of the batch, after
+the batched torch work, and can be switched off with ``hog=False``.
+
+Known deviation: torchmetrics' SSIM uses population (co)variances; skimage's ``structural_similarity`` (used by
+the official code, uniform 7x7 window) uses sample covariances by default. We use a uniform 7x7 window too, so
+the two differ only by the N/(N-1) factor on the local statistics.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torchmetrics.functional.image import structural_similarity_index_measure
+
+from lightning_modules.metrics._samples import PerSampleMetric
+from lightning_modules.metrics.keypoints import normalise_maps
+from lightning_modules.utils import check_heatmaps
+
+
+def average_ranks(values: torch.Tensor) -> torch.Tensor:
+    """Ranks 1..N along the last dim of ``(B, N)``, ties given their average rank (``scipy.stats.rankdata``)."""
+    sorted_vals = torch.sort(values, dim=-1).values.contiguous()
+    left = torch.searchsorted(sorted_vals, values.contiguous(), right=False)
+    right = torch.searchsorted(sorted_vals, values.contiguous(), right=True)
+    return (left + right + 1).to(torch.float64) / 2
+
+
+def pearson(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Row-wise Pearson correlation of ``(B, N)`` tensors (NaN for a constant row)."""
+    a = a - a.mean(-1, keepdim=True)
+    b = b - b.mean(-1, keepdim=True)
+    return (a * b).sum(-1) / (a.norm(dim=-1) * b.norm(dim=-1))
+
+
+def spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-sample Spearman rank correlation of two map batches (any shape ``(B, ...)``) -> ``(B,)``."""
+    a, b = a.flatten(1).double(), b.flatten(1).double()
+    return pearson(average_ranks(a), average_ranks(b)).float()
+
+
+def hog_similarity(a: torch.Tensor, b: torch.Tensor, pixels_per_cell: int | None = None) -> torch.Tensor:
+    """Pearson correlation of ``skimage.feature.hog`` features of two ``(B, 1, H, W)`` batches of [0, 1] maps."""
+    from skimage.feature import hog
+
+    h, w = a.shape[-2:]
+    ppc = pixels_per_cell or max(2, min(16, min(h, w) // 3))
+    if min(h, w) < 3 * ppc:
+        raise ValueError(f"HOG with 3x3-cell blocks needs maps of at least {3 * ppc} px with pixels_per_cell={ppc}; "
+                         "pass a smaller pixels_per_cell")
+    a_np, b_np = a[:, 0].detach().cpu().double().numpy(), b[:, 0].detach().cpu().double().numpy()
+    feats_a = np.stack([hog(m, pixels_per_cell=(ppc, ppc)) for m in a_np])  # per image: HOG has no batch dim
+    feats_b = np.stack([hog(m, pixels_per_cell=(ppc, ppc)) for m in b_np])
+    return pearson(torch.from_numpy(feats_a), torch.from_numpy(feats_b)).float().to(a.device)
+
+
+class MapSimilarity(PerSampleMetric):
+    """Spearman (abs / no abs), SSIM and HOG similarity between two batches of maps (Adebayo et al. 2018).
+
+    ``update(maps, reference_maps, ids=None)``; ``compute()`` -> ``{"spearman_abs", "spearman_no_abs", "ssim",
+    "hog"}`` means; ``per_sample()`` for mean +- std plots.
+    """
+
+    def __init__(self, ssim_kernel_size: int = 7, ssim_gaussian: bool = False, hog: bool = True,
+                 hog_pixels_per_cell: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.ssim_kernel_size, self.ssim_gaussian = ssim_kernel_size, ssim_gaussian
+        self.use_hog, self.hog_pixels_per_cell = hog, hog_pixels_per_cell
+        self._add_row_states("spearman_abs", "spearman_no_abs", "ssim", "hog")
+
+    def update(self, maps: torch.Tensor, reference_maps: torch.Tensor, ids: torch.Tensor | None = None) -> None:
+        check_heatmaps(maps, name="maps")
+        check_heatmaps(reference_maps, images=maps, name="reference_maps")
+        a_abs, b_abs = normalise_maps(maps.abs()), normalise_maps(reference_maps.abs())
+        ssim = structural_similarity_index_measure(
+            a_abs.float(), b_abs.float(), data_range=1.0, reduction="none", kernel_size=self.ssim_kernel_size,
+            gaussian_kernel=self.ssim_gaussian,
+        )
+        hog_sim = (hog_similarity(a_abs, b_abs, self.hog_pixels_per_cell) if self.use_hog
+                   else torch.full((maps.shape[0],), float("nan"), device=maps.device))
+        self._append_rows(ids, maps.shape[0], maps.device,
+                          spearman_abs=spearman(maps.abs(), reference_maps.abs()),
+                          spearman_no_abs=spearman(maps, reference_maps), ssim=ssim.reshape(-1), hog=hog_sim)
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        rows = self._rows()
+        return {k: torch.nanmean(rows[k]) for k in ("spearman_abs", "spearman_no_abs", "ssim", "hog")}
+
+    def per_sample(self) -> dict[str, torch.Tensor]:
+        rows = self._rows()
+        return {"ids": rows["sample_ids"], **{k: rows[k] for k in ("spearman_abs", "spearman_no_abs", "ssim", "hog")}}
