@@ -245,3 +245,20 @@ def test_bad_inputs_fail_with_clear_messages():
         rise(model, bad, 0)
     with pytest.raises(ValueError, match="out of range"):
         rise(model, torch.rand(1, 3, 16, 16), 7)
+
+
+def test_class_scores_and_mask_prefixes():
+    model = TinyConv(k=4).eval()
+    imgs = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(4))
+    rise = RISE(n_masks=40, grid_size=4, seed=0, max_batch_elements=13)
+    scores = rise.class_scores(model, imgs)
+    assert scores.shape == (2, 40, 4)
+    torch.testing.assert_close(scores.sum(-1), torch.ones(2, 40))
+    full = rise.maps_from_scores(scores[:, :, 2], (16, 16))
+    torch.testing.assert_close(full, rise(model, imgs, 2), atol=1e-5, rtol=1e-5)
+    # The first n masks: the hand formula with those masks only.
+    masks = rise.masks((16, 16), "cpu")[:10, 0]
+    ref = torch.einsum("bn,nhw->bhw", scores[:, :10, 1], masks) / (10 * 0.5)
+    torch.testing.assert_close(rise.maps_from_scores(scores[:, :, 1], (16, 16), n=10)[:, 0], ref, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="n_masks"):
+        rise.maps_from_scores(scores[:, :, 1], (16, 16), n=41)

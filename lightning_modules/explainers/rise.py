@@ -225,37 +225,65 @@ class RISE(Explainer):
             raise RuntimeError(f"RISE needs a classifier returning (batch, classes); got output shape {tuple(logits.shape)}")
         return logits.softmax(dim=1) if self.output == "softmax" else logits
 
-    def _accumulate(self, model: nn.Module, images: torch.Tensor, reduce) -> torch.Tensor:
-        """One pass over all (image, mask) pairs; ``reduce(scores (b, n, K), masks (n, H*W), image_idx)``
-        returns the chunk's contribution, summed over chunks; normalised by N * p at the end (Eq. 6)."""
+    def _chunks(self, model: nn.Module, images: torch.Tensor):
+        """Yield ``(image slice, mask slice, scores (b, n, K))`` over all (image, mask) pairs, ``chunk`` pairs
+        per forward pass (several images per pass when N < chunk)."""
         B, C, H, W = images.shape
         masks = self.masks((H, W), images.device)
-        base = self._baseline_tensor(model, images)
+        base = self._baseline_tensor(model, images).unsqueeze(1)          # (1, 1, C|1, 1, 1)
         chunk = self.chunk_size(model, images)
         N = masks.shape[0]
-        flat_masks = masks.reshape(N, H * W)
-        total = None
-        passes = 0
-        # Walk over the (image, mask) grid in chunks of ``chunk`` pairs: several images per pass when N < chunk.
         imgs_per_pass = max(1, chunk // N)
         masks_per_pass = min(N, chunk)
+        passes = 0
         for b0 in range(0, B, imgs_per_pass):
             b1 = min(B, b0 + imgs_per_pass)
-            img = images[b0:b1, None]                                     # (b, 1, C, H, W)
-            delta = img - base.unsqueeze(1)
+            delta = images[b0:b1, None] - base                            # (b, 1, C, H, W)
             for m0 in range(0, N, masks_per_pass):
                 m1 = min(N, m0 + masks_per_pass)
-                m = masks[None, m0:m1]                                    # (1, n, 1, H, W)
-                masked = (base.unsqueeze(1) + m * delta).reshape(-1, C, H, W)
+                masked = (base + masks[None, m0:m1] * delta).reshape(-1, C, H, W)
                 scores = self._scores(model(masked)).reshape(b1 - b0, m1 - m0, -1)
-                part = reduce(scores, flat_masks[m0:m1], slice(b0, b1))
                 passes += 1
-                if total is None:
-                    total = part.new_zeros((B,) + part.shape[1:])
-                total[b0:b1] += part
+                yield slice(b0, b1), slice(m0, m1), scores
         self.last_chunk_size = chunk
         self.last_forward_passes = passes
-        return total / (N * self.p)
+
+    def _accumulate(self, model: nn.Module, images: torch.Tensor, reduce) -> torch.Tensor:
+        """Sum over chunks of ``reduce(scores (b, n, K), masks (n, H*W), image slice)``, divided by N * p (Eq. 6)."""
+        B, _, H, W = images.shape
+        flat_masks = self.masks((H, W), images.device).reshape(self.n_masks, H * W)
+        total = None
+        for bs, ms, scores in self._chunks(model, images):
+            part = reduce(scores, flat_masks[ms], bs)
+            if total is None:
+                total = part.new_zeros((B,) + part.shape[1:])
+            total[bs] += part
+        return total / (self.n_masks * self.p)
+
+    def class_scores(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+        """(B, N, K): the model's scores (softmax by default) on every masked image. With ``maps_from_scores``
+        this gives the map of any class and of any prefix of the masks (the first n of N i.i.d. masks are a
+        RISE estimator with n masks) from one pass, as the convergence study needs."""
+        from lightning_modules.explainers.base import model_state_guard
+        from lightning_modules.utils import check_images
+
+        check_images(images)
+        out = None
+        with model_state_guard(model), torch.no_grad():
+            for bs, ms, scores in self._chunks(model, images):
+                if out is None:
+                    out = scores.new_empty(images.shape[0], self.n_masks, scores.shape[-1])
+                out[bs, ms] = scores
+        return out
+
+    def maps_from_scores(self, scores: torch.Tensor, size: tuple[int, int], n: int | None = None) -> torch.Tensor:
+        """(B, 1, H, W) maps from per-mask scores ``(B, N)`` of one class each, using the first ``n`` masks."""
+        n = self.n_masks if n is None else int(n)
+        if not 1 <= n <= self.n_masks or scores.dim() != 2 or scores.shape[1] < n:
+            raise ValueError(f"need scores (B, >= n) and 1 <= n <= n_masks={self.n_masks}; got {tuple(scores.shape)}, n={n}")
+        H, W = size
+        masks = self.masks((H, W), scores.device)[:n].reshape(n, H * W)
+        return (scores[:, :n] @ masks / (n * self.p)).reshape(-1, 1, H, W)
 
     def attribute_all_classes(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
         """(B, K, H, W): the saliency of every class, from one pass over the masks."""
