@@ -1,0 +1,60 @@
+"""Model-independent baselines the sanity checks compare against (Adebayo et al. 2018 Sec. 3, Fig. 1;
+Hooker et al. 2019 Sec. 4).
+
+- ``sobel``: an edge detector: the magnitude of the Sobel gradients of the grayscale image
+  (sqrt(Gx^2 + Gy^2), 3x3 kernels, edge-replicated border). It ignores the model and the target: a saliency
+  method whose maps look like this one may be showing image structure rather than the model's reasons.
+- ``random``: i.i.d. uniform noise in [0, 1), seeded, independent of the model, image content and target.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from lightning_modules.explainers.base import Explainer, register_explainer
+
+# ITU-R BT.601 luma weights: the usual RGB -> grayscale conversion (skimage.color.rgb2gray uses BT.709;
+# the choice only rescales edges between colour channels).
+_LUMA = (0.299, 0.587, 0.114)
+
+
+def grayscale(images: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (B, 1, H, W): luma for 3 channels, the mean for any other channel count."""
+    if images.shape[1] == 3:
+        w = torch.tensor(_LUMA, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
+        return (images * w).sum(dim=1, keepdim=True)
+    return images.mean(dim=1, keepdim=True)
+
+
+def sobel_magnitude(gray: torch.Tensor) -> torch.Tensor:
+    """Gradient magnitude of (B, 1, H, W) with the 3x3 Sobel kernels, border replicated (scipy 'nearest')."""
+    gx = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], device=gray.device, dtype=gray.dtype)
+    kernels = torch.stack([gx, gx.t()]).unsqueeze(1)  # (2, 1, 3, 3): d/dx, d/dy
+    g = F.conv2d(F.pad(gray, (1, 1, 1, 1), mode="replicate"), kernels)
+    return g.pow(2).sum(dim=1, keepdim=True).sqrt()
+
+
+@register_explainer("sobel")
+class SobelEdges(Explainer):
+    """Sobel edge magnitude of the grayscale image (model and target are ignored)."""
+
+    black_box = True
+
+    def attribute(self, model, images, targets):
+        return sobel_magnitude(grayscale(images))
+
+
+@register_explainer("random")
+class RandomBaseline(Explainer):
+    """Uniform noise in [0, 1) from a generator seeded with ``seed`` (the same maps for the same batch shape)."""
+
+    black_box = True
+
+    def __init__(self, seed: int = 0):
+        self.seed = seed
+
+    def attribute(self, model, images, targets):
+        gen = torch.Generator(device="cpu").manual_seed(self.seed)
+        b, _, h, w = images.shape
+        return torch.rand(b, 1, h, w, generator=gen).to(images.device, images.dtype)

@@ -1,0 +1,203 @@
+"""Excitation backprop and its contrastive variant (Zhang, Lin, Brandt, Shen, Sclaroff 2016, "Top-down Neural
+Attention by Excitation Backprop", ECCV; arXiv 1608.00507). Not in Captum: our own autograd hooks.
+
+Marginal winning probability (MWP, Sec. 3.2, Eq. 2-4): a top-down signal (one-hot on the target class)
+is passed back layer by layer; a linear layer ``y_i = sum_j w_ij x_j`` with non-negative inputs ``x``
+hands parent ``i``'s probability to child ``j`` in proportion to its excitatory contribution:
+
+    P(a_j) = sum_i  x_j w+_ij / (sum_k x_k w+_ik) * P(a_i),        w+ = max(w, 0), bias ignored
+
+which, written as ``x * J^T(p / f+(x))`` with ``f+`` the layer with weights ``w+``, is one vector-Jacobian
+product (the form TorchRay and the authors' Caffe code use). Average/max pooling use the same rule with
+their own weights; batch norm passes the signal unchanged; ReLU, flatten, dropout, concatenation use the
+ordinary gradient. The rule conserves probability mass, so the MWP map at a layer sums to 1 (Eq. 4).
+
+Contrastive excitation backprop (Sec. 3.3, Eq. 5-6): the dual unit of the target has the classifier's
+weights negated; its MWP map is subtracted from the target's. Because the backward rule is linear in the
+signal, this equals TorchRay's "subtract at the contrast layer" formulation at any contrast layer. The
+positive part is kept (``clamp=True``, as TorchRay and the paper's figures do).
+
+Implementation: forward hooks on the linear / pooling / batch-norm modules wrap each output in an autograd
+Function whose backward applies the rule; one forward pass, one backward pass per map (two for the
+contrastive variant, sharing the forward). Functional residual additions (``out + shortcut``) get the plain
+gradient, which duplicates mass instead of splitting it: on ResNets choose a layer above the residual blocks
+or read ``normalize=True`` maps (TorchRay patches the ResNet forward for this; we do not modify models).
+
+Default saliency layers (``layer=None``): TorchRay's benchmark settings where they exist (vgg ``features.23``
+= pool4, resnet ``layer3``), an analogous mid-level layer otherwise: googlenet ``maxpool2`` (Caffe's
+``pool2/3x3_s2``; our choice, unconfirmed against the authors' demo), alexnet ``features.5`` (pool2),
+squeezenet ``features.6``, inception_v3 ``Mixed_6e``; our nets: scenes_cnn ``features.9`` (the last pool,
+1/4 resolution, the input of the last conv block as VGG's pool4 is), resnet8 ``layer2``, mnist_cnn
+``features.2`` (first pool, 14x14).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from lightning_modules.explainers.base import Explainer, hooks_guard, register_explainer
+from lightning_modules.models import resolve_layer, unwrap
+
+#: Default saliency layers, relative to the bare network (see the module docstring).
+DEFAULT_EXCITATION_LAYERS = {
+    "scenescnn": "features.9",
+    "resnet8": "layer2",
+    "mnistcnn": "features.2",
+    "vgg": "features.23",
+    "resnet": "layer3",
+    "googlenet": "maxpool2",
+    "inception_v3": "Mixed_6e",
+    "inception3": "Mixed_6e",
+    "alexnet": "features.5",
+    "squeezenet": "features.6",
+}
+
+_POOLS = (nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.MaxPool2d, nn.AdaptiveMaxPool2d, nn.AvgPool1d, nn.MaxPool1d,
+          nn.AdaptiveAvgPool1d, nn.AdaptiveMaxPool1d)
+_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+
+def default_excitation_layer(model: nn.Module) -> str:
+    net = unwrap(model)
+    names = [type(net).__name__.lower(), getattr(getattr(model, "data_config", None), "name", "") or ""]
+    for key, layer in DEFAULT_EXCITATION_LAYERS.items():
+        if any(n == key or n.startswith(key) for n in names if n):
+            return layer
+    raise ValueError(
+        f"no default excitation-backprop layer known for {type(net).__name__}; pass layer='<module name>' "
+        "(a mid-level layer whose output is non-negative, e.g. a ReLU or pooling output)"
+    )
+
+
+def classifier_layer(model: nn.Module) -> nn.Module:
+    """The last Linear / Conv module with weights (TorchRay's choice of the layer the dual negates)."""
+    last = None
+    for m in model.modules():
+        if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+            last = m
+    if last is None:
+        raise ValueError(f"{type(model).__name__} has no Linear/Conv layer to build the contrastive dual from")
+    return last
+
+
+class _LinearRule(torch.autograd.Function):
+    """Identity forward on ``y = f(x)``; backward: ``x * J_f+^T (p / f+(x))`` (Eq. 2-3 of Zhang et al.)."""
+
+    @staticmethod
+    def forward(ctx, x, y, positive_forward):
+        ctx.save_for_backward(x)
+        ctx.positive_forward = positive_forward
+        return y.clone()
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        (x,) = ctx.saved_tensors
+        with torch.enable_grad():
+            xd = x.detach().requires_grad_(True)
+            z = ctx.positive_forward(xd)
+            scaled = torch.where(z > 0, grad_out / z.clamp_min(1e-30), torch.zeros_like(grad_out))
+            (g,) = torch.autograd.grad(z, xd, scaled)
+        return g * x.detach(), None, None
+
+
+class _PassThrough(torch.autograd.Function):
+    """Identity forward on ``y = f(x)``; backward hands the signal to ``x`` unchanged (batch norm)."""
+
+    @staticmethod
+    def forward(ctx, x, y):
+        ctx.same_shape = x.shape == y.shape
+        return y.clone()
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        return (grad_out if ctx.same_shape else None), None
+
+
+def _positive_forward(module: nn.Module, state: dict):
+    """``f+``: the module with only excitatory (positive) weights and no bias; pooling is itself."""
+    if isinstance(module, nn.Linear):
+        def fwd(x):
+            w = -module.weight if (state["negate"] and module is state["classifier"]) else module.weight
+            return F.linear(x, w.clamp(min=0))
+        return fwd
+    if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+        def fwd(x):
+            w = -module.weight if (state["negate"] and module is state["classifier"]) else module.weight
+            return module._conv_forward(x, w.clamp(min=0), None)
+        return fwd
+    return module.forward  # pooling: the same averaging / selection weights, all non-negative
+
+
+def excitation_hooks(model: nn.Module, handles: list, state: dict) -> None:
+    """Register the rule hooks on every supported module of ``model`` (handles go to ``handles``)."""
+    for m in model.modules():
+        if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d) + _POOLS):
+            fwd = _positive_forward(m, state)
+
+            def hook(_m, inputs, out, fwd=fwd):
+                return _LinearRule.apply(inputs[0], out, fwd)
+        elif isinstance(m, _NORMS):
+            def hook(_m, inputs, out):
+                return _PassThrough.apply(inputs[0], out)
+        else:
+            continue
+        handles.append(m.register_forward_hook(hook))
+
+
+@register_explainer("excitation_backprop")
+class ExcitationBackprop(Explainer):
+    """``layer``: where the MWP map is read (None: the per-architecture default above). ``normalize``: divide
+    each map by its total mass (exactly a distribution even where mass leaks, e.g. functional residual adds);
+    off by default since the rule conserves mass on plain conv nets (tests check the sum is 1)."""
+
+    contrastive = False
+
+    def __init__(self, layer: str | None = None, normalize: bool = False, clamp: bool = True):
+        self.layer = layer
+        self.normalize = normalize
+        self.clamp = clamp
+
+    def layer_maps(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """(B, 1, h, w) MWP map at the layer (channels summed; contrastive: target minus dual, unclamped)."""
+        layer = resolve_layer(model, self.layer if self.layer is not None else default_excitation_layer(model))
+        state = {"negate": False, "classifier": classifier_layer(model)}
+        store: list[torch.Tensor] = []
+        with hooks_guard() as handles:
+            excitation_hooks(model, handles, state)
+            # Registered after the rule hooks, so it records the rule-wrapped output of the layer.
+            handles.append(layer.register_forward_hook(lambda _m, _i, out: store.append(out)))
+            logits = model(images.detach().clone().requires_grad_(True))
+        if len(store) != 1 or store[0].dim() < 3:
+            raise ValueError(f"excitation layer must be called once per forward and give (B, C, ...) maps; got {len(store)} calls")
+        act = store[0]
+        signal = F.one_hot(targets, logits.shape[1]).to(logits.dtype)
+        (mwp,) = torch.autograd.grad(logits, act, signal, retain_graph=self.contrastive)
+        maps = self._channel_sum(mwp)
+        if self.contrastive:
+            state["negate"] = True  # the dual unit: classifier weights negated (read in the backward rule)
+            (dual,) = torch.autograd.grad(logits, act, signal)
+            maps = maps - self._channel_sum(dual)
+        return maps
+
+    def _channel_sum(self, mwp: torch.Tensor) -> torch.Tensor:
+        maps = mwp.sum(dim=1, keepdim=True)
+        if maps.dim() == 3:
+            maps = maps.unsqueeze(-1)
+        if self.normalize:
+            maps = maps / maps.flatten(1).sum(1).view(-1, 1, 1, 1).clamp_min(1e-30)
+        return maps
+
+    def attribute(self, model, images, targets):
+        maps = self.layer_maps(model, images, targets)
+        if self.contrastive and self.clamp:
+            maps = maps.clamp_min(0)
+        return F.interpolate(maps, size=images.shape[-2:], mode="bilinear", align_corners=False)
+
+
+@register_explainer("contrastive_excitation_backprop")
+class ContrastiveExcitationBackprop(ExcitationBackprop):
+    """Target MWP minus the dual (negated-classifier) MWP at ``layer``; positive part kept (``clamp``)."""
+
+    contrastive = True
