@@ -264,3 +264,27 @@ def test_runner_similarities(mnist_cnn):
         assert torch.equal(v, ref[k]), k
     runner.reset()
     assert runner.examples["images"] is None
+
+
+def test_runner_with_shared_similarity_and_explainers(mnist_cnn):
+    """The real pieces: registry explainers and the shared MapSimilarity (per-sample, de-duplicated by id)."""
+    from lightning_modules.explainers import create_explainer
+
+    torch.manual_seed(1)
+    images = torch.rand(4, 1, 28, 28)
+    targets = torch.tensor([1, 2, 3, 4])
+    runner = ModelRandomizationTest.for_model(
+        mnist_cnn, {"sobel": create_explainer("sobel"), "gradient": create_explainer("gradient")},
+        modes=["cascading"], keep_examples=0)
+    runner.update(mnist_cnn, images[:2], targets[:2], ids=torch.tensor([0, 1]))
+    runner.update(mnist_cnn, images[2:], targets[2:], ids=torch.tensor([2, 3]))
+    runner.update(mnist_cnn, images[2:], targets[2:], ids=torch.tensor([2, 3]))  # a padded repeat: counted once
+    per = runner.compute(per_sample=True)["cascading"]
+    for stage in MNIST_ORDER:
+        sob = per[stage]["sobel"]
+        assert sob["ids"].tolist() == [0, 1, 2, 3]
+        for measure in ("spearman_abs", "spearman_no_abs", "ssim", "hog"):
+            assert torch.allclose(sob[measure], torch.ones(4), atol=1e-5), (stage, measure)
+    full = per[MNIST_ORDER[-1]]["gradient"]["spearman_abs"]
+    assert full.shape == (4,) and float(full.mean()) < 0.9
+    assert runner.examples["images"] is None

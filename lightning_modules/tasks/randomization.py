@@ -274,10 +274,11 @@ class ModelRandomizationTest(nn.Module):
     def explain(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
         return {name: explainer(model, images, targets) for name, explainer in self.explainers.items()}
 
-    def update(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Explain ``images`` with the original model and every stage; update the similarity metrics.
-
-        Returns the original maps (method -> (B, 1, H, W))."""
+    def update(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor,
+               ids: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Explain ``images`` with the original model and every stage; update the similarity metrics
+        (``metric.update(stage_maps, original_maps[, ids])``; ``ids`` = ``batch["id"]`` de-duplicates samples
+        that a distributed sampler pads). Returns the original maps (method -> (B, 1, H, W))."""
         original = self.explain(model, images, targets)
         keep = self.examples["images"] is None and self.keep_examples > 0
         if keep:
@@ -289,19 +290,27 @@ class ModelRandomizationTest(nn.Module):
             for stage in self.stages(model, mode):
                 maps = self.explain(stage.model, images, targets)
                 for method, m in maps.items():
-                    self.metrics[_key(mode, stage.stage, method)].update(original[method], m)
+                    metric = self.metrics[_key(mode, stage.stage, method)]
+                    if ids is None:
+                        metric.update(m, original[method])
+                    else:
+                        metric.update(m, original[method], ids)
                 if keep:
                     self.examples["stages"][mode][stage.stage] = {k: v[:n].cpu() for k, v in maps.items()}
                 del stage
         return original
 
-    def compute(self) -> dict[str, dict[str, dict[str, dict]]]:
-        """mode -> stage -> method -> the similarity metric's ``compute()`` (measure -> value)."""
+    def compute(self, per_sample: bool = False) -> dict[str, dict[str, dict[str, dict]]]:
+        """mode -> stage -> method -> the similarity metric's ``compute()`` (measure -> mean), or with
+        ``per_sample=True`` its ``per_sample()`` (measure -> (N,) values, for mean +- spread)."""
         out: dict = {}
         for mode in self.modes:
             out[mode] = {}
             for stage in self.order:
-                out[mode][stage] = {method: self.metrics[_key(mode, stage, method)].compute() for method in self.explainers}
+                out[mode][stage] = {}
+                for method in self.explainers:
+                    metric = self.metrics[_key(mode, stage, method)]
+                    out[mode][stage][method] = metric.per_sample() if per_sample else metric.compute()
         return out
 
     def reset(self) -> None:

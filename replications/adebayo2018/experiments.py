@@ -15,8 +15,7 @@ report in ``build_report``. The machinery is ``lightning_modules.tasks.randomiza
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict
+import time
 
 import torch
 import torch.nn as nn
@@ -50,21 +49,31 @@ def _similarity():
 
 
 def summarize_similarity(value) -> dict[str, dict[str, float]]:
-    """A MapSimilarity ``compute()`` result -> measure -> {"mean", "std", "n"} (per-sample values when the
-    metric returns them, else its mean)."""
+    """MapSimilarity ``per_sample()`` values (or ``compute()`` means) -> measure -> {"mean", "std", "n",
+    "undefined"}. A similarity is undefined (NaN) when a map is constant (e.g. a Grad-CAM map that the ReLU
+    zeroes everywhere); those samples are counted in ``undefined`` and left out of mean and std."""
     out = {}
     for measure, v in dict(value).items():
-        t = torch.as_tensor(v, dtype=torch.float64).flatten()
-        t = t[torch.isfinite(t)]
-        if t.numel() == 0:
-            out[measure] = {"mean": float("nan"), "std": float("nan"), "n": 0}
+        if measure == "ids":
+            continue
+        t = torch.as_tensor(v, dtype=torch.float64).flatten().cpu()
+        finite = t[torch.isfinite(t)]
+        undefined = int(t.numel() - finite.numel())
+        if finite.numel() == 0:
+            out[measure] = {"mean": float("nan"), "std": float("nan"), "n": 0, "undefined": undefined}
             continue
         out[measure] = {
-            "mean": float(t.mean()),
-            "std": float(t.std(unbiased=False)) if t.numel() > 1 else 0.0,
-            "n": int(t.numel()),
+            "mean": float(finite.mean()),
+            "std": float(finite.std(unbiased=False)) if finite.numel() > 1 else 0.0,
+            "n": int(finite.numel()),
+            "undefined": undefined,
         }
     return out
+
+
+def _fmt(v: dict) -> str:
+    text = f"{v['mean']:.3f} ± {v['std']:.3f}"
+    return text + (f" ({v['undefined']} undefined)" if v.get("undefined") else "")
 
 
 class AdebayoReplication(ReplicationModule):
@@ -116,12 +125,14 @@ class AdebayoReplication(ReplicationModule):
         self.data_similarity = nn.ModuleDict()
         self.data_examples: dict = {}
         self.blackbox: nn.Module | None = None
+        self.timings: dict[str, float] = {}
 
     # ------------------------------------------------------------------ learning
     def configure_optimizers(self):
         return None  # the digit models are trained by their own ClassifierTasks (see training_step)
 
     def training_step(self, batch, batch_idx):
+        started = time.time()
         dm = self.trainer.datamodule
         pair = train_true_and_random(
             dm.digits_train, dm.digits_test, self.true_config, self.random_config, dm.num_classes,
@@ -131,6 +142,7 @@ class AdebayoReplication(ReplicationModule):
             # Kept outside the module tree: the cached state of the replication is its results, not weights.
             self.digit_models[kind] = model.to(self.device)
             self.training_metrics[kind] = metrics
+        self.timings["training_s"] = round(time.time() - started, 1)
         return None
 
     # ------------------------------------------------------------------ explanation passes
@@ -151,21 +163,27 @@ class AdebayoReplication(ReplicationModule):
         self.data_examples = {}
 
     def test_step(self, batch, batch_idx, dataloader_idx=0):
+        started = time.time()
+        key = "scenes_model_randomisation_s" if dataloader_idx == 0 else "mnist_model_and_data_randomisation_s"
+        self._test_step(batch, dataloader_idx)
+        self.timings[key] = round(self.timings.get(key, 0.0) + time.time() - started, 1)
+
+    def _test_step(self, batch, dataloader_idx):
         images = batch["image"].to(self.device)
         if dataloader_idx == 0:
             model = self.blackbox
             with torch.no_grad():
                 targets = model(images).argmax(1)  # the paper explains the original model's predicted class
-            self.runners["scenes"].update(model, images, targets)
+            self.runners["scenes"].update(model, images, targets, batch.get("id"))
             return
         true_model, random_model = self.digit_models["true"], self.digit_models["random"]
         with torch.no_grad():
             targets = true_model(images).argmax(1)
-        original = self.runners["mnist"].update(true_model, images, targets)
+        original = self.runners["mnist"].update(true_model, images, targets, batch.get("id"))
         # Data randomisation: the same logit (the true-label model's predicted class) of the random-label model.
         randomised = self.runners["mnist"].explain(random_model, images, targets)
         for m in self.methods:
-            self.data_similarity[m].update(original[m], randomised[m])
+            self.data_similarity[m].update(randomised[m], original[m], batch.get("id"))
         if not self.data_examples:
             n = min(3, images.shape[0])
             self.data_examples = {
@@ -175,13 +193,13 @@ class AdebayoReplication(ReplicationModule):
             }
 
     def on_test_epoch_end(self) -> None:
-        self.results_model = {k: r.compute() for k, r in self.runners.items()}
+        self.results_model = {k: r.compute(per_sample=True) for k, r in self.runners.items()}
         self.results_model = {
             model: {mode: {stage: {m: summarize_similarity(v) for m, v in by_m.items()} for stage, by_m in by_stage.items()}
                     for mode, by_stage in res.items()}
             for model, res in self.results_model.items()
         }
-        self.results_data = {m: summarize_similarity(self.data_similarity[m].compute()) for m in self.methods}
+        self.results_data = {m: summarize_similarity(self.data_similarity[m].per_sample()) for m in self.methods}
 
     # ------------------------------------------------------------------ report
     def _sim(self, model: str, mode: str, stage: str, method: str, measure: str = CLAIM_MEASURE) -> float:
@@ -203,6 +221,7 @@ class AdebayoReplication(ReplicationModule):
             "model_randomisation": self.results_model,
             "data_randomisation": self.results_data,
             "training": self.training_metrics,
+            "timings_s": self.timings,
         })
 
     def _setting_text(self, dm) -> str:
@@ -227,7 +246,8 @@ class AdebayoReplication(ReplicationModule):
             f"- Similarity: Spearman rank correlation of |maps| (`spearman_abs`, the claims' measure) and of signed maps, "
             f"SSIM and HOG similarity (shared `MapSimilarity` metric); mean ± std over images. 'Changes' in a claim means "
             f"mean Spearman(|map|) below {self.change_threshold} (our threshold: the paper reads its curves visually).",
-            "- Wall time is measured on a 2-core CPU shared with other jobs; it is inflated by them.",
+            f"- Wall time is measured on a 2-core CPU shared with other jobs; it is inflated by them. Phases: "
+            + ", ".join(f"{k} {v:.0f} s" for k, v in self.timings.items()) + ".",
         ])
 
     def _n_images(self, model: str) -> int:
@@ -262,7 +282,7 @@ class AdebayoReplication(ReplicationModule):
                         measures = measures or list(res)
                         row = {"stage (randomised)": stage, "method": LABELS.get(m, m)}
                         for meas in res:
-                            row[meas] = f"{res[meas]['mean']:.3f} ± {res[meas]['std']:.3f}"
+                            row[meas] = _fmt(res[meas])
                         rows.append(row)
                 report.add_table(
                     f"{model}_{mode}", rows,
@@ -344,7 +364,7 @@ class AdebayoReplication(ReplicationModule):
         for m in self.methods:
             row = {"method": LABELS.get(m, m)}
             for meas, v in self.results_data[m].items():
-                row[meas] = f"{v['mean']:.3f} ± {v['std']:.3f}"
+                row[meas] = _fmt(v)
             rows.append(row)
         report.add_table("data_randomisation_similarity", rows,
                          caption="Similarity between the maps of the true-label and the random-label model (mean ± std over "
