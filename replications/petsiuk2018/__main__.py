@@ -1,0 +1,8 @@
+"""``python -m replications.petsiuk2018 fit|validate|test [--config configs/petsiuk2018/<profile>.yaml]``."""
+
+from replications.cli import run
+from replications.petsiuk2018.data import RiseData
+from replications.petsiuk2018.experiments import RiseReplication
+
+if __name__ == "__main__":
+    run(RiseReplication, "petsiuk2018", datamodule_class=RiseData)

@@ -1,0 +1,93 @@
+"""The evaluation data of the RISE replication.
+
+``source="scenes"`` (default, smoke): the first ``n_images`` test scenes of the black box's scenes profile; they
+carry labels, boxes (pointing game) and the "difficult" flag (several objects or a small object).
+``source="paper"``: ImageNet val (``imagenet`` kwargs of ``ImageNetValDataModule``) for deletion/insertion and
+VOC07 test or COCO val2014 (``pointing`` kwargs, ``pointing_dataset``) for the pointing game.
+
+``test_dataloader`` returns ``[causal, pointing]`` for the paper source (two loaders, ``dataloader_idx`` 0 and
+1); the scenes use one loader whose batches serve both experiments. ``train_dataloader`` yields one empty
+batch: ``fit`` has nothing to learn but the RISE masks, which ``training_step`` generates on the device.
+"""
+
+from __future__ import annotations
+
+import lightning.pytorch as pl
+import torch
+from torch.utils.data import DataLoader, Subset
+
+from lightning_modules.data.schema import collate_batch
+
+
+class _One(torch.utils.data.Dataset):
+    def __len__(self):
+        return 1
+
+    def __getitem__(self, i):
+        return {"id": torch.tensor(i)}
+
+
+class RiseData(pl.LightningDataModule):
+    def __init__(
+        self,
+        source: str = "scenes",
+        scenes_profile: str = "default",
+        n_images: int = 32,
+        batch_size: int = 16,
+        imagenet: dict | None = None,
+        pointing_dataset: str = "voc07",
+        pointing: dict | None = None,
+        root: str | None = None,
+    ):
+        super().__init__()
+        if source not in ("scenes", "paper"):
+            raise ValueError(f"source must be 'scenes' (embedded) or 'paper' (ImageNet + VOC07/COCO), got {source!r}")
+        if pointing_dataset not in ("voc07", "coco"):
+            raise ValueError(f"pointing_dataset must be 'voc07' or 'coco', got {pointing_dataset!r}")
+        if n_images < 1 or batch_size < 1:
+            raise ValueError(f"n_images and batch_size must be >= 1, got {n_images}, {batch_size}")
+        self.source = source
+        self.scenes_profile = scenes_profile
+        self.n_images = n_images
+        self.batch_size = batch_size
+        self.imagenet = dict(imagenet or {})
+        self.pointing_dataset = pointing_dataset
+        self.pointing = dict(pointing or {})
+        self.root = root
+        self._scenes = None
+        self._paper: dict = {}
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.source == "scenes":
+            if self._scenes is None:
+                from lightning_modules.blackbox import blackbox_datamodule
+
+                dm = blackbox_datamodule(self.scenes_profile, root=self.root)
+                ds = dm.dataset("test")
+                if self.n_images > len(ds):
+                    raise ValueError(f"n_images={self.n_images} but the {self.scenes_profile} scenes test split has {len(ds)}")
+                self._scenes = Subset(ds, range(self.n_images))
+            return
+        if not self._paper:
+            from lightning_modules.data.coco import COCOPointingDataModule
+            from lightning_modules.data.imagenet import ImageNetValDataModule
+            from lightning_modules.data.voc import VOC2007DataModule
+
+            imnet = ImageNetValDataModule(batch_size=self.batch_size, **{"limit": self.n_images, **self.imagenet})
+            cls = VOC2007DataModule if self.pointing_dataset == "voc07" else COCOPointingDataModule
+            point = cls(batch_size=self.batch_size, **{"limit": self.n_images, **self.pointing})
+            imnet.setup("test")
+            point.setup("test")
+            self._paper = {"causal": imnet, "pointing": point}
+
+    @property
+    def num_classes(self) -> int | None:
+        return None
+
+    def train_dataloader(self):
+        return DataLoader(_One(), batch_size=1, collate_fn=collate_batch)
+
+    def test_dataloader(self):
+        if self.source == "scenes":
+            return DataLoader(self._scenes, batch_size=self.batch_size, shuffle=False, collate_fn=collate_batch)
+        return [self._paper["causal"].test_dataloader(), self._paper["pointing"].test_dataloader()]
