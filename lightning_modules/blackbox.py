@@ -1,0 +1,183 @@
+"""The embedded black box: a ``scenes_cnn`` trained once on the synthetic scenes and cached under
+``<data root>/blackbox/<config hash>/``, reused (frozen, eval) by every paper's default profile.
+
+``load_blackbox(profile)`` returns ``(model, data_config)`` exactly like ``models.load_model``: the model
+takes [0, 1] images. The first call trains it (a file lock makes concurrent callers wait instead of
+training twice); later calls load ``model.pt`` (a plain state dict, ``weights_only=True``).
+``blackbox_info(profile)`` returns what was measured when it was trained: validation / test accuracy,
+training time, and the evidence check (accuracy with the heads or the feet removed from the validation
+scenes by re-rendering them without that part, i.e. filled with what lies behind it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import torch
+
+from lightning_modules.data.synthetic import PROFILES, ScenesConfig, SyntheticScenes, SyntheticScenesDataModule
+from lightning_modules.utils import atomic_write, data_root
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BlackboxConfig:
+    """What decides the trained weights (hashed into the cache folder name)."""
+
+    scenes: ScenesConfig = field(default_factory=ScenesConfig)
+    model_name: str = "scenes_cnn"
+    model_kwargs: dict = field(default_factory=dict)
+    max_epochs: int = 6
+    batch_size: int = 64
+    optimizer: str = "adamw"
+    lr: float = 4e-3
+    weight_decay: float = 5e-4
+    warmup_fraction: float = 0.05
+    hflip: bool = True
+    seed: int = 0
+
+    def content_hash(self) -> str:
+        d = asdict(self)
+        return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+BLACKBOX_PROFILES: dict[str, BlackboxConfig] = {
+    "default": BlackboxConfig(scenes=PROFILES["default"]),
+    # seconds: a narrow net on the smoke scenes; for tests and smoke profiles (its accuracy is whatever it
+    # reaches, recorded in blackbox_info, never claimed)
+    "smoke": BlackboxConfig(scenes=PROFILES["smoke"], model_kwargs={"width": 8}, max_epochs=3, batch_size=64,
+                            lr=5e-3),
+}
+
+
+def _config(profile: str | BlackboxConfig) -> BlackboxConfig:
+    if isinstance(profile, BlackboxConfig):
+        return profile
+    if profile not in BLACKBOX_PROFILES:
+        raise ValueError(f"unknown black-box profile {profile!r}; known: {sorted(BLACKBOX_PROFILES)}")
+    return BLACKBOX_PROFILES[profile]
+
+
+def blackbox_dir(profile: str | BlackboxConfig = "default", root: str | Path | None = None) -> Path:
+    cfg = _config(profile)
+    return (Path(root) if root is not None else data_root()) / "blackbox" / cfg.content_hash()
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+@torch.no_grad()
+def accuracy(model: torch.nn.Module, dataset: SyntheticScenes, batch_size: int = 500) -> float:
+    """Top-1 accuracy of ``model`` on a scenes split (batched)."""
+    correct = 0
+    for start in range(0, len(dataset), batch_size):
+        b = dataset.__getitems__(range(start, min(start + batch_size, len(dataset))))
+        correct += (model(b["image"]).argmax(1) == b["label"]).sum()
+    return float(correct) / len(dataset)
+
+
+def evidence_check(model: torch.nn.Module, dataset: SyntheticScenes) -> dict:
+    """Accuracy on ``dataset`` as rendered, without the heads (the class evidence) and without the feet
+    (shared by all classes): the model uses the intended evidence when the first drops to chance and the
+    second barely moves."""
+    return {
+        "accuracy": accuracy(model, dataset),
+        "accuracy_heads_removed": accuracy(model, dataset.counterfactual(("head",))),
+        "accuracy_feet_removed": accuracy(model, dataset.counterfactual(("feet",))),
+        "chance": 1.0 / dataset.num_classes,
+    }
+
+
+def train_blackbox(cfg: BlackboxConfig, out_dir: Path, root: str | Path | None = None) -> dict:
+    """Train the black box with ClassifierTask, save ``model.pt`` + ``info.json`` into ``out_dir``."""
+    import lightning.pytorch as pl
+
+    from lightning_modules.models import load_model
+    from lightning_modules.tasks.classifier import ClassifierTask
+    from lightning_modules.utils import seed_everything
+
+    seed_everything(cfg.seed)
+    dm = SyntheticScenesDataModule.from_config(cfg.scenes, batch_size=cfg.batch_size, eval_batch_size=500, root=root)
+    started = time.perf_counter()
+    dm.prepare_data()
+    data_s = time.perf_counter() - started
+    task = ClassifierTask(cfg.model_name, cfg.scenes.num_classes, dict(cfg.model_kwargs), optimizer=cfg.optimizer,
+                          lr=cfg.lr, weight_decay=cfg.weight_decay, warmup_fraction=cfg.warmup_fraction, hflip=cfg.hflip)
+    trainer = pl.Trainer(max_epochs=cfg.max_epochs, accelerator="cpu", devices=1, logger=False,
+                         enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=False,
+                         deterministic=True, num_sanity_val_steps=0, check_val_every_n_epoch=cfg.max_epochs)
+    started = time.perf_counter()
+    trainer.fit(task, datamodule=dm)
+    train_s = time.perf_counter() - started
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_write(out_dir / "model.pt", "wb") as fh:
+        torch.save(task.model.net.state_dict(), fh)
+    model, _ = load_model(cfg.model_name, checkpoint=out_dir / "model.pt", num_classes=cfg.scenes.num_classes,
+                          **dict(cfg.model_kwargs))
+    info = {
+        "profile_hash": cfg.content_hash(),
+        "config": json.loads(json.dumps(asdict(cfg), default=str)),
+        "scenes_generation_s": round(data_s, 2),
+        "training_s": round(train_s, 2),
+        "torch_threads": torch.get_num_threads(),
+        "train_images": cfg.scenes.train_size,
+        "train_accuracy_last_epoch": float(trainer.callback_metrics.get("train/acc", float("nan"))),
+        "val": evidence_check(model, dm.dataset("val")),
+        "test_accuracy": accuracy(model, dm.dataset("test")),
+    }
+    info["val_accuracy"] = info["val"]["accuracy"]
+    with atomic_write(out_dir / "info.json") as fh:
+        json.dump(info, fh, indent=2)
+    log.info("black box trained in %.0f s: val accuracy %.4f", train_s, info["val_accuracy"])
+    return info
+
+
+def load_blackbox(profile: str | BlackboxConfig = "default", root: str | Path | None = None, retrain: bool = False):
+    """The cached black box of ``profile`` as ``(model, data_config)``: frozen, eval, [0, 1] inputs.
+
+    Trains it on first use (``default``: a few minutes on 2 CPU cores; ``smoke``: seconds). The model
+    carries ``model.scenes_config`` (the scenes it was trained on) and ``model.blackbox_info``.
+    """
+    from lightning_modules.models import load_model
+
+    cfg = _config(profile)
+    out = blackbox_dir(cfg, root)
+    with _file_lock(out.parent / f".{out.name}.lock"):
+        if retrain or not (out / "model.pt").is_file() or not (out / "info.json").is_file():
+            train_blackbox(cfg, out, root)
+    model, data_config = load_model(cfg.model_name, checkpoint=out / "model.pt", num_classes=cfg.scenes.num_classes,
+                                    freeze=True, **dict(cfg.model_kwargs))
+    model.scenes_config = cfg.scenes
+    model.blackbox_info = json.loads((out / "info.json").read_text())
+    return model, data_config
+
+
+def blackbox_info(profile: str | BlackboxConfig = "default", root: str | Path | None = None) -> dict:
+    """What was measured when the black box of ``profile`` was trained (trains it if needed)."""
+    out = blackbox_dir(profile, root)
+    if not (out / "info.json").is_file():
+        load_blackbox(profile, root)
+    return json.loads((out / "info.json").read_text())
+
+
+def blackbox_datamodule(profile: str | BlackboxConfig = "default", root: str | Path | None = None,
+                        **kwargs) -> SyntheticScenesDataModule:
+    """The scenes DataModule the black box of ``profile`` was trained on (same cache)."""
+    return SyntheticScenesDataModule.from_config(_config(profile).scenes, root=root, **kwargs)

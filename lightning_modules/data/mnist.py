@@ -1,0 +1,237 @@
+"""MNIST and Fashion-MNIST from their original idx files (gzipped or not) in a local root.
+
+The project ships the real MNIST *test* set (10,000 images) and the training labels in ``data/mnist``
+(LeCun & Cortes, CC BY-SA 3.0; see data/mnist/README.md); the training images are not available offline.
+With only the test set present the DataModule says so (once) and uses a fixed, seeded, class-stratified
+split of it, 8,000 train / 2,000 test by default, recorded in ``datamodule.split_info`` for the reports.
+With the official training images present in the same root it uses the official 60,000 / 10,000 split.
+
+Known files are verified against their published MD5 sums (a mismatch is an error naming the file); no
+download happens unless ``download=True`` (then torchvision fetches the files into the root).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import logging
+from pathlib import Path
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from lightning_modules.data.schema import ArrayDataset, collate_batch, stratified_split
+from lightning_modules.utils import data_root
+
+log = logging.getLogger(__name__)
+
+FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+#: published MD5 sums of the gzipped files (yann.lecun.com / torchvision; zalandoresearch/fashion-mnist)
+MD5 = {
+    "mnist": {
+        "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+        "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+        "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+        "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+    },
+    "fashion_mnist": {
+        "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+        "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
+        "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
+        "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
+    },
+}
+_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"),
+               0x0E: np.dtype(">f8")}
+_ANNOUNCED: set = set()
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Read an idx file (``.gz`` or raw): magic ``0 0 <dtype> <ndim>``, big-endian int32 dims, then data."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as fh:
+            raw = fh.read()
+    except (OSError, EOFError) as e:
+        raise ValueError(f"cannot read idx file {path}: {e}") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
+        raise ValueError(f"{path} is not an idx file (bad magic number {raw[:4].hex()})")
+    ndim = raw[3]
+    dims = np.frombuffer(raw, dtype=">i4", count=ndim, offset=4).astype(np.int64)
+    dtype = np.dtype(_IDX_DTYPES[raw[2]])
+    offset = 4 + 4 * ndim
+    expected = int(np.prod(dims)) * dtype.itemsize
+    if len(raw) - offset != expected:
+        raise ValueError(f"{path}: header says {tuple(dims)} ({expected} bytes of data) but the file has "
+                         f"{len(raw) - offset}; the file is truncated or corrupt")
+    return np.frombuffer(raw, dtype=dtype, offset=offset).reshape(tuple(dims)).astype(dtype.newbyteorder("="))
+
+
+def md5sum(path: Path) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class IdxDataModule(pl.LightningDataModule):
+    """Shared logic of MNIST-like datasets (idx files, 28x28 grey, 10 classes). Batches: image, label, id.
+
+    ``val_size``: images held out of the training part for validation (stratified); 0 (default) makes
+    ``val_dataloader`` serve the test split (the fixed-schedule trainings here do no model selection).
+    """
+
+    name = "mnist"
+    num_classes = 10
+    classes: tuple[str, ...] = tuple(str(i) for i in range(10))
+
+    def __init__(self, root: str | None = None, batch_size: int = 128, eval_batch_size: int | None = None,
+                 seed: int = 0, test_only_train_size: int = 8000, val_size: int = 0, verify_md5: bool = True,
+                 download: bool = False, num_workers: int = 0):
+        super().__init__()
+        self.root = Path(root) if root is not None else data_root() / self.name
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.seed = seed
+        self.test_only_train_size = test_only_train_size
+        self.val_size = val_size
+        self.verify_md5 = verify_md5
+        self.download = download
+        self.num_workers = num_workers
+        self.datasets: dict[str, ArrayDataset] = {}
+        self.split_info: dict = {}
+
+    # ---------------------------------------------------------------- files
+    def _find(self, key: str) -> Path | None:
+        for folder in (self.root, self.root / "raw", self.root / type(self).__name__.replace("DataModule", "") / "raw"):
+            for name in (FILES[key] + ".gz", FILES[key]):
+                if (folder / name).is_file():
+                    return folder / name
+        return None
+
+    def _missing_error(self) -> FileNotFoundError:
+        return FileNotFoundError(
+            f"{self.name}: no test files in {self.root}. Put {FILES['test_images']}(.gz) and "
+            f"{FILES['test_labels']}(.gz) there (and {FILES['train_images']}(.gz) / {FILES['train_labels']}(.gz) for "
+            f"the official split), pass root=<folder that holds them>, or download=True on a connected machine."
+        )
+
+    def _verify(self, path: Path) -> None:
+        known = MD5[self.name].get(path.name)
+        if not self.verify_md5 or known is None:
+            return
+        got = md5sum(path)
+        if got != known:
+            raise ValueError(f"{path} has MD5 {got}, but the published file has {known}: the file is corrupt or not the "
+                             f"official one; replace it (or pass verify_md5=False for your own idx files)")
+
+    def _load(self, key: str) -> torch.Tensor:
+        path = self._find(key)
+        if path is None:
+            raise self._missing_error()
+        self._verify(path)
+        return torch.from_numpy(read_idx(path).copy())
+
+    def prepare_data(self) -> None:
+        if self.download:
+            import torchvision
+
+            cls = torchvision.datasets.MNIST if self.name == "mnist" else torchvision.datasets.FashionMNIST
+            for train in (True, False):
+                cls(str(self.root), train=train, download=True)
+
+    # ---------------------------------------------------------------- splits
+    def setup(self, stage: str | None = None) -> None:
+        if self.datasets:
+            return
+        if self._find("test_images") is None or self._find("test_labels") is None:
+            raise self._missing_error()
+        test_x, test_y = self._load("test_images"), self._load("test_labels")
+        self._check(test_x, test_y, "test")
+        official = self._find("train_images") is not None
+        if official:
+            train_x, train_y = self._load("train_images"), self._load("train_labels")
+            self._check(train_x, train_y, "train")
+            train_idx = torch.arange(train_y.numel())
+            source = "official split"
+        else:
+            n = test_y.numel()
+            if not 0 < self.test_only_train_size < n:
+                raise ValueError(f"test_only_train_size must be in [1, {n - 1}], got {self.test_only_train_size}")
+            if self.root not in _ANNOUNCED:
+                _ANNOUNCED.add(self.root)
+                log.warning("%s: only the test set is present in %s; using a fixed stratified split of its %d images "
+                            "(%d train / %d test, seed %d)", self.name, self.root, n, self.test_only_train_size,
+                            n - self.test_only_train_size, self.seed)
+            train_idx, test_idx = stratified_split(test_y, self.test_only_train_size, self.seed)
+            train_x, train_y = test_x[train_idx], test_y[train_idx]
+            test_x, test_y = test_x[test_idx], test_y[test_idx]
+            source = f"stratified split of the {n} official test images (training images not present)"
+        val_idx = None
+        if self.val_size:
+            keep, val_idx = stratified_split(train_y, train_y.numel() - self.val_size, self.seed + 1)
+            val_x, val_y = train_x[val_idx], train_y[val_idx]
+            train_x, train_y = train_x[keep], train_y[keep]
+        self.datasets["train"] = ArrayDataset(train_x.unsqueeze(1), train_y)
+        self.datasets["test"] = ArrayDataset(test_x.unsqueeze(1), test_y)
+        self.datasets["val"] = ArrayDataset(val_x.unsqueeze(1), val_y) if val_idx is not None else self.datasets["test"]
+        self.split_info = {
+            "dataset": self.name,
+            "root": str(self.root),
+            "official": official,
+            "source": source,
+            "seed": self.seed,
+            "train_images": int(train_y.numel()),
+            "val_images": int(val_idx.numel()) if val_idx is not None else 0,
+            "test_images": int(test_y.numel()),
+            "train_class_counts": torch.bincount(train_y, minlength=10).tolist(),
+            "test_class_counts": torch.bincount(test_y, minlength=10).tolist(),
+        }
+        self.split_description = (f"{self.name}: {source}; {self.split_info['train_images']} train / "
+                                  f"{self.split_info['test_images']} test (seed {self.seed})")
+
+    def _check(self, x: torch.Tensor, y: torch.Tensor, part: str) -> None:
+        if x.dim() != 3 or y.dim() != 1 or x.shape[0] != y.shape[0]:
+            raise ValueError(f"{self.name} {part}: images {tuple(x.shape)} and labels {tuple(y.shape)} do not match "
+                             "(expected (N, 28, 28) uint8 and (N,))")
+        if y.numel() and (y.min() < 0 or y.max() >= self.num_classes):
+            raise ValueError(f"{self.name} {part}: labels outside 0..{self.num_classes - 1}")
+
+    # ---------------------------------------------------------------- loaders
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        if not self.datasets:
+            self.setup()
+        g = torch.Generator().manual_seed(self.seed) if shuffle else None
+        return DataLoader(self.datasets[split], batch_size=self.batch_size if shuffle else self.eval_batch_size,
+                          shuffle=shuffle, generator=g, collate_fn=collate_batch, num_workers=self.num_workers)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", False)
+
+
+class MNISTDataModule(IdxDataModule):
+    """Real MNIST (LeCun & Cortes); default root ``data/mnist`` (shipped: the test set + training labels)."""
+
+    name = "mnist"
+
+
+class FashionMNISTDataModule(IdxDataModule):
+    """Fashion-MNIST (Xiao et al. 2017, MIT licence); default root ``data/fashion_mnist`` (not shipped)."""
+
+    name = "fashion_mnist"
+    classes = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")

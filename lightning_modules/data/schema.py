@@ -1,0 +1,161 @@
+"""The one batch schema of every DataModule (docs/CONVENTIONS.md): validation and a collate that produces it.
+
+| key          | type                                   | padding |
+|--------------|----------------------------------------|---------|
+| `image`      | float (B, C, H, W) in [0, 1]           |         |
+| `label`      | long (B,)                              |         |
+| `mask`       | bool (B, 1, H, W)                      |         |
+| `boxes`      | float (B, N, 4) x0, y0, x1, y1 pixels  | 0       |
+| `box_labels` | long (B, N)                            | -1      |
+| `keypoints`  | dict name -> float (B, K, 2) (x, y)    | NaN     |
+| `difficult`  | bool (B,)                              |         |
+| `id`         | long (B,)                              |         |
+
+Extra keys (e.g. the synthetic scenes' part masks) are stacked as they are.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import torch
+
+#: per-key padding value used when samples carry different numbers of objects / keypoints
+PAD_VALUES = {"boxes": 0.0, "box_labels": -1}
+
+
+def _pad_stack(tensors: Sequence[torch.Tensor], value: float) -> torch.Tensor:
+    """Stack tensors whose first dimension differs, padding it with ``value``."""
+    n = max(t.shape[0] for t in tensors)
+    out = tensors[0].new_full((len(tensors), n, *tensors[0].shape[1:]), value)
+    for i, t in enumerate(tensors):
+        out[i, : t.shape[0]] = t
+    return out
+
+
+def collate_batch(samples) -> dict:
+    """Collate per-sample dicts into the schema; a dict that is already a batch passes through unchanged.
+
+    Datasets that fetch whole batches at once (``__getitems__``, e.g. ``SyntheticScenes``) return a batched
+    dict, which DataLoader then hands to this function: nothing is left to do.
+    """
+    if isinstance(samples, Mapping):
+        return dict(samples)
+    if not samples:
+        raise ValueError("cannot collate an empty list of samples")
+    first = samples[0]
+    if not isinstance(first, Mapping):
+        raise TypeError(f"samples must be dicts following the batch schema, got {type(first).__name__}")
+    batch: dict = {}
+    for key in first:
+        values = [s[key] for s in samples]
+        if key == "keypoints":
+            batch[key] = {
+                name: _pad_stack([torch.as_tensor(s[key][name], dtype=torch.float32).reshape(-1, 2) for s in samples], math.nan)
+                for name in first[key]
+            }
+        elif key in PAD_VALUES:
+            batch[key] = _pad_stack([torch.as_tensor(v) for v in values], PAD_VALUES[key])
+        elif isinstance(first[key], torch.Tensor):
+            batch[key] = torch.stack(values)
+        elif isinstance(first[key], (bool, int, float)):
+            batch[key] = torch.tensor(values)
+        else:
+            batch[key] = values
+    return batch
+
+
+def validate_batch(batch: Mapping, num_classes: int | None = None, channels: int | None = None) -> None:
+    """Raise a ``ValueError`` naming the fix when ``batch`` does not follow the schema."""
+    if not isinstance(batch, Mapping) or "image" not in batch or "label" not in batch:
+        keys = sorted(batch) if isinstance(batch, Mapping) else type(batch).__name__
+        raise ValueError(f"a batch is a dict with at least 'image' and 'label' (docs/CONVENTIONS.md); got {keys}")
+    x, y = batch["image"], batch["label"]
+    if not isinstance(x, torch.Tensor) or x.dim() != 4 or not x.is_floating_point():
+        raise ValueError(f"batch['image'] must be a float (B, C, H, W) tensor, got {getattr(x, 'dtype', type(x))} "
+                         f"{tuple(getattr(x, 'shape', ()))}")
+    b = x.shape[0]
+    if channels is not None and x.shape[1] != channels:
+        raise ValueError(f"batch['image'] has {x.shape[1]} channels, the model expects {channels}")
+    if not torch.isfinite(x).all():
+        raise ValueError("batch['image'] contains NaN or Inf values; check the dataset / transforms")
+    if x.numel() and (x.min() < 0 or x.max() > 1):
+        raise ValueError(
+            f"batch['image'] must be in [0, 1] pixel space (models normalise themselves), got values in "
+            f"[{float(x.min()):.3g}, {float(x.max()):.3g}]; drop the Normalize transform or divide by 255"
+        )
+    if not isinstance(y, torch.Tensor) or y.dtype != torch.long or y.shape != (b,):
+        raise ValueError(f"batch['label'] must be a long tensor of shape ({b},), got {getattr(y, 'dtype', type(y))} "
+                         f"{tuple(getattr(y, 'shape', ()))}")
+    if num_classes is not None and y.numel() and (y.min() < 0 or y.max() >= num_classes):
+        raise ValueError(
+            f"batch['label'] has classes in [{int(y.min())}, {int(y.max())}] but the model has num_classes={num_classes}; "
+            "set num_classes to the dataset's class count"
+        )
+    if "mask" in batch:
+        m = batch["mask"]
+        if m.dtype != torch.bool or m.shape != (b, 1, *x.shape[-2:]):
+            raise ValueError(f"batch['mask'] must be bool (B, 1, H, W) = {(b, 1, *x.shape[-2:])}, got {m.dtype} {tuple(m.shape)}")
+    if "boxes" in batch:
+        bx, bl = batch["boxes"], batch.get("box_labels")
+        if bx.dim() != 3 or bx.shape[0] != b or bx.shape[-1] != 4:
+            raise ValueError(f"batch['boxes'] must be (B, N, 4), got {tuple(bx.shape)}")
+        if bl is None or bl.shape != bx.shape[:2]:
+            raise ValueError("batch['box_labels'] must accompany batch['boxes'] with shape (B, N) (-1 = padding)")
+    for name, kp in (batch.get("keypoints") or {}).items():
+        if kp.dim() != 3 or kp.shape[0] != b or kp.shape[-1] != 2:
+            raise ValueError(f"batch['keypoints'][{name!r}] must be (B, K, 2) (x, y) with NaN padding, got {tuple(kp.shape)}")
+
+
+class ArrayDataset(torch.utils.data.Dataset):
+    """Images (uint8 (N, C, H, W) or float in [0, 1]) and labels as a dataset following the schema.
+
+    Whole batches are fetched at once (``__getitems__``): uint8 images are converted to float in [0, 1] per
+    batch, so the stored copy stays small. ``ids`` (default ``arange(N)``) are the samples' stable indices
+    in their split.
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, ids: torch.Tensor | None = None):
+        if images.dim() != 4 or labels.dim() != 1 or images.shape[0] != labels.shape[0]:
+            raise ValueError(f"need images (N, C, H, W) and labels (N,), got {tuple(images.shape)} and {tuple(labels.shape)}")
+        self.images = images
+        self.labels = labels.long()
+        self.ids = torch.arange(labels.shape[0]) if ids is None else ids.long()
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def __getitems__(self, indices) -> dict:
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        x = self.images[idx]
+        x = x.float().div_(255) if x.dtype == torch.uint8 else x.float()
+        return {"image": x, "label": self.labels[idx], "id": self.ids[idx]}
+
+    def __getitem__(self, i: int) -> dict:
+        return {k: v[0] for k, v in self.__getitems__([int(i)]).items()}
+
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """All images as float (N, C, H, W) in [0, 1] and the labels."""
+        b = self.__getitems__(range(len(self)))
+        return b["image"], b["label"]
+
+
+def stratified_split(labels: torch.Tensor, first: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split indices into ``first`` and ``len - first`` samples with the class proportions of ``labels`` in
+    both (largest-remainder quotas), fixed by ``seed``; both index tensors sorted."""
+    total = labels.numel()
+    if not 0 < first < total:
+        raise ValueError(f"the first part must have between 1 and {total - 1} samples, got {first}")
+    classes, counts = labels.unique(return_counts=True)
+    exact = counts.double() * first / total
+    quota = exact.floor().long()
+    quota[(exact - quota).argsort(descending=True, stable=True)[: first - int(quota.sum())]] += 1
+    g = torch.Generator().manual_seed(int(seed))
+    a, b = [], []
+    for c, q in zip(classes.tolist(), quota.tolist()):
+        idx = (labels == c).nonzero().flatten()
+        idx = idx[torch.randperm(idx.numel(), generator=g)]
+        a.append(idx[:q])
+        b.append(idx[q:])
+    return torch.cat(a).sort().values, torch.cat(b).sort().values
