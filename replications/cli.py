@@ -69,6 +69,14 @@ class ReplicationModule(pl.LightningModule):
     def profile(self) -> str:
         return self.run_info.get("profile", "default")
 
+    # Papers whose learning happens inside the test passes (mask learning) or in nested runs (ROAR) train
+    # nothing in the outer fit loop: they set ``trainer.max_epochs: 0`` and inherit these no-ops.
+    def training_step(self, batch, batch_idx):
+        return None
+
+    def configure_optimizers(self):
+        return None
+
     def build_report(self, report: Report) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 

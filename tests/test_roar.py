@@ -60,3 +60,46 @@ def test_summarize_averages_over_seeds():
         {"method": "g", "fraction": 0.5, "seed": 0, "test_accuracy": 0.5},
     ]
     assert summarize(rows) == {"g": {0.1: pytest.approx(0.7), 0.5: 0.5}}
+
+
+class _KillAt:
+    """A callback that 'kills' the run when the given job reaches the given epoch."""
+
+    def __new__(cls, run_name: str, epoch: int):
+        from lightning.pytorch.callbacks import Callback
+
+        class Kill(Callback):
+            def on_train_epoch_start(self, trainer, pl_module):
+                if run_name in str(trainer.default_root_dir) and trainer.current_epoch == epoch:
+                    raise RuntimeError("simulated kill")
+
+        return Kill()
+
+
+def _toy_problem():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(96, 3, 16, 16, generator=g)
+    y = (x[:, :, :, :8].mean(dim=(1, 2, 3)) > x[:, :, :, 8:].mean(dim=(1, 2, 3))).long()
+    attr = torch.rand(96, 1, 16, 16, generator=g)
+    return (x[:64], y[:64]), (x[64:], y[64:]), {"a": (attr[:64], attr[64:])}
+
+
+def test_pipeline_resumes_after_a_kill_and_ends_with_the_same_table(tmp_path):
+    from lightning_modules.tasks.roar import RoarConfig, RoarPipeline
+
+    train, test, attributions = _toy_problem()
+    cfg = RoarConfig(model_name="scenes_cnn", model_kwargs={"width": 4}, fractions=(0.2, 0.6), seeds=(0,), max_epochs=2, batch_size=16)
+    full = RoarPipeline(cfg, tmp_path / "full", num_classes=2).run(train, test, attributions)
+    assert [r["fraction"] for r in full] == [0.2, 0.6]
+
+    work = tmp_path / "killed"
+    with pytest.raises(RuntimeError, match="simulated kill"):
+        RoarPipeline(cfg, work, num_classes=2, callbacks=[_KillAt("a_0.60_0", 1)]).run(train, test, attributions)
+    assert (work / "results" / "a_0.20_0.json").is_file()          # the first job finished and was kept
+    assert not (work / "results" / "a_0.60_0.json").exists()       # the second was interrupted ...
+    assert (work / "runs" / "a_0.60_0" / "last.ckpt").is_file()    # ... after its first epoch's checkpoint
+    first = json.loads((work / "results" / "a_0.20_0.json").read_text())
+
+    resumed = RoarPipeline(cfg, work, num_classes=2).run(train, test, attributions)
+    assert json.loads((work / "results" / "a_0.20_0.json").read_text()) == first  # not retrained
+    assert resumed == full

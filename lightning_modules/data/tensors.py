@@ -5,13 +5,36 @@ from __future__ import annotations
 
 import lightning.pytorch as pl
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, Sampler, TensorDataset
+
+
+class EpochSeededSampler(Sampler[int]):
+    """A shuffling sampler whose order depends only on ``(seed, epoch)``.
+
+    Lightning calls ``set_epoch`` before every epoch, so a run resumed from a checkpoint at epoch k sees
+    exactly the batches an uninterrupted run sees at epoch k (a plain seeded generator would restart its
+    sequence on resume).
+    """
+
+    def __init__(self, n: int, seed: int = 0):
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(torch.randperm(self.n, generator=g).tolist())
+
+    def __len__(self) -> int:
+        return self.n
 
 
 class TensorDataModule(pl.LightningDataModule):
     """``train``/``val``/``test``: ``(images, labels)`` tensor pairs (any may be None).
 
-    Batches follow the project's schema: ``{"image", "label", "id"}``. Shuffling is seeded.
+    Batches follow the project's schema: ``{"image", "label", "id"}``. Shuffling is seeded per epoch
+    (``EpochSeededSampler``), so resumed trainings are exact.
     """
 
     def __init__(self, train=None, val=None, test=None, batch_size: int = 128, seed: int = 0, num_workers: int = 0):
@@ -34,8 +57,8 @@ class TensorDataModule(pl.LightningDataModule):
             return []
         x, y = data
         ds = _DictDataset(x, y.long())
-        g = torch.Generator().manual_seed(self.seed)
-        return DataLoader(ds, batch_size=self.batch_size, shuffle=shuffle, generator=g, num_workers=self.num_workers)
+        sampler = EpochSeededSampler(len(ds), self.seed) if shuffle else None
+        return DataLoader(ds, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers)
 
     def train_dataloader(self):
         return self._loader("train", True)

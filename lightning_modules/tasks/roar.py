@@ -100,8 +100,9 @@ class RoarPipeline:
     test_maps), each (N, 1, H, W), computed once by the caller (``cached_attributions`` helps).
     """
 
-    def __init__(self, config: RoarConfig, work_dir: str | Path, num_classes: int):
+    def __init__(self, config: RoarConfig, work_dir: str | Path, num_classes: int, callbacks: list | None = None):
         self.config = config
+        self.callbacks = list(callbacks or [])
         self.work_dir = Path(work_dir)
         self.num_classes = num_classes
         (self.work_dir / "results").mkdir(parents=True, exist_ok=True)
@@ -124,10 +125,10 @@ class RoarPipeline:
             model_name=cfg.model_name, num_classes=self.num_classes, model_kwargs=dict(cfg.model_kwargs),
             lr=cfg.lr, weight_decay=cfg.weight_decay, optimizer=cfg.optimizer, max_epochs=cfg.max_epochs,
         )
-        ckpt = ModelCheckpoint(dirpath=run_dir, save_last=True, save_top_k=0, every_n_epochs=1)
+        ckpt = ModelCheckpoint(dirpath=run_dir, save_last=True, save_top_k=1, every_n_epochs=1, save_on_train_epoch_end=True)
         trainer = pl.Trainer(
             max_epochs=cfg.max_epochs, accelerator=cfg.accelerator, devices=cfg.devices, logger=False,
-            enable_progress_bar=False, enable_model_summary=False, callbacks=[ckpt], deterministic=True,
+            enable_progress_bar=False, enable_model_summary=False, callbacks=[ckpt, *self.callbacks], deterministic=True,
             default_root_dir=run_dir, num_sanity_val_steps=0, limit_val_batches=0,
         )
         last = run_dir / "last.ckpt"
