@@ -172,6 +172,8 @@ def test_explainer_registry_and_state_restored():
 def test_normalized_score():
     s = normalized_score(torch.tensor([0.5, 0.1]), torch.tensor([0.9, 0.9]), torch.tensor([0.1, 0.1]))
     torch.testing.assert_close(s, torch.tensor([0.5, 0.0]))
+    undefined = normalized_score(torch.tensor([0.5]), torch.tensor([0.52]), torch.tensor([0.5]))
+    assert torch.isnan(undefined).all()
 
 
 def test_bad_input_fails_early():

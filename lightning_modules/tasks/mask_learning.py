@@ -288,9 +288,13 @@ def _learn(model, images, targets, cfg: MaskConfig, px: dict, gen: torch.Generat
                       extras={"classes": classes, "substrate": substrate})
 
 
-def normalized_score(score: torch.Tensor, clean: torch.Tensor, null: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """(s - s_null) / (s_clean - s_null): 1 = unchanged, 0 = as suppressed as the fully perturbed image."""
-    return (score - null) / (clean - null).clamp_min(eps)
+def normalized_score(score: torch.Tensor, clean: torch.Tensor, null: torch.Tensor, min_drop: float = 0.05) -> torch.Tensor:
+    """(s - s_null) / (s_clean - s_null): 1 = unchanged, 0 = as suppressed as the fully perturbed image.
+
+    Undefined (NaN) where the perturbation itself hardly changes the score (``s_clean - s_null < min_drop``):
+    there the ratio only amplifies noise; averages use ``nanmean`` and report how many images count."""
+    drop = clean - null
+    return torch.where(drop >= min_drop, (score - null) / drop.clamp_min(min_drop), torch.full_like(drop, float("nan")))
 
 
 # --------------------------------------------------------------------------------------------- Lightning
