@@ -26,9 +26,9 @@ or read ``normalize=True`` maps (TorchRay patches the ResNet forward for this; w
 Default saliency layers (``layer=None``): TorchRay's benchmark settings where they exist (vgg ``features.23``
 = pool4, resnet ``layer3``), an analogous mid-level layer otherwise: googlenet ``maxpool2`` (Caffe's
 ``pool2/3x3_s2``; our choice, unconfirmed against the authors' demo), alexnet ``features.5`` (pool2),
-squeezenet ``features.6``, inception_v3 ``Mixed_6e``; our nets: scenes_cnn ``features.9`` (the last pool,
-1/4 resolution, the input of the last conv block as VGG's pool4 is), resnet8 ``layer2``, mnist_cnn
-``features.2`` (first pool, 14x14).
+squeezenet ``features.6``, inception_v3 ``Mixed_6e``; our nets: scenes_cnn the last pooling layer of
+``features`` (1/4 resolution, the input of the last conv blocks as VGG's pool4 is), resnet8 ``layer2``,
+mnist_cnn ``features.2`` (first pool, 14x14).
 """
 
 from __future__ import annotations
@@ -40,9 +40,18 @@ import torch.nn.functional as F
 from lightning_modules.explainers.base import Explainer, hooks_guard, register_explainer
 from lightning_modules.models import resolve_layer, unwrap
 
-#: Default saliency layers, relative to the bare network (see the module docstring).
+def _last_pool_of_features(net: nn.Module) -> str:
+    """The last pooling module of ``net.features`` (VGG's pool4 role: the input of the last conv block)."""
+    pools = [f"features.{n}" for n, m in getattr(net, "features", nn.Sequential()).named_children() if isinstance(m, _POOLS)]
+    if not pools:
+        raise ValueError(f"{type(net).__name__}.features has no pooling layer; pass layer='<module name>'")
+    return pools[-1]
+
+
+#: Default saliency layers, relative to the bare network (see the module docstring); a callable picks the
+#: layer from the network itself.
 DEFAULT_EXCITATION_LAYERS = {
-    "scenescnn": "features.9",
+    "scenescnn": _last_pool_of_features,
     "resnet8": "layer2",
     "mnistcnn": "features.2",
     "vgg": "features.23",
@@ -64,7 +73,7 @@ def default_excitation_layer(model: nn.Module) -> str:
     names = [type(net).__name__.lower(), getattr(getattr(model, "data_config", None), "name", "") or ""]
     for key, layer in DEFAULT_EXCITATION_LAYERS.items():
         if any(n == key or n.startswith(key) for n in names if n):
-            return layer
+            return layer(net) if callable(layer) else layer
     raise ValueError(
         f"no default excitation-backprop layer known for {type(net).__name__}; pass layer='<module name>' "
         "(a mid-level layer whose output is non-negative, e.g. a ReLU or pooling output)"
