@@ -226,7 +226,10 @@ def _torchvision_model(arch: str, pretrained: bool, num_classes: int | None, wei
         if arch in ("googlenet", "inception_v3"):
             kwargs.update(aux_logits=False, init_weights=True)
         return torchvision.models.get_model(arch, weights=None, **kwargs), config
-    weights = torchvision.models.get_model_weights(arch).DEFAULT
+    # The papers (2017-2019) used torchvision's original ImageNet weights: IMAGENET1K_V1 where torchvision has
+    # newer ones (resnet50's DEFAULT is V2, a different model with a different accuracy).
+    weights_enum = torchvision.models.get_model_weights(arch)
+    weights = getattr(weights_enum, "IMAGENET1K_V1", weights_enum.DEFAULT)
     n_pre = len(weights.meta["categories"])
     if num_classes not in (None, n_pre):
         raise ValueError(f"pretrained {arch} has {n_pre} classes, not num_classes={num_classes}; fine-tune it or drop num_classes")

@@ -308,3 +308,13 @@ def test_resolve_layer_default_and_by_name():
     assert resolve_layer(model, "net.features.29") is resolve_layer(model, "features.29")
     with pytest.raises(ValueError, match="close matches"):
         resolve_layer(model, "features.299")
+
+
+def test_pretrained_torchvision_uses_the_papers_original_weights(tmp_path, monkeypatch):
+    """torchvision's DEFAULT resnet50 weights are V2 (resnet50-11ad3fa6.pth); the papers used V1
+    (resnet50-0676ba61.pth), which timm also names ``resnet50.tv_in1k``."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    with pytest.raises(FileNotFoundError, match="resnet50-0676ba61.pth"):
+        load_model("torchvision/resnet50", pretrained=True, weights_dir=tmp_path)
+    with pytest.raises(FileNotFoundError, match="resnet50-0676ba61.pth"):
+        load_model("resnet50.tv_in1k", pretrained=True, weights_dir=tmp_path)
