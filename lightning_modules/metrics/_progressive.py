@@ -15,7 +15,6 @@ from typing import Callable, Union
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torchvision.transforms.functional import gaussian_blur
 
 Substrate = Union[str, float, torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]
 
@@ -31,6 +30,8 @@ def pixel_ranks(heatmaps: torch.Tensor, descending: bool = True) -> torch.Tensor
 
 def blur(images: torch.Tensor, kernel_size: int = 11, sigma: float = 5.0) -> torch.Tensor:
     """Gaussian blur (torchvision; reflect padding). RISE's insertion start: ``gkern(11, 5)``."""
+    from torchvision.transforms.functional import gaussian_blur  # imported here: torchvision's import is slow
+
     return gaussian_blur(images, [kernel_size, kernel_size], [sigma, sigma])
 
 

@@ -43,6 +43,11 @@ class PerSampleMetric(Metric):
             getattr(self, name).append(value.detach())
 
     def _rows(self) -> dict[str, torch.Tensor]:
+        """All per-sample rows across processes (synced here unless ``compute`` already did), de-duplicated."""
+        with self.sync_context(should_sync=not self._is_synced, should_unsync=not self._is_synced):
+            return self._local_rows()
+
+    def _local_rows(self) -> dict[str, torch.Tensor]:
         """All per-sample rows, de-duplicated by sample id and sorted by id (rows without id keep their order, last)."""
         if isinstance(self.sample_ids, list) and not self.sample_ids:
             raise RuntimeError(f"{type(self).__name__}.compute() called before any update(): no samples were seen")

@@ -49,8 +49,6 @@ class DeletionInsertion(PerSampleMetric):
     ``mean_curve()`` -> the average curve.
     """
 
-    higher_is_better = None
-
     def __init__(self, mode: str = "deletion", pixels_per_step: int | None = None, substrate: Substrate = "mean",
                  blur_kernel: int = 11, blur_sigma: float = 5.0, max_batch: int = 256, output: str = "prob",
                  **kwargs):
@@ -62,7 +60,6 @@ class DeletionInsertion(PerSampleMetric):
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         self.mode = mode
-        self.higher_is_better = mode == "insertion"
         self.pixels_per_step = pixels_per_step
         self.substrate = substrate
         self.blur_kernel, self.blur_sigma = blur_kernel, blur_sigma
@@ -120,12 +117,16 @@ class DeletionInsertion(PerSampleMetric):
 class DeletionAUC(DeletionInsertion):
     """RISE deletion AUC (lower is better)."""
 
+    higher_is_better = False
+
     def __init__(self, **kwargs):
         super().__init__(mode="deletion", **kwargs)
 
 
 class InsertionAUC(DeletionInsertion):
     """RISE insertion AUC (higher is better)."""
+
+    higher_is_better = True
 
     def __init__(self, **kwargs):
         super().__init__(mode="insertion", **kwargs)
