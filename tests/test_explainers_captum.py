@@ -1,0 +1,163 @@
+"""Cross-checks: our explainers equal Captum called directly with the same settings, and independent
+re-computations with plain autograd (so a wrong Captum call and a wrong Captum both show up)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from captum.attr import (
+    Deconvolution,
+    GuidedBackprop,
+    GuidedGradCam,
+    InputXGradient,
+    IntegratedGradients,
+    LayerAttribution,
+    LayerGradCam,
+    NoiseTunnel,
+    Occlusion,
+    Saliency,
+)
+
+from lightning_modules.explainers import create_explainer
+from lightning_modules.models import load_model, resolve_layer
+
+
+@pytest.fixture(scope="module")
+def setup():
+    torch.manual_seed(0)
+    model, _ = load_model("scenes_cnn")
+    images = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    targets = torch.tensor([0, 2, 5, 9])
+    return model, images, targets
+
+
+def _leaf(x):
+    return x.detach().clone().requires_grad_(True)
+
+
+def _autograd_input_grad(model, images, targets):
+    x = _leaf(images)
+    model(x).gather(1, targets[:, None]).sum().backward()
+    return x.grad
+
+
+def test_gradient_equals_captum_and_autograd(setup):
+    model, images, targets = setup
+    ours = create_explainer("gradient")(model, images, targets)
+    captum = Saliency(model).attribute(_leaf(images), target=targets, abs=True).amax(1, keepdim=True)
+    torch.testing.assert_close(ours, captum)
+    torch.testing.assert_close(ours, _autograd_input_grad(model, images, targets).abs().amax(1, keepdim=True))
+
+
+def test_input_x_gradient_equals_captum(setup):
+    model, images, targets = setup
+    ours = create_explainer("input_x_gradient")(model, images, targets)
+    captum = InputXGradient(model).attribute(_leaf(images), target=targets).sum(1, keepdim=True)
+    torch.testing.assert_close(ours, captum)
+    torch.testing.assert_close(ours, (images * _autograd_input_grad(model, images, targets)).sum(1, keepdim=True))
+
+
+def test_integrated_gradients_equals_captum_and_riemann_sum(setup):
+    model, images, targets = setup
+    ours = create_explainer("integrated_gradients", steps=20, samples_batch_size=16)(model, images, targets)
+    captum = IntegratedGradients(model).attribute(_leaf(images), baselines=0.0, target=targets, n_steps=20).sum(1, keepdim=True)
+    torch.testing.assert_close(ours, captum, rtol=1e-4, atol=1e-6)
+    # Independent: midpoint Riemann sum of the path integral (Sundararajan et al. Eq. 3) with many steps.
+    ours_mid = create_explainer("integrated_gradients", steps=32, method="riemann_middle")(model, images, targets)
+    alphas = (torch.arange(32) + 0.5) / 32
+    grads = sum(_autograd_input_grad(model, a * images, targets) for a in alphas) / 32
+    torch.testing.assert_close(ours_mid, (images * grads).sum(1, keepdim=True), rtol=1e-4, atol=1e-6)
+
+
+def test_smoothgrad_equals_captum_with_the_same_seed(setup):
+    model, images, targets = setup
+    for nt_type in ("smoothgrad", "smoothgrad_sq", "vargrad"):
+        ours = create_explainer(nt_type, n_samples=6, stdev=0.1, seed=7, samples_batch_size=8)(model, images, targets)
+        torch.manual_seed(7)
+        captum = NoiseTunnel(Saliency(model)).attribute(
+            _leaf(images), nt_type=nt_type, nt_samples=6, nt_samples_batch_size=2, stdevs=0.1, target=targets, abs=False)
+        torch.testing.assert_close(ours, captum.abs().amax(1, keepdim=True), rtol=1e-4, atol=1e-8)
+
+
+def test_smoothgrad_is_the_mean_gradient_over_noise(setup):
+    """Smilkov Eq. 3 recomputed by hand: same noise draws (seeded global RNG, Captum's draw order)."""
+    model, images, targets = setup
+    ours = create_explainer("smoothgrad", n_samples=5, stdev=0.2, seed=3, samples_batch_size=None)(model, images, targets)
+    torch.manual_seed(3)
+    noisy = images.repeat_interleave(5, 0) + torch.normal(0.0, 0.2, (20, 3, 32, 32))
+    grads = _autograd_input_grad(model, noisy, targets.repeat_interleave(5)).view(4, 5, 3, 32, 32).mean(1)
+    torch.testing.assert_close(ours, grads.abs().amax(1, keepdim=True), rtol=1e-4, atol=1e-8)
+
+
+def test_seeded_noise_does_not_touch_the_global_rng(setup):
+    model, images, targets = setup
+    torch.manual_seed(11)
+    expected = torch.rand(3)
+    torch.manual_seed(11)
+    create_explainer("smoothgrad", n_samples=2)(model, images, targets)
+    torch.testing.assert_close(torch.rand(3), expected)
+
+
+def test_guided_backprop_and_deconvnet_equal_captum(setup):
+    model, images, targets = setup
+    ours = create_explainer("guided_backprop")(model, images, targets)
+    captum = GuidedBackprop(model).attribute(_leaf(images), target=targets).abs().amax(1, keepdim=True)
+    torch.testing.assert_close(ours, captum)
+    ours_d = create_explainer("deconvnet", reduction="sum")(model, images, targets)
+    captum_d = Deconvolution(model).attribute(_leaf(images), target=targets).sum(1, keepdim=True)
+    torch.testing.assert_close(ours_d, captum_d)
+    assert not torch.allclose(ours, create_explainer("gradient")(model, images, targets))
+
+
+def test_guided_backprop_by_hand(setup):
+    """Springenberg Sec. 3.4: at every ReLU pass only positive gradient where the input was positive."""
+    model, images, targets = setup
+    handles = [m.register_full_backward_hook(lambda m, gin, gout: (gin[0].clamp(min=0),))
+               for m in model.modules() if isinstance(m, nn.ReLU)]
+    try:
+        ref = _autograd_input_grad(model, images, targets)
+    finally:
+        for h in handles:
+            h.remove()
+    torch.testing.assert_close(create_explainer("guided_backprop", reduction="sum")(model, images, targets),
+                               ref.sum(1, keepdim=True), rtol=1e-4, atol=1e-8)
+
+
+def test_gradcam_equals_captum_and_hand_computation(setup):
+    model, images, targets = setup
+    layer = resolve_layer(model, None)
+    ours = create_explainer("gradcam")(model, images, targets)
+    cam = LayerGradCam(model, layer).attribute(_leaf(images), target=targets, relu_attributions=True)
+    torch.testing.assert_close(ours, LayerAttribution.interpolate(cam, (32, 32), interpolate_mode="bilinear"))
+    # Selvaraju Eq. 1-2 by hand: weights = spatial mean of the gradient at the layer.
+    store = []
+    h = layer.register_forward_hook(lambda m, i, o: store.append(o))
+    try:
+        logits = model(_leaf(images))
+    finally:
+        h.remove()
+    (g,) = torch.autograd.grad(logits.gather(1, targets[:, None]).sum(), store[0])
+    hand = F.relu((g.mean((2, 3), keepdim=True) * store[0]).sum(1, keepdim=True)).detach()
+    torch.testing.assert_close(ours, F.interpolate(hand, (32, 32), mode="bilinear", align_corners=False))
+    # A layer override is honoured (a different layer gives a different map).
+    other = create_explainer("gradcam", layer="features.3")(model, images, targets)
+    assert not torch.allclose(other, ours)
+
+
+def test_guided_gradcam_equals_captum(setup):
+    model, images, targets = setup
+    ours = create_explainer("guided_gradcam")(model, images, targets)
+    captum = GuidedGradCam(model, resolve_layer(model, None)).attribute(_leaf(images), target=targets)
+    torch.testing.assert_close(ours, captum.abs().amax(1, keepdim=True))
+
+
+@pytest.mark.parametrize("window,stride,fill", [(8, 4, 0.5), (6, 3, 0.0)])
+def test_occlusion_equals_captum(setup, window, stride, fill):
+    model, images, targets = setup
+    ours = create_explainer("occlusion", window=window, stride=stride, fill=fill, samples_batch_size=40)(model, images, targets)
+    captum = Occlusion(model).attribute(images, sliding_window_shapes=(3, window, window), strides=(3, stride, stride),
+                                        baselines=fill, target=targets, perturbations_per_eval=1)
+    torch.testing.assert_close(ours, captum[:, :1], rtol=1e-4, atol=1e-6)
+    assert create_explainer("occlusion", window=window, stride=stride).n_windows(32, 32) == ((32 - window) // stride + 1) ** 2
