@@ -225,17 +225,19 @@ class RiseReplication(ReplicationModule):
             if batch_idx == 0:
                 self._first_batch(model, images, preds, batch, maps)
             if scenes:
-                self._pointing(batch, labels, {n: v[1] for n, v in maps.items()}, ids)
+                self._pointing(batch, labels, {n: v[1] for n, v in maps.items()}, ids, use_mask=False)
         else:
             model = self.pointing_blackbox
             labels = batch["label"].to(self.device)
             maps = self._maps(model, images, labels)
-            self._pointing(batch, labels, {n: v[0] for n, v in maps.items()}, ids)
+            self._pointing(batch, labels, {n: v[0] for n, v in maps.items()}, ids, use_mask="mask" in batch)
 
-    def _pointing(self, batch, labels, maps: dict, ids):
+    def _pointing(self, batch, labels, maps: dict, ids, use_mask: bool):
+        """Scenes: the boxes of the ground-truth class (VOC-style); paper data: the loaders' pointing mask (VOC:
+        union of the class's boxes at the original resolution; COCO: segmentation), as TorchRay."""
         b, _, h, w = next(iter(maps.values())).shape
         kw = {"difficult": batch.get("difficult"), "ids": ids}
-        if "mask" in batch and batch.get("boxes") is None:
+        if use_mask:
             kw["masks"] = batch["mask"].to(self.device)
         else:
             kw["boxes"] = batch["boxes"].to(self.device)

@@ -1,0 +1,148 @@
+"""petsiuk2018 (RISE) paper package: end-to-end smoke run through the CLI, determinism, the paper profile's
+config and its data path on tiny real-format files, and bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn as nn
+
+from replications.cli import run
+from replications.petsiuk2018.data import RiseData
+from replications.petsiuk2018.experiments import RiseReplication, _pearson_rows
+
+torch.set_num_threads(1)
+
+SMOKE = "configs/petsiuk2018/smoke.yaml"
+
+
+def _run_smoke(tmp_path, monkeypatch, *extra):
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    monkeypatch.setenv("SALIENCY_REPORT_DIR", str(tmp_path))
+    monkeypatch.chdir(__import__("lightning_modules.utils", fromlist=["REPO_ROOT"]).REPO_ROOT)
+    run(RiseReplication, "petsiuk2018", datamodule_class=RiseData, args=["fit", "--config", SMOKE, *extra])
+    return json.loads((tmp_path / "results.json").read_text())
+
+
+def test_smoke_end_to_end_writes_the_report(tmp_path, monkeypatch):
+    res = _run_smoke(tmp_path, monkeypatch)
+    assert (tmp_path / "README.md").is_file()
+    for fig in ("deletion_insertion_curves", "example_maps", "rise_stability", "rise_maps_vs_n"):
+        assert (tmp_path / "figures" / f"{fig}.png").stat().st_size > 1000
+    ids = {c["id"] for c in res["claims"]}
+    assert {"rise_best_deletion", "rise_best_insertion", "deletion_order", "insertion_order", "rise_beats_center_all",
+            "rise_maps_converge_with_n", "rise_time_overhead", "rise_memory_within_budget"} <= ids
+    for c in res["claims"]:
+        assert c["status"] in ("holds", "fails", "deviation") and c["measured"]
+    rows = {r["method"]: r for r in res["tables"]["deletion_insertion"]["rows"]}
+    assert set(rows) == {"rise", "gradcam", "occlusion", "lime", "gradient"}
+    for r in rows.values():
+        assert 0.0 <= r["deletion (ours) ↓"] <= 1.0 and 0.0 <= r["insertion (ours) ↑"] <= 1.0 and r["images"] == 8
+    pg = {r["method"]: r for r in res["tables"]["pointing_game"]["rows"]}
+    assert "center" in pg and 0.0 <= pg["rise"]["all (ours)"] <= 100.0
+    bench = res["metrics"]["benchmark"]
+    assert bench["time_ratio"] > 0 and bench["forward_passes"] >= 1 and bench["peak_mb"] >= 0
+    # The smoke profile never writes the committed report.
+    assert res["profile"] == "smoke"
+
+
+def test_runs_are_deterministic(tmp_path, monkeypatch):
+    small = ["--data.n_images", "4", "--model.benchmark.enabled", "false", "--model.n_example_images", "1"]
+    a = _run_smoke(tmp_path / "a", monkeypatch, *small)
+    b = _run_smoke(tmp_path / "b", monkeypatch, *small)
+    for table in ("deletion_insertion", "pointing_game", "stability"):
+        assert a["tables"][table] == b["tables"][table]
+
+
+def test_paper_config_parses(monkeypatch, capsys):
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    with pytest.raises(SystemExit) as e:
+        run(RiseReplication, "petsiuk2018", datamodule_class=RiseData,
+            args=["fit", "--config", "configs/petsiuk2018/paper.yaml", "--print_config"])
+    assert e.value.code in (0, None)
+    out = capsys.readouterr().out
+    assert "n_masks: 4000" in out and "source: paper" in out and "strategy: ddp" in out
+
+
+# --------------------------------------------------------------------------------------------- paper data path
+def test_paper_source_runs_on_tiny_real_format_files(tmp_path):
+    """ImageNet val (class folders + synset mapping) and VOC07 test (XML + difficult list) written in the real
+    formats; the paper path runs every experiment on them with small local models."""
+    import lightning.pytorch as pl
+    from test_paper_data import _voc_tree, write_jpeg
+
+    imnet = tmp_path / "imagenet"
+    wnids = ["n01440764", "n01443537", "n01484850"]
+    for i, w in enumerate(wnids):
+        write_jpeg(imnet / "val" / w / f"ILSVRC2012_val_{i + 1:08d}.JPEG", 48, 40, [(8, 8, 30, 30)])
+    (imnet / "LOC_synset_mapping.txt").write_text("".join(f"{w} name{i}\n" for i, w in enumerate(wnids)))
+    voc_root, difficult = _voc_tree(tmp_path)
+    dm = RiseData(source="paper", n_images=8, batch_size=4, imagenet={"root": str(imnet), "image_size": 32},
+                  pointing={"root": str(voc_root), "image_size": 32, "difficult_list": str(difficult)})
+    module = RiseReplication(
+        model={"name": "scenes_cnn", "num_classes": 3, "width": 4},
+        pointing_model={"name": "scenes_cnn", "num_classes": 20, "width": 4},
+        methods={"rise": {"n_masks": 16, "grid_size": 4}, "gradient": {}},
+        stability={"n_values": [8, 16], "seeds": [1], "n_images": 2},
+        benchmark={"enabled": False}, n_example_images=1,
+    )
+    module.run_info.update(profile="paper", write_report=False)
+    trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False, inference_mode=False,
+                         enable_progress_bar=False, enable_model_summary=False)
+    trainer.test(module, datamodule=dm, verbose=False)
+    r = module.results
+    assert r["rise"]["n_causal"] == 3 and r["gradient"]["n_causal"] == 3
+    assert r["rise"]["n_pointing"] >= 4 and r["center"]["n_difficult"] >= 1
+    report = module.write_report(tmp_path / "report")
+    ids = {c.id for c in report.claims}
+    # the paper profile compares values with Table 1; the ordering needs >= 3 of Table 1's methods
+    assert {"rise_best_deletion", "deletion_rise_value", "insertion_rise_value"} <= ids
+    assert "deletion_order" not in ids
+
+
+# --------------------------------------------------------------------------------------------- units and bad input
+def test_pearson_rows_known_answers():
+    a = torch.arange(12.0).view(2, 1, 2, 3)
+    torch.testing.assert_close(_pearson_rows(a, 2 * a + 1), torch.ones(2))
+    torch.testing.assert_close(_pearson_rows(a, -a), -torch.ones(2))
+
+
+def test_rise_maps_for_two_targets_come_from_one_pass():
+    """The pointing game's ground-truth-class maps and the top-1 maps: RISE from one all-classes pass, the others
+    re-explain only where the two targets differ; both equal a direct call."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)).eval()
+    module = RiseReplication(model={"name": "x"}, methods={"rise": {"n_masks": 20, "grid_size": 3}, "gradient": {}},
+                             stability={"n_values": [10, 20]})
+    images = torch.rand(3, 3, 12, 12)
+    preds, labels = torch.tensor([0, 1, 2]), torch.tensor([0, 2, 2])
+    maps = module._maps(model, images, preds, also=labels)
+    torch.testing.assert_close(maps["rise"][0], module.explainers["rise"](model, images, preds), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(maps["rise"][1], module.explainers["rise"](model, images, labels), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(maps["gradient"][1], module.explainers["gradient"](model, images, labels))
+
+
+@pytest.mark.parametrize(
+    "kwargs,exc,match",
+    [
+        ({"methods": {"gradient": {}}}, ValueError, "must include 'rise'"),
+        ({"methods": {"rise": {"n_masks": 100}}, "stability": {"n_values": [50, 200]}}, ValueError, "n_values"),
+        ({"methods": {"rise": {}, "no_such_method": {}}}, KeyError, "unknown explainer"),
+        ({"methods": {"rise": {"p": 2.0}}}, ValueError, "p must"),
+        ({"pointing_reference": "VOC12"}, ValueError, "pointing_reference"),
+    ],
+)
+def test_bad_configuration_fails_early(kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        RiseReplication(**kwargs)
+
+
+def test_bad_data_configuration_fails_early():
+    with pytest.raises(ValueError, match="source"):
+        RiseData(source="imagenet")
+    with pytest.raises(ValueError, match="pointing_dataset"):
+        RiseData(pointing_dataset="voc12")
+    with pytest.raises(ValueError, match="n_images"):
+        RiseData(n_images=0)
