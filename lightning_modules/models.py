@@ -147,16 +147,21 @@ def _state_dict_from(obj: dict, model: nn.Module) -> dict:
             obj = obj[key]
             break
     own = set(model.state_dict())
-    # Lightning saves ``<attribute>.<param>`` and a task holding the loader's Normalized model saves
-    # ``model.net.<param>`` (DDP adds ``module.``): strip leading components until the keys match.
-    candidate = obj
-    for _ in range(3):
-        if not own or own & set(candidate):
-            break
-        candidate = {k.split(".", 1)[1]: v for k, v in candidate.items() if "." in k}
-    if own & set(candidate):
-        obj = candidate
-    return obj
+    if not own or own & set(obj):
+        return obj
+    # Lightning saves ``<attribute>.<param>``; a task holding the loader's Normalized model saves
+    # ``model.net.<param>`` (DDP adds ``module.``), next to other attributes' state (a loss, a second net). Find the
+    # prefix that turns the file's keys into the model's and keep only the keys under it.
+    prefixes = {k[: len(k) - len(o)] for k in obj for o in own if k.endswith("." + o)}
+    if not prefixes:
+        return obj
+
+    def matches(prefix: str) -> int:
+        return sum(k.startswith(prefix) and k[len(prefix):] in own for k in obj)
+
+    # the prefix matching most keys ("model.net." rather than "model.net.layer1.0." that a suffix also matches)
+    prefix = max(sorted(prefixes, key=len), key=matches)
+    return {k[len(prefix):]: v for k, v in obj.items() if k.startswith(prefix)}
 
 
 def _load_into(model: nn.Module, obj: dict, path: Path, num_classes: int | None) -> None:
@@ -207,8 +212,7 @@ def find_pretrained_file(file_names: list[str], weights_dir=None) -> Path:
         f"pretrained weights not found: looked for {' or '.join(file_names)} in "
         + ", ".join(str(d) for d in dirs)
         + ". No network is used at run time: download the file on a connected machine and place it in "
-        f"{dirs[1] if os.environ.get('SALIENCY_WEIGHTS') and len(dirs) > 1 else data_root() / 'weights'} "
-        "(or set $SALIENCY_WEIGHTS)."
+        f"{os.environ.get('SALIENCY_WEIGHTS') or data_root() / 'weights'} (or set $SALIENCY_WEIGHTS)."
     )
 
 

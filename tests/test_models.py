@@ -303,11 +303,13 @@ def test_normalize_inputs_false_returns_the_bare_network():
 
 
 def test_resolve_layer_default_and_by_name():
-    model, _ = load_model("vgg16")
-    assert resolve_layer(model) is model.net.features[29]
-    assert resolve_layer(model, "net.features.29") is resolve_layer(model, "features.29")
+    model, _ = load_model("squeezenet1_1")
+    assert resolve_layer(model) is model.net.features[12]
+    assert resolve_layer(model, "net.features.12") is resolve_layer(model, "features.12")
     with pytest.raises(ValueError, match="close matches"):
-        resolve_layer(model, "features.299")
+        resolve_layer(model, "features.122")
+    scenes, _ = load_model("scenes_cnn")
+    assert resolve_layer(scenes) is scenes.net.features[11]
 
 
 def test_pretrained_torchvision_uses_the_papers_original_weights(tmp_path, monkeypatch):
@@ -318,3 +320,20 @@ def test_pretrained_torchvision_uses_the_papers_original_weights(tmp_path, monke
         load_model("torchvision/resnet50", pretrained=True, weights_dir=tmp_path)
     with pytest.raises(FileNotFoundError, match="resnet50-0676ba61.pth"):
         load_model("resnet50.tv_in1k", pretrained=True, weights_dir=tmp_path)
+
+
+def test_lightning_ckpt_with_other_attributes_loads_only_the_model(tmp_path):
+    """A task's checkpoint also holds other modules' state (a loss weight, a teacher); only ``model.net.*`` is the
+    network. resnet8 has nested names (``layer1.conv1.weight`` ends like ``conv1.weight`` would): the prefix must be
+    the one that matches most keys."""
+    torch.manual_seed(0)
+    model, _ = load_model("resnet8")
+    sd = {f"model.net.{k}": v for k, v in model.net.state_dict().items()}
+    sd["criterion.weight"] = torch.ones(10)
+    sd["teacher.classifier.weight"] = torch.zeros(10, 64)
+    torch.save({"state_dict": sd, "epoch": 1}, tmp_path / "task.ckpt")
+    torch.manual_seed(1)
+    reloaded, _ = load_model("resnet8", checkpoint=tmp_path / "task.ckpt")
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(reloaded(x), model(x))
