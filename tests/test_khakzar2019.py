@@ -1,0 +1,24 @@
+"""khakzar2019 end to end on the smoke profile: the three benchmarks run and the report holds their claims."""
+
+import json
+
+from replications.khakzar2019.__main__ import main
+
+
+def test_smoke_fit_writes_report_with_all_three_benchmarks(tmp_path, monkeypatch):
+    out = tmp_path / "report"
+    monkeypatch.setenv("SALIENCY_REPORT_DIR", str(out))
+    main(["fit", "--config", "configs/khakzar2019/smoke.yaml", "--model.work_dir", str(tmp_path / "roar")])
+    results = json.loads((out / "results.json").read_text())
+    experiments = {c["experiment"] for c in results["claims"]}
+    assert experiments == {"sanity_checks", "pixel_perturbation", "roar"}
+    assert all(c["status"] in ("holds", "fails", "deviation") for c in results["claims"])
+    roar = results["tables"]["roar_test_accuracy"]["rows"]
+    assert {r["method"] for r in roar} == {"prunegrad", "gradient", "random"}
+    assert all(0.0 <= r["30%"] <= 1.0 and 0.0 <= r["90%"] <= 1.0 for r in roar)
+    sanity = {r["method"]: r for r in results["tables"]["sanity_cascading_spearman_abs"]["rows"]}
+    assert set(sanity) == {"prunegrad", "gradient", "guided_backprop", "gradcam"}
+    # ROAR results are cached per (method, fraction, seed): a second run reuses them.
+    assert len(list((tmp_path / "roar" / "results").glob("*.json"))) == 6
+    for name in ("sanity_curves", "pixel_perturbation", "roar", "maps"):
+        assert (out / "figures" / f"{name}.png").is_file()
