@@ -30,6 +30,7 @@ class TrainingConfig:
     batch_size: int = 128
     weight_decay: float = 0.0
     optimizer: str = "adam"
+    scheduler: str = "cosine"
     #: train on a fixed class-stratified subset of this many images (None = the whole training set)
     subset: int | None = None
     model_kwargs: dict = field(default_factory=dict)
@@ -113,7 +114,8 @@ def train_classifier(
     dm = TensorDataModule(train=(x, y), test=test, batch_size=config.batch_size, seed=seed)
     task = ClassifierTask(
         model_name=config.model_name, num_classes=num_classes, model_kwargs=dict(config.model_kwargs),
-        lr=config.lr, weight_decay=config.weight_decay, optimizer=config.optimizer, max_epochs=config.max_epochs,
+        lr=config.lr, weight_decay=config.weight_decay, optimizer=config.optimizer, scheduler=config.scheduler,
+        max_epochs=config.max_epochs,
     )
     trainer = pl.Trainer(
         max_epochs=config.max_epochs, accelerator=accelerator, devices=devices, logger=False,

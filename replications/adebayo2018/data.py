@@ -88,10 +88,10 @@ class SanityChecksData(pl.LightningDataModule):
                 "split": getattr(dm, "split_description", None) or getattr(dm, "split_info", None),
             }
         if stage in (None, "test", "fit") and not self.scenes_info:
-            from lightning_modules.data.synthetic import SyntheticScenesDataModule
+            # The scenes the black box was trained on (same cache); the test split is explained.
+            from lightning_modules.blackbox import blackbox_datamodule
 
-            self._scenes = SyntheticScenesDataModule.from_profile(self.scenes_profile) if hasattr(
-                SyntheticScenesDataModule, "from_profile") else SyntheticScenesDataModule(seed=self.seed)
+            self._scenes = blackbox_datamodule(self.scenes_profile, eval_batch_size=self.batch_size)
             self._scenes.setup("test")
             self.scenes_info = {"profile": self.scenes_profile, "images": self.scenes_test_images}
 

@@ -71,6 +71,13 @@ def summarize_similarity(value) -> dict[str, dict[str, float]]:
     return out
 
 
+def _get_acc(info: dict) -> str:
+    for key in ("test_accuracy", "test_acc", "val_accuracy"):
+        if key in info:
+            return f"{float(info[key]):.3f}"
+    return "n/a"
+
+
 def _fmt(v: dict) -> str:
     text = f"{v['mean']:.3f} ± {v['std']:.3f}"
     return text + (f" ({v['undefined']} undefined)" if v.get("undefined") else "")
@@ -149,9 +156,16 @@ class AdebayoReplication(ReplicationModule):
     def on_test_start(self) -> None:
         if set(self.digit_models) != {"true", "random"}:
             raise RuntimeError("the digit models are trained by `fit`; run `python -m replications.adebayo2018 fit`")
-        from lightning_modules.blackbox import load_blackbox
+        from lightning_modules.blackbox import blackbox_info, load_blackbox
 
+        dm = self.trainer.datamodule
+        if getattr(dm, "scenes_profile", self.blackbox_profile) != self.blackbox_profile:
+            raise ValueError(
+                f"model.blackbox_profile={self.blackbox_profile!r} but data.scenes_profile={dm.scenes_profile!r}: "
+                "the black box must be explained on the scenes it was trained on; set both to the same profile"
+            )
         self.blackbox, _ = load_blackbox(self.blackbox_profile)
+        self.blackbox_info = blackbox_info(self.blackbox_profile)
         self.blackbox = self.blackbox.to(self.device)
         common = dict(modes=self.modes, init=self.init, seed=self.randomization_seed, similarity=_similarity,
                       keep_examples=self.keep_examples)
@@ -232,7 +246,8 @@ class AdebayoReplication(ReplicationModule):
             "Each map explains the logit of the original (true-label) model's predicted class, kept fixed across stages.",
             f"- Model randomisation ({', '.join(self.modes)}), re-initialisation with each layer's own initialiser "
             f"(`reset_parameters()`, init=`{self.init}`), seed {self.randomization_seed}, layer order from the logits down:",
-            f"  - synthetic-scenes black box (`load_blackbox('{self.blackbox_profile}')`): {' → '.join(self.runners['scenes'].order)}; "
+            f"  - synthetic-scenes black box (`load_blackbox('{self.blackbox_profile}')`, test accuracy "
+            f"{_get_acc(getattr(self, 'blackbox_info', {}))}): {' → '.join(self.runners['scenes'].order)}; "
             f"{self._n_images('scenes')} test scenes;",
             f"  - MNIST CNN (conv5x5-32, pool, conv5x5-64, pool, fc1024, fc10) trained here on true labels: "
             f"{' → '.join(self.runners['mnist'].order)}; {self._n_images('mnist')} test digits.",
@@ -256,7 +271,8 @@ class AdebayoReplication(ReplicationModule):
 
     @staticmethod
     def _cfg_text(c: TrainingConfig) -> str:
-        return f"(Adam lr {c.lr:g}, batch {c.batch_size}, {c.max_epochs} epochs, weight decay {c.weight_decay:g})"
+        return (f"({c.optimizer} lr {c.lr:g}, {c.scheduler} schedule, batch {c.batch_size}, {c.max_epochs} epochs, "
+                f"weight decay {c.weight_decay:g})")
 
     def _deviations_text(self) -> str:
         return "\n".join([
