@@ -6,7 +6,8 @@ box's IoU with every ground-truth box of the target class is < 0.5 (ILSVRC local
 as in the official code (heatmaps must be non-negative, as Fong's abs-max gradient maps and masks are):
 
 - ``value`` (``min_max_diff``): keep ``h - min(h) >= alpha * (max(h) - min(h))``;
-- ``energy``: keep the highest pixels before the cumulative sum (descending) first reaches ``alpha * sum(h)``;
+- ``energy``: keep the smallest set of highest pixels whose sum reaches ``alpha * sum(h)`` (the official code keeps
+  one pixel fewer: it zeroes from the pixel that reaches the energy on; one pixel, negligible at 224 px);
 - ``mean``: keep ``h >= alpha * mean(h)``.
 
 Box: the tight box around **all** kept pixels with a positive value (the official code zeroes the rest and
@@ -47,8 +48,9 @@ def kept_regions(heatmaps: torch.Tensor, alphas: torch.Tensor, method: str) -> t
         sorted_vals, order = torch.sort(flat, dim=1, descending=True, stable=True)
         cum = torch.cumsum(sorted_vals, dim=1)  # (B, HW)
         total = cum[:, -1:]
-        # number of pixels strictly before the cumulative energy first reaches alpha * total
-        n_keep = (cum[:, None, :] < a * total[:, None, :]).sum(-1)  # (B, A)
+        # the smallest set of top pixels whose energy reaches alpha * total (empty for alpha = 0)
+        target = a * total[:, None, :]
+        n_keep = (cum[:, None, :] < target).sum(-1) + (target[..., 0] > 0).long()  # (B, A)
         ranks = torch.empty_like(order)
         ranks.scatter_(1, order, torch.arange(flat.shape[1], device=flat.device).expand_as(order))
         kept = ranks[:, None, :] < n_keep[:, :, None]
@@ -122,6 +124,7 @@ class WeakLocalisation(PerSampleMetric):
         self._append_rows(ids, b, heatmaps.device, errors=(~correct).float(), boxes_pred=pred)
 
     def compute(self) -> torch.Tensor:
+        """Error per alpha ``(A,)`` (torchmetrics squeezes it to a scalar when A == 1)."""
         return self._rows()["errors"].mean(0)
 
     def per_sample(self) -> dict[str, torch.Tensor]:
@@ -140,8 +143,9 @@ def tune_and_evaluate(heldout: WeakLocalisation, test: WeakLocalisation) -> dict
     """Pick alpha on ``heldout`` and report the error of ``test`` at that alpha (Fong's protocol)."""
     if heldout.method != test.method or not torch.equal(heldout.alphas, test.alphas):
         raise ValueError("held-out and test metrics must use the same threshold method and alpha grid")
-    alpha, heldout_error = best_alpha(heldout.compute(), heldout.alphas)
-    test_errors = test.compute()
+    # torchmetrics squeezes one-element results: reshape back to one error per alpha
+    alpha, heldout_error = best_alpha(heldout.compute().reshape(-1), heldout.alphas)
+    test_errors = test.compute().reshape(-1)
     i = int(torch.nonzero(test.alphas == alpha)[0, 0])
     return {"method": heldout.method, "alpha": alpha, "heldout_error": heldout_error,
             "test_error": float(test_errors[i])}
