@@ -92,15 +92,15 @@ DEVKIT = [(1, "n01484850", "great white shark", 0), (2, "n01440764", "tench, Tin
 @pytest.fixture
 def imagenet_flat(tmp_path):
     root = tmp_path / "imagenet"
-    # image 1: 50x40, one box; image 2: 60x30, two boxes; image 3: 40x40, no XML.
+    # image 1: 50x40, one box; image 2: 60x30, two boxes; image 3: 40x40, no XML. ILSVRC XML: 0-based inclusive.
     specs = {
-        1: (50, 40, [("n01484850", 11, 6, 30, 25)]),
-        2: (60, 30, [("n01440764", 1, 1, 20, 10), ("n01440764", 31, 11, 60, 30)]),
+        1: (50, 40, [("n01484850", 10, 5, 29, 24)]),
+        2: (60, 30, [("n01440764", 0, 0, 19, 9), ("n01440764", 30, 10, 59, 29)]),
         3: (40, 40, None),
     }
     for n, (w, h, objs) in specs.items():
         stem = f"ILSVRC2012_val_{n:08d}"
-        boxes = [(x0 - 1, y0 - 1, x1, y1) for _, x0, y0, x1, y1 in (objs or [])]
+        boxes = [(x0, y0, x1 + 1, y1 + 1) for _, x0, y0, x1, y1 in (objs or [])]
         write_jpeg(root / "val" / f"{stem}.JPEG", w, h, boxes)
         if objs is not None:
             write_voc_xml(root / "Annotations" / "CLS-LOC" / "val" / f"{stem}.xml", stem, w, h,
@@ -125,7 +125,7 @@ def test_imagenet_flat_layout_devkit_labels_and_scaled_boxes(imagenet_flat):
     assert batch["label"].tolist() == [2, 0, 1]
     assert batch["id"].tolist() == [0, 1, 2]
     assert batch["orig_size"].tolist() == [[40, 50], [30, 60], [40, 40]]
-    # XML (11, 6, 30, 25) inclusive 1-based -> (10, 5, 30, 25) exclusive 0-based -> scaled by (112/50, 112/40)
+    # XML (10, 5, 29, 24) inclusive 0-based -> (10, 5, 30, 25) exclusive -> scaled by (112/50, 112/40)
     expected0 = torch.tensor([10 * 112 / 50, 5 * 112 / 40, 30 * 112 / 50, 25 * 112 / 40])
     torch.testing.assert_close(batch["boxes"][0, 0], expected0)
     assert batch["box_labels"].tolist() == [[2, -1], [0, 0], [-1, -1]]
@@ -173,8 +173,8 @@ def test_imagenet_class_folders_with_val_xml_and_synset_mapping(tmp_path):
     write_jpeg(root / "val" / "n01484850" / "ILSVRC2012_val_00000007.JPEG", 32, 32, [(0, 0, 16, 16)])
     write_jpeg(root / "val" / "n01491361" / "ILSVRC2012_val_00000004.JPEG", 32, 32, [(8, 8, 32, 32)])
     # boxes from ILSVRC2012_bbox_val_v3.tgz unpacked into val/
-    write_voc_xml(root / "val" / "ILSVRC2012_val_00000007.xml", "ILSVRC2012_val_00000007", 32, 32, [("n01484850", 1, 1, 16, 16, 0)])
-    write_voc_xml(root / "val" / "ILSVRC2012_val_00000004.xml", "ILSVRC2012_val_00000004", 32, 32, [("n01491361", 9, 9, 32, 32, 0)])
+    write_voc_xml(root / "val" / "ILSVRC2012_val_00000007.xml", "ILSVRC2012_val_00000007", 32, 32, [("n01484850", 0, 0, 15, 15, 0)])
+    write_voc_xml(root / "val" / "ILSVRC2012_val_00000004.xml", "ILSVRC2012_val_00000004", 32, 32, [("n01491361", 8, 8, 31, 31, 0)])
     dm = ImageNetValDataModule(root, image_size=32, batch_size=2, require_boxes=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -198,7 +198,7 @@ def test_imagenet_heldout_training_subset_is_seeded_and_annotated(tmp_path):
             write_jpeg(root / "train" / wnid / f"{stem}.JPEG", 24, 24, [(2, 2, 12, 12)])
             if k != 3:  # every third training image has no box: never chosen
                 write_voc_xml(root / "Annotations" / "CLS-LOC" / "train" / wnid / f"{stem}.xml", stem, 24, 24,
-                              [(wnid, 3, 3, 12, 12, 0)], database="ILSVRC_2012", folder=wnid)
+                              [(wnid, 2, 2, 11, 11, 0)], database="ILSVRC_2012", folder=wnid)
                 annotated.append(stem)
 
     def chosen(seed):
@@ -414,3 +414,31 @@ def test_coco_missing_root_and_bad_json(tmp_path):
     (root / "annotations" / "instances_val2014.json").write_text("{not json")
     with pytest.raises(ValueError, match="cannot read COCO annotations"):
         COCOPointingDataModule(root).setup()
+
+
+def test_box_conventions_known_answers():
+    """VOC XML is 1-based inclusive, ILSVRC XML 0-based inclusive; the schema is 0-based with exclusive x1/y1."""
+    from lightning_modules.data.imagenet import boxes_to_mask, ilsvrc_boxes_to_pixels, voc_boxes_to_pixels
+
+    assert voc_boxes_to_pixels([(1, 1, 10, 5)]).tolist() == [[0, 0, 10, 5]]
+    assert ilsvrc_boxes_to_pixels([(0, 0, 9, 4)]).tolist() == [[0, 0, 10, 5]]
+    # out-of-range coordinates (seen in real annotation files) are clamped to the image written in the XML
+    assert ilsvrc_boxes_to_pixels([(0, 2, 50, 40)], width=50, height=40).tolist() == [[0, 2, 50, 40]]
+    m = boxes_to_mask(torch.tensor([[0.0, 0, 10, 5], [8, 3, 12, 8]]), 10, 16)
+    assert m.shape == (1, 10, 16) and int(m.sum()) == 10 * 5 + 4 * 5 - 2 * 2
+    assert m[0, 4, 9] and not m[0, 5, 0] and m[0, 7, 11] and not m[0, 7, 12]
+
+
+def test_loader_batches_feed_a_model_at_its_data_config_size(tmp_path):
+    """The paper configs pass the model's input size to the loader: batches go straight into the model."""
+    from lightning_modules.data.voc import VOC2007DataModule
+    from lightning_modules.models import load_model
+
+    model, cfg = load_model("squeezenet1_1", num_classes=20)
+    root, difficult = _voc_tree(tmp_path)
+    dm = VOC2007DataModule(root, image_size=cfg.input_size, batch_size=4, difficult_list=difficult)
+    dm.setup("test")
+    batch = next(iter(dm.test_dataloader()))
+    assert batch["image"].shape == (4, 3, 224, 224) and batch["mask"].shape == (4, 1, 224, 224)
+    with torch.no_grad():
+        assert model(batch["image"]).shape == (4, 20)

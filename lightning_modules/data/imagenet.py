@@ -61,7 +61,7 @@ def parse_voc_style_xml(path: str | os.PathLike) -> dict:
     """An ILSVRC or PASCAL VOC annotation file, parsed by torchvision's VOC parser, reduced to what we use:
     ``{"filename", "width", "height", "objects": [{"name", "box": (xmin, ymin, xmax, ymax), "difficult"}]}``.
 
-    Coordinates are returned as written (inclusive, 1-based pixel indices in the VOC convention)."""
+    Coordinates are returned as written: inclusive pixel indices, 1-based in VOC, 0-based in ILSVRC."""
     from torchvision.datasets import VOCDetection
 
     try:
@@ -96,6 +96,21 @@ def voc_boxes_to_pixels(boxes: Sequence[Sequence[float]]) -> torch.Tensor:
     ``[ymin-1 : ymax, xmin-1 : xmax]``, the same pixels)."""
     t = torch.tensor(list(boxes), dtype=torch.float32).reshape(-1, 4)
     return torch.cat([t[:, :2] - 1, t[:, 2:]], dim=1)
+
+
+def ilsvrc_boxes_to_pixels(boxes: Sequence[Sequence[float]], width: int | None = None, height: int | None = None) -> torch.Tensor:
+    """ILSVRC CLS-LOC XML ``(xmin, ymin, xmax, ymax)`` -> exclusive 0-based ``(xmin, ymin, xmax + 1, ymax + 1)``.
+
+    Unlike VOC, the ILSVRC XML files use 0-based inclusive pixel indices (boxes touching the left/top border have
+    ``xmin = 0``). Clamped to the image size written in the XML. The convention matters by one pixel only, far
+    below the IoU >= 0.5 criterion of the localisation error."""
+    t = torch.tensor(list(boxes), dtype=torch.float32).reshape(-1, 4)
+    t = torch.cat([t[:, :2], t[:, 2:] + 1], dim=1).clamp_(min=0)
+    if width is not None:
+        t[:, 0::2] = t[:, 0::2].clamp(max=width)
+    if height is not None:
+        t[:, 1::2] = t[:, 1::2].clamp(max=height)
+    return t
 
 
 def boxes_to_mask(boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -226,7 +241,7 @@ class ILSVRCBoxesDataset(Dataset):
             ann = parse_voc_style_xml(xml)
             objs = [o for o in ann["objects"] if o["name"] in self.wnid_to_index]
             if objs:
-                boxes = voc_boxes_to_pixels([o["box"] for o in objs])
+                boxes = ilsvrc_boxes_to_pixels([o["box"] for o in objs], ann["width"], ann["height"])
                 box_labels = torch.tensor([self.wnid_to_index[o["name"]] for o in objs], dtype=torch.long)
         image, boxes, _, orig = load_resized(path, self.size, boxes=boxes)
         return {
