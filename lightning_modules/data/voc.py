@@ -100,6 +100,7 @@ class VOCPointingDataset(Dataset):
         self.mode = mode
         index = {c: k for k, c in enumerate(VOC_CLASSES)}
         self.annotations = []
+        self.sizes: list[tuple[int | None, int | None]] = []  # (h, w) from the XML
         self.items: list[tuple[int, int, bool]] = []  # (image index, class, difficult)
         for n, image_id in enumerate(ids):
             xml = voc_dir / "Annotations" / f"{image_id}.xml"
@@ -113,6 +114,7 @@ class VOCPointingDataset(Dataset):
             boxes = voc_boxes_to_pixels([o["box"] for o in ann["objects"]]) if labels else torch.zeros(0, 4)
             is_difficult = torch.tensor([o["difficult"] for o in ann["objects"]], dtype=torch.bool)
             self.annotations.append((boxes, torch.tensor(labels, dtype=torch.long), is_difficult))
+            self.sizes.append((ann["height"], ann["width"]))
             if mode == "images":
                 self.items.append((n, self._main_class(boxes, labels, is_difficult), False))
                 continue
@@ -139,14 +141,19 @@ class VOCPointingDataset(Dataset):
         boxes, labels, _ = self.annotations[n]
         if self.mode == "pairs":
             # the pointing target: union of the class's boxes, built at the original resolution then resized
-            from PIL import Image
+            h, w = self.sizes[n]
+            if h is None or w is None:
+                from PIL import Image
 
-            with Image.open(self.images[n]) as im:
-                w, h = im.size
+                with Image.open(self.images[n]) as im:
+                    w, h = im.size
             mask = boxes_to_mask(boxes[labels == c], h, w)
+            mask_hw = (h, w)
         else:
-            mask = None
+            mask, mask_hw = None, None
         image, scaled, mask, orig = load_resized(self.images[n], self.size, boxes=boxes, mask=mask)
+        if mask_hw is not None and orig != mask_hw:
+            raise ValueError(f"{self.images[n]} is {orig[1]}x{orig[0]} but its XML says {mask_hw[1]}x{mask_hw[0]}")
         multilabel = torch.zeros(len(VOC_CLASSES))
         multilabel[labels] = 1.0
         sample = {
