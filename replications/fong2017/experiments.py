@@ -154,6 +154,7 @@ class FongReplication(ReplicationModule):
             from replications.fong2017.adversarial import AdversarialExperiment
 
             self.adversarial = AdversarialExperiment(self.adv_spec)
+            self.adv_rows = AdversarialExperiment.make_rows(self.all_methods)
         self.examples: dict = {}
         self.bench: dict = {}
         self.timings: dict[str, float] = {}
@@ -199,6 +200,7 @@ class FongReplication(ReplicationModule):
     def _loader(self, split: str, n: int) -> DataLoader:
         dm = self._datamodule()
         ds = dm.dataset(split)
+        n = len(ds) if n is None else int(n)
         if n > len(ds):
             raise ValueError(f"asked for {n} {split} images but the split has {len(ds)}; lower data.{split}_images")
         from lightning_modules.data.schema import collate_batch
@@ -248,13 +250,14 @@ class FongReplication(ReplicationModule):
         # h. pointing game
         for m in self.all_methods:
             self.pointing[m].update(maps[m], labels, boxes=batch["boxes"], box_labels=batch["box_labels"],
-                                    difficult=batch["difficult"], ids=ids)
+                                    difficult=batch.get("difficult"), ids=ids)
         self.pointing["center"].update(center_heatmaps(b, h, w, images.device), labels, boxes=batch["boxes"],
-                                       box_labels=batch["box_labels"], difficult=batch["difficult"], ids=ids)
-        # g. keypoints
-        for m in self.all_methods:
-            self.keypoint_metrics[m].update(maps[m], batch["keypoints"], labels, ids=ids)
-        self.keypoint_metrics["ground_truth"].update(batch["head_mask"].float(), batch["keypoints"], labels, ids=ids)
+                                       box_labels=batch["box_labels"], difficult=batch.get("difficult"), ids=ids)
+        # g. keypoints (where the data has them: the scenes' eyes and feet)
+        if "keypoints" in batch and "head_mask" in batch:
+            for m in self.all_methods:
+                self.keypoint_metrics[m].update(maps[m], batch["keypoints"], labels, ids=ids)
+            self.keypoint_metrics["ground_truth"].update(batch["head_mask"].float(), batch["keypoints"], labels, ids=ids)
         # d. smallest suppressing box (Fong's null image: blur sigma_0, scaled to the image size)
         for m in self.all_methods:
             self.boxes[m].blur_sigma = self.mask_config.scaled(min(h, w))["blur_sigma"]
@@ -281,7 +284,8 @@ class FongReplication(ReplicationModule):
             n = min(self.figure_images, b)
             self.examples = {"images": images[:n].cpu(), "labels": labels[:n].cpu(),
                              "maps": {m: v[:n].cpu() for m, v in maps.items()}, "mask": res.mask[:n].cpu(),
-                             "substrate": res.extras["substrate"][:n].cpu(), "head": batch["head_mask"][:n].cpu(),
+                             "substrate": res.extras["substrate"][:n].cpu(),
+                             "head": batch.get("head_mask", batch.get("mask", torch.zeros_like(res.mask)))[:n].cpu(),
                              "final": res.final_score[:n].cpu(), "clean": res.clean_score[:n].cpu()}
             if not self.bench:
                 self.bench = self._benchmark(images, labels)
@@ -379,8 +383,8 @@ class FongReplication(ReplicationModule):
             v = self.pointing[m].compute()
             r["pointing"][m] = {k: float(x) for k, x in v.items()}
         for m in self.all_methods + ["ground_truth"]:
-            v = self.keypoint_metrics[m].compute()
-            r["keypoints"][m] = {k: float(x) for k, x in v.items()}
+            if self.keypoint_metrics[m].update_count:
+                r["keypoints"][m] = {k: float(x) for k, x in self.keypoint_metrics[m].compute().items()}
         for m in self.all_methods:
             r["boxes"][m] = float(self.boxes[m].compute())
         r["mask"] = {k: _mean(v) for k, v in self.mask_rows.compute().items() if k != "sample_ids"}

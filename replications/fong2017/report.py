@@ -172,6 +172,10 @@ MASK_KEY = "mask"
 
 def _keypoints(module, report, r):
     k = r["keypoints"]
+    if MASK_KEY not in k:
+        report.add_section("g. Keypoints", "Not run: the data has no part keypoints (the paper profile's ImageNet "
+                           "loader has boxes only; the Oxford animal-parts annotations are not wired).")
+        return
     rows = [{"method": _label(m), "eyes (normalised intensity)": k[m]["eyes"], "feet": k[m]["feet"],
              "eyes - feet": k[m]["eyes"] - k[m]["feet"]} for m in module.all_methods + ["ground_truth"]]
     rows.append({"method": "paper: mask (hamster), 1 - mask value", "eyes (normalised intensity)": 1 - P.HAMSTER_EYES.value,

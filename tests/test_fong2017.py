@@ -1,0 +1,146 @@
+"""fong2017: end-to-end smoke run through the CLI, the adversarial detector, the paper profile's loader/config."""
+
+import json
+import os
+
+import pytest
+import torch
+import torch.nn as nn
+
+from lightning_modules.tasks.detector import (
+    HeatmapDetector,
+    alexnet_for_heatmaps,
+    detector_accuracy,
+    iterative_fgsm,
+    train_detector,
+)
+
+
+@pytest.fixture(scope="module")
+def smoke_report(tmp_path_factory):
+    from replications.cli import run
+    from replications.fong2017.experiments import FongReplication
+
+    out = tmp_path_factory.mktemp("fong_smoke")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("WANDB_MODE", "disabled")
+    mp.setenv("SALIENCY_REPORT_DIR", str(out))
+    try:
+        run(FongReplication, "fong2017", args=["fit", "--config", "configs/fong2017/smoke.yaml"])
+    finally:
+        mp.undo()
+    return out
+
+
+def test_smoke_run_writes_the_report_with_every_experiment(smoke_report):
+    assert (smoke_report / "README.md").is_file()
+    results = json.loads((smoke_report / "results.json").read_text())
+    ids = {c["id"] for c in results["claims"]}
+    for prefix in ("a_", "b_", "c_", "d_", "e_", "f_", "g_", "h_", "benchmark"):
+        assert any(i.startswith(prefix) for i in ids), (prefix, sorted(ids))
+    assert all(c["status"] in ("holds", "fails", "deviation") for c in results["claims"])
+    for fig in ("masks.png", "heatmap_grid.png", "artifacts.png"):
+        assert (smoke_report / "figures" / fig).is_file()
+    text = (smoke_report / "README.md").read_text()
+    assert "weak_localisation" in text and "pointing_game" in text and "adversarial_detection" in text
+
+
+def test_alexnet_is_torchvision_sized_to_the_maps():
+    net = alexnet_for_heatmaps(64)
+    assert net(torch.rand(2, 1, 64, 64)).shape == (2, 2)
+    assert net.features[0].in_channels == 1 and len([m for m in net.features if isinstance(m, nn.Conv2d)]) == 5
+    big = alexnet_for_heatmaps(224)
+    assert big.classifier[1].in_features == 256 * 6 * 6 and big.classifier[1].out_features == 4096
+    with pytest.raises(ValueError, match="too small"):
+        alexnet_for_heatmaps(32)
+    assert HeatmapDetector(32, hidden=8)(torch.rand(3, 1, 32, 32)).shape == (3, 2)  # small maps are upsampled
+
+
+def test_detector_learns_a_separable_task_and_is_deterministic():
+    g = torch.Generator().manual_seed(0)
+    clean = torch.rand(40, 1, 32, 32, generator=g) * 0.2
+    clean[..., 8:24, 8:24] += 0.8  # clean maps: one central blob
+    adv = torch.rand(40, 1, 32, 32, generator=g)  # adversarial maps: scattered noise
+    maps, y = torch.cat([clean, adv]), torch.cat([torch.zeros(40), torch.ones(40)]).long()
+    tr = torch.arange(80) % 2 == 0
+    det = train_detector(maps[tr], y[tr], epochs=15, lr=1e-3, hidden=64)
+    assert isinstance(det, HeatmapDetector)
+    assert detector_accuracy(det, maps[~tr], y[~tr]) >= 0.9
+    det2 = train_detector(maps[tr], y[tr], epochs=15, lr=1e-3, hidden=64)
+    for a, b in zip(det.parameters(), det2.parameters()):
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="maps must be"):
+        train_detector(maps[:, 0], y)
+
+
+def test_iterative_fgsm_respects_the_budget_and_fools_a_linear_model():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 3)).eval()
+    x = torch.rand(6, 3, 8, 8)
+    adv = iterative_fgsm(model, x, eps=0.1, eps_step=0.02, max_iter=10)
+    assert adv.shape == x.shape and adv.min() >= 0 and adv.max() <= 1
+    assert (adv - x).abs().max() <= 0.1 + 1e-6
+    with torch.no_grad():
+        fooled = (model(adv).argmax(1) != model(x).argmax(1)).float().mean()
+    assert fooled > 0.5
+    with pytest.raises(ValueError, match="eps"):
+        iterative_fgsm(model, x, eps=0.0)
+
+
+def _write_ilsvrc(root, n=3):
+    from PIL import Image
+
+    (root / "val").mkdir(parents=True)
+    (root / "val_annotations").mkdir()
+    (root / "LOC_synset_mapping.txt").write_text("n01440764 tench\nn01443537 goldfish\n")
+    for i in range(n):
+        stem = f"ILSVRC2012_val_{i + 1:08d}"
+        Image.new("RGB", (100, 80), (10 * i, 20, 30)).save(root / "val" / f"{stem}.JPEG")
+        objs = "".join(f"<object><name>{s}</name><bndbox><xmin>11</xmin><ymin>21</ymin><xmax>50</xmax><ymax>60</ymax>"
+                       f"</bndbox></object>" for s in (["n01443537"] + (["n01440764"] if i == 0 else [])))
+        (root / "val_annotations" / f"{stem}.xml").write_text(
+            f"<annotation><size><width>100</width><height>80</height><depth>3</depth></size>{objs}</annotation>")
+
+
+def test_imagenet_loader_reads_the_real_format(tmp_path):
+    from lightning_modules.data.schema import collate_batch
+    from replications.fong2017.data import ImageNetBoxesDataModule
+
+    _write_ilsvrc(tmp_path)
+    dm = ImageNetBoxesDataModule(str(tmp_path), size=32, heldout_images=1, batch_size=2)
+    test = dm.dataset("test")
+    assert len(test) == 2 and len(dm.dataset("heldout")) == 1
+    batch = collate_batch([dm.dataset("heldout")[0], test[0]])
+    assert batch["image"].shape == (2, 3, 32, 32) and batch["label"].tolist() == [1, 1]
+    # 1-based inclusive (11, 21, 50, 60) in 100x80 -> 0-based exclusive, scaled to 32x32
+    torch.testing.assert_close(batch["boxes"][0, 0], torch.tensor([10 * 0.32, 20 * 0.4, 50 * 0.32, 60 * 0.4]))
+    assert batch["box_labels"][0].tolist() == [1, 0]
+    with pytest.raises(FileNotFoundError, match="ILSVRC"):
+        ImageNetBoxesDataModule(str(tmp_path / "nothing")).dataset("test")
+
+
+def test_paper_config_parses():
+    from jsonargparse import ArgumentParser
+
+    import yaml
+
+    from replications.fong2017.experiments import FongReplication
+
+    cfg = yaml.safe_load(open("configs/fong2017/paper.yaml"))
+    assert cfg["trainer"]["strategy"] == "ddp" and cfg["model"]["model"]["name"] == "googlenet"
+    parser = ArgumentParser()
+    parser.add_class_arguments(FongReplication, "model")
+    ns = parser.parse_object({"model": cfg["model"]})
+    assert ns.model.mask["iterations"] == 300 and ns.model.data["kind"] == "imagenet"
+    # the module builds with it (explainers, metrics, the adversarial state); no weights or data are touched
+    module = FongReplication(**{k: v for k, v in cfg["model"].items()})
+    assert module.mask_config.mask_scale == 8 and module.adversarial is not None
+
+
+def test_bad_config_fails_early():
+    from replications.fong2017.experiments import FongReplication
+
+    with pytest.raises(ValueError, match="unknown mask settings"):
+        FongReplication(mask={"lambda1": 1e-4})
+    with pytest.raises(KeyError, match="unknown explainer"):
+        FongReplication(methods=["gradiant"])
