@@ -8,9 +8,9 @@ Spearman is computed for the whole batch in torch: average ranks (scipy's tie ru
 (``skimage.feature.hog`` has no batch dimension): it runs once per ``update`` on the CPU copy of the batch, after
 the batched torch work, and can be switched off with ``hog=False``.
 
-Known deviation: torchmetrics' SSIM uses population (co)variances; skimage's ``structural_similarity`` (used by
-the official code, uniform 7x7 window) uses sample covariances by default. We use a uniform 7x7 window too, so
-the two differ only by the N/(N-1) factor on the local statistics.
+Known deviation: the official code uses skimage's ``structural_similarity`` (uniform 7x7 window, sample
+covariances); we use torchmetrics' SSIM with a uniform 7x7 window. The two differ in covariance normalisation and
+border handling: measured gaps of up to ~0.04 on 24x24 noise maps (identical maps give 1 in both).
 """
 
 from __future__ import annotations
