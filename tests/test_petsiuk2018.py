@@ -146,3 +146,40 @@ def test_bad_data_configuration_fails_early():
         RiseData(pointing_dataset="voc12")
     with pytest.raises(ValueError, match="n_images"):
         RiseData(n_images=0)
+
+
+# --------------------------------------------------------------------------------------------- DDP
+def _ddp_rank_fn(rank, world_size):
+    """Each rank explains its DistributedSampler-style shard (interleaved ids) with RISE and updates the synced
+    metrics of Table 1 and the pointing game; returns what compute() gives."""
+    from lightning_modules.explainers.rise import RISE
+    from lightning_modules.metrics.causal import DeletionAUC, InsertionAUC
+    from lightning_modules.metrics.pointing import PointingGame
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)).eval()
+    g = torch.Generator().manual_seed(1)
+    images = torch.rand(6, 3, 16, 16, generator=g)
+    masks = torch.zeros(6, 1, 16, 16, dtype=torch.bool)
+    masks[:, :, 4:10, 4:10] = True
+    ids = torch.arange(6)[rank::world_size]
+    rise = RISE(n_masks=24, grid_size=4, seed=0)
+    with torch.no_grad():
+        preds = model(images[ids]).argmax(1)
+    maps = rise(model, images[ids], preds)
+    dele, ins, pg = DeletionAUC(substrate="zeros"), InsertionAUC(), PointingGame(tolerance=2.0)
+    dele.update(model, images[ids], maps, preds, ids)
+    ins.update(model, images[ids], maps, preds, ids)
+    pg.update(maps, preds, masks=masks[ids], ids=ids)
+    return {"deletion": dele.per_sample()["auc"], "insertion": ins.per_sample()["auc"], "hits": pg.per_sample()["hits"]}
+
+
+def test_ddp_two_processes_equal_one():
+    from ddp_utils import run_ddp
+
+    one = run_ddp(_ddp_rank_fn, world_size=1)[0]
+    two = run_ddp(_ddp_rank_fn, world_size=2)
+    for r in two:
+        for k in one:
+            torch.testing.assert_close(r[k].float(), one[k].float(), atol=1e-6, rtol=1e-6)
+    assert one["deletion"].numel() == 6
