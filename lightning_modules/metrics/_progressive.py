@@ -4,7 +4,7 @@ order and score every step, all steps of all images in batched forward passes.
 Step ``s`` of image ``b`` is ``where(rank_b < count_s, finish_b, start_b)``: the ``count_s`` highest-ranked
 pixels come from ``finish``, the rest from ``start`` (deletion: start = image, finish = substrate; insertion:
 start = blurred image, finish = image). The ``B * S`` step images are built chunk by chunk straight from the
-ranks, so memory stays at ``max_batch`` images whatever the number of steps.
+ranks by broadcasting (no per-pair copies), so memory stays at ``max_batch`` images whatever the number of steps.
 """
 
 from __future__ import annotations
@@ -93,6 +93,18 @@ def target_scores(logits: torch.Tensor, targets: torch.Tensor, output: str) -> t
     raise ValueError(f"output must be 'prob' or 'logit', got {output!r}")
 
 
+def forward_batch_sizes(n_images: int, steps: int, max_batch: int) -> list[tuple[int, int, int, int]]:
+    """The ``(b0, b1, s0, s1)`` blocks scored per forward: whole images' step ranges, at most ``max_batch`` images.
+
+    A block never straddles two images' partial step ranges, so it is built by broadcasting ``(nb, ns)`` without
+    gathering per-pair copies of the images.
+    """
+    imgs_per_pass = max(1, max_batch // steps)
+    steps_per_pass = min(steps, max_batch)
+    return [(b0, min(n_images, b0 + imgs_per_pass), s0, min(steps, s0 + steps_per_pass))
+            for b0 in range(0, n_images, imgs_per_pass) for s0 in range(0, steps, steps_per_pass)]
+
+
 def progressive_scores(model: nn.Module, start: torch.Tensor, finish: torch.Tensor, ranks: torch.Tensor,
                        counts: torch.Tensor, targets: torch.Tensor, max_batch: int = 256,
                        output: str = "prob") -> torch.Tensor:
@@ -100,16 +112,15 @@ def progressive_scores(model: nn.Module, start: torch.Tensor, finish: torch.Tens
     b, c, h, w = start.shape
     steps = counts.numel()
     counts = counts.to(ranks.device)
-    total = b * steps
-    scores = []
+    scores = torch.empty(b, steps, device=start.device)
     with eval_mode(model):
-        for p0 in range(0, total, max_batch):
-            pair = torch.arange(p0, min(p0 + max_batch, total), device=start.device)
-            bi, si = pair // steps, pair % steps
-            take_finish = (ranks[bi] < counts[si, None]).view(-1, 1, h, w)
-            x = torch.where(take_finish, finish[bi], start[bi])
-            scores.append(target_scores(model(x), targets[bi], output))
-    return torch.cat(scores).view(b, steps)
+        for b0, b1, s0, s1 in forward_batch_sizes(b, steps, max_batch):
+            nb, ns = b1 - b0, s1 - s0
+            take_finish = (ranks[b0:b1, None, :] < counts[None, s0:s1, None]).view(nb, ns, 1, h, w)
+            x = torch.where(take_finish, finish[b0:b1, None], start[b0:b1, None]).view(nb * ns, c, h, w)
+            block = target_scores(model(x), targets[b0:b1].repeat_interleave(ns), output)
+            scores[b0:b1, s0:s1] = block.view(nb, ns)
+    return scores
 
 
 def trapezoid_auc(curves: torch.Tensor) -> torch.Tensor:
