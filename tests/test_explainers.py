@@ -170,7 +170,7 @@ def test_excitation_backprop_hand_computed_mwp():
     torch.testing.assert_close(contrastive, expected - dual)
 
 
-@pytest.mark.parametrize("name", ["scenes_cnn", "mnist_cnn"])
+@pytest.mark.parametrize("name", ["scenes_cnn", "mnist_cnn", "resnet8"])  # resnet8: residual split rule
 def test_excitation_map_is_a_distribution_and_contrastive_differs(name):
     torch.manual_seed(0)
     model, cfg = load_model(name)

@@ -19,9 +19,11 @@ positive part is kept (``clamp=True``, as TorchRay and the paper's figures do).
 
 Implementation: forward hooks on the linear / pooling / batch-norm modules wrap each output in an autograd
 Function whose backward applies the rule; one forward pass, one backward pass per map (two for the
-contrastive variant, sharing the forward). Functional residual additions (``out + shortcut``) get the plain
-gradient, which duplicates mass instead of splitting it: on ResNets choose a layer above the residual blocks
-or read ``normalize=True`` maps (TorchRay patches the ResNet forward for this; we do not modify models).
+contrastive variant, sharing the forward). Residual sums ``s = main + shortcut`` (ResNet basic/bottleneck
+blocks of torchvision, timm and ours) split the signal in proportion to the summands (TorchRay's
+element-wise-sum rule), through hooks on the block, its last batch norm and its shortcut, since the addition
+itself is functional; other functional additions get the plain gradient, which duplicates mass
+(``normalize=True`` then still gives a distribution).
 
 Default saliency layers (``layer=None``): TorchRay's benchmark settings where they exist (vgg ``features.23``
 = pool4, resnet ``layer3``), an analogous mid-level layer otherwise: googlenet ``maxpool2`` (Caffe's
@@ -139,8 +141,89 @@ def _positive_forward(module: nn.Module, state: dict):
     return module.forward  # pooling: the same averaging / selection weights, all non-negative
 
 
+class _ResidualShare(torch.autograd.Function):
+    """Identity forward on one summand of a residual sum ``s = main + shortcut``; backward hands it its share
+    ``summand / s`` of the signal at ``s`` (TorchRay's element-wise-sum rule). The main branch's backward also
+    records the signal at ``s`` for the identity correction below."""
+
+    @staticmethod
+    def forward(ctx, y, rec, key):
+        ctx.rec, ctx.key = rec, key
+        return y.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        rec = ctx.rec
+        total = rec["main"] + rec["shortcut"]
+        if ctx.key == "main":
+            rec["grad"] = grad
+        share = torch.where(total > 0, rec[ctx.key] / total.clamp_min(1e-30), torch.zeros_like(total))
+        return grad * share, None, None
+
+
+class _IdentityShortcutCorrection(torch.autograd.Function):
+    """On the input ``x`` of a block whose shortcut is the identity: plain autograd hands ``x`` the whole
+    signal at ``s`` through the shortcut; remove the main branch's share so the shortcut gets ``x / s``."""
+
+    @staticmethod
+    def forward(ctx, x, rec):
+        ctx.rec = rec
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        rec = ctx.rec
+        if "grad" not in rec:
+            return grad, None
+        total = rec["main"] + rec["shortcut"]
+        share = torch.where(total > 0, rec["main"] / total.clamp_min(1e-30), torch.zeros_like(total))
+        return grad - rec["grad"] * share, None
+
+
+def residual_blocks(model: nn.Module):
+    """(block, last module of the main branch, shortcut module or None for the identity) of every ResNet
+    basic/bottleneck block (torchvision and timm naming: conv1, bn2[, bn3], downsample; ours: shortcut)."""
+    for m in model.modules():
+        if not (hasattr(m, "conv1") and isinstance(getattr(m, "bn2", None), nn.Module)):
+            continue
+        if not (hasattr(m, "downsample") or hasattr(m, "shortcut")):
+            continue
+        main = m.bn3 if isinstance(getattr(m, "bn3", None), nn.Module) else m.bn2
+        short = getattr(m, "downsample", None) if hasattr(m, "downsample") else getattr(m, "shortcut", None)
+        if isinstance(short, nn.Sequential) and len(short) == 0:
+            short = None
+        yield m, main, short
+
+
+def _residual_hooks(model: nn.Module, handles: list) -> None:
+    for block, main, short in residual_blocks(model):
+        rec: dict = {}
+
+        def pre(_m, args, rec=rec, identity=short is None):
+            rec.clear()
+            x = args[0]
+            if identity:
+                rec["shortcut"] = x.detach().clone()
+                return (_IdentityShortcutCorrection.apply(x, rec),) + tuple(args[1:])
+            return None
+
+        def on_main(_m, _i, out, rec=rec):
+            rec["main"] = out.detach().clone()  # before the in-place ``out += identity``
+            return _ResidualShare.apply(out, rec, "main")
+
+        handles.append(block.register_forward_pre_hook(pre))
+        handles.append(main.register_forward_hook(on_main))
+        if short is not None:
+            def on_short(_m, _i, out, rec=rec):
+                rec["shortcut"] = out.detach().clone()
+                return _ResidualShare.apply(out, rec, "shortcut")
+
+            handles.append(short.register_forward_hook(on_short))
+
+
 def excitation_hooks(model: nn.Module, handles: list, state: dict) -> None:
-    """Register the rule hooks on every supported module of ``model`` (handles go to ``handles``)."""
+    """Register the rule hooks on every supported module of ``model`` (handles go to ``handles``);
+    residual blocks split the signal at their sum between the two branches."""
     for m in model.modules():
         if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d) + _POOLS):
             fwd = _positive_forward(m, state)
@@ -153,6 +236,8 @@ def excitation_hooks(model: nn.Module, handles: list, state: dict) -> None:
         else:
             continue
         handles.append(m.register_forward_hook(hook))
+    # After the per-module rules, so the residual share wraps the (pass-through) batch-norm output.
+    _residual_hooks(model, handles)
 
 
 @register_explainer("excitation_backprop")

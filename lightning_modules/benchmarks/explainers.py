@@ -1,0 +1,258 @@
+"""Benchmark of every explainer against its floor: the forward/backward passes the method cannot avoid.
+
+For each method and batch size ``B`` (1 and 32 by default), on the synthetic black box (``scenes_cnn``,
+random weights, 64x64, CPU), one run measures
+
+- ``ms/img``: wall time of ``explainer(model, images, targets)`` divided by ``B`` (best of 2-7 repeats,
+  interleaved with the floor's: the minimum is the least disturbed by other processes on a shared machine);
+- ``floor ms/img``: the same model running only the passes the method must make, with the same batch
+  sizes, on a pre-built input (no perturbation, no hooks, no reduction):
+  gradient-type = 1 fwd+bwd; guided Grad-CAM = 2 fwd+bwd (guided backprop and Grad-CAM are two passes);
+  contrastive EBP = 1 fwd + 2 bwd; SmoothGrad/-SQ/VarGrad (n samples) = n fwd+bwd; IG (steps) =
+  steps fwd+bwd; occlusion = windows + 1 fwd (the unoccluded reference); blurred-circle occlusion =
+  discs + 1 fwd; LIME = n_samples fwd; Score-CAM = 1 + K fwd (K channels at the layer);
+  Sobel/random: no model pass (no floor);
+- ``ratio`` = ms/img / floor ms/img (target <= 1.2 at B = 32);
+- ``speed-up vs loop`` (at the largest B): per-image time of B single-image calls / per-image time of
+  the batched call, i.e. ms/img at B=1 over ms/img at B.
+
+``python -m lightning_modules.benchmarks.explainers`` (or ``python -m replications bench explainers``)
+writes ``reports/benchmarks/explainers.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from lightning_modules.explainers import create_explainer
+from lightning_modules.explainers.cam import ScoreCAM
+from lightning_modules.models import load_model, resolve_layer
+from lightning_modules.utils import REPO_ROOT
+
+#: Paper-like settings (SmoothGrad n=50, IG 50 steps, 8x8 occlusion with stride 4, LIME 1000 samples).
+METHODS: dict[str, dict] = {
+    "gradient": {},
+    "input_x_gradient": {},
+    "guided_backprop": {},
+    "deconvnet": {},
+    "smoothgrad": dict(n_samples=50),
+    "smoothgrad_sq": dict(n_samples=50),
+    "vargrad": dict(n_samples=50),
+    "integrated_gradients": dict(steps=50),
+    "gradcam": {},
+    "guided_gradcam": {},
+    "score_cam": {},
+    "excitation_backprop": {},
+    "contrastive_excitation_backprop": {},
+    "occlusion": dict(window=8, stride=4),
+    "blurred_circle_occlusion": {},
+    "lime": dict(n_samples=1000),
+    "sobel": {},
+    "random": {},
+}
+
+
+def _split(total: int, chunk: int) -> list[int]:
+    return [min(chunk, total - s) for s in range(0, total, chunk)]
+
+
+def floor_passes(name: str, explainer, model, b: int, h: int, w: int) -> tuple[str, list[tuple[str, int]]]:
+    """(description, [(kind, batch size), ...]) of the passes ``explainer`` must make on ``b`` images.
+    ``kind``: ``fwd``, ``fwd_bwd`` (input gradient) or ``fwd_2bwd`` (two input gradients, one forward)."""
+    if name in ("gradient", "input_x_gradient", "guided_backprop", "deconvnet", "gradcam", "excitation_backprop"):
+        return "1 fwd+bwd", [("fwd_bwd", b)]
+    if name == "guided_gradcam":
+        return "2 fwd+bwd", [("fwd_bwd", b), ("fwd_bwd", b)]
+    if name == "contrastive_excitation_backprop":
+        return "1 fwd + 2 bwd", [("fwd_2bwd", b)]
+    if name in ("smoothgrad", "smoothgrad_sq", "vargrad"):
+        n = explainer.n_samples
+        per = n if explainer.samples_batch_size is None else max(1, min(n, explainer.samples_batch_size // b))
+        return f"{n} fwd+bwd", [("fwd_bwd", b * k) for k in _split(n, per)]
+    if name == "integrated_gradients":
+        steps = explainer.steps
+        per = steps if explainer.samples_batch_size is None else max(1, max(b, explainer.samples_batch_size) // b)
+        return f"{steps} fwd+bwd", [("fwd_bwd", b * k) for k in _split(steps, per)]
+    if name == "occlusion":
+        n = explainer.n_windows(h, w)
+        per = max(1, explainer.samples_batch_size // b)
+        return f"{n}+1 fwd", [("fwd", b)] + [("fwd", b * k) for k in _split(n, per)]
+    if name == "blurred_circle_occlusion":
+        n = explainer.centres(h, w).shape[0]
+        return f"{n}+1 fwd", [("fwd", b)] + [("fwd", k) for k in _split(b * n, explainer.samples_batch_size)]
+    if name == "lime":
+        n = explainer.n_samples
+        return f"{n} fwd", [("fwd", k) for k in _split(b * n, explainer.samples_batch_size)]
+    if name == "score_cam":
+        x = torch.rand(1, 3, h, w, device=next(model.parameters()).device)
+        with torch.no_grad():
+            k = ScoreCAM.layer_activations(model, resolve_layer(model, explainer.layer), x)[0].shape[1]
+        return f"1+{k} fwd", [("fwd", b)] + [("fwd", s) for s in _split(b * k, explainer.chunk_size)]
+    if name in ("sobel", "random"):
+        return "none", []
+    raise KeyError(f"no floor defined for {name!r}; add it to floor_passes")
+
+
+def run_floor(model, passes: list[tuple[str, int]], inputs: torch.Tensor) -> None:
+    for kind, size in passes:
+        x = inputs[:size]
+        if kind == "fwd":
+            with torch.no_grad():
+                model(x)
+            continue
+        x = x.detach().requires_grad_(True)
+        out = model(x)[:, 0].sum()
+        torch.autograd.grad(out, x, retain_graph=kind == "fwd_2bwd")
+        if kind == "fwd_2bwd":
+            torch.autograd.grad(out, x)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def best_times(fns, device: torch.device, min_repeats: int = 2, max_repeats: int = 7, budget_s: float = 4.0) -> list[float]:
+    """Minimum wall time of each of ``fns`` over repeats, the calls interleaved (a, b, a, b, ...) so a method
+    and its floor see the same machine load; stops after ``budget_s`` (at least ``min_repeats`` rounds).
+    The first round is a warm-up; it counts as a repeat only when a call takes over a second (warm-up
+    effects are then negligible and the repeats costly)."""
+    times: list[list[float]] = [[] for _ in fns]
+    warm: list[float] = []
+    for fn in fns:
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        warm.append(time.perf_counter() - t0)
+    if warm[0] > 1.0:
+        for ts, t in zip(times, warm):
+            ts.append(t)
+    start = time.perf_counter()
+    while len(times[0]) < max_repeats and (len(times[0]) < min_repeats or time.perf_counter() - start < budget_s):
+        for fn, ts in zip(fns, times):
+            t0 = time.perf_counter()
+            fn()
+            _sync(device)
+            ts.append(time.perf_counter() - t0)
+    return [min(ts) for ts in times]
+
+
+def run(out_path: str | Path = "reports/benchmarks/explainers.md", batch_sizes=(1, 32), model_name: str = "scenes_cnn",
+        image_size: int = 64, device: str = "cpu", methods: dict[str, dict] | None = None, seed: int = 0,
+        threads: int | None = None, ratio_target: float = 1.2) -> list[dict]:
+    """Measure every method at every batch size; write the markdown table to ``out_path`` (relative paths are
+    relative to the repository root; ``None`` writes nothing). Returns the rows."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+    methods = dict(METHODS if methods is None else methods)
+    dev = torch.device(device)
+    torch.manual_seed(seed)
+    model, cfg = load_model(model_name)
+    model = model.to(dev)
+    c = cfg.input_size[0]
+    gen = torch.Generator().manual_seed(seed)
+    bmax = max(batch_sizes)
+    images = torch.rand(bmax, c, image_size, image_size, generator=gen).to(dev)
+    targets = torch.randint(0, model.num_classes, (bmax,), generator=gen).to(dev)
+    rows: list[dict] = []
+    load_before = os.getloadavg()[0]
+    for name, kwargs in methods.items():
+        explainer = create_explainer(name, **kwargs)
+        per_b = {}
+        for b in batch_sizes:
+            x, t = images[:b], targets[:b]
+            desc, passes = floor_passes(name, explainer, model, b, image_size, image_size)
+            largest = max([s for _, s in passes], default=1)
+            floor_inputs = torch.rand(largest, c, image_size, image_size, generator=gen).to(dev)
+            fns = [lambda: explainer(model, x, t)]
+            if passes:
+                fns.append(lambda: run_floor(model, passes, floor_inputs))
+            t_method, t_floor = (best_times(fns, dev) + [math.nan])[:2]
+            per_b[b] = dict(ms=1e3 * t_method / b, floor_ms=1e3 * t_floor / b, ratio=t_method / t_floor if passes else math.nan)
+            print(f"{name:34s} B={b:3d} {per_b[b]['ms']:10.2f} ms/img  floor {per_b[b]['floor_ms']:10.2f}  "
+                  f"ratio {per_b[b]['ratio']:.2f}  ({desc})", flush=True)
+        speedup = per_b[min(batch_sizes)]["ms"] / per_b[bmax]["ms"]
+        rows.append(dict(method=name, settings=kwargs, floor=desc, per_batch=per_b, speedup=speedup))
+    load = (load_before, os.getloadavg()[0])
+    if out_path is not None:
+        write_markdown(rows, out_path, batch_sizes, model_name, image_size, dev, ratio_target, load)
+    return rows
+
+
+def _fmt(v: float, digits: int = 2) -> str:
+    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
+
+
+def write_markdown(rows, out_path, batch_sizes, model_name, image_size, device, ratio_target, load=(math.nan, math.nan)) -> Path:
+    path = Path(out_path)
+    if not path.is_absolute():
+        path = REPO_ROOT / path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    bmax = max(batch_sizes)
+    head = ["method", "settings", "floor (passes)"]
+    for b in batch_sizes:
+        head += [f"ms/img B={b}", f"floor ms/img B={b}", f"ratio B={b}"]
+    head += [f"speed-up vs loop (B={bmax})", f"ratio <= {ratio_target} at B={bmax}"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    misses = []
+    for r in rows:
+        cells = [f"`{r['method']}`", ", ".join(f"{k}={v}" for k, v in r["settings"].items()) or "defaults", r["floor"]]
+        for b in batch_sizes:
+            p = r["per_batch"][b]
+            cells += [_fmt(p["ms"], 3), _fmt(p["floor_ms"], 3), _fmt(p["ratio"])]
+        ratio = r["per_batch"][bmax]["ratio"]
+        ok = "n/a (no model pass)" if math.isnan(ratio) else ("yes" if ratio <= ratio_target else "**no**")
+        if ok == "**no**":
+            misses.append(f"`{r['method']}` ({ratio:.2f})")
+        cells += [_fmt(r["speedup"], 1) + "x", ok]
+        lines.append("| " + " | ".join(cells) + " |")
+    threads = torch.get_num_threads()
+    text = [
+        "# Explainer benchmark: time per image and ratio to the floor",
+        "",
+        f"Generated by `python -m replications bench explainers` (`lightning_modules/benchmarks/explainers.py`) on "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+        "",
+        f"Model: `{model_name}` (random weights), {image_size}x{image_size} RGB, device `{device}`"
+        f"{f' ({threads} torch threads, {platform.processor() or platform.machine()})' if device.type == 'cpu' else ''}, "
+        f"torch {torch.__version__}. Times are the best of 2-7 repeats (plus a warm-up for calls under 1 s), method and floor calls interleaved; the floor is measured in "
+        "the same run, on the same model, batch sizes and device: only the forward/backward passes the method must "
+        "make (see the module docstring), on a pre-built input. "
+        f"Machine: {os.cpu_count()} CPU cores, 1-minute load average {load[0]:.1f} at the start and {load[1]:.1f} at "
+        "the end of the run (other processes share the cores: absolute times are noisy, ratios less so).",
+        "",
+        "\n".join(lines),
+        "",
+        f"Methods missing the ratio target (<= {ratio_target} at B={bmax}): " + (", ".join(misses) if misses else "none") + ".",
+        "",
+    ]
+    path.write_text("\n".join(text))
+    return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="reports/benchmarks/explainers.md")
+    ap.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32])
+    ap.add_argument("--model", default="scenes_cnn")
+    ap.add_argument("--image-size", type=int, default=64)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--methods", nargs="+", default=None, help="subset of the methods (default: all)")
+    ap.add_argument("--threads", type=int, default=None)
+    # Called without arguments by ``python -m replications bench explainers``: defaults, not that CLI's argv.
+    args = ap.parse_args([] if argv is None else argv)
+    methods = None if args.methods is None else {m: METHODS.get(m, {}) for m in args.methods}
+    run(args.out, tuple(args.batch_sizes), args.model, args.image_size, args.device, methods, threads=args.threads)
+
+
+if __name__ == "__main__":
+    import sys
+
+    main(sys.argv[1:])
