@@ -90,7 +90,7 @@ def test_pipeline_resumes_after_a_kill_and_ends_with_the_same_table(tmp_path):
     train, test, attributions = _toy_problem()
     cfg = RoarConfig(model_name="scenes_cnn", model_kwargs={"width": 4}, fractions=(0.2, 0.6), seeds=(0,), max_epochs=2, batch_size=16)
     full = RoarPipeline(cfg, tmp_path / "full", num_classes=2).run(train, test, attributions)
-    assert [r["fraction"] for r in full] == [0.2, 0.6]
+    assert [(r["method"], r["fraction"]) for r in full] == [("none", 0.0), ("a", 0.2), ("a", 0.6)]
 
     work = tmp_path / "killed"
     with pytest.raises(RuntimeError, match="simulated kill"):
@@ -103,3 +103,25 @@ def test_pipeline_resumes_after_a_kill_and_ends_with_the_same_table(tmp_path):
     resumed = RoarPipeline(cfg, work, num_classes=2).run(train, test, attributions)
     assert json.loads((work / "results" / "a_0.20_0.json").read_text()) == first  # not retrained
     assert resumed == full
+
+
+def test_reference_row_is_the_unmodified_retraining_and_its_model_reproduces_its_accuracy(tmp_path):
+    """The "none" row retrains on the unmodified data (= fraction 0 of any method); ``trained_model`` returns
+    that network, whose accuracy on the test set is the row's accuracy."""
+    from lightning_modules.tasks.roar import RoarConfig, RoarPipeline
+
+    train, test, attributions = _toy_problem()
+    cfg = RoarConfig(model_name="scenes_cnn", model_kwargs={"width": 4}, fractions=(0.0,), seeds=(0,), max_epochs=1, batch_size=16)
+    pipe = RoarPipeline(cfg, tmp_path, num_classes=2)
+    rows = pipe.run(train, test, attributions)
+    assert rows[0]["method"] == "none" and rows[1]["method"] == "a"
+    assert rows[0]["test_accuracy"] == rows[1]["test_accuracy"]  # removing 0% changes nothing
+    model = pipe.trained_model("none", 0.0, 0)
+    assert not model.training and not any(p.requires_grad for p in model.parameters())
+    with torch.no_grad():
+        acc = (model(test[0]).argmax(1) == test[1]).float().mean().item()
+    assert acc == pytest.approx(rows[0]["test_accuracy"], abs=1e-6)
+    with pytest.raises(FileNotFoundError, match="run it first"):
+        pipe.trained_model("a", 0.5, 0)
+    with pytest.raises(ValueError, match="reference row"):
+        pipe.run(train, test, {"none": attributions["a"]})

@@ -11,7 +11,10 @@ Engineering:
 - every (method, fraction, seed) retraining is a ``ClassifierTask`` under its own ``Trainer`` (multi-GPU
   capable through the usual Trainer flags) with a ``last.ckpt``; its result is written atomically to
   ``results/<method>_<fraction>_<seed>.json``. A killed run started again skips finished runs, resumes the
-  interrupted one from its checkpoint and ends with the same table.
+  interrupted one from its checkpoint and ends with the same table;
+- a reference row (method ``"none"``, fraction 0, ``RoarConfig.reference``) retrains on the unmodified data:
+  the accuracy every other row is read against, and (RoarTorch's protocol) the model whose attributions
+  define the modified datasets when the explained model is not given (``RoarPipeline.trained_model``).
 """
 
 from __future__ import annotations
@@ -71,6 +74,10 @@ def remove_top_fraction(
     return torch.where(removed, fill.view(1, c, 1, 1).to(images), images)
 
 
+#: method name of the reference row (unmodified data, fraction 0)
+REFERENCE = "none"
+
+
 def random_attributions(shape: tuple[int, ...], seed: int) -> torch.Tensor:
     """The random-ranking baseline (one fixed random map per image)."""
     g = torch.Generator().manual_seed(seed)
@@ -89,6 +96,9 @@ class RoarConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-4
     optimizer: str = "adamw"
+    scheduler: str = "cosine"
+    #: also retrain on the unmodified data (method "none", fraction 0): the baseline accuracy of the table
+    reference: bool = True
     accelerator: str = "cpu"
     devices: int | str = 1
 
@@ -123,7 +133,8 @@ class RoarPipeline:
         dm = TensorDataModule(train=train, test=test, batch_size=cfg.batch_size, seed=seed)
         task = ClassifierTask(
             model_name=cfg.model_name, num_classes=self.num_classes, model_kwargs=dict(cfg.model_kwargs),
-            lr=cfg.lr, weight_decay=cfg.weight_decay, optimizer=cfg.optimizer, max_epochs=cfg.max_epochs,
+            lr=cfg.lr, weight_decay=cfg.weight_decay, optimizer=cfg.optimizer, scheduler=cfg.scheduler,
+            max_epochs=cfg.max_epochs,
         )
         ckpt = ModelCheckpoint(dirpath=run_dir, save_last=True, save_top_k=1, every_n_epochs=1, save_on_train_epoch_end=True)
         trainer = pl.Trainer(
@@ -139,6 +150,41 @@ class RoarPipeline:
             raise KeyError(f"ClassifierTask logged no test accuracy; got {sorted(metrics)}")
         return {"test_accuracy": float(acc)}
 
+    def _run_dir(self, method: str, fraction: float, seed: int) -> Path:
+        return self.work_dir / "runs" / f"{method}_{fraction:.2f}_{seed}"
+
+    def _one(self, method: str, fraction: float, seed: int, train: tuple, test: tuple, on_result) -> dict:
+        path = self._result_path(method, fraction, seed)
+        if path.is_file():
+            row = json.loads(path.read_text())
+        else:
+            res = self.retrain(train, test, seed, self._run_dir(method, fraction, seed))
+            row = {"method": method, "fraction": fraction, "seed": seed, **res}
+            with atomic_write(path) as fh:
+                json.dump(row, fh)
+        if on_result is not None:
+            on_result(row)
+        return row
+
+    def run_reference(self, train: tuple, test: tuple, on_result: Callable[[dict], None] | None = None) -> list[dict]:
+        """Retrain on the unmodified data, once per seed (method ``"none"``, fraction 0)."""
+        return [self._one(REFERENCE, 0.0, seed, train, test, on_result) for seed in self.config.seeds]
+
+    def trained_model(self, method: str, fraction: float, seed: int) -> torch.nn.Module:
+        """The finished retraining of ``(method, fraction, seed)`` as a frozen eval model taking [0, 1] images
+        (e.g. the reference model, whose attributions RoarTorch removes)."""
+        from lightning_modules.tasks.classifier import ClassifierTask
+
+        ckpt = self._run_dir(method, fraction, seed) / "last.ckpt"
+        if not self._result_path(method, fraction, seed).is_file() or not ckpt.is_file():
+            raise FileNotFoundError(f"no finished ROAR run {method} {fraction:.2f} seed {seed} under {self.work_dir}; run it first")
+        task = ClassifierTask.load_from_checkpoint(ckpt, map_location="cpu", weights_only=False)
+        model = task.model.eval()
+        for p in model.parameters():
+            p.requires_grad_(False)
+        model.num_classes = self.num_classes
+        return model
+
     def run(
         self,
         train: tuple[torch.Tensor, torch.Tensor],
@@ -148,24 +194,15 @@ class RoarPipeline:
     ) -> list[dict]:
         cfg = self.config
         fill = train[0].mean(dim=(0, 2, 3))  # per-channel mean of the (unmodified) training set
-        rows = []
+        rows = self.run_reference(train, test, on_result) if cfg.reference else []
         for method, (attr_train, attr_test) in attributions.items():
+            if method == REFERENCE:
+                raise ValueError(f"{REFERENCE!r} names the unmodified-data reference row; rename the method")
             for fraction in cfg.fractions:
                 x_train = remove_top_fraction(train[0], attr_train, fraction, fill, cfg.estimator)
                 x_test = remove_top_fraction(test[0], attr_test, fraction, fill, cfg.estimator)
                 for seed in cfg.seeds:
-                    path = self._result_path(method, fraction, seed)
-                    if path.is_file():
-                        row = json.loads(path.read_text())
-                    else:
-                        run_dir = self.work_dir / "runs" / f"{method}_{fraction:.2f}_{seed}"
-                        res = self.retrain((x_train, train[1]), (x_test, test[1]), seed, run_dir)
-                        row = {"method": method, "fraction": fraction, "seed": seed, **res}
-                        with atomic_write(path) as fh:
-                            json.dump(row, fh)
-                    rows.append(row)
-                    if on_result is not None:
-                        on_result(row)
+                    rows.append(self._one(method, fraction, seed, (x_train, train[1]), (x_test, test[1]), on_result))
         return rows
 
 
