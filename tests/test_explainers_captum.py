@@ -161,3 +161,40 @@ def test_occlusion_equals_captum(setup, window, stride, fill):
                                         baselines=fill, target=targets, perturbations_per_eval=1)
     torch.testing.assert_close(ours, captum[:, :1], rtol=1e-4, atol=1e-6)
     assert create_explainer("occlusion", window=window, stride=stride).n_windows(32, 32) == ((32 - window) // stride + 1) ** 2
+
+
+def test_lime_equals_captum_lime_with_the_same_samples(setup):
+    """Our batched LIME vs Captum's Lime (one image at a time) given the same superpixels, on/off patterns,
+    fill image, kernel (sqrt(exp(-d^2/0.25^2)), cosine distance) and sklearn Ridge(alpha=1)."""
+    from captum._utils.models.linear_model import SkLearnRidge
+    from captum.attr import Lime
+
+    from lightning_modules.explainers.perturbation import segment_images
+
+    model, images, targets = setup
+    ours_expl = create_explainer("lime", n_samples=120, seed=5)
+    ours = ours_expl(model, images[:2], targets[:2])
+    segs = segment_images(images[:2], "slic")
+    k = int(segs.max()) + 1
+    z = ours_expl.patterns(k, images.device)
+
+    def kernel(_orig, _pert, interp, **_):
+        on = interp.float().flatten()
+        cos = on.sum() / (on.norm() * on.numel() ** 0.5).clamp_min(1e-12)
+        return torch.sqrt(torch.exp(-((1 - cos) ** 2) / 0.25**2))
+
+    prob_model = lambda x: model(x).softmax(1)  # noqa: E731
+    for i in range(2):
+        seg = segs[i]
+        k_i = int(seg.max()) + 1
+        rows = iter(z[:, :k_i])
+        lime = Lime(prob_model, interpretable_model=SkLearnRidge(alpha=1.0), similarity_func=kernel,
+                    perturb_func=lambda *_a, **_k: next(rows)[None])
+        # Hidden superpixels take their mean colour (lime's hide_color=None).
+        fill = torch.zeros_like(images[i])
+        for s in range(k_i):
+            sel = seg == s
+            fill[:, sel] = images[i][:, sel].mean(1, keepdim=True)
+        ref = lime.attribute(images[i : i + 1], target=int(targets[i]), baselines=fill[None],
+                             feature_mask=seg[None, None].expand(1, 3, -1, -1), n_samples=120)
+        torch.testing.assert_close(ours[i : i + 1], ref[:, :1], rtol=2e-3, atol=1e-6)
