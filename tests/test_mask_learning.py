@@ -190,3 +190,27 @@ def test_bad_input_fails_early():
         learn_masks(model, scene(), 0, dict(FAST, mask_scale=64))
     with pytest.raises(ValueError, match="targets"):
         learn_masks(model, scene(2), torch.tensor([0, 1, 0]), FAST)
+
+
+def _ddp_masks(rank, world_size, x, t):
+    from replications.fong2017.experiments import SampleRows
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(16, 5)).eval()
+    ids = torch.arange(x.shape[0])[rank::world_size]  # what a DistributedSampler hands this process
+    res = learn_masks(model, x[ids], t[ids], dict(iterations=5, mask_scale=4, jitter=4, reference_size=64))
+    rows = SampleRows("area", "final")
+    rows.update(ids, area=(1 - res.mask).mean(dim=(1, 2, 3)), final=res.final_score)
+    return rows.compute()
+
+
+def test_ddp_two_processes_equal_one():
+    from tests.ddp_utils import run_ddp
+
+    torch.manual_seed(3)
+    x, t = torch.rand(4, 3, SIZE, SIZE), torch.tensor([0, 1, 2, 3])
+    single = _ddp_masks(0, 1, x, t)
+    for out in run_ddp(_ddp_masks, world_size=2, args=(x, t)):
+        assert torch.equal(out["sample_ids"], single["sample_ids"])
+        torch.testing.assert_close(out["area"], single["area"], atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(out["final"], single["final"], atol=1e-6, rtol=1e-5)
