@@ -46,7 +46,12 @@ class BlackboxConfig:
     seed: int = 0
 
     def content_hash(self) -> str:
+        from lightning_modules.models import _LOCAL, _ensure_local_registered
+
+        _ensure_local_registered()
         d = asdict(self)
+        spec = _LOCAL.get(self.model_name)
+        d["arch_version"] = getattr(spec.ctor, "ARCH_VERSION", 0) if spec is not None else 0
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
@@ -105,6 +110,24 @@ def evidence_check(model: torch.nn.Module, dataset: SyntheticScenes) -> dict:
     }
 
 
+class _EpochLog:
+    """Logs each training epoch's accuracy and wall time (training runs minutes; say where it is)."""
+
+    def __new__(cls):
+        from lightning.pytorch.callbacks import Callback
+
+        class EpochLog(Callback):
+            def on_train_epoch_start(self, trainer, pl_module):
+                self.t0 = time.perf_counter()
+
+            def on_train_epoch_end(self, trainer, pl_module):
+                acc = trainer.callback_metrics.get("train/acc")
+                log.info("black box epoch %d/%d: train acc %.4f (%.0f s)", trainer.current_epoch + 1, trainer.max_epochs,
+                         float(acc) if acc is not None else float("nan"), time.perf_counter() - self.t0)
+
+        return EpochLog()
+
+
 def train_blackbox(cfg: BlackboxConfig, out_dir: Path, root: str | Path | None = None) -> dict:
     """Train the black box with ClassifierTask, save ``model.pt`` + ``info.json`` into ``out_dir``."""
     import lightning.pytorch as pl
@@ -121,7 +144,7 @@ def train_blackbox(cfg: BlackboxConfig, out_dir: Path, root: str | Path | None =
     task = ClassifierTask(cfg.model_name, cfg.scenes.num_classes, dict(cfg.model_kwargs), optimizer=cfg.optimizer,
                           lr=cfg.lr, weight_decay=cfg.weight_decay, warmup_fraction=cfg.warmup_fraction, hflip=cfg.hflip)
     trainer = pl.Trainer(max_epochs=cfg.max_epochs, accelerator="cpu", devices=1, logger=False,
-                         enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=False,
+                         callbacks=[_EpochLog()], enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=False,
                          deterministic=True, num_sanity_val_steps=0, check_val_every_n_epoch=cfg.max_epochs)
     started = time.perf_counter()
     trainer.fit(task, datamodule=dm)

@@ -20,23 +20,25 @@ class ScenesCNN(nn.Module):
     """The embedded black box for the synthetic scenes: a small VGG-like CNN (conv-BN-ReLU) with a
     global-average-pool head, sized to train to >= 95% in minutes on 2 CPU cores.
 
-    64x64 input: a 5x5 stride-2 stem (32x32), conv, max-pool (16x16), two convs at 16x16; receptive field
-    of the last layer 43 px, enough to see a whole head (12 px) with its context. ``features`` ends on a ReLU
-    at 1/4 of the input resolution: the default Grad-CAM layer ``features.12``.
+    64x64 input: a 5x5 stride-2 stem (32x32), a conv, max-pool (16x16), two convs at 16x16 (the last
+    without BN); receptive field of the last layer 27 px, enough for a whole head (12 px) and its edges.
+    Layer indices kept stable for the explainers: ``features.11`` is the last ReLU (1/4 resolution, the
+    default Grad-CAM layer), ``features.9`` the ReLU feeding the last conv (excitation backprop's layer).
     """
 
-    default_cam_layer = "features.12"
+    default_cam_layer = "features.11"
+    ARCH_VERSION = 2  # bump when the layout changes (the cached black box is keyed by it)
 
     def __init__(self, num_classes: int = 10, in_chans: int = 3, width: int = 16):
         super().__init__()
         w = width
         self.num_classes = num_classes
         self.features = nn.Sequential(
-            *_conv_block(in_chans, w, 5, 2),          # 0-2   1/2
-            *_conv_block(w, 2 * w),                   # 3-5   1/2
-            nn.MaxPool2d(2),                          # 6     1/4
-            *_conv_block(2 * w, 3 * w),               # 7-9   1/4
-            *_conv_block(3 * w, 4 * w),               # 10-12 1/4
+            *_conv_block(in_chans, w, 5, 2),                  # 0-2   1/2
+            *_conv_block(w, 2 * w),                           # 3-5   1/2
+            nn.MaxPool2d(2),                                  # 6     1/4
+            *_conv_block(2 * w, 3 * w),                       # 7-9   1/4
+            nn.Conv2d(3 * w, 4 * w, 3, padding=1), nn.ReLU(),  # 10-11 1/4
         )
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.flatten = nn.Flatten()
