@@ -14,11 +14,13 @@ def test_smoke_fit_writes_report_with_all_three_benchmarks(tmp_path, monkeypatch
     assert experiments == {"sanity_checks", "pixel_perturbation", "roar"}
     assert all(c["status"] in ("holds", "fails", "deviation") for c in results["claims"])
     roar = results["tables"]["roar_test_accuracy"]["rows"]
-    assert {r["method"] for r in roar} == {"prunegrad", "gradient", "random"}
-    assert all(0.0 <= r["30%"] <= 1.0 and 0.0 <= r["90%"] <= 1.0 for r in roar)
+    assert [r["method"] for r in roar] == ["none (unmodified data)", "prunegrad", "gradient", "random"]
+    assert 0.0 <= roar[0]["0%"] <= 1.0 and roar[0]["90%"] is None  # the reference row: unmodified data only
+    assert all(0.0 <= r["30%"] <= 1.0 and 0.0 <= r["90%"] <= 1.0 for r in roar[1:])
     sanity = {r["method"]: r for r in results["tables"]["sanity_cascading_spearman_abs"]["rows"]}
     assert set(sanity) == {"prunegrad", "gradient", "guided_backprop", "gradcam"}
     # ROAR results are cached per (method, fraction, seed): a second run reuses them.
-    assert len(list((tmp_path / "roar" / "results").glob("*.json"))) == 6
+    (work,) = (tmp_path / "roar").glob("khakzar2019-smoke-*")  # one folder per ROAR setting (hash)
+    assert len(list((work / "results").glob("*.json"))) == 1 + 3 * 2  # reference + methods x fractions
     for name in ("sanity_curves", "pixel_perturbation", "roar", "maps"):
         assert (out / "figures" / f"{name}.png").is_file()

@@ -274,6 +274,7 @@ class ImageNetValDataModule(AnnotatedDataModule):
         annotations_dir: str | os.PathLike | None = None,
         require_boxes: bool = False,
         limit: int | None = None,
+        limit_seed: int | None = None,
         heldout_size: int = 0,
         train_dir: str = "train",
         train_annotations_dir: str | os.PathLike | None = None,
@@ -289,6 +290,7 @@ class ImageNetValDataModule(AnnotatedDataModule):
         self.annotations_dir = Path(annotations_dir) if annotations_dir else None
         self.require_boxes = require_boxes
         self.limit = limit
+        self.limit_seed = limit_seed
         self.heldout_size = heldout_size
         self.train_dir = train_dir
         self.train_annotations_dir = Path(train_annotations_dir) if train_annotations_dir else None
@@ -375,7 +377,12 @@ class ImageNetValDataModule(AnnotatedDataModule):
                     f"in {self.root / 'Annotations/CLS-LOC' / self.split_dir} or {self.root / self.split_dir}, or set require_boxes=False"
                 )
         if self.limit is not None:
-            samples = samples[: self.limit]
+            if self.limit_seed is None:
+                samples = samples[: self.limit]
+            else:
+                # a seeded random subset (Khakzar et al.: 1,000 random val samples, seed 12), kept in file order
+                chosen = sorted(random.Random(self.limit_seed).sample(range(len(samples)), min(self.limit, len(samples))))
+                samples = [samples[i] for i in chosen]
         return samples
 
     def _xml_objects(self, xml_dirs: list[Path], stem: str) -> list[dict]:

@@ -7,29 +7,41 @@ b. Pixel perturbation (Khakzar Sec. 4): remove the least (LeRF) / most (MoRF) im
 c. ROAR (Hooker et al. 2019; shared ``tasks.roar``): remove the top-t pixels of the training and test sets by
    each method's attribution, retrain from scratch, test accuracy vs t, against a random ranking.
 
-(a) and (b) run in ``test_step`` on the test batches (torchmetrics, DDP-synced). (c) retrains models under
-their own Trainers at the end of the test epoch on global rank zero (each retraining is itself a Lightning
-run and can use GPUs through ``roar.accelerator``/``roar.devices``; under a multi-process test run the
-other ranks wait at a barrier).
+(a) and (b) run in ``test_step`` on the test batches (torchmetrics, DDP-synced; samples keyed by ``batch["id"]``
+so a padded uneven split counts each image once). (c) retrains models under their own Trainers at the end of the
+test epoch on global rank zero (each retraining is itself a Lightning run and can use GPUs through
+``roar_accelerator``/``roar_devices``; under a multi-process test run the other ranks wait at a barrier); an empty
+``roar_methods`` skips it.
+
+The explained classifier is the cached synthetic-scenes black box (``blackbox_profile``, embedded profiles) or any
+``load_model`` network (``classifier: {name: torchvision/resnet50, pretrained: true}``, the published setting).
+ROAR runs on the test DataModule's train/test splits and explains with the classifier, or, given ``roar_data``
+(e.g. CIFAR-10), on that DataModule and explains with the model retrained on its unmodified data (the reference
+row; RoarTorch's protocol). ``validate`` reports the classifier's accuracy on the validation data and reads the
+ROAR data: a cheap check that a configuration's model, weights and datasets load.
 """
 
 from __future__ import annotations
 
-import math
+import hashlib
+import json
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import lightning.pytorch as pl  # noqa: E402
 import torch  # noqa: E402
+from torchmetrics.aggregation import MeanMetric  # noqa: E402
 
 from lightning_modules.blackbox import load_blackbox  # noqa: E402
 from lightning_modules.explainers import create_explainer  # noqa: E402
 from lightning_modules.metrics import PixelPerturbation  # noqa: E402
+from lightning_modules.models import load_model  # noqa: E402
 from lightning_modules.reporting import Claim, Relation, Report  # noqa: E402
 from lightning_modules.tasks.randomization import ModelRandomizationTest, resolve_order  # noqa: E402
-from lightning_modules.tasks.roar import RoarConfig, RoarPipeline, cached_attributions, random_attributions, summarize  # noqa: E402
+from lightning_modules.tasks.roar import REFERENCE, RoarConfig, RoarPipeline, cached_attributions, random_attributions, summarize  # noqa: E402
 from lightning_modules.utils import REPO_ROOT  # noqa: E402
 from replications.cli import ReplicationModule  # noqa: E402
 from replications.khakzar2019 import paper  # noqa: E402
@@ -72,18 +84,21 @@ class Khakzar2019Replication(ReplicationModule):
     def __init__(
         self,
         blackbox_profile: str = "default",
+        classifier: dict | None = None,
         methods: dict[str, dict] | None = None,
         sanity_images: int = 32,
         sanity_init: str = "normal",
         sanity_std: float = 0.1,
         sanity_stages: int | None = None,
+        sanity_order: list[str] | None = None,
         pass_threshold: float = 0.5,
         pixel_fractions: list[float] | None = None,
         pixel_substrate: str = "mean",
         pixel_output: str = "logit",
         roar_methods: dict[str, dict] | None = None,
-        roar_train_size: int = 2000,
-        roar_test_size: int = 500,
+        roar_data: pl.LightningDataModule | None = None,
+        roar_train_size: int | None = 2000,
+        roar_test_size: int | None = 500,
         roar_fractions: list[float] | None = None,
         roar_seeds: list[int] | None = None,
         roar_model: str = "scenes_cnn",
@@ -91,13 +106,17 @@ class Khakzar2019Replication(ReplicationModule):
         roar_epochs: int = 4,
         roar_batch_size: int = 64,
         roar_lr: float = 3e-3,
+        roar_weight_decay: float = 1e-4,
+        roar_optimizer: str = "adamw",
+        roar_scheduler: str = "cosine",
         roar_accelerator: str = "cpu",
         roar_devices: int = 1,
         roar_attribution_batch: int = 100,
         work_dir: str | None = None,
     ):
         super().__init__()
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["roar_data"])
+        self.roar_data = roar_data
         self.methods = dict(methods if methods is not None else DEFAULT_METHODS)
         self.roar_methods = dict(roar_methods if roar_methods is not None else DEFAULT_ROAR_METHODS)
         if "prunegrad" not in self.methods:
@@ -105,10 +124,15 @@ class Khakzar2019Replication(ReplicationModule):
         self.pixel_fractions = list(pixel_fractions or [0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9])
         self.roar_fractions = list(roar_fractions or [0.1, 0.3, 0.5, 0.7, 0.9])
         self.roar_seeds = list(roar_seeds or [0])
-        self.model, self.data_config = load_blackbox(profile=blackbox_profile)
+        if classifier is not None:
+            if "name" not in classifier:
+                raise ValueError("classifier needs a 'name' (a load_model name, e.g. {name: torchvision/resnet50, pretrained: true})")
+            self.model, self.data_config = load_model(**{"freeze": True, **classifier})
+        else:
+            self.model, self.data_config = load_blackbox(profile=blackbox_profile)
         self.explainers = {name: create_explainer(name, **kw) for name, kw in self.methods.items()}
         self.explainers.setdefault("random", create_explainer("random"))
-        order = resolve_order(self.model)
+        order = resolve_order(self.model, sanity_order)
         if sanity_stages is not None:
             order = order[:sanity_stages]
         self.sanity = ModelRandomizationTest(
@@ -117,9 +141,23 @@ class Khakzar2019Replication(ReplicationModule):
         )
         self.morf = torch.nn.ModuleDict({m: PixelPerturbation("morf", self.pixel_fractions, pixel_substrate, pixel_output) for m in self.explainers})
         self.lerf = torch.nn.ModuleDict({m: PixelPerturbation("lerf", self.pixel_fractions, pixel_substrate, pixel_output) for m in self.explainers})
-        self._sanity_seen = 0
         self.roar_rows: list[dict] = []
-        self.accuracy_sum = torch.zeros(())
+        self.roar_info: dict = {}
+        self.test_accuracy = MeanMetric()  # synced over processes (padded duplicates count twice: informative only)
+        self.val_accuracy = MeanMetric()
+
+    # ------------------------------------------------------------------ validate: does the configuration load?
+    def validation_step(self, batch, batch_idx):
+        with torch.no_grad():
+            preds = self.model(batch["image"]).argmax(1)
+        self.val_accuracy.update((preds == batch["label"]).float())
+
+    def on_validation_epoch_end(self):
+        self.log("val/acc", self.val_accuracy.compute(), sync_dist=False)
+        self.val_accuracy.reset()
+        if self.roar_methods and self.trainer.is_global_zero:
+            (x_train, y_train), (x_test, y_test) = self._roar_tensors()
+            self.roar_info = {"train_images": int(x_train.shape[0]), "test_images": int(x_test.shape[0])}
 
     # ------------------------------------------------------------------ (a) + (b): test passes
     def test_step(self, batch, batch_idx):
@@ -127,12 +165,15 @@ class Khakzar2019Replication(ReplicationModule):
         with torch.no_grad():
             logits = self.model(images)
         targets = logits.argmax(1)  # the paper explains the predicted class
-        self.accuracy_sum = self.accuracy_sum.to(images.device) + (targets == batch["label"]).sum()
+        self.test_accuracy.update((targets == batch["label"]).float())
         ids = batch.get("id")
-        need = self.hparams.sanity_images - self._sanity_seen
-        if need > 0:
-            self.sanity.update(self.model, images[:need], targets[:need])
-            self._sanity_seen += min(need, images.shape[0])
+        if ids is None:
+            raise ValueError("khakzar2019 needs batch['id'] (the sample's index in its split; docs/CONVENTIONS.md)")
+        # The sanity images are the split's first ``sanity_images`` samples by id: the same set on any number of
+        # processes (a per-process counter would pick a different set under a distributed sampler).
+        chosen = ids < self.hparams.sanity_images
+        if chosen.any():
+            self.sanity.update(self.model, images[chosen], targets[chosen], ids[chosen])
         for name, explainer in self.explainers.items():
             maps = explainer(self.model, images, targets)
             self.morf[name].update(self.model, images, maps, targets, ids=ids)
@@ -142,17 +183,57 @@ class Khakzar2019Replication(ReplicationModule):
         self.sanity_results = self.sanity.compute()
         self.morf_curves = {m: metric.compute().cpu() for m, metric in self.morf.items()}
         self.lerf_curves = {m: metric.compute().cpu() for m, metric in self.lerf.items()}
+        self.n_test_images = int(next(iter(self.morf.values())).per_sample()["ids"].numel())
+        first = self.sanity.compute(per_sample=True)["cascading"][self.sanity.order[0]]
+        self.n_sanity_images = int(next(iter(next(iter(first.values())).values())).numel())
+        self.classifier_accuracy = float(self.test_accuracy.compute())
         if self.trainer.is_global_zero:
             self.roar_rows = self.run_roar()
         self.trainer.strategy.barrier("roar")
 
     # ------------------------------------------------------------------ (c): ROAR
-    def _work_dir(self) -> Path:
-        if self.hparams.work_dir:
-            return Path(self.hparams.work_dir)
-        return REPO_ROOT / "data" / "roar" / f"khakzar2019-{self.profile}"
+    def _roar_datamodule(self) -> pl.LightningDataModule:
+        return self.roar_data if self.roar_data is not None else self.trainer.datamodule
 
-    def _attributions(self, name: str, images: torch.Tensor, targets: torch.Tensor, split: str) -> torch.Tensor:
+    def _roar_tensors(self) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+        """(train, test) images in [0, 1] and labels of the ROAR data, the first roar_train/test_size of each."""
+        dm = self._roar_datamodule()
+        out = []
+        for split, size in (("train", self.hparams.roar_train_size), ("test", self.hparams.roar_test_size)):
+            if hasattr(dm, "dataset"):  # the synthetic scenes
+                ds = dm.dataset(split)
+            else:
+                dm.setup("fit")
+                datasets = getattr(dm, "datasets", None)
+                if not isinstance(datasets, dict) or split not in datasets:
+                    raise TypeError(f"ROAR needs a DataModule with .dataset(split) or .datasets[split] (e.g. CIFAR10DataModule); got {type(dm).__name__}")
+                ds = datasets[split]
+            if not hasattr(ds, "tensors"):
+                raise TypeError(f"the ROAR {split} dataset {type(ds).__name__} has no tensors(); use an in-memory dataset")
+            x, y = ds.tensors()
+            n = x.shape[0] if size is None else min(size, x.shape[0])
+            out.append((x[:n], y[:n]))
+        return out[0], out[1]
+
+    def _roar_key(self, dm) -> str:
+        """Hash of everything that decides the ROAR results except fractions and seeds (results are cached per
+        (method, fraction, seed) under this key, so changing a setting never reuses stale results)."""
+        hp = self.hparams
+        if self.roar_data is None:
+            data = repr(getattr(dm, "config", type(dm).__name__))
+        else:
+            data = type(dm).__name__ + json.dumps({k: v for k, v in sorted(vars(dm).items()) if isinstance(v, (str, int, float, bool, Path)) and not k.startswith("_")}, default=str)
+        explained = ("reference" if self.roar_data is not None else json.dumps(hp.classifier, sort_keys=True) if hp.classifier else f"blackbox:{hp.blackbox_profile}")
+        keys = ("roar_methods", "roar_train_size", "roar_test_size", "roar_model", "roar_model_kwargs", "roar_epochs",
+                "roar_batch_size", "roar_lr", "roar_weight_decay", "roar_optimizer", "roar_scheduler")
+        blob = json.dumps({"data": data, "explained": explained, **{k: hp[k] for k in keys}}, sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:10]
+
+    def _work_dir(self, key: str) -> Path:
+        root = Path(self.hparams.work_dir) if self.hparams.work_dir else REPO_ROOT / "data" / "roar"
+        return root / f"khakzar2019-{self.profile}-{key}"
+
+    def _attributions(self, work: Path, name: str, model, images: torch.Tensor, targets: torch.Tensor, split: str) -> torch.Tensor:
         def compute() -> torch.Tensor:
             if name == "random":
                 return random_attributions((images.shape[0], 1, *images.shape[-2:]), seed=1 if split == "train" else 2)
@@ -160,56 +241,95 @@ class Khakzar2019Replication(ReplicationModule):
             bs = self.hparams.roar_attribution_batch
             device = self.device
             chunks = [
-                explainer(self.model, images[i : i + bs].to(device), targets[i : i + bs].to(device)).cpu()
+                explainer(model, images[i : i + bs].to(device), targets[i : i + bs].to(device)).cpu()
                 for i in range(0, images.shape[0], bs)
             ]
             return torch.cat(chunks)
 
-        return cached_attributions(self._work_dir() / "attributions" / f"{split}_{name}.pt", compute)
+        return cached_attributions(work / "attributions" / f"{split}_{name}.pt", compute)
 
     def run_roar(self) -> list[dict]:
-        dm = self.trainer.datamodule
-        train_ds, test_ds = dm.dataset("train"), dm.dataset("test")
-        n_train = min(self.hparams.roar_train_size, len(train_ds))
-        n_test = min(self.hparams.roar_test_size, len(test_ds))
-        x_train, y_train = (t[:n_train] for t in train_ds.tensors())
-        x_test, y_test = (t[:n_test] for t in test_ds.tensors())
-        # Attributions explain the black box's prediction on each image (as for the test passes).
+        if not self.roar_methods:
+            return []  # ROAR switched off (roar_methods: {})
+        hp = self.hparams
+        dm = self._roar_datamodule()
+        train, test = self._roar_tensors()
+        work = self._work_dir(self._roar_key(dm))
+        num_classes = int(getattr(dm, "num_classes", 0) or self._num_classes())
+        cfg = RoarConfig(
+            model_name=hp.roar_model, model_kwargs=dict(hp.roar_model_kwargs or {}),
+            fractions=tuple(self.roar_fractions), seeds=tuple(self.roar_seeds), max_epochs=hp.roar_epochs,
+            batch_size=hp.roar_batch_size, lr=hp.roar_lr, weight_decay=hp.roar_weight_decay, optimizer=hp.roar_optimizer,
+            scheduler=hp.roar_scheduler, accelerator=hp.roar_accelerator, devices=hp.roar_devices,
+        )
+        pipeline = RoarPipeline(cfg, work, num_classes=num_classes)
+        if self.roar_data is None:
+            explained = self.model  # the classifier was trained on these scenes
+        else:
+            # RoarTorch: the attributions come from the model trained on the unmodified data (the reference row).
+            pipeline.run_reference(train, test)
+            explained = pipeline.trained_model(REFERENCE, 0.0, self.roar_seeds[0]).to(self.device)
+        # Attributions explain the explained model's prediction on each image (as for the test passes).
         with torch.no_grad():
-            t_train = torch.cat([self.model(x_train[i : i + 256].to(self.device)).argmax(1).cpu() for i in range(0, n_train, 256)])
-            t_test = torch.cat([self.model(x_test[i : i + 256].to(self.device)).argmax(1).cpu() for i in range(0, n_test, 256)])
+            predict = lambda x: torch.cat([explained(x[i : i + 256].to(self.device)).argmax(1).cpu() for i in range(0, x.shape[0], 256)])  # noqa: E731
+            t_train, t_test = predict(train[0]), predict(test[0])
         attributions = {
-            m: (self._attributions(m, x_train, t_train, "train"), self._attributions(m, x_test, t_test, "test"))
+            m: (self._attributions(work, m, explained, train[0], t_train, "train"), self._attributions(work, m, explained, test[0], t_test, "test"))
             for m in self.roar_methods
         }
-        cfg = RoarConfig(
-            model_name=self.hparams.roar_model, model_kwargs=dict(self.hparams.roar_model_kwargs or {}),
-            fractions=tuple(self.roar_fractions), seeds=tuple(self.roar_seeds), max_epochs=self.hparams.roar_epochs,
-            batch_size=self.hparams.roar_batch_size, lr=self.hparams.roar_lr,
-            accelerator=self.hparams.roar_accelerator, devices=self.hparams.roar_devices,
-        )
-        pipeline = RoarPipeline(cfg, self._work_dir(), num_classes=self.model.num_classes)
-        return pipeline.run((x_train, y_train), (x_test, y_test), attributions)
+        self.roar_info = {"work_dir": str(work), "train_images": int(train[0].shape[0]), "test_images": int(test[0].shape[0]),
+                          "explained_model_test_accuracy": float((t_test == test[1]).float().mean()), "num_classes": num_classes}
+        return pipeline.run(train, test, attributions)
+
+    def _num_classes(self) -> int:
+        n = getattr(self.model, "num_classes", None)
+        if n:
+            return int(n)
+        with torch.no_grad():
+            return int(self.model(torch.rand(1, *self.data_config.input_size, device=self.device)).shape[1])
 
     # ------------------------------------------------------------------ report
     def build_report(self, report: Report) -> None:
         hp = self.hparams
         final_stage = self.sanity.order[-1]
         cascade = self.sanity_results["cascading"]
-        report.add_section(
-            "Setting",
-            f"Embedded replication: the synthetic-scenes black box (`{self.data_config.name}`, "
-            f"{self.sanity.examples['images'].shape[-1]} px scenes), the predicted class explained. PruneGrad prunes "
-            f"{self.methods['prunegrad'].get('percentile', 85)}% of the ReLU neurons per input (the official "
-            f"sanity-check setting is 70%, the method's default 85%). Sanity checks on {hp.sanity_images} test images, "
-            f"cascading randomisation from the logits down ({len(self.sanity.order)} layers), weights re-initialised "
+        pg = self.methods["prunegrad"].get("percentile", 85)
+        if hp.classifier:
+            model_text = (f"`{hp.classifier['name']}`{' (published weights)' if hp.classifier.get('pretrained') else ''} on "
+                          f"{self.n_test_images} test images ({type(self.trainer.datamodule).__name__})")
+        else:
+            model_text = (f"the synthetic-scenes black box (`{self.data_config.name}`, profile `{hp.blackbox_profile}`, "
+                          f"{self.sanity.examples['images'].shape[-1]} px scenes) on {self.n_test_images} test scenes")
+        text = (
+            f"Explained: {model_text}, the predicted class (top-1 accuracy of the explained model on these images: "
+            f"{self.classifier_accuracy:.3f}). PruneGrad prunes {pg}% of the ReLU neurons per input (the official "
+            f"sanity-check setting is 70%, the method's default 85%). (a) Sanity checks on {self.n_sanity_images} images, "
+            f"cascading randomisation from the logits down ({len(self.sanity.order)} stages), weights re-initialised "
             f"{'N(0, %g)' % hp.sanity_std if hp.sanity_init == 'normal' else 'with their own initialisers'} as in the "
-            f"official code. Pixel perturbation: {hp.pixel_substrate} substrate, target {hp.pixel_output}. ROAR: "
-            f"{hp.roar_train_size} training / {hp.roar_test_size} test scenes, a fresh `{hp.roar_model}` retrained for "
-            f"{hp.roar_epochs} epochs per (method, fraction, seed), seeds {self.roar_seeds}. "
-            "Deviations from the papers (ImageNet ResNet50; CIFAR-10 ResNet8 for ROAR, 5 retrainings per point): a "
-            "small CNN on synthetic scenes, few epochs and seeds, so that the whole benchmark runs on 2 CPU cores.",
+            f"official code. (b) Pixel perturbation: {hp.pixel_substrate} substrate, target {hp.pixel_output}, fractions "
+            f"{', '.join(f'{f:.0%}' for f in self.pixel_fractions)}. "
         )
+        if self.roar_methods:
+            info = self.roar_info
+            text += (
+                f"(c) ROAR: {info.get('train_images')} training / {info.get('test_images')} test images "
+                f"({'the scenes of the test DataModule, attributions of the explained model' if self.roar_data is None else type(self.roar_data).__name__ + ', attributions of the model retrained on the unmodified data (RoarTorch)'}; "
+                f"its test accuracy {info.get('explained_model_test_accuracy', float('nan')):.3f}), top pixels by the squared "
+                f"attribution replaced by the per-channel training mean, a fresh `{hp.roar_model}` {hp.roar_model_kwargs or ''} "
+                f"retrained for {hp.roar_epochs} epochs ({hp.roar_optimizer}, lr {hp.roar_lr:g}, {hp.roar_scheduler} schedule, "
+                f"batch {hp.roar_batch_size}) per (method, fraction, seed), fractions "
+                f"{', '.join(f'{f:.0%}' for f in self.roar_fractions)}, seeds {self.roar_seeds}; the row `none` retrains on "
+                "the unmodified data (the accuracy every other row is read against). "
+            )
+        else:
+            text += "(c) ROAR was not run in this profile (`roar_methods` is empty). "
+        if self.profile != "paper":
+            text += (
+                "Deviations from the papers (ImageNet ResNet50 for (a) and (b), 1,000 images; CIFAR-10 ResNet8 for ROAR, "
+                "50 epochs, 5 retrainings per point): a small CNN on synthetic scenes, few images, epochs and seeds, so that "
+                "the whole benchmark runs on 2 CPU cores."
+            )
+        report.add_section("Setting", text)
         # (a) sanity checks
         rows = []
         for method in self.sanity.explainers:
@@ -269,32 +389,50 @@ class Khakzar2019Replication(ReplicationModule):
         ))
         # (c) ROAR
         acc = summarize(self.roar_rows)
-        rows = [{"method": m, **{f"{f:.0%}": acc[m].get(f) for f in self.roar_fractions}} for m in acc]
-        report.add_table("roar_test_accuracy", rows, caption="ROAR: test accuracy of a model retrained from scratch after removing the top-t pixels (per-channel mean), mean over seeds. Lower = the removed pixels mattered more.")
-        report.add_figure("roar", self._roar_figure(acc), caption="ROAR test accuracy vs fraction removed.")
+        if acc:
+            self._roar_report(report, acc)
+        report.add_figure("maps", self._maps_figure(), caption="Example maps (rows: images; columns: methods).")
+        report.metrics.update({"sanity_final_spearman_abs": final, "sanity_final_ssim": final_ssim,
+                               "pixel_lerf_mean": lerf_mean, "pixel_morf_mean": morf_mean, "roar_accuracy": {m: {str(f): v for f, v in d.items()} for m, d in acc.items()},
+                               "classifier_test_accuracy": self.classifier_accuracy, "test_images": self.n_test_images,
+                               "sanity_images": self.n_sanity_images, "roar": self.roar_info})
+
+    def _roar_report(self, report: Report, acc: dict) -> None:
+        reference = acc.pop(REFERENCE, {}).get(0.0)
+        columns = ["0%"] + [f"{f:.0%}" for f in self.roar_fractions]
+        rows = []
+        if reference is not None:
+            rows.append({"method": "none (unmodified data)", **{c: (reference if c == "0%" else None) for c in columns}})
+        rows += [{"method": m, "0%": None, **{f"{f:.0%}": acc[m].get(f) for f in self.roar_fractions}} for m in acc]
+        n_cls = self.roar_info.get("num_classes")
+        report.add_table(
+            "roar_test_accuracy", rows,
+            caption="ROAR: test accuracy of a model retrained from scratch after removing the top-t pixels (per-channel "
+            f"mean), mean over seeds {self.roar_seeds}. Lower = the removed pixels mattered more. Reference: `none` = "
+            f"retrained on the unmodified data{'; chance = %.3f' % (1 / n_cls) if n_cls else ''}.",
+        )
+        report.add_figure("roar", self._roar_figure(acc, reference), caption="ROAR test accuracy vs fraction removed (dotted: unmodified data).")
         hi = max(self.roar_fractions)
         roar_hi = {m: acc[m][hi] for m in acc}
         for base in ("gradient", "integrated_gradients", "guided_backprop"):
-            if base in roar_hi:
+            if base in roar_hi and "random" in roar_hi:
                 self._add_claim(report, self._roar_claim(
                     f"roar.random_not_worse_than_{base}", f"At {hi:.0%} removed, {base} is no better than a random ranking (accuracy >= random's)",
                     Relation.ge(base, "random"), {base: roar_hi[base], "random": roar_hi["random"]}, paper.HOOKER_RANDOM_BEATS_BASE,
                 ))
         for ens in ("smoothgrad_sq", "vargrad"):
-            if ens in roar_hi:
+            if ens in roar_hi and "random" in roar_hi:
                 self._add_claim(report, self._roar_claim(
                     f"roar.{ens}_beats_random", f"At {hi:.0%} removed, {ens} degrades accuracy more than a random ranking",
                     Relation.lt(ens, "random"), {ens: roar_hi[ens], "random": roar_hi["random"]}, paper.HOOKER_ENSEMBLES_BEAT_RANDOM,
                 ))
-        if "prunegrad" in roar_hi:
+        if "prunegrad" in roar_hi and "random" in roar_hi:
             self._add_claim(report, self._roar_claim(
                 "roar.prunegrad_beats_random", f"At {hi:.0%} removed, PruneGrad degrades accuracy more than a random ranking",
                 Relation.lt("prunegrad", "random"), {"prunegrad": roar_hi["prunegrad"], "random": roar_hi["random"]}, paper.PRUNEGRAD_PASSES_ALL,
             ))
-        report.add_figure("maps", self._maps_figure(), caption="Example maps (rows: images; columns: methods).")
-        report.metrics.update({"sanity_final_spearman_abs": final, "sanity_final_ssim": final_ssim,
-                               "pixel_lerf_mean": lerf_mean, "pixel_morf_mean": morf_mean, "roar_accuracy": {m: {str(f): v for f, v in d.items()} for m, d in acc.items()},
-                               "blackbox_test_accuracy": float(self.accuracy_sum) / max(1, len(self.morf["gradient"].per_sample()["ids"]))})
+        if reference is not None:
+            acc[REFERENCE] = {0.0: reference}
 
     @staticmethod
     def _add_claim(report: Report, claim: Claim) -> None:
@@ -332,8 +470,10 @@ class Khakzar2019Replication(ReplicationModule):
         axes[1].legend(fontsize=7)
         return fig
 
-    def _roar_figure(self, acc):
+    def _roar_figure(self, acc, reference=None):
         fig, ax = plt.subplots(figsize=(5, 3.4))
+        if reference is not None:
+            ax.axhline(reference, color="k", linestyle=":", label="none (unmodified)")
         for m, d in acc.items():
             ax.plot([100 * f for f in d], list(d.values()), marker="o", label=m, linestyle="--" if m == "random" else "-")
         ax.set_xlabel("pixels removed (%)")
