@@ -241,6 +241,18 @@ def test_lime_finds_the_region_the_model_reads():
     assert (left.mean((1, 2, 3)) > 8 * right.abs().mean((1, 2, 3))).all()
 
 
+def test_gaussian_blur_equals_scipy():
+    import numpy as np
+    from scipy.ndimage import gaussian_filter
+
+    from lightning_modules.explainers.perturbation import gaussian_blur
+
+    x = torch.rand(2, 3, 20, 24, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    for sigma in (1.0, 3.5, 10.0):  # 10: kernel radius 40 > image size
+        ref = gaussian_filter(x.numpy(), sigma=(0, 0, sigma, sigma), mode="nearest", truncate=4.0)
+        np.testing.assert_allclose(gaussian_blur(x, sigma).numpy(), ref, rtol=1e-10, atol=1e-12)
+
+
 def test_blurred_circle_occlusion_finds_the_region_the_model_reads():
     x = torch.zeros(1, 3, 32, 32)
     x[..., 4:12, 4:12] = 1.0  # a bright patch inside the left half

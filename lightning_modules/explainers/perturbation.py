@@ -19,8 +19,6 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -43,8 +41,7 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     k = gaussian_kernel1d(sigma, x.device, x.dtype)
     r = k.numel() // 2
     c = x.shape[1]
-    # Replicate padding of a radius larger than the image is done in steps (F.pad needs pad < size for
-    # 'reflect' only; 'replicate' accepts any pad).
+    # 'replicate' padding accepts a kernel radius larger than the image ('reflect' would not).
     y = F.pad(x, (r, r, 0, 0), mode="replicate")
     y = F.conv2d(y, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
     y = F.pad(y, (0, 0, r, r), mode="replicate")
