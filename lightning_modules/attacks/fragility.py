@@ -134,6 +134,11 @@ class _Forward(nn.Module):
 def saliency(model, images, targets, method: str, baseline: torch.Tensor | None = None, ig_steps: int = 32,
              create_graph: bool = False) -> torch.Tensor:
     """The normalised saliency map (B, 1, H, W) of ``method`` (see the module docstring)."""
+    with torch.enable_grad():  # also inside Lightning's no-grad test loop
+        return _saliency(model, images, targets, method, baseline, ig_steps, create_graph)
+
+
+def _saliency(model, images, targets, method, baseline, ig_steps, create_graph) -> torch.Tensor:
     if baseline is None:
         baseline = torch.zeros_like(images[:1])
     if method == "gradient":
