@@ -89,7 +89,8 @@ class FragilityReplication(ReplicationModule):
             raise ValueError("the targeted attack needs a region per image; run it through FragilityAttack directly")
         if "random" not in self.attacks:
             raise ValueError("attacks must include 'random' (the paper's baseline the claims compare against)")
-        if not all(0 < e <= 255 for e in self.epsilons):
+        # all budgets below 1 means [0, 1] units were given (8/255 = 0.031): ask for 0-255 units
+        if not all(0 < e <= 255 for e in self.epsilons) or max(self.epsilons) < 1:
             raise ValueError(f"epsilons are in 0-255 pixel units (e.g. [1, 2, 4, 8]), got {self.epsilons}")
         if float(claim_epsilon) not in self.epsilons:
             raise ValueError(f"claim_epsilon={claim_epsilon} must be one of epsilons {self.epsilons}")

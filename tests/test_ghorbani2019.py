@@ -1,0 +1,113 @@
+"""End-to-end and configuration tests of the ghorbani2019 replication package."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from lightning_modules.utils import REPO_ROOT
+from replications.ghorbani2019.data import FragilityData
+from replications.ghorbani2019.experiments import FragilityReplication
+
+CONFIGS = REPO_ROOT / "configs" / "ghorbani2019"
+
+
+def _smoke(tmp_path, monkeypatch, sub: str) -> dict:
+    from replications.cli import run
+
+    out = tmp_path / sub
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    monkeypatch.setenv("SALIENCY_REPORT_DIR", str(out))
+    run(FragilityReplication, "ghorbani2019", datamodule_class=FragilityData,
+        args=["fit", "--config", str(CONFIGS / "smoke.yaml")])
+    assert (out / "README.md").is_file()
+    assert {p.name for p in (out / "figures").iterdir()} >= {"metrics_vs_epsilon.png", "examples_gradient.png"}
+    return json.loads((out / "results.json").read_text())
+
+
+def test_smoke_run_end_to_end(tmp_path, monkeypatch):
+    """One CLI run (determinism of the attacks is tested in test_fragility_attacks.py, cheaper)."""
+    first = _smoke(tmp_path, monkeypatch, "a")
+    claims = {c["id"]: c for c in first["claims"]}
+    assert "label_preserved" in claims and claims["label_preserved"]["status"] == "holds"
+    for method in ("gradient", "integrated_gradients", "deeplift"):
+        assert f"topk_attack_beats_random_{method}" in claims
+        assert claims[f"topk_attack_beats_random_{method}"]["status"] in ("holds", "fails", "deviation")
+    res = first["metrics"]["results"]
+    assert set(res) == {"gradient", "integrated_gradients", "deeplift"}
+    cell = res["gradient"]["topk"]["8.0"]
+    assert 0 <= cell["topk_intersection"] <= 1 and cell["n"] == 6 and cell["label_kept_rate"] == 1.0
+    # the smoke report is never the committed one
+    assert "profile" in json.dumps(first)
+
+
+def test_default_and_paper_configs_instantiate():
+    for name in ("default", "paper", "smoke"):
+        cfg = yaml.safe_load((CONFIGS / f"{name}.yaml").read_text())
+        module = FragilityReplication(**cfg["model"])
+        assert module.epsilons == [float(e) for e in cfg["model"]["epsilons"]]
+        data = FragilityData(**cfg["data"])
+        assert data.source in ("scenes", "imagenet")
+    paper = yaml.safe_load((CONFIGS / "paper.yaml").read_text())
+    assert paper["model"]["k"] == 1000 and paper["model"]["steps"] == 300 and paper["model"]["alpha"] == 0.5
+    assert paper["trainer"]["accelerator"] == "gpu" and paper["data"]["imagenet"]["image_size"] == 227
+
+
+def test_paper_config_parses_through_the_cli(capsys):
+    from replications.cli import run
+
+    with pytest.raises(SystemExit) as exc:
+        run(FragilityReplication, "ghorbani2019", datamodule_class=FragilityData,
+            args=["fit", "--config", str(CONFIGS / "paper.yaml"), "--print_config"])
+    assert exc.value.code == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["model"]["model"] == {"name": "squeezenet1_1", "pretrained": True}
+    assert printed["data"]["source"] == "imagenet"
+
+
+def test_imagenet_source_reads_real_format_files(tmp_path):
+    """The paper source on a tiny ImageNet val in the class-folder layout (2 classes, 3 JPEGs)."""
+    from PIL import Image
+
+    root = tmp_path / "imagenet"
+    for wnid, colour in (("n01440764", (200, 10, 10)), ("n01443537", (10, 200, 10))):
+        d = root / "val" / wnid
+        d.mkdir(parents=True)
+        for i in range(2 if wnid.endswith("764") else 1):
+            Image.new("RGB", (40, 30), colour).save(d / f"ILSVRC2012_val_0000000{i}{wnid[-1]}.JPEG")
+    dm = FragilityData(source="imagenet", n_images=3, batch_size=2, imagenet={"root": str(root), "image_size": 32})
+    dm.setup("test")
+    batches = list(dm.test_dataloader())
+    assert sum(b["image"].shape[0] for b in batches) == 3
+    assert batches[0]["image"].shape[1:] == (3, 32, 32)
+    assert batches[0]["image"].min() >= 0 and batches[0]["image"].max() <= 1
+
+
+def test_bad_settings_fail_early():
+    with pytest.raises(ValueError, match="unknown methods"):
+        FragilityReplication(methods=["lrp"])
+    with pytest.raises(ValueError, match="random"):
+        FragilityReplication(attacks=["topk"])
+    with pytest.raises(ValueError, match="0-255"):
+        FragilityReplication(epsilons=[0.03])
+    with pytest.raises(ValueError, match="claim_epsilon"):
+        FragilityReplication(epsilons=[1, 2], claim_epsilon=8)
+    with pytest.raises(ValueError, match="targeted"):
+        FragilityReplication(attacks=["random", "targeted"])
+    with pytest.raises(ValueError, match="source"):
+        FragilityData(source="svhn")
+    with pytest.raises(ValueError, match="n_images"):
+        FragilityData(n_images=0)
+
+
+def test_paper_values_are_the_notebook_example():
+    from replications.ghorbani2019 import paper as P
+
+    assert P.NOTEBOOK_TOPK_INTERSECTION.value == pytest.approx(0.01)
+    assert P.NOTEBOOK_SPEARMAN.value == pytest.approx(0.25)
+    assert P.NOTEBOOK_CENTER_SHIFT_PX.value == pytest.approx(86.3)
+    assert not P.TARGETED_BEATS_RANDOM.confirmed
