@@ -18,16 +18,25 @@ torch.set_num_threads(1)
 SMOKE = "configs/petsiuk2018/smoke.yaml"
 
 
-def _run_smoke(tmp_path, monkeypatch, *extra):
-    monkeypatch.setenv("WANDB_MODE", "disabled")
-    monkeypatch.setenv("SALIENCY_REPORT_DIR", str(tmp_path))
-    monkeypatch.chdir(__import__("lightning_modules.utils", fromlist=["REPO_ROOT"]).REPO_ROOT)
-    run(RiseReplication, "petsiuk2018", datamodule_class=RiseData, args=["fit", "--config", SMOKE, *extra])
-    return json.loads((tmp_path / "results.json").read_text())
+def _run_smoke(out_dir, *extra):
+    from lightning_modules.utils import REPO_ROOT
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("WANDB_MODE", "disabled")
+        mp.setenv("SALIENCY_REPORT_DIR", str(out_dir))
+        mp.chdir(REPO_ROOT)
+        run(RiseReplication, "petsiuk2018", datamodule_class=RiseData, args=["fit", "--config", SMOKE, *extra])
+    return json.loads((out_dir / "results.json").read_text())
 
 
-def test_smoke_end_to_end_writes_the_report(tmp_path, monkeypatch):
-    res = _run_smoke(tmp_path, monkeypatch)
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("petsiuk_smoke")
+    return out, _run_smoke(out)
+
+
+def test_smoke_end_to_end_writes_the_report(smoke_run):
+    tmp_path, res = smoke_run
     assert (tmp_path / "README.md").is_file()
     for fig in ("deletion_insertion_curves", "example_maps", "rise_stability", "rise_maps_vs_n"):
         assert (tmp_path / "figures" / f"{fig}.png").stat().st_size > 1000
@@ -48,12 +57,11 @@ def test_smoke_end_to_end_writes_the_report(tmp_path, monkeypatch):
     assert res["profile"] == "smoke"
 
 
-def test_runs_are_deterministic(tmp_path, monkeypatch):
-    small = ["--data.n_images", "4", "--model.benchmark.enabled", "false", "--model.n_example_images", "1"]
-    a = _run_smoke(tmp_path / "a", monkeypatch, *small)
-    b = _run_smoke(tmp_path / "b", monkeypatch, *small)
+def test_runs_are_deterministic(smoke_run, tmp_path):
+    _, first = smoke_run
+    again = _run_smoke(tmp_path, "--model.benchmark.enabled", "false")
     for table in ("deletion_insertion", "pointing_game", "stability"):
-        assert a["tables"][table] == b["tables"][table]
+        assert again["tables"][table] == first["tables"][table]
 
 
 def test_paper_config_parses(monkeypatch, capsys):

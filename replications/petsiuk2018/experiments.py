@@ -36,7 +36,7 @@ DEFAULT_METHODS = {
     "rise": {"n_masks": 1000, "grid_size": 7, "p": 0.5, "seed": 0},
     "gradcam": {},
     "occlusion": {"window": 16, "stride": 4, "fill": 0.5, "output": "prob"},
-    "lime": {"n_samples": 300, "segmentation": "slic", "segmentation_kwargs": {"n_segments": 50}},
+    "lime": {"n_samples": 200, "segmentation": "slic", "segmentation_kwargs": {"n_segments": 50}},
     "gradient": {},
 }
 PAPER_METHODS = ("rise", "lime", "gradcam", "occlusion")  # Table 1's order by deletion / insertion (ResNet50)
