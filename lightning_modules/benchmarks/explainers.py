@@ -3,7 +3,8 @@
 For each method and batch size ``B`` (1 and 32 by default), on the synthetic black box (``scenes_cnn``,
 random weights, 64x64, CPU), one run measures
 
-- ``ms/img``: wall time of ``explainer(model, images, targets)`` divided by ``B`` (best of 2-7 repeats,
+- ``ms/img``: time (wall, or with ``--clock process`` the CPU time) of ``explainer(model, images, targets)``
+  divided by ``B`` (best of 2-7 repeats,
   interleaved with the floor's: the minimum is the least disturbed by other processes on a shared machine);
 - ``floor ms/img``: the same model running only the passes the method must make, with the same batch
   sizes, on a pre-built input (no perturbation, no hooks, no reduction):
@@ -119,34 +120,41 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def best_times(fns, device: torch.device, min_repeats: int = 2, max_repeats: int = 7, budget_s: float = 4.0) -> list[float]:
-    """Minimum wall time of each of ``fns`` over repeats, the calls interleaved (a, b, a, b, ...) so a method
-    and its floor see the same machine load; stops after ``budget_s`` (at least ``min_repeats`` rounds).
+def best_times(fns, device: torch.device, clock: str = "wall", min_repeats: int = 2, max_repeats: int = 7,
+               budget_s: float = 4.0) -> list[float]:
+    """Minimum time of each of ``fns`` over repeats, the calls interleaved (a, b, a, b, ...) so a method and
+    its floor see the same machine load; stops after ``budget_s`` of wall time (at least ``min_repeats``
+    rounds). ``clock``: ``wall`` (``perf_counter``) or ``process`` (this process's CPU time: with one torch
+    thread it is the compute the call needs, unaffected by other processes waiting for the same cores).
     The first round is a warm-up; it counts as a repeat only when a call takes over a second (warm-up
     effects are then negligible and the repeats costly)."""
+    if clock not in ("wall", "process"):
+        raise ValueError(f"clock must be 'wall' or 'process', got {clock!r}")
+    now = time.perf_counter if clock == "wall" else time.process_time
     times: list[list[float]] = [[] for _ in fns]
     warm: list[float] = []
     for fn in fns:
-        t0 = time.perf_counter()
+        t0 = now()
         fn()
         _sync(device)
-        warm.append(time.perf_counter() - t0)
+        warm.append(now() - t0)
     if warm[0] > 1.0:
         for ts, t in zip(times, warm):
             ts.append(t)
     start = time.perf_counter()
     while len(times[0]) < max_repeats and (len(times[0]) < min_repeats or time.perf_counter() - start < budget_s):
         for fn, ts in zip(fns, times):
-            t0 = time.perf_counter()
+            t0 = now()
             fn()
             _sync(device)
-            ts.append(time.perf_counter() - t0)
+            ts.append(now() - t0)
     return [min(ts) for ts in times]
 
 
 def run(out_path: str | Path = "reports/benchmarks/explainers.md", batch_sizes=(1, 32), model_name: str = "scenes_cnn",
         image_size: int = 64, device: str = "cpu", methods: dict[str, dict] | None = None, seed: int = 0,
-        threads: int | None = None, ratio_target: float = 1.2) -> list[dict]:
+        threads: int | None = None, ratio_target: float = 1.2, clock: str = "wall",
+        command: str = "python -m replications bench explainers") -> list[dict]:
     """Measure every method at every batch size; write the markdown table to ``out_path`` (relative paths are
     relative to the repository root; ``None`` writes nothing). Returns the rows."""
     if threads is not None:
@@ -174,7 +182,7 @@ def run(out_path: str | Path = "reports/benchmarks/explainers.md", batch_sizes=(
             fns = [lambda: explainer(model, x, t)]
             if passes:
                 fns.append(lambda: run_floor(model, passes, floor_inputs))
-            t_method, t_floor = (best_times(fns, dev) + [math.nan])[:2]
+            t_method, t_floor = (best_times(fns, dev, clock) + [math.nan])[:2]
             per_b[b] = dict(ms=1e3 * t_method / b, floor_ms=1e3 * t_floor / b, ratio=t_method / t_floor if passes else math.nan)
             print(f"{name:34s} B={b:3d} {per_b[b]['ms']:10.2f} ms/img  floor {per_b[b]['floor_ms']:10.2f}  "
                   f"ratio {per_b[b]['ratio']:.2f}  ({desc})", flush=True)
@@ -182,7 +190,7 @@ def run(out_path: str | Path = "reports/benchmarks/explainers.md", batch_sizes=(
         rows.append(dict(method=name, settings=kwargs, floor=desc, per_batch=per_b, speedup=speedup))
     load = (load_before, os.getloadavg()[0])
     if out_path is not None:
-        write_markdown(rows, out_path, batch_sizes, model_name, image_size, dev, ratio_target, load)
+        write_markdown(rows, out_path, batch_sizes, model_name, image_size, dev, ratio_target, load, clock, command)
     return rows
 
 
@@ -190,7 +198,8 @@ def _fmt(v: float, digits: int = 2) -> str:
     return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
 
 
-def write_markdown(rows, out_path, batch_sizes, model_name, image_size, device, ratio_target, load=(math.nan, math.nan)) -> Path:
+def write_markdown(rows, out_path, batch_sizes, model_name, image_size, device, ratio_target, load=(math.nan, math.nan),
+                   clock: str = "wall", command: str = "python -m replications bench explainers") -> Path:
     path = Path(out_path)
     if not path.is_absolute():
         path = REPO_ROOT / path
@@ -217,12 +226,13 @@ def write_markdown(rows, out_path, batch_sizes, model_name, image_size, device, 
     text = [
         "# Explainer benchmark: time per image and ratio to the floor",
         "",
-        f"Generated by `python -m replications bench explainers` (`lightning_modules/benchmarks/explainers.py`) on "
+        f"Generated by `{command}` (`lightning_modules/benchmarks/explainers.py`) on "
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
         "",
         f"Model: `{model_name}` (random weights), {image_size}x{image_size} RGB, device `{device}`"
         f"{f' ({threads} torch threads, {platform.processor() or platform.machine()})' if device.type == 'cpu' else ''}, "
-        f"torch {torch.__version__}. Times are the best of 2-7 repeats (plus a warm-up for calls under 1 s), method and floor calls interleaved; the floor is measured in "
+        f"torch {torch.__version__}. Clock: {'wall time' if clock == 'wall' else 'CPU time of the process (one torch thread: the compute each call needs, robust to other processes on the cores)'}. "
+        "Times are the best of 2-7 repeats (plus a warm-up for calls under 1 s), method and floor calls interleaved; the floor is measured in "
         "the same run, on the same model, batch sizes and device: only the forward/backward passes the method must "
         "make (see the module docstring), on a pre-built input. "
         f"Machine: {os.cpu_count()} CPU cores, 1-minute load average {load[0]:.1f} at the start and {load[1]:.1f} at "
@@ -245,11 +255,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--image-size", type=int, default=64)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--methods", nargs="+", default=None, help="subset of the methods (default: all)")
-    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    ap.add_argument("--clock", choices=["wall", "process"], default="wall",
+                    help="wall time, or the process's CPU time (use with --threads 1 on a shared machine)")
     # Called without arguments by ``python -m replications bench explainers``: defaults, not that CLI's argv.
     args = ap.parse_args([] if argv is None else argv)
     methods = None if args.methods is None else {m: METHODS.get(m, {}) for m in args.methods}
-    run(args.out, tuple(args.batch_sizes), args.model, args.image_size, args.device, methods, threads=args.threads)
+    command = "python -m replications bench explainers" if not argv else (
+        "python -m lightning_modules.benchmarks.explainers " + " ".join(argv))
+    run(args.out, tuple(args.batch_sizes), args.model, args.image_size, args.device, methods, threads=args.threads,
+        clock=args.clock, command=command)
 
 
 if __name__ == "__main__":

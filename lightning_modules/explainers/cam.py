@@ -76,7 +76,7 @@ class ScoreCAM(Explainer):
 
     black_box = True
 
-    def __init__(self, layer: str | None = None, chunk_size: int = 256, baseline_score: bool = False):
+    def __init__(self, layer: str | None = None, chunk_size: int = 128, baseline_score: bool = False):
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
         self.layer = layer

@@ -65,7 +65,7 @@ class OcclusionExplainer(Explainer):
     black_box = True
 
     def __init__(self, window: int = 8, stride: int = 4, fill: float = 0.5, output: str = "logit",
-                 samples_batch_size: int = 512):
+                 samples_batch_size: int = 128):
         if window < 1 or stride < 1:
             raise ValueError(f"window and stride must be >= 1, got window={window}, stride={stride}")
         _score_fn(None, output)
@@ -114,7 +114,7 @@ class BlurredCircleOcclusion(Explainer):
     black_box = True
 
     def __init__(self, radius: float = 0.125, stride: float = 0.0625, mask_sigma: float = 10 / 224,
-                 blur_sigma: float = 10 / 224, output: str = "prob", samples_batch_size: int = 512):
+                 blur_sigma: float = 10 / 224, output: str = "prob", samples_batch_size: int = 128):
         _score_fn(None, output)
         for n, v in (("radius", radius), ("stride", stride)):
             if v <= 0:
@@ -199,7 +199,7 @@ class LimeExplainer(Explainer):
 
     def __init__(self, n_samples: int = 1000, segmentation: str = "slic", segmentation_kwargs: dict | None = None,
                  fill: str | float = "mean", kernel_width: float = 0.25, alpha: float = 1.0, seed: int = 0,
-                 samples_batch_size: int = 512):
+                 samples_batch_size: int = 128):
         if n_samples < 2:
             raise ValueError(f"n_samples must be >= 2, got {n_samples}")
         if segmentation not in ("quickshift", "slic"):
