@@ -233,5 +233,7 @@ def test_bad_arguments_fail_early():
         FragilityAttack("topk", epsilon=8)
     with pytest.raises(ValueError, match="alpha"):
         FragilityAttack("topk", alpha=0.0)
+    with pytest.raises(ValueError, match="attack_ig_steps"):
+        FragilityAttack("topk", "integrated_gradients", attack_ig_steps=0)
     with pytest.raises(ValueError):
         FragilityAttack("topk")(tiny_cnn(), torch.rand(2, 3, 8))

@@ -43,7 +43,8 @@ class FragilityReplication(ReplicationModule):
         alpha: step size in 0-255 units; None = epsilon / 4.
         beta: softplus sharpness of the surrogate.
         k: top-k size; None = the paper's fraction (1000 of 227^2 pixels) of the image area.
-        ig_steps: Integrated Gradients steps (evaluation and attack).
+        ig_steps: Integrated Gradients steps of the evaluated maps.
+        attack_ig_steps: IG steps of the surrogate map the IG / DeepLIFT attacks differentiate (None = ig_steps).
         baseline: IG / DeepLIFT reference: ``"mean"`` = the model's normalisation mean (the paper's reference, zero
             after mean subtraction) or a constant in [0, 1].
         only_correct: attack only correctly classified images (official code: "attacking has no meaning" otherwise).
@@ -69,6 +70,7 @@ class FragilityReplication(ReplicationModule):
         beta: float = 10.0,
         k: int | None = None,
         ig_steps: int = 16,
+        attack_ig_steps: int | None = None,
         baseline: str | float = "mean",
         only_correct: bool = True,
         keep_best: bool = True,
@@ -98,12 +100,14 @@ class FragilityReplication(ReplicationModule):
             raise ValueError(f"baseline must be 'mean' or a constant in [0, 1], got {baseline!r}")
         self.steps, self.alpha, self.beta = int(steps), alpha, float(beta)
         self.k_cfg, self.ig_steps, self.baseline_cfg = k, int(ig_steps), baseline
+        self.attack_ig_steps = int(attack_ig_steps) if attack_ig_steps is not None else self.ig_steps
         self.only_correct, self.keep_best, self.seed = bool(only_correct), bool(keep_best), int(seed)
         self.claim_epsilon, self.claim_margin = float(claim_epsilon), float(claim_margin)
         self.n_example_images = int(n_example_images)
         # validate the attack settings now (fails early with the reason)
         FragilityAttack("topk", self.methods[0], epsilon=max(self.epsilons) / 255, steps=self.steps, beta=self.beta,
-                        ig_steps=self.ig_steps, alpha=None if alpha is None else alpha / 255)
+                        ig_steps=self.ig_steps, alpha=None if alpha is None else alpha / 255,
+                        attack_ig_steps=self.attack_ig_steps)
         self.blackbox: nn.Module | None = None
         self.surrogate: nn.Module | None = None
         self.blackbox_info: dict = {}
@@ -191,7 +195,8 @@ class FragilityReplication(ReplicationModule):
                     atk = FragilityAttack(attack, method, epsilon=eps / 255,
                                           alpha=None if self.alpha is None else self.alpha / 255, steps=self.steps,
                                           k=self.k, beta=self.beta, ig_steps=self.ig_steps, baseline=baseline,
-                                          seed=self.seed + batch_idx, keep_best=self.keep_best)
+                                          seed=self.seed + batch_idx, keep_best=self.keep_best,
+                                          attack_ig_steps=self.attack_ig_steps)
                     res = atk(model, images, surrogate=self.surrogate)
                     key = _key(method, attack, eps)
                     self.metrics[f"{key}__topk"].update(res.maps, res.attacked_maps, ids)
