@@ -179,7 +179,7 @@ def test_bad_input():
         DeletionAUC(substrate="grey").curves(model, images, oracle, 0)
     with pytest.raises(ValueError, match="order"):
         PixelPerturbation("random")
-    with pytest.raises(RuntimeError, match="before any update"):
+    with pytest.warns(UserWarning, match="before the ``update``"), pytest.raises(RuntimeError, match="before any update"):
         DeletionAUC().compute()
     m.update(model, images, oracle, 0)
     with pytest.raises(ValueError, match="one image size"):
