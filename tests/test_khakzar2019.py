@@ -24,3 +24,21 @@ def test_smoke_fit_writes_report_with_all_three_benchmarks(tmp_path, monkeypatch
     assert len(list((work / "results").glob("*.json"))) == 1 + 3 * 2  # reference + methods x fractions
     for name in ("sanity_curves", "pixel_perturbation", "roar", "maps"):
         assert (out / "figures" / f"{name}.png").is_file()
+
+
+def test_id_seeded_random_maps_depend_on_the_sample_only():
+    """The random baseline of the test passes: a sample's map is the same in any batch (DDP shards), differs between
+    samples and seeds, and is uniform on [0, 1) (mean 1/2, std 1/sqrt(12))."""
+    import torch
+
+    from replications.khakzar2019.experiments import id_seeded_random_maps
+
+    a = id_seeded_random_maps(torch.tensor([0, 1, 2, 5]), (8, 8))
+    b = id_seeded_random_maps(torch.tensor([5, 0]), (8, 8))
+    assert a.shape == (4, 1, 8, 8)
+    assert torch.equal(a[3], b[0]) and torch.equal(a[0], b[1])
+    assert not torch.equal(a[0], a[1])
+    assert not torch.equal(a, id_seeded_random_maps(torch.tensor([0, 1, 2, 5]), (8, 8), seed=1))
+    big = id_seeded_random_maps(torch.arange(64), (32, 32))
+    assert 0.0 <= float(big.min()) and float(big.max()) < 1.0
+    assert abs(float(big.mean()) - 0.5) < 0.01 and abs(float(big.std()) - 12 ** -0.5) < 0.01

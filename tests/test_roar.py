@@ -125,3 +125,26 @@ def test_reference_row_is_the_unmodified_retraining_and_its_model_reproduces_its
         pipe.trained_model("a", 0.5, 0)
     with pytest.raises(ValueError, match="reference row"):
         pipe.run(train, test, {"none": attributions["a"]})
+
+
+def test_downsample_retrains_on_pooled_copies_of_the_full_resolution_removal(tmp_path):
+    """``downsample=2``: pixels are removed at full resolution, then the images are 2x2 average-pooled: the same
+    table as removing first and pooling by hand with ``downsample=1``."""
+    import torch.nn.functional as F
+
+    from lightning_modules.tasks.roar import RoarConfig, RoarPipeline, remove_top_fraction
+
+    train, test, attributions = _toy_problem()
+    cfg = RoarConfig(model_name="scenes_cnn", model_kwargs={"width": 4}, fractions=(0.5,), seeds=(0,), max_epochs=1,
+                     batch_size=16, reference=False, downsample=2)
+    pooled = RoarPipeline(cfg, tmp_path / "a", num_classes=2).run(train, test, attributions)
+    fill = train[0].mean(dim=(0, 2, 3))
+    by_hand = {"a": (attributions["a"][0], attributions["a"][1])}
+    x_tr = F.avg_pool2d(remove_top_fraction(train[0], by_hand["a"][0], 0.5, fill), 2)
+    x_te = F.avg_pool2d(remove_top_fraction(test[0], by_hand["a"][1], 0.5, fill), 2)
+    cfg1 = RoarConfig(**{**cfg.__dict__, "downsample": 1, "fractions": (0.0,)})
+    ref = RoarPipeline(cfg1, tmp_path / "b", num_classes=2).run((x_tr, train[1]), (x_te, test[1]),
+                                                                 {"a": (torch.zeros(64, 1, 8, 8), torch.zeros(32, 1, 8, 8))})
+    assert pooled[0]["test_accuracy"] == ref[0]["test_accuracy"]
+    with pytest.raises(ValueError, match="downsample"):
+        RoarPipeline(RoarConfig(**{**cfg.__dict__, "downsample": 0}), tmp_path / "c", num_classes=2).run(train, test, attributions)

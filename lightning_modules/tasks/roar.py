@@ -97,6 +97,9 @@ class RoarConfig:
     weight_decay: float = 1e-4
     optimizer: str = "adamw"
     scheduler: str = "cosine"
+    #: average-pool the (modified) images by this factor before retraining: pixels are removed at full
+    #: resolution, the retrained model sees a cheaper, lower-resolution copy (1 = off; a cost reduction)
+    downsample: int = 1
     #: also retrain on the unmodified data (method "none", fraction 0): the baseline accuracy of the table
     reference: bool = True
     accelerator: str = "cpu"
@@ -153,11 +156,18 @@ class RoarPipeline:
     def _run_dir(self, method: str, fraction: float, seed: int) -> Path:
         return self.work_dir / "runs" / f"{method}_{fraction:.2f}_{seed}"
 
+    def _shrink(self, images: torch.Tensor) -> torch.Tensor:
+        k = self.config.downsample
+        if k < 1:
+            raise ValueError(f"downsample must be >= 1, got {k}")
+        return images if k == 1 else torch.nn.functional.avg_pool2d(images, k)
+
     def _one(self, method: str, fraction: float, seed: int, train: tuple, test: tuple, on_result) -> dict:
         path = self._result_path(method, fraction, seed)
         if path.is_file():
             row = json.loads(path.read_text())
         else:
+            train, test = (self._shrink(train[0]), train[1]), (self._shrink(test[0]), test[1])
             res = self.retrain(train, test, seed, self._run_dir(method, fraction, seed))
             row = {"method": method, "fraction": fraction, "seed": seed, **res}
             with atomic_write(path) as fh:

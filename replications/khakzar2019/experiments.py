@@ -33,7 +33,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import lightning.pytorch as pl  # noqa: E402
 import torch  # noqa: E402
-from torchmetrics.aggregation import MeanMetric  # noqa: E402
+from torchmetrics.aggregation import CatMetric, MeanMetric  # noqa: E402
 
 from lightning_modules.blackbox import load_blackbox  # noqa: E402
 from lightning_modules.explainers import create_explainer  # noqa: E402
@@ -70,6 +70,29 @@ DEFAULT_ROAR_METHODS = {
 #: Claims our embedded setting does not reproduce, with the reason (written after reading the measured numbers;
 #: the numbers themselves stay in the report). Empty until a run shows a deviation.
 KNOWN_DEVIATIONS: dict[str, str] = {}
+
+
+def id_seeded_random_maps(ids: torch.Tensor, shape: tuple[int, int], seed: int = 0) -> torch.Tensor:
+    """The random-ranking baseline as a function of the sample id: (B, 1, H, W) uniform values in [0, 1) from an
+    integer hash of (seed, id, pixel index). The shared ``random`` explainer draws the same noise for every batch of
+    a given shape, so a sample's map depends on its batch and process; here it depends on the sample only, so one
+    and N processes rank the same pixels (batched, no per-image loop)."""
+    h, w = shape
+    pix = torch.arange(h * w, device=ids.device, dtype=torch.int64)
+    x = (ids.reshape(-1, 1).long() * (h * w) + pix + seed * 1_000_003) & 0xFFFFFFFF
+    for _ in range(2):  # the "hash32" integer mixer (x ^= x >> 16; x *= 0x45d9f3b), kept below 2**63
+        x = ((x ^ (x >> 16)) * 0x45D9F3B) & 0xFFFFFFFF
+    x = x ^ (x >> 16)
+    return (x.double() / 2**32).float().view(-1, 1, h, w)
+
+
+def _mean_over_unique_ids(ids: torch.Tensor, values: torch.Tensor) -> float:
+    """Mean of ``values`` counting each sample id once (a distributed sampler pads uneven splits by repeating)."""
+    ids, values = ids.reshape(-1).long(), values.reshape(-1)
+    uniq, inverse = torch.unique(ids, return_inverse=True)
+    first = torch.full((uniq.numel(),), ids.numel(), dtype=torch.long, device=ids.device)
+    first.scatter_reduce_(0, inverse, torch.arange(ids.numel(), device=ids.device), reduce="amin")
+    return float(values[first].mean())
 
 
 class Khakzar2019Replication(ReplicationModule):
@@ -109,6 +132,7 @@ class Khakzar2019Replication(ReplicationModule):
         roar_weight_decay: float = 1e-4,
         roar_optimizer: str = "adamw",
         roar_scheduler: str = "cosine",
+        roar_downsample: int = 1,
         roar_accelerator: str = "cpu",
         roar_devices: int = 1,
         roar_attribution_batch: int = 100,
@@ -117,6 +141,8 @@ class Khakzar2019Replication(ReplicationModule):
         super().__init__()
         self.save_hyperparameters(ignore=["roar_data"])
         self.roar_data = roar_data
+        if roar_data is not None and roar_downsample != 1:
+            raise ValueError("roar_downsample must be 1 with roar_data: the reference model explains the images at full resolution")
         self.methods = dict(methods if methods is not None else DEFAULT_METHODS)
         self.roar_methods = dict(roar_methods if roar_methods is not None else DEFAULT_ROAR_METHODS)
         if "prunegrad" not in self.methods:
@@ -143,7 +169,12 @@ class Khakzar2019Replication(ReplicationModule):
         self.lerf = torch.nn.ModuleDict({m: PixelPerturbation("lerf", self.pixel_fractions, pixel_substrate, pixel_output) for m in self.explainers})
         self.roar_rows: list[dict] = []
         self.roar_info: dict = {}
-        self.test_accuracy = MeanMetric()  # synced over processes (padded duplicates count twice: informative only)
+        # `fit` under DDP wraps the module in DistributedDataParallel, which refuses a module without any trainable
+        # parameter (the frozen classifier is all we hold; nothing is trained in the outer loop). This unused scalar
+        # lets `fit --trainer.strategy ddp` start; it is never read. (Local workaround; see the report.)
+        self.ddp_anchor = torch.nn.Parameter(torch.zeros(()))
+        # (id, correct) per test image, synced over processes; duplicates from a padded split dropped in compute
+        self.test_ids, self.test_correct = CatMetric(), CatMetric()
         self.val_accuracy = MeanMetric()
 
     # ------------------------------------------------------------------ validate: does the configuration load?
@@ -165,17 +196,21 @@ class Khakzar2019Replication(ReplicationModule):
         with torch.no_grad():
             logits = self.model(images)
         targets = logits.argmax(1)  # the paper explains the predicted class
-        self.test_accuracy.update((targets == batch["label"]).float())
         ids = batch.get("id")
         if ids is None:
             raise ValueError("khakzar2019 needs batch['id'] (the sample's index in its split; docs/CONVENTIONS.md)")
+        self.test_ids.update(ids.float())
+        self.test_correct.update((targets == batch["label"]).float())
         # The sanity images are the split's first ``sanity_images`` samples by id: the same set on any number of
         # processes (a per-process counter would pick a different set under a distributed sampler).
         chosen = ids < self.hparams.sanity_images
         if chosen.any():
             self.sanity.update(self.model, images[chosen], targets[chosen], ids[chosen])
         for name, explainer in self.explainers.items():
-            maps = explainer(self.model, images, targets)
+            if name == "random":
+                maps = id_seeded_random_maps(ids, tuple(images.shape[-2:])).to(images.dtype)
+            else:
+                maps = explainer(self.model, images, targets)
             self.morf[name].update(self.model, images, maps, targets, ids=ids)
             self.lerf[name].update(self.model, images, maps, targets, ids=ids)
 
@@ -186,7 +221,7 @@ class Khakzar2019Replication(ReplicationModule):
         self.n_test_images = int(next(iter(self.morf.values())).per_sample()["ids"].numel())
         first = self.sanity.compute(per_sample=True)["cascading"][self.sanity.order[0]]
         self.n_sanity_images = int(next(iter(next(iter(first.values())).values())).numel())
-        self.classifier_accuracy = float(self.test_accuracy.compute())
+        self.classifier_accuracy = _mean_over_unique_ids(self.test_ids.compute(), self.test_correct.compute())
         if self.trainer.is_global_zero:
             self.roar_rows = self.run_roar()
         self.trainer.strategy.barrier("roar")
@@ -225,7 +260,7 @@ class Khakzar2019Replication(ReplicationModule):
             data = type(dm).__name__ + json.dumps({k: v for k, v in sorted(vars(dm).items()) if isinstance(v, (str, int, float, bool, Path)) and not k.startswith("_")}, default=str)
         explained = ("reference" if self.roar_data is not None else json.dumps(hp.classifier, sort_keys=True) if hp.classifier else f"blackbox:{hp.blackbox_profile}")
         keys = ("roar_methods", "roar_train_size", "roar_test_size", "roar_model", "roar_model_kwargs", "roar_epochs",
-                "roar_batch_size", "roar_lr", "roar_weight_decay", "roar_optimizer", "roar_scheduler")
+                "roar_batch_size", "roar_lr", "roar_weight_decay", "roar_optimizer", "roar_scheduler", "roar_downsample")
         blob = json.dumps({"data": data, "explained": explained, **{k: hp[k] for k in keys}}, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
@@ -260,7 +295,7 @@ class Khakzar2019Replication(ReplicationModule):
             model_name=hp.roar_model, model_kwargs=dict(hp.roar_model_kwargs or {}),
             fractions=tuple(self.roar_fractions), seeds=tuple(self.roar_seeds), max_epochs=hp.roar_epochs,
             batch_size=hp.roar_batch_size, lr=hp.roar_lr, weight_decay=hp.roar_weight_decay, optimizer=hp.roar_optimizer,
-            scheduler=hp.roar_scheduler, accelerator=hp.roar_accelerator, devices=hp.roar_devices,
+            scheduler=hp.roar_scheduler, downsample=hp.roar_downsample, accelerator=hp.roar_accelerator, devices=hp.roar_devices,
         )
         pipeline = RoarPipeline(cfg, work, num_classes=num_classes)
         if self.roar_data is None:
@@ -317,7 +352,8 @@ class Khakzar2019Replication(ReplicationModule):
                 f"its test accuracy {info.get('explained_model_test_accuracy', float('nan')):.3f}), top pixels by the squared "
                 f"attribution replaced by the per-channel training mean, a fresh `{hp.roar_model}` {hp.roar_model_kwargs or ''} "
                 f"retrained for {hp.roar_epochs} epochs ({hp.roar_optimizer}, lr {hp.roar_lr:g}, {hp.roar_scheduler} schedule, "
-                f"batch {hp.roar_batch_size}) per (method, fraction, seed), fractions "
+                f"batch {hp.roar_batch_size}) per (method, fraction, seed)"
+                f"{f', on {hp.roar_downsample}x{hp.roar_downsample} average-pooled copies of the modified images (pixels removed at full resolution)' if hp.roar_downsample > 1 else ''}, fractions "
                 f"{', '.join(f'{f:.0%}' for f in self.roar_fractions)}, seeds {self.roar_seeds}; the row `none` retrains on "
                 "the unmodified data (the accuracy every other row is read against). "
             )

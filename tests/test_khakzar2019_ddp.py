@@ -1,0 +1,63 @@
+"""khakzar2019's sanity checks + pixel perturbation (ROAR off: empty roar_methods) through the CLI on 1 and on 2
+gloo CPU processes (DDP), on an uneven number of test scenes (7): the report's numbers must be the same."""
+
+import json
+import os
+
+import pytest
+
+from replications.khakzar2019.__main__ import main
+
+N_TEST = 7
+
+
+def _args(world_size: int) -> list[str]:
+    return [
+        "fit", "--config", "configs/khakzar2019/smoke.yaml", "--model.roar_methods", "{}",
+        "--model.sanity_images", "5",  # ids 0..4: spread over both ranks' shards
+        "--trainer.devices", str(world_size), "--trainer.strategy", "ddp" if world_size > 1 else "auto",
+        "--trainer.limit_test_batches", "1.0",
+        "--data.init_args.test_size", str(N_TEST), "--data.init_args.eval_batch_size", "3",
+    ]
+
+
+def _run(rank: int, world_size: int, out: str):
+    if world_size > 1:
+        # the gloo group already exists (tests/ddp_utils.run_ddp); tell Lightning these are its processes
+        os.environ.update(LOCAL_RANK=str(rank), RANK=str(rank), WORLD_SIZE=str(world_size), NODE_RANK="0",
+                          MASTER_ADDR="127.0.0.1", MASTER_PORT="29547")
+    os.environ.update(WANDB_MODE="disabled", SALIENCY_REPORT_DIR=out)
+    main(_args(world_size))
+    return rank
+
+
+def _numbers(out) -> dict:
+    r = json.loads((out / "results.json").read_text())
+    return {"tables": {k: v["rows"] for k, v in r["tables"].items()},
+            "claims": {c["id"]: c["measured"] for c in r["claims"]},
+            "metrics": r["metrics"]}
+
+
+def test_two_processes_give_the_same_report_numbers_as_one(tmp_path):
+    from ddp_utils import run_ddp
+
+    one, two = tmp_path / "one", tmp_path / "two"
+    _run(0, 1, str(one))
+    assert run_ddp(_run, world_size=2, args=(str(two),), timeout_s=600) == [0, 1]
+    a, b = _numbers(one), _numbers(two)
+    assert a["metrics"]["test_images"] == b["metrics"]["test_images"] == N_TEST  # the padded duplicate counted once
+    assert a["metrics"]["sanity_images"] == b["metrics"]["sanity_images"] == 5
+    assert "roar_test_accuracy" not in a["tables"] and not any(c.startswith("roar.") for c in a["claims"])
+    assert a["tables"].keys() == b["tables"].keys() and a["claims"].keys() == b["claims"].keys()
+    for name in a["tables"]:
+        for ra, rb in zip(a["tables"][name], b["tables"][name], strict=True):
+            assert ra.keys() == rb.keys()
+            for k in ra:
+                if isinstance(ra[k], float):
+                    assert ra[k] == pytest.approx(rb[k], abs=1e-5), (name, ra["method"], k)
+                else:
+                    assert ra[k] == rb[k]
+    for cid in a["claims"]:
+        assert a["claims"][cid] == pytest.approx(b["claims"][cid], abs=1e-5), cid
+    for key in ("classifier_test_accuracy", "sanity_final_spearman_abs", "pixel_lerf_mean", "pixel_morf_mean"):
+        assert a["metrics"][key] == pytest.approx(b["metrics"][key], abs=1e-5), key
