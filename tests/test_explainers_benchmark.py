@@ -8,7 +8,8 @@ import pytest
 
 from lightning_modules.benchmarks.explainers import METHODS, floor_passes, run
 from lightning_modules.explainers import create_explainer
-from lightning_modules.models import load_model
+from lightning_modules.explainers.excitation import default_excitation_layer
+from lightning_modules.models import load_model, resolve_layer
 
 
 @pytest.fixture(scope="module")
@@ -17,14 +18,14 @@ def model():
 
 
 def _images(passes):
-    return sum(size for _, size in passes)
+    return sum(p[1] for p in passes)
 
 
 def test_floor_counts_the_required_passes(model):
     b, h = 3, 32
     sg = create_explainer("smoothgrad", n_samples=5, samples_batch_size=6)  # 2 samples per image per chunk
     desc, passes = floor_passes("smoothgrad", sg, model, b, h, h)
-    assert [s for _, s in passes] == [6, 6, 3] and {k for k, _ in passes} == {"fwd_bwd"}
+    assert [p[1] for p in passes] == [6, 6, 3] and {p[0] for p in passes} == {"fwd_bwd"}
     ig = create_explainer("integrated_gradients", steps=7, samples_batch_size=6)
     assert _images(floor_passes("integrated_gradients", ig, model, b, h, h)[1]) == b * 7
     occ = create_explainer("occlusion", window=8, stride=4)
@@ -35,7 +36,11 @@ def test_floor_counts_the_required_passes(model):
     sc = create_explainer("score_cam")
     desc, passes = floor_passes("score_cam", sc, model, b, h, h)
     assert _images(passes) == b * (1 + 64) and desc == "1+64 fwd"  # scenes_cnn's last block has 64 channels
-    assert floor_passes("contrastive_excitation_backprop", None, model, b, h, h)[1] == [("fwd_2bwd", b)]
+    cebp = create_explainer("contrastive_excitation_backprop")
+    assert floor_passes("contrastive_excitation_backprop", cebp, model, b, h, h)[1] == [
+        ("fwd_2bwd_layer", b, resolve_layer(model, default_excitation_layer(model)))]
+    assert floor_passes("gradcam", create_explainer("gradcam"), model, b, h, h)[1] == [
+        ("fwd_bwd_layer", b, resolve_layer(model, None))]
 
 
 def test_every_benchmarked_method_has_a_floor(model):
@@ -46,13 +51,13 @@ def test_every_benchmarked_method_has_a_floor(model):
 
 
 def test_run_writes_the_table(tmp_path):
-    methods = {"gradient": {}, "occlusion": dict(window=8, stride=8), "sobel": {}}
+    methods = {"gradient": {}, "gradcam": {}, "occlusion": dict(window=8, stride=8), "sobel": {}}
     out = tmp_path / "bench.md"
     rows = run(out, batch_sizes=(1, 2), image_size=16, methods=methods)
     text = out.read_text()
     assert "| `gradient` |" in text and "| `occlusion` |" in text and "ratio B=2" in text
     by_name = {r["method"]: r for r in rows}
-    for name in ("gradient", "occlusion"):
+    for name in ("gradient", "gradcam", "occlusion"):
         for b in (1, 2):
             p = by_name[name]["per_batch"][b]
             assert p["ms"] > 0 and p["floor_ms"] > 0 and math.isclose(p["ratio"], p["ms"] / p["floor_ms"])

@@ -8,8 +8,9 @@ random weights, 64x64, CPU), one run measures
   interleaved with the floor's: the minimum is the least disturbed by other processes on a shared machine);
 - ``floor ms/img``: the same model running only the passes the method must make, with the same batch
   sizes, on a pre-built input (no perturbation, no hooks, no reduction):
-  gradient-type = 1 fwd+bwd; guided Grad-CAM = 2 fwd+bwd (guided backprop and Grad-CAM are two passes);
-  contrastive EBP = 1 fwd + 2 bwd; SmoothGrad/-SQ/VarGrad (n samples) = n fwd+bwd; IG (steps) =
+  input-gradient methods = 1 fwd+bwd; Grad-CAM and excitation backprop = 1 fwd + a backward pass down to
+  their layer (the gradient w.r.t. the layer's output); contrastive EBP = 1 fwd + 2 such backward passes;
+  guided Grad-CAM = both of guided backprop's and Grad-CAM's passes; SmoothGrad/-SQ/VarGrad (n samples) = n fwd+bwd; IG (steps) =
   steps fwd+bwd; occlusion = windows + 1 fwd (the unoccluded reference); blurred-circle occlusion =
   discs + 1 fwd; LIME = n_samples fwd; Score-CAM = 1 + K fwd (K channels at the layer);
   Sobel/random: no model pass (no floor);
@@ -66,13 +67,21 @@ def _split(total: int, chunk: int) -> list[int]:
 
 def floor_passes(name: str, explainer, model, b: int, h: int, w: int) -> tuple[str, list[tuple[str, int]]]:
     """(description, [(kind, batch size), ...]) of the passes ``explainer`` must make on ``b`` images.
-    ``kind``: ``fwd``, ``fwd_bwd`` (input gradient) or ``fwd_2bwd`` (two input gradients, one forward)."""
-    if name in ("gradient", "input_x_gradient", "guided_backprop", "deconvnet", "gradcam", "excitation_backprop"):
+    ``kind``: ``fwd``, ``fwd_bwd`` (input gradient), ``fwd_bwd_layer`` / ``fwd_2bwd_layer`` (one / two
+    gradients w.r.t. the output of the method's layer: the backward pass stops there)."""
+    if name in ("gradient", "input_x_gradient", "guided_backprop", "deconvnet"):
         return "1 fwd+bwd", [("fwd_bwd", b)]
+    if name == "gradcam":
+        return "1 fwd + bwd to layer", [("fwd_bwd_layer", b, resolve_layer(model, explainer.layer))]
     if name == "guided_gradcam":
-        return "2 fwd+bwd", [("fwd_bwd", b), ("fwd_bwd", b)]
-    if name == "contrastive_excitation_backprop":
-        return "1 fwd + 2 bwd", [("fwd_2bwd", b)]
+        return "1 fwd+bwd + 1 fwd + bwd to layer", [("fwd_bwd", b), ("fwd_bwd_layer", b, resolve_layer(model, explainer.layer))]
+    if name in ("excitation_backprop", "contrastive_excitation_backprop"):
+        from lightning_modules.explainers.excitation import default_excitation_layer
+
+        layer = resolve_layer(model, explainer.layer if explainer.layer is not None else default_excitation_layer(model))
+        if name == "excitation_backprop":
+            return "1 fwd + bwd to layer", [("fwd_bwd_layer", b, layer)]
+        return "1 fwd + 2 bwd to layer", [("fwd_2bwd_layer", b, layer)]
     if name in ("smoothgrad", "smoothgrad_sq", "vargrad"):
         n = explainer.n_samples
         per = n if explainer.samples_batch_size is None else max(1, min(n, explainer.samples_batch_size // b))
@@ -101,18 +110,26 @@ def floor_passes(name: str, explainer, model, b: int, h: int, w: int) -> tuple[s
     raise KeyError(f"no floor defined for {name!r}; add it to floor_passes")
 
 
-def run_floor(model, passes: list[tuple[str, int]], inputs: torch.Tensor) -> None:
-    for kind, size in passes:
+def run_floor(model, passes: list[tuple], inputs: torch.Tensor) -> None:
+    for kind, size, *layer in passes:
         x = inputs[:size]
         if kind == "fwd":
             with torch.no_grad():
                 model(x)
             continue
-        x = x.detach().requires_grad_(True)
-        out = model(x)[:, 0].sum()
-        torch.autograd.grad(out, x, retain_graph=kind == "fwd_2bwd")
-        if kind == "fwd_2bwd":
-            torch.autograd.grad(out, x)
+        if kind == "fwd_bwd":
+            x = x.detach().requires_grad_(True)
+            torch.autograd.grad(model(x)[:, 0].sum(), x)
+            continue
+        store: list[torch.Tensor] = []
+        handle = layer[0].register_forward_hook(lambda _m, _i, out: store.append(out))
+        try:
+            out = model(x.detach().requires_grad_(True))[:, 0].sum()
+        finally:
+            handle.remove()
+        torch.autograd.grad(out, store[0], retain_graph=kind == "fwd_2bwd_layer")
+        if kind == "fwd_2bwd_layer":
+            torch.autograd.grad(out, store[0])
 
 
 def _sync(device: torch.device) -> None:
@@ -177,7 +194,7 @@ def run(out_path: str | Path = "reports/benchmarks/explainers.md", batch_sizes=(
         for b in batch_sizes:
             x, t = images[:b], targets[:b]
             desc, passes = floor_passes(name, explainer, model, b, image_size, image_size)
-            largest = max([s for _, s in passes], default=1)
+            largest = max([p[1] for p in passes], default=1)
             floor_inputs = torch.rand(largest, c, image_size, image_size, generator=gen).to(dev)
             fns = [lambda: explainer(model, x, t)]
             if passes:

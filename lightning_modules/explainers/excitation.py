@@ -28,9 +28,9 @@ itself is functional; other functional additions get the plain gradient, which d
 Default saliency layers (``layer=None``): TorchRay's benchmark settings where they exist (vgg ``features.23``
 = pool4, resnet ``layer3``), an analogous mid-level layer otherwise: googlenet ``maxpool2`` (Caffe's
 ``pool2/3x3_s2``; our choice, unconfirmed against the authors' demo), alexnet ``features.5`` (pool2),
-squeezenet ``features.6``, inception_v3 ``Mixed_6e``; our nets: scenes_cnn the last pooling layer of
-``features`` (1/4 resolution, the input of the last conv blocks as VGG's pool4 is), resnet8 ``layer2``,
-mnist_cnn ``features.2`` (first pool, 14x14).
+squeezenet ``features.6``, inception_v3 ``Mixed_6e``; our nets: scenes_cnn ``features.9`` (the ReLU feeding
+the last conv, 1/4 resolution: the input of the last conv stage, as VGG's pool4 is; ``nets.py`` keeps that
+index stable), resnet8 ``layer2``, mnist_cnn ``features.2`` (first pool, 14x14).
 """
 
 from __future__ import annotations
@@ -42,18 +42,10 @@ import torch.nn.functional as F
 from lightning_modules.explainers.base import Explainer, hooks_guard, register_explainer
 from lightning_modules.models import resolve_layer, unwrap
 
-def _last_pool_of_features(net: nn.Module) -> str:
-    """The last pooling module of ``net.features`` (VGG's pool4 role: the input of the last conv block)."""
-    pools = [f"features.{n}" for n, m in getattr(net, "features", nn.Sequential()).named_children() if isinstance(m, _POOLS)]
-    if not pools:
-        raise ValueError(f"{type(net).__name__}.features has no pooling layer; pass layer='<module name>'")
-    return pools[-1]
-
-
 #: Default saliency layers, relative to the bare network (see the module docstring); a callable picks the
 #: layer from the network itself.
 DEFAULT_EXCITATION_LAYERS = {
-    "scenescnn": _last_pool_of_features,
+    "scenescnn": "features.9",
     "resnet8": "layer2",
     "mnistcnn": "features.2",
     "vgg": "features.23",
