@@ -67,9 +67,11 @@ def test_similarity_summary_per_sample_and_scalar():
     from replications.adebayo2018.experiments import summarize_similarity
 
     s = summarize_similarity({"a": torch.tensor([1.0, 3.0]), "b": torch.tensor(0.5), "c": torch.tensor([float("nan"), 2.0])})
-    assert s["a"] == {"mean": 2.0, "std": 1.0, "n": 2}
-    assert s["b"] == {"mean": 0.5, "std": 0.0, "n": 1}
-    assert s["c"]["mean"] == 2.0 and s["c"]["n"] == 1
+    assert s["a"] == {"mean": 2.0, "std": 1.0, "n": 2, "undefined": 0}
+    assert s["b"] == {"mean": 0.5, "std": 0.0, "n": 1, "undefined": 0}
+    # A constant map's similarity is NaN: counted as undefined, left out of mean and std.
+    assert s["c"] == {"mean": 2.0, "std": 0.0, "n": 1, "undefined": 1}
+    assert "ids" not in summarize_similarity({"ids": torch.arange(2), "a": torch.ones(2)})
 
 
 @pytest.mark.parametrize("profile", ["smoke", "default", "paper"])
@@ -79,3 +81,20 @@ def test_configs_have_seed_and_trainer(profile):
     assert "trainer" in cfg and "accelerator" in cfg["trainer"]
     TrainingConfig(**cfg["model"].get("true_labels", {}))
     TrainingConfig(**cfg["model"].get("random_labels", {}))
+
+
+def test_paper_inception_block_order_is_valid():
+    """The paper's 17 blocks (PAPERS.md §3), logits first, exist in torchvision's Inception v3 and cover it."""
+    from lightning_modules.models import load_model
+    from lightning_modules.tasks.randomization import cascading_randomization, resolve_order
+
+    cfg = yaml.safe_load((REPO / "configs" / "adebayo2018" / "paper.yaml").read_text())
+    order = cfg["model"]["blackbox_order"]
+    assert len(order) == 17 and order[0] == "fc" and order[-1] == "Conv2d_1a_3x3"
+    model, _ = load_model("inception_v3")
+    assert resolve_order(model, order) == order
+    covered = {n for n, _ in model.named_parameters() if any(n.startswith(f"net.{b}.") for b in order)}
+    assert covered == {n for n, _ in model.named_parameters()}
+    first = next(cascading_randomization(model, order=order))
+    assert not torch.equal(first.model.net.fc.weight, model.net.fc.weight)
+    assert torch.equal(first.model.net.Mixed_7c.branch1x1.conv.weight, model.net.Mixed_7c.branch1x1.conv.weight)

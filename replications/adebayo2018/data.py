@@ -30,6 +30,7 @@ class SanityChecksData(pl.LightningDataModule):
         digits_test_images: int = 32,
         batch_size: int = 16,
         seed: int = 0,
+        imagenet: dict | None = None,
     ):
         super().__init__()
         if digits not in DIGIT_SOURCES:
@@ -44,6 +45,8 @@ class SanityChecksData(pl.LightningDataModule):
         self.digits_test_images = digits_test_images
         self.batch_size = batch_size
         self.seed = seed
+        #: ImageNetValDataModule arguments: the paper's images for the pretrained model's randomisation test
+        self.imagenet = dict(imagenet) if imagenet else None
         self.digits_train: tuple[torch.Tensor, torch.Tensor] | None = None
         self.digits_test: tuple[torch.Tensor, torch.Tensor] | None = None
         self.digits_info: dict = {}
@@ -87,6 +90,12 @@ class SanityChecksData(pl.LightningDataModule):
                 "test_images": int(self.digits_test[0].shape[0]),
                 "split": getattr(dm, "split_description", None) or getattr(dm, "split_info", None),
             }
+        if stage in (None, "test", "fit") and not self.scenes_info and self.imagenet is not None:
+            from lightning_modules.data.imagenet import ImageNetValDataModule
+
+            self._scenes = ImageNetValDataModule(**{"batch_size": self.batch_size, "limit": self.scenes_test_images, **self.imagenet})
+            self._scenes.setup("test")
+            self.scenes_info = {"imagenet": self.imagenet, "images": self.scenes_test_images}
         if stage in (None, "test", "fit") and not self.scenes_info:
             # The scenes the black box was trained on (same cache); the test split is explained.
             from lightning_modules.blackbox import blackbox_datamodule
