@@ -15,7 +15,31 @@ from replications.fong2017 import paper as P  # noqa: E402
 
 #: Written reasons for paper effects our embedded setting does not show. A claim gets its reason only when it
 #: does not hold in the run (the measured numbers are always reported; the claim itself is never loosened).
-DEVIATIONS: dict[str, str] = {}
+_LOC = ("Structural: on the synthetic scenes the ground-truth box covers the whole creature (head, body, feet) while "
+        "the class evidence is the head alone (the black box's validation accuracy falls to chance with the heads "
+        "removed and is unchanged with the feet removed, blackbox_info). A map that finds the evidence draws a box "
+        "around the head, whose IoU with the creature's box is below 0.5; the IoU-0.5 protocol therefore rewards "
+        "maps that spread over the whole creature rather than maps that find the evidence, and Table 1's ordering "
+        "(measured on ImageNet objects whose evidence is spread over the object) need not carry over. "
+        "Also: 32 test / 16 held-out images (error quantised at 1/32).")
+DEVIATIONS: dict[str, str] = {
+    "c_value_mask_best": _LOC,
+    "c_value_mask_beats_gradcam_occlusion": _LOC,
+    "c_energy_mask_beats_gradcam_occlusion": _LOC,
+    "c_mean_mask_beats_gradcam_occlusion": _LOC,
+    "c_energy_excitation_beats_mask": _LOC,
+    "c_mean_excitation_beats_mask": _LOC,
+    "h_mask_beats_center": ("The pointing game scores a hit anywhere on the class's boxes: the scenes' creature box "
+                            "(head, body, feet) is large relative to the 64-px image and often contains the centre, "
+                            "with a 4.3-px tolerance (15 px at 224, scaled), so the centre baseline is strong; the "
+                            "difficult subset has few images (32 test images in all)."),
+    "h_gradient_beats_center": ("The centre baseline is strong on 64-px scenes whose creature box often contains the "
+                                "centre (see h_mask_beats_center)."),
+    "e_mask_best_detector": ("The detector is trained on 8 clean + 8 adversarial maps per method and tested on 8 + 8 "
+                             "(accuracy quantised at 1/16, CPU budget of the embedded profile): differences between "
+                             "methods are within the noise of such a small set; the paper trained on ImageNet-scale "
+                             "heatmap sets."),
+}
 
 
 def _label(m: str) -> str:
@@ -49,6 +73,7 @@ def build_report(module, report) -> None:
         f"(Fong's thresholds need non-negative maps); the mask's heatmap is 1 - m.\n\n"
         f"Methods: {', '.join(_label(m) for m in module.all_methods)}."
     ))
+    report.add_section("Reductions and deviations from the paper (setting)", _reductions(module, h))
     _mask_section(module, report, r)
     _artifacts(module, report, r)
     _generalisation(module, report, r)
@@ -62,6 +87,38 @@ def build_report(module, report) -> None:
     _pointing(module, report, r)
     _benchmark(module, report, r)
     _figures(module, report)
+
+
+def _reductions(module, h: int) -> str:
+    cfg = module.mask_config
+    d = module.data_spec
+    info = getattr(module.blackbox, "blackbox_info", None) or {}
+    bb = ""
+    if info:
+        v = info.get("val", {})
+        bb = (f" The black box (`scenes_cnn`, cached) has validation accuracy {v.get('accuracy', float('nan')):.3f}; "
+              f"with the heads removed {v.get('accuracy_heads_removed', float('nan')):.3f}, with the feet removed "
+              f"{v.get('accuracy_feet_removed', float('nan')):.3f} (chance {v.get('chance', float('nan')):.2f}): the head is "
+              f"the evidence. Training it took {info.get('training_s', float('nan')):.0f} s on the shared machine (once; "
+              f"cached under data/blackbox, not part of this run's wall time when cached).")
+    return "\n".join([
+        f"- Data and model: synthetic {h}-px scenes and a small CNN instead of ImageNet (224 px) and GoogLeNet; "
+        f"{d['test_images']} test and {d['heldout_images']} held-out images instead of 50,000 / 5,000 (CPU budget of the "
+        f"embedded profile, a few minutes on 2 shared cores).{bb}",
+        f"- Mask: {cfg.iterations} Adam iterations instead of 300; delta {cfg.mask_scale} ({h // cfg.mask_scale}x"
+        f"{h // cfg.mask_scale} mask) instead of 8, because at {h} px delta 8 would give 8-px cells, coarser than the "
+        f"heads; pixel sizes (sigma_0, sigma_m, jitter, circle blur) scaled by {h}/224. One mask per image (objective "
+        f"`{cfg.objective}`, lambda1 {cfg.l1_coeff:g}, beta {cfg.tv_beta:g}) serves every experiment; the official "
+        "Table 1 masks used the top-5 objective with lambda1 1e-3 and beta 2 (the top-5 variant is implemented and "
+        "tested: `objective: top5`).",
+        "- Baselines: explainers of the shared registry (Captum-based gradient / guided backprop / Grad-CAM; "
+        "excitation backprop; occlusion with a 16-px window, stride 8); signed maps clamped at 0. Contrastive "
+        "excitation backprop has no Table 1 value in the sources read.",
+        "- Adversarial (e, f): I-FGSM settings of the paper not read (8/255, step 1/255, 10 iterations used); "
+        f"{module.adv_spec.get('images', 'all')} images; clean maps are the test pass's (ground-truth target).",
+        "- Timings: the machine is shared with other engineers' jobs (load average > 10 on 2 cores during the run): "
+        "wall times and the benchmark are inflated and noisy; the benchmark takes the minimum of alternating repeats.",
+    ])
 
 
 def _mask_section(module, report, r):
