@@ -229,7 +229,7 @@ def _head_mask(X, Y, hx, hy, r, shape):
 
 def _paint(img, mask, color):
     """img (n,3,H,W), mask (n,H,W) bool, color (n,3) -> painted in place."""
-    img.copy_(torch.where(mask[:, None], color[:, :, None, None], img))
+    torch.where(mask[:, None], color[:, :, None, None], img, out=img)
 
 
 def render_chunk(p: dict, cfg: ScenesConfig, omit: tuple[str, ...] = ()) -> dict:
