@@ -69,8 +69,8 @@ def test_similarity_summary_per_sample_and_scalar():
     s = summarize_similarity({"a": torch.tensor([1.0, 3.0]), "b": torch.tensor(0.5), "c": torch.tensor([float("nan"), 2.0])})
     assert s["a"] == {"mean": 2.0, "std": 1.0, "n": 2, "undefined": 0}
     assert s["b"] == {"mean": 0.5, "std": 0.0, "n": 1, "undefined": 0}
-    # A constant map's similarity is NaN: counted as undefined, left out of mean and std.
-    assert s["c"] == {"mean": 2.0, "std": 0.0, "n": 1, "undefined": 1}
+    # A constant map's similarity is NaN: no rank agreement, counted as 0 (and reported as undefined).
+    assert s["c"] == {"mean": 1.0, "std": 1.0, "n": 2, "undefined": 1}
     assert "ids" not in summarize_similarity({"ids": torch.arange(2), "a": torch.ones(2)})
 
 

@@ -78,22 +78,23 @@ def _similarity():
 
 def summarize_similarity(value) -> dict[str, dict[str, float]]:
     """MapSimilarity ``per_sample()`` values (or ``compute()`` means) -> measure -> {"mean", "std", "n",
-    "undefined"}. A similarity is undefined (NaN) when a map is constant (e.g. a Grad-CAM map that the ReLU
-    zeroes everywhere); those samples are counted in ``undefined`` and left out of mean and std."""
+    "undefined"}. A similarity is undefined (NaN) when a map is constant, e.g. a Grad-CAM map that the ReLU
+    zeroes everywhere after randomisation: such a map keeps no rank information of the original, so it counts
+    as similarity 0 (no agreement); ``undefined`` says how many samples that was."""
     out = {}
     for measure, v in dict(value).items():
         if measure == "ids":
             continue
         t = torch.as_tensor(v, dtype=torch.float64).flatten().cpu()
-        finite = t[torch.isfinite(t)]
-        undefined = int(t.numel() - finite.numel())
-        if finite.numel() == 0:
-            out[measure] = {"mean": float("nan"), "std": float("nan"), "n": 0, "undefined": undefined}
+        undefined = int((~torch.isfinite(t)).sum())
+        t = torch.where(torch.isfinite(t), t, torch.zeros_like(t))
+        if t.numel() == 0:
+            out[measure] = {"mean": float("nan"), "std": float("nan"), "n": 0, "undefined": 0}
             continue
         out[measure] = {
-            "mean": float(finite.mean()),
-            "std": float(finite.std(unbiased=False)) if finite.numel() > 1 else 0.0,
-            "n": int(finite.numel()),
+            "mean": float(t.mean()),
+            "std": float(t.std(unbiased=False)) if t.numel() > 1 else 0.0,
+            "n": int(t.numel()),
             "undefined": undefined,
         }
     return out
@@ -114,7 +115,7 @@ def _get_acc(info: dict) -> str:
 
 def _fmt(v: dict) -> str:
     text = f"{v['mean']:.3f} ± {v['std']:.3f}"
-    return text + (f" ({v['undefined']} undefined)" if v.get("undefined") else "")
+    return text + (f" ({v['undefined']} constant maps, counted as 0)" if v.get("undefined") else "")
 
 
 class AdebayoReplication(ReplicationModule):
@@ -304,7 +305,8 @@ class AdebayoReplication(ReplicationModule):
             f"{r.get('train_accuracy', float('nan')):.3f}, test {r.get('test_accuracy', float('nan')):.3f} ({r.get('wall_s')} s); "
             f"{r.get('label_agreement', float('nan')):.3f} of the permuted labels happen to equal the true ones.",
             f"- Similarity: Spearman rank correlation of |maps| (`spearman_abs`, the claims' measure) and of signed maps, "
-            f"SSIM and HOG similarity (shared `MapSimilarity` metric); mean ± std over images. 'Changes' in a claim means "
+            f"SSIM and HOG similarity (shared `MapSimilarity` metric); mean ± std over images; a constant map (e.g. an all-zero "
+            f"Grad-CAM of a randomised network) has no rank information and counts as similarity 0. 'Changes' in a claim means "
             f"mean Spearman(|map|) below {self.change_threshold} (our threshold: the paper reads its curves visually).",
             f"- Wall time is measured on a 2-core CPU shared with other jobs; it is inflated by them. Phases: "
             + ", ".join(f"{k} {v:.0f} s" for k, v in self.timings.items()) + ".",
