@@ -470,6 +470,8 @@ class SyntheticScenesDataModule(pl.LightningDataModule):
 
     def prepare_data(self) -> None:
         # render and cache once (rank 0); other ranks then read the cache in setup()
+        if not self.cache:
+            return
         for split in SPLITS:
             if self.config.split_size(split) > 0:
                 load_split(self.config, split, self.root, self.cache)
