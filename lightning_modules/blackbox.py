@@ -16,9 +16,8 @@ import fcntl
 import hashlib
 import json
 import logging
-import os
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
