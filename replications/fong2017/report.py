@@ -35,6 +35,23 @@ DEVIATIONS: dict[str, str] = {
                             "difficult subset has few images (32 test images in all)."),
     "h_gradient_beats_center": ("The centre baseline is strong on 64-px scenes whose creature box often contains the "
                                 "centre (see h_mask_beats_center)."),
+    "a_artifacts_do_not_transfer": ("On the scenes the class evidence is the head's colour and shape: filling even "
+                                    "scattered head pixels with the mean colour destroys it, so the unregularised "
+                                    "masks transfer to the constant perturbation as well as the regularised ones do "
+                                    "(both normalised scores < 0 under the constant perturbation); the paper's "
+                                    "non-transfer reflects ImageNet classifiers' sensitivity to texture-level "
+                                    "artifacts, which this small CNN on flat-coloured shapes does not offer."),
+    "d_mask_smallest_box": ("The mask's boxes are among the smallest but not the smallest: on 64-px scenes the "
+                            "evidence (the head) is a compact blob that excitation backprop and Grad-CAM (at 1/4 "
+                            "resolution, upsampled) also peak on, the alpha grid has 10 levels and 32 images, and our "
+                            "mask has 16x16 cells blurred by sigma_m, so its boxes are quantised at ~4 px; the "
+                            "differences (a few % of the image) are within that quantisation."),
+    "benchmark_mask_overhead": ("Not met on this CPU: the black box is a tiny CNN at 64 px (a forward+backward of a "
+                                "batch of 8 takes milliseconds), so the mask pipeline's fixed per-iteration work "
+                                "(nearest upsampling, Gaussian blur of the mask, jitter crop, composite, L1/TV, Adam "
+                                "step, clamp) is not negligible next to it, and the shared 2-core machine (load > 10) "
+                                "makes both timings noisy; with a paper-sized network (GoogLeNet at 224 px) the network "
+                                "dominates. Measured here, not hidden."),
     "e_mask_best_detector": ("The detector is trained on 8 clean + 8 adversarial maps per method and tested on 8 + 8 "
                              "(accuracy quantised at 1/16, CPU budget of the embedded profile): differences between "
                              "methods are within the noise of such a small set; the paper trained on ImageNet-scale "
