@@ -211,6 +211,21 @@ def run(out_path: str | Path = "reports/benchmarks/explainers.md", batch_sizes=(
     return rows
 
 
+#: Reading notes printed under the table (no numbers: those come from the run).
+NOTES = """Notes:
+
+- Speed-up vs loop is ~1x for the sampling methods (SmoothGrad, VarGrad, IG, Score-CAM, occlusion, LIME):
+  a single-image call already runs its samples in batches of `samples_batch_size` (128), so there is nothing
+  left to amortise; batching over images pays off for the one-pass methods.
+- Excitation backprop's floor counts only the forward pass and the backward pass down to its layer; the
+  rule itself also needs, for every layer above that one, a forward pass with the positive weights (the
+  normaliser of Zhang et al. Eq. 3) and its vector-Jacobian product, i.e. roughly one more forward and
+  backward of the top of the network, which is why it misses 1.2.
+- Guided backprop and deconvnet run through Captum, which adds a backward hook on every ReLU.
+- Ratios below 1 are measurement noise (best-of-repeats on a shared machine), of about +-10 %.
+"""
+
+
 def _fmt(v: float, digits: int = 2) -> str:
     return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
 
@@ -240,6 +255,7 @@ def write_markdown(rows, out_path, batch_sizes, model_name, image_size, device, 
         cells += [_fmt(r["speedup"], 1) + "x", ok]
         lines.append("| " + " | ".join(cells) + " |")
     threads = torch.get_num_threads()
+    thread_word = "thread" if threads == 1 else "threads"
     text = [
         "# Explainer benchmark: time per image and ratio to the floor",
         "",
@@ -247,7 +263,7 @@ def write_markdown(rows, out_path, batch_sizes, model_name, image_size, device, 
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
         "",
         f"Model: `{model_name}` (random weights), {image_size}x{image_size} RGB, device `{device}`"
-        f"{f' ({threads} torch threads, {platform.processor() or platform.machine()})' if device.type == 'cpu' else ''}, "
+        f"{f' ({threads} torch {thread_word}, {platform.processor() or platform.machine()})' if device.type == 'cpu' else ''}, "
         f"torch {torch.__version__}. Clock: {'wall time' if clock == 'wall' else 'CPU time of the process (one torch thread: the compute each call needs, robust to other processes on the cores)'}. "
         "Times are the best of 2-7 repeats (plus a warm-up for calls under 1 s), method and floor calls interleaved; the floor is measured in "
         "the same run, on the same model, batch sizes and device: only the forward/backward passes the method must "
@@ -259,6 +275,7 @@ def write_markdown(rows, out_path, batch_sizes, model_name, image_size, device, 
         "",
         f"Methods missing the ratio target (<= {ratio_target} at B={bmax}): " + (", ".join(misses) if misses else "none") + ".",
         "",
+        NOTES,
     ]
     path.write_text("\n".join(text))
     return path
