@@ -5,7 +5,8 @@
 - ``check``: re-validates every committed ``reports/<paper>/results.json`` (schema, relations recomputed
   from the stored numbers, no failing claim without a written known-deviation reason, report not older
   than its config and reference numbers); exits 1 with a readable list otherwise. CI runs it.
-- ``bench explainers|metrics``: the benchmarks that print ratios to their measured floors.
+- ``bench explainers|metrics [options]``: the benchmarks that print ratios to their measured floors
+  (on a shared machine: ``bench explainers --threads 1 --clock process``).
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ def cmd_check(papers: list[str] | None = None) -> int:
     return 0
 
 
-def cmd_bench(what: str) -> int:
+def cmd_bench(what: str, extra: list[str] | None = None) -> int:
     if what == "explainers":
         from lightning_modules.benchmarks.explainers import main
     elif what == "metrics":
@@ -73,7 +74,7 @@ def cmd_bench(what: str) -> int:
     else:
         print(f"unknown benchmark {what!r}; use 'explainers' or 'metrics'")
         return 2
-    main()
+    main(list(extra or []))
     return 0
 
 
@@ -85,13 +86,14 @@ def main(argv: list[str] | None = None) -> int:
     p_check.add_argument("papers", nargs="*", help="papers to check (default: all)")
     p_bench = sub.add_parser("bench", help="run a benchmark")
     p_bench.add_argument("what", choices=["explainers", "metrics"])
+    p_bench.add_argument("extra", nargs=argparse.REMAINDER, help="options of the benchmark, e.g. --threads 1 --clock process")
     args = parser.parse_args(argv)
     if args.cmd in (None, "list"):
         return cmd_list()
     if args.cmd == "check":
         return cmd_check(args.papers)
     if args.cmd == "bench":
-        return cmd_bench(args.what)
+        return cmd_bench(args.what, args.extra)
     return 2
 
 
