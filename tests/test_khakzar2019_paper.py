@@ -15,8 +15,7 @@ WNIDS = ["n01440764", "n01443537", "n01484850"]
 
 
 @pytest.fixture
-def paper_files(tmp_path, monkeypatch):
-    import torchvision
+def paper_data(tmp_path, monkeypatch):
     from test_data_cifar import make_root
     from test_paper_data import write_jpeg
 
@@ -26,6 +25,17 @@ def paper_files(tmp_path, monkeypatch):
     (imnet / "LOC_synset_mapping.txt").write_text("".join(f"{w} name{i}\n" for i, w in enumerate(WNIDS)))
     cifar = tmp_path / "cifar"
     make_root(cifar, n=12)  # 5 x 12 training, 12 test images
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    monkeypatch.setenv("SALIENCY_REPORT_DIR", str(tmp_path / "report"))
+    monkeypatch.setenv("SALIENCY_WEIGHTS", str(tmp_path / "weights"))
+    return imnet, cifar
+
+
+@pytest.fixture
+def resnet50_weights(tmp_path, monkeypatch):
+    """Random ResNet50 weights under the published name pattern, the file's own SHA-256 prefix in the URL."""
+    import torchvision
+
     weights = tmp_path / "weights"
     weights.mkdir()
     torch.manual_seed(0)
@@ -35,10 +45,7 @@ def paper_files(tmp_path, monkeypatch):
     staging.rename(weights / f"resnet50-{prefix}.pth")
     v1 = torchvision.models.ResNet50_Weights.IMAGENET1K_V1
     monkeypatch.setattr(v1.value, "url", f"https://download.pytorch.org/models/resnet50-{prefix}.pth")
-    monkeypatch.setenv("SALIENCY_WEIGHTS", str(weights))
-    monkeypatch.setenv("WANDB_MODE", "disabled")
-    monkeypatch.setenv("SALIENCY_REPORT_DIR", str(tmp_path / "report"))
-    return imnet, cifar
+    return weights
 
 
 def test_paper_config_is_the_published_setting():
@@ -51,11 +58,11 @@ def test_paper_config_is_the_published_setting():
     assert m["sanity_std"] == 0.1 and cfg["seed_everything"] == 12 and cfg["trainer"]["strategy"] == "ddp"
 
 
-def test_paper_config_validates_on_tiny_real_format_files(paper_files):
+def test_paper_config_validates_on_tiny_real_format_files(paper_data, resnet50_weights):
     """``validate --config paper.yaml`` with only roots/devices (and the tiny data's val split) overridden: the
     pretrained ResNet50 is found and hash-checked, ImageNet val is read and classified, CIFAR-10 is read for ROAR,
     and the paper's sanity-check layer order resolves on the ResNet50."""
-    imnet, cifar = paper_files
+    imnet, cifar = paper_data
     cli = main([
         "validate", "--config", "configs/khakzar2019/paper.yaml",
         "--trainer.accelerator", "cpu", "--trainer.devices", "1", "--trainer.strategy", "auto",
@@ -74,9 +81,8 @@ def test_paper_config_validates_on_tiny_real_format_files(paper_files):
     assert first.stage == "fc" and not torch.equal(first.model.net.fc.weight, module.model.net.fc.weight)
 
 
-def test_paper_config_missing_weights_names_the_file(paper_files, tmp_path, monkeypatch):
-    imnet, cifar = paper_files
-    monkeypatch.setenv("SALIENCY_WEIGHTS", str(tmp_path / "empty"))
+def test_paper_config_missing_weights_names_the_file(paper_data):
+    imnet, cifar = paper_data
     with pytest.raises(FileNotFoundError, match=r"resnet50-[0-9a-f]{8}\.pth"):
         main(["validate", "--config", "configs/khakzar2019/paper.yaml", "--trainer.accelerator", "cpu",
               "--trainer.strategy", "auto", "--data.init_args.root", str(imnet)])
