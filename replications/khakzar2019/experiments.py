@@ -69,7 +69,25 @@ DEFAULT_ROAR_METHODS = {
 
 #: Claims our embedded setting does not reproduce, with the reason (written after reading the measured numbers;
 #: the numbers themselves stay in the report). Empty until a run shows a deviation.
-KNOWN_DEVIATIONS: dict[str, str] = {}
+_ROAR_WEAK = (
+    "The model retrained on 1,000 unmodified 32 px scenes for 3 epochs reaches only 18.7% test accuracy (chance 10%; "
+    "300 test scenes, standard error ~2.2 points): removing 50% or 90% of the pixels by gradient, guided backprop or "
+    "PruneGrad brings it to 9.0% (chance), while random removal leaves it at 18.3% (= the reference). With a retrained "
+    "model this weak, any removal of the object pixels that gradients point to erases the little it learns; the "
+    "setting cannot show Hooker's finding, made with ResNet-50 models retrained to full accuracy on ImageNet-scale data."
+)
+KNOWN_DEVIATIONS: dict[str, str] = {
+    "roar.random_not_worse_than_gradient": _ROAR_WEAK,
+    "roar.random_not_worse_than_integrated_gradients": _ROAR_WEAK,
+    "roar.random_not_worse_than_guided_backprop": _ROAR_WEAK,
+    "sanity.prunegrad_more_sensitive_than_guided_backprop": (
+        "In the 8-layer scenes CNN guided backprop does decorrelate once the first convolutions are randomised "
+        "(Spearman |.| 0.187 at the input layer vs PruneGrad's 0.203, both far below the 0.5 pass threshold); "
+        "it is the more stable map at every intermediate stage (e.g. 0.69 vs 0.50 at features.8). Adebayo's "
+        "guided-backprop insensitivity is an effect of deep ImageNet networks that this shallow net does not show "
+        "at the last stage."
+    ),
+}
 
 
 def id_seeded_random_maps(ids: torch.Tensor, shape: tuple[int, int], seed: int = 0) -> torch.Tensor:
@@ -211,8 +229,12 @@ class Khakzar2019Replication(ReplicationModule):
                 maps = id_seeded_random_maps(ids, tuple(images.shape[-2:])).to(images.dtype)
             else:
                 maps = explainer(self.model, images, targets)
-            self.morf[name].update(self.model, images, maps, targets, ids=ids)
-            self.lerf[name].update(self.model, images, maps, targets, ids=ids)
+            # Pixels are ranked by the magnitude of the attribution (as ROAR's squared estimator and the sanity
+            # checks' Spearman |.|): signed maps (PruneGrad keeps the sign) would otherwise rank strongly negative
+            # evidence as "least relevant" while abs-reduced maps (gradient) cannot.
+            importance = maps.abs()
+            self.morf[name].update(self.model, images, importance, targets, ids=ids)
+            self.lerf[name].update(self.model, images, importance, targets, ids=ids)
 
     def on_test_epoch_end(self):
         self.sanity_results = self.sanity.compute()
