@@ -5,3 +5,7 @@ from lightning_modules.data.synthetic import ScenesConfig, SyntheticScenes, Synt
 from lightning_modules.data.mnist import FashionMNISTDataModule, MNISTDataModule, read_idx
 from lightning_modules.data.cifar import CIFAR10DataModule
 from lightning_modules.data.digits import DigitsDataModule
+from lightning_modules.data.tensors import TensorDataModule
+from lightning_modules.data.imagenet import ImageNetValDataModule
+from lightning_modules.data.voc import VOC_CLASSES, VOC2007DataModule
+from lightning_modules.data.coco import COCOPointingDataModule
