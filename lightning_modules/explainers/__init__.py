@@ -11,21 +11,14 @@ from lightning_modules.explainers.base import (  # noqa: F401
     register_explainer,
 )
 
-# Method modules register themselves on import. Each module below is one family of methods.
-import importlib as _importlib
-
-for _mod in (
-    "gradients",      # gradient, input_x_gradient, smoothgrad, smoothgrad_sq, vargrad, integrated_gradients, guided_backprop, deconvnet
-    "cam",            # gradcam, guided_gradcam, score_cam
-    "perturbation",   # occlusion, blurred-circle occlusion, lime
-    "excitation",     # excitation_backprop, contrastive_excitation_backprop
-    "baselines",      # sobel edge detector, random
-    "rise",           # petsiuk2018
-    "mask",           # fong2017 meaningful_perturbation
-    "prunegrad",      # khakzar2019
-):
-    try:
-        _importlib.import_module(f"lightning_modules.explainers.{_mod}")
-    except ModuleNotFoundError as _e:  # a family not written yet must not break the others
-        if _e.name != f"lightning_modules.explainers.{_mod}":
-            raise
+# Each module below is one family of methods; importing it registers them.
+from lightning_modules.explainers import (  # noqa: E402,F401
+    baselines,     # sobel edge detector, random
+    cam,           # gradcam, guided_gradcam, score_cam
+    excitation,    # excitation_backprop, contrastive_excitation_backprop
+    gradients,     # gradient, input_x_gradient, smoothgrad, smoothgrad_sq, vargrad, integrated_gradients, guided_backprop, deconvnet
+    mask,          # meaningful_perturbation (fong2017)
+    perturbation,  # occlusion, blurred_circle_occlusion, lime
+    prunegrad,     # prunegrad (khakzar2019)
+    rise,          # rise (petsiuk2018)
+)
