@@ -144,7 +144,7 @@ def train_blackbox(cfg: BlackboxConfig, out_dir: Path, root: str | Path | None =
                           lr=cfg.lr, weight_decay=cfg.weight_decay, warmup_fraction=cfg.warmup_fraction, hflip=cfg.hflip)
     trainer = pl.Trainer(max_epochs=cfg.max_epochs, accelerator="cpu", devices=1, logger=False,
                          callbacks=[_EpochLog()], enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=False,
-                         deterministic=True, num_sanity_val_steps=0, check_val_every_n_epoch=cfg.max_epochs)
+                         deterministic="warn", num_sanity_val_steps=0, check_val_every_n_epoch=cfg.max_epochs)
     started, cpu_started = time.perf_counter(), time.process_time()
     trainer.fit(task, datamodule=dm)
     train_s, train_cpu_s = time.perf_counter() - started, time.process_time() - cpu_started

@@ -9,6 +9,17 @@ import pytest  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
+def _restore_torch_determinism():
+    """``Trainer(deterministic=True)`` flips a process-wide torch flag; each test starts from the same state."""
+    import torch
+
+    enabled = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    yield
+    torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
+
+
+@pytest.fixture(autouse=True)
 def _report_dir_in_tmp(tmp_path, monkeypatch):
     """Any report a test writes goes to its own tmp folder, never to reports/."""
     monkeypatch.setenv("SALIENCY_REPORT_DIR", str(tmp_path / "report"))
