@@ -12,13 +12,11 @@ import io
 import pickle
 from pathlib import Path
 
-import lightning.pytorch as pl
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
 from lightning_modules.data.mnist import md5sum
-from lightning_modules.data.schema import ArrayDataset, collate_batch, stratified_split
+from lightning_modules.data.schema import ArrayDataset, SplitsDataModule, stratified_split
 from lightning_modules.utils import data_root
 
 FOLDER = "cifar-10-batches-py"
@@ -67,7 +65,7 @@ def read_batch(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     return data.reshape(-1, 3, 32, 32), np.asarray(labels, dtype=np.int64)
 
 
-class CIFAR10DataModule(pl.LightningDataModule):
+class CIFAR10DataModule(SplitsDataModule):
     """CIFAR-10 from ``<root>/cifar-10-batches-py`` (root default ``data/cifar10``). Batches: image, label, id.
 
     ``val_size`` images (stratified, seeded) are held out of the 50,000 training images for validation; 0
@@ -139,18 +137,3 @@ class CIFAR10DataModule(pl.LightningDataModule):
         self.split_info = {"dataset": "cifar10", "root": str(self.root), "train_images": int(train_y.numel()),
                            "val_images": self.val_size, "test_images": int(test_y.numel()), "seed": self.seed}
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        if not self.datasets:
-            self.setup()
-        g = torch.Generator().manual_seed(self.seed) if shuffle else None
-        return DataLoader(self.datasets[split], batch_size=self.batch_size if shuffle else self.eval_batch_size,
-                          shuffle=shuffle, generator=g, collate_fn=collate_batch, num_workers=self.num_workers)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", False)

@@ -4,15 +4,13 @@ no download) as a tiny real dataset for the smoke profiles. Images are rescaled 
 
 from __future__ import annotations
 
-import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
 
-from lightning_modules.data.schema import ArrayDataset, collate_batch, stratified_split
+from lightning_modules.data.schema import ArrayDataset, SplitsDataModule, stratified_split
 
 
-class DigitsDataModule(pl.LightningDataModule):
+class DigitsDataModule(SplitsDataModule):
     """``train_fraction`` of the 1,797 digits for training (stratified, seeded), the rest for test (= val)."""
 
     num_classes = 10
@@ -50,18 +48,3 @@ class DigitsDataModule(pl.LightningDataModule):
         self.split_description = (f"scikit-learn digits: stratified {self.split_info['train_images']} train / "
                                   f"{self.split_info['test_images']} test (seed {self.seed}), resized to {self.image_size}px")
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        if not self.datasets:
-            self.setup()
-        g = torch.Generator().manual_seed(self.seed) if shuffle else None
-        return DataLoader(self.datasets[split], batch_size=self.batch_size if shuffle else self.eval_batch_size,
-                          shuffle=shuffle, generator=g, collate_fn=collate_batch)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", False)

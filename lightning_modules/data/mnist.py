@@ -17,12 +17,10 @@ import hashlib
 import logging
 from pathlib import Path
 
-import lightning.pytorch as pl
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
-from lightning_modules.data.schema import ArrayDataset, collate_batch, stratified_split
+from lightning_modules.data.schema import ArrayDataset, SplitsDataModule, stratified_split
 from lightning_modules.utils import data_root
 
 log = logging.getLogger(__name__)
@@ -83,7 +81,7 @@ def md5sum(path: Path) -> str:
     return h.hexdigest()
 
 
-class IdxDataModule(pl.LightningDataModule):
+class IdxDataModule(SplitsDataModule):
     """Shared logic of MNIST-like datasets (idx files, 28x28 grey, 10 classes). Batches: image, label, id.
 
     ``val_size``: images held out of the training part for validation (stratified); 0 (default) makes
@@ -207,21 +205,6 @@ class IdxDataModule(pl.LightningDataModule):
             raise ValueError(f"{self.name} {part}: labels outside 0..{self.num_classes - 1}")
 
     # ---------------------------------------------------------------- loaders
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        if not self.datasets:
-            self.setup()
-        g = torch.Generator().manual_seed(self.seed) if shuffle else None
-        return DataLoader(self.datasets[split], batch_size=self.batch_size if shuffle else self.eval_batch_size,
-                          shuffle=shuffle, generator=g, collate_fn=collate_batch, num_workers=self.num_workers)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", False)
 
 
 class MNISTDataModule(IdxDataModule):

@@ -19,7 +19,9 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
+import lightning.pytorch as pl
 import torch
+from torch.utils.data import DataLoader
 
 #: per-key padding value used when samples carry different numbers of objects / keypoints
 PAD_VALUES = {"boxes": 0.0, "box_labels": -1}
@@ -159,3 +161,30 @@ def stratified_split(labels: torch.Tensor, first: int, seed: int) -> tuple[torch
         a.append(idx[:q])
         b.append(idx[q:])
     return torch.cat(a).sort().values, torch.cat(b).sort().values
+
+
+class SplitsDataModule(pl.LightningDataModule):
+    """Loaders over ``self.datasets`` (split -> Dataset, filled by ``setup``) in the batch schema.
+
+    Subclasses set ``seed``, ``batch_size``, ``eval_batch_size`` (and optionally ``num_workers``) and fill
+    ``self.datasets`` in ``setup``; training batches are shuffled with a generator seeded by ``seed``.
+    """
+
+    datasets: dict
+    num_workers: int = 0
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        if not self.datasets:
+            self.setup()
+        g = torch.Generator().manual_seed(self.seed) if shuffle else None
+        return DataLoader(self.datasets[split], batch_size=self.batch_size if shuffle else self.eval_batch_size,
+                          shuffle=shuffle, generator=g, collate_fn=collate_batch, num_workers=self.num_workers)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", False)
