@@ -86,3 +86,24 @@ def test_paper_config_missing_weights_names_the_file(paper_data):
     with pytest.raises(FileNotFoundError, match=r"resnet50-[0-9a-f]{8}\.pth"):
         main(["validate", "--config", "configs/khakzar2019/paper.yaml", "--trainer.accelerator", "cpu",
               "--trainer.strategy", "auto", "--data.init_args.root", str(imnet)])
+
+
+def test_imagenet_seeded_subset_is_random_reproducible_and_in_file_order(paper_data):
+    """``limit`` + ``limit_seed``: Khakzar's 1,000 random validation images (seed 12), as a seeded random subset."""
+    import random
+
+    from lightning_modules.data.imagenet import ImageNetValDataModule
+
+    imnet, _ = paper_data
+
+    def names(**kw):
+        dm = ImageNetValDataModule(imnet, image_size=32, **kw)
+        dm.setup()
+        return [p.name for p, *_ in dm.val_set.samples]
+
+    everything = names()
+    assert len(everything) == 3
+    assert names(limit=2) == everything[:2]
+    expected = [everything[i] for i in sorted(random.Random(12).sample(range(3), 2))]
+    assert names(limit=2, limit_seed=12) == expected == names(limit=2, limit_seed=12)
+    assert names(limit=5, limit_seed=12) == everything  # a limit above the size keeps all
