@@ -119,7 +119,7 @@ def train_classifier(
     )
     trainer = pl.Trainer(
         max_epochs=config.max_epochs, accelerator=accelerator, devices=devices, logger=False,
-        enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False, deterministic=True,
+        enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False, deterministic="warn",
         num_sanity_val_steps=0, limit_val_batches=0,
     )
     trainer.fit(task, datamodule=dm)

@@ -142,7 +142,7 @@ class RoarPipeline:
         ckpt = ModelCheckpoint(dirpath=run_dir, save_last=True, save_top_k=1, every_n_epochs=1, save_on_train_epoch_end=True)
         trainer = pl.Trainer(
             max_epochs=cfg.max_epochs, accelerator=cfg.accelerator, devices=cfg.devices, logger=False,
-            enable_progress_bar=False, enable_model_summary=False, callbacks=[ckpt, *self.callbacks], deterministic=True,
+            enable_progress_bar=False, enable_model_summary=False, callbacks=[ckpt, *self.callbacks], deterministic="warn",
             default_root_dir=run_dir, num_sanity_val_steps=0, limit_val_batches=0,
         )
         last = run_dir / "last.ckpt"
