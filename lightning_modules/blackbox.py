@@ -127,8 +127,24 @@ class _EpochLog:
         return EpochLog()
 
 
+#: CPU threads used to train the black box. CPU kernels reduce in an order that depends on the thread count, so
+#: the same seed gives bit-identical weights only at the same count (measured: two fresh 2-thread trainings of
+#: the default box were identical; a 1-thread training was not). Fixing it makes the cached black box -- and so
+#: every report built on it -- the same on every machine, whatever torch's default or a caller set.
+TRAIN_THREADS = 2
+
+
 def train_blackbox(cfg: BlackboxConfig, out_dir: Path, root: str | Path | None = None) -> dict:
     """Train the black box with ClassifierTask, save ``model.pt`` + ``info.json`` into ``out_dir``."""
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(TRAIN_THREADS)
+    try:
+        return _train_blackbox(cfg, out_dir, root)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _train_blackbox(cfg: BlackboxConfig, out_dir: Path, root: str | Path | None = None) -> dict:
     import lightning.pytorch as pl
 
     from lightning_modules.models import load_model

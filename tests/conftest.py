@@ -10,13 +10,16 @@ import pytest  # noqa: E402
 
 @pytest.fixture(autouse=True)
 def _restore_torch_determinism():
-    """``Trainer(deterministic=True)`` flips a process-wide torch flag; each test starts from the same state."""
+    """``Trainer(deterministic=True)`` and ``set_num_threads`` change process-wide torch state; each test starts
+    from the same state."""
     import torch
 
     enabled = torch.are_deterministic_algorithms_enabled()
     warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    threads = torch.get_num_threads()
     yield
     torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(autouse=True)

@@ -53,6 +53,20 @@ def test_same_seed_same_weights(smoke_root, tmp_path):
     assert ia["val"] == ib["val"] and ia["test_accuracy"] == ib["test_accuracy"]
 
 
+def test_weights_do_not_depend_on_the_callers_thread_count(smoke_root, tmp_path):
+    """The black box trains at a fixed thread count, so a caller's torch.set_num_threads does not change it."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        load_blackbox("smoke", root=tmp_path)
+        assert torch.get_num_threads() == 1  # restored
+    finally:
+        torch.set_num_threads(before)
+    a = torch.load(blackbox_dir("smoke", smoke_root) / "model.pt", weights_only=True)
+    b = torch.load(blackbox_dir("smoke", tmp_path) / "model.pt", weights_only=True)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_unknown_profile():
     with pytest.raises(ValueError, match="unknown black-box profile"):
         load_blackbox("huge")
