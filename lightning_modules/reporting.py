@@ -333,7 +333,20 @@ def environment_info(device: str | None = None) -> dict:
         "device": device or ("cuda:" + torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"),
         "packages": versions,
         "git_commit": git_commit(),
+        # Wall times on a shared machine mean little alone: the load average (1, 5, 15 min) when the report was
+        # written and the CPU time of this process (and its finished children) say how contended the run was.
+        "load_average": [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None,
+        "cpu_time_s": _cpu_time_s(),
     }
+
+
+def _cpu_time_s() -> float | None:
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on Windows
+        return None
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return round(own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime, 1)
 
 
 def paper_files(paper: str, profile: str) -> dict[str, Path]:
@@ -508,7 +521,9 @@ class Report:
         out.append("## Environment\n")
         out.append(
             f"seed {self.seed}; device {env['device']}; {env['cpu_count']} CPUs ({env['torch_threads']} torch threads); "
-            f"Python {env['python']}; " + ", ".join(f"{k} {v}" for k, v in pk.items() if v) + f"; git {env['git_commit']}; "
+            + (f"CPU time {env['cpu_time_s']} s; load average {env['load_average']} (1/5/15 min) at the end; "
+               if env.get("cpu_time_s") is not None else "")
+            + f"Python {env['python']}; " + ", ".join(f"{k} {v}" for k, v in pk.items() if v) + f"; git {env['git_commit']}; "
             f"config sha256 `{(results['config_sha256'] or '')[:12]}`, reference numbers sha256 `{(results['reference_sha256'] or '')[:12]}`.\n"
         )
         return "\n".join(out)

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import lightning.pytorch as pl
+import torch
 from lightning.pytorch.cli import LightningCLI
 
 from lightning_modules.reporting import Report
@@ -76,6 +77,17 @@ class ReplicationModule(pl.LightningModule):
 
     def configure_optimizers(self):
         return None
+
+    def setup(self, stage: str) -> None:
+        """Let ``fit`` run under DDP when nothing in the module is trainable.
+
+        Lightning wraps the module in ``DistributedDataParallel`` for ``fit``, and DDP refuses a module without a
+        parameter that requires a gradient (our classifiers are frozen; mask learning and ROAR train their own,
+        nested models). An empty (zero-element) parameter satisfies DDP's check, holds no state and is never used;
+        it is added only in that case, so modules that do train are untouched."""
+        super().setup(stage)
+        if stage == "fit" and not any(p.requires_grad for p in self.parameters()):
+            self.register_parameter("_ddp_placeholder", torch.nn.Parameter(torch.empty(0)))
 
     def build_report(self, report: Report) -> None:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -194,10 +194,6 @@ class Khakzar2019Replication(ReplicationModule):
         self.lerf = torch.nn.ModuleDict({m: PixelPerturbation("lerf", self.pixel_fractions, pixel_substrate, pixel_output) for m in self.explainers})
         self.roar_rows: list[dict] = []
         self.roar_info: dict = {}
-        # `fit` under DDP wraps the module in DistributedDataParallel, which refuses a module without any trainable
-        # parameter (the frozen classifier is all we hold; nothing is trained in the outer loop). This unused scalar
-        # lets `fit --trainer.strategy ddp` start; it is never read. (Local workaround; see the report.)
-        self.ddp_anchor = torch.nn.Parameter(torch.zeros(()))
         # (id, correct) per test image, synced over processes; duplicates from a padded split dropped in compute
         self.test_ids, self.test_correct = CatMetric(), CatMetric()
         self.val_accuracy = MeanMetric()
