@@ -101,3 +101,71 @@ def test_bad_input():
         PruneGrad()(no_relu, torch.ones(1, 1, 1, 4), torch.tensor([0]))
     with pytest.raises(ValueError, match="out of range"):
         PruneGrad()(TwoLayer(), torch.ones(1, 1, 1, 4), torch.tensor([5]))
+
+
+class SparseTwoLayer(nn.Module):
+    """y = W2 relu(x) on a 1x1x6 'image': with x = [-1, -1, 1, 1, 1, 1] two ReLUs are dead, the scores
+    |a * dy0/da| are [0, 0, 1, 2, 3, 4]: a third of the neurons score exactly zero (as dead ReLUs do in
+    small CNNs)."""
+
+    def __init__(self):
+        super().__init__()
+        self.num_classes = 2
+        self.flatten = nn.Flatten()
+        self.relu = nn.ReLU()
+        self.fc2 = nn.Linear(6, 2, bias=False)
+        with torch.no_grad():
+            self.fc2.weight.copy_(torch.tensor([[5.0, 5.0, 1.0, 2.0, 3.0, 4.0], [1.0] * 6]))
+
+    def forward(self, x):
+        return self.fc2(self.relu(self.flatten(x)))
+
+
+def test_official_rule_equals_the_gradient_when_zero_scores_exceed_the_percentile_and_active_scope_prunes():
+    model = SparseTwoLayer().eval()
+    x = torch.tensor([-1.0, -1.0, 1.0, 1.0, 1.0, 1.0]).view(1, 1, 1, 6)
+    t = torch.tensor([0])
+    gradient = torch.tensor([0.0, 0.0, 1.0, 2.0, 3.0, 4.0])
+    assert PruneGrad().score_sparsity(model, x, t).tolist() == [pytest.approx(2 / 6)]
+    # 30% of 6 neurons = 2 pruned: exactly the two zero scores -> the plain gradient (the official rule's blind spot)
+    assert torch.allclose(PruneGrad(30, scope="all")(model, x, t).flatten(), gradient)
+    # active: 30% of the 4 contributing neurons = 1 pruned (score 1) on top of the zero ones
+    assert torch.allclose(PruneGrad(30, scope="active")(model, x, t).flatten(), torch.tensor([0.0, 0.0, 0.0, 2.0, 3.0, 4.0]))
+    # 50%: all -> 3 of 6 pruned (scores 0, 0, 1); active -> 2 of the 4 contributing pruned (scores 1, 2)
+    assert torch.allclose(PruneGrad(50, scope="all")(model, x, t).flatten(), torch.tensor([0.0, 0.0, 0.0, 2.0, 3.0, 4.0]))
+    assert torch.allclose(PruneGrad(50, scope="active")(model, x, t).flatten(), torch.tensor([0.0, 0.0, 0.0, 0.0, 3.0, 4.0]))
+    # 0%: both scopes give the plain gradient
+    assert torch.allclose(PruneGrad(0, scope="active")(model, x, t).flatten(), gradient)
+
+
+def test_active_scope_thresholds_per_image_in_a_batch():
+    model = SparseTwoLayer().eval()
+    x = torch.tensor([[-1.0, -1.0, 1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 1.0, 1.0, 1.0, 1.0], [-1.0] * 6]).view(3, 1, 1, 6)
+    t = torch.tensor([0, 0, 0])
+    e = PruneGrad(50, scope="active")
+    assert torch.allclose(e.score_sparsity(model, x, t), torch.tensor([2 / 6, 0.0, 1.0]))
+    maps = e(model, x, t).flatten(1)
+    # image 0: 4 active -> 2 pruned; image 1: 6 active (scores 5, 5, 1, 2, 3, 4) -> 3 pruned (1, 2, 3);
+    # image 2: nothing active -> an all-zero map, no error
+    assert torch.allclose(maps[0], torch.tensor([0.0, 0.0, 0.0, 0.0, 3.0, 4.0]))
+    assert torch.allclose(maps[1], torch.tensor([5.0, 5.0, 0.0, 0.0, 0.0, 4.0]))
+    assert torch.equal(maps[2], torch.zeros(6))
+    single = torch.cat([e(model, x[i : i + 1], t[i : i + 1]) for i in range(3)]).flatten(1)
+    assert torch.equal(maps, single)
+
+
+def test_active_scope_prunes_the_requested_share_of_the_contributing_neurons():
+    torch.manual_seed(0)
+    from lightning_modules.models import load_model
+
+    model, _ = load_model("scenes_cnn", num_classes=10)
+    x = torch.rand(2, 3, 32, 32)
+    t = torch.tensor([0, 3])
+    e = PruneGrad(percentile=70, scope="active")
+    scores = torch.cat([s.flatten(1) for s in e.neuron_scores(model, x, t)], dim=1)
+    kept = torch.stack([m.flatten(1).float().sum(1) for m in e.neuron_masks(model, x, t)]).sum(0)
+    active = (scores > 0).float().sum(1)
+    assert torch.all(active > 0)
+    assert torch.all((kept - 0.30 * active).abs() <= 1)  # 30% of the nonzero-score neurons stay
+    with pytest.raises(ValueError, match="scope"):
+        PruneGrad(scope="global")
