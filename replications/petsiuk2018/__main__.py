@@ -4,5 +4,10 @@ from replications.cli import run
 from replications.petsiuk2018.data import RiseData
 from replications.petsiuk2018.experiments import RiseReplication
 
+
+def main(args=None):
+    return run(RiseReplication, "petsiuk2018", datamodule_class=RiseData, args=args)
+
+
 if __name__ == "__main__":
-    run(RiseReplication, "petsiuk2018", datamodule_class=RiseData)
+    main()

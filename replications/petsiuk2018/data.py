@@ -5,8 +5,8 @@ carry labels, boxes (pointing game) and the "difficult" flag (several objects or
 ``source="paper"``: ImageNet val (``imagenet`` kwargs of ``ImageNetValDataModule``) for deletion/insertion and
 VOC07 test or COCO val2014 (``pointing`` kwargs, ``pointing_dataset``) for the pointing game.
 
-``test_dataloader`` returns ``[causal, pointing]`` for the paper source (two loaders, ``dataloader_idx`` 0 and
-1); the scenes use one loader whose batches serve both experiments. ``train_dataloader`` yields one empty
+``test_dataloader`` (and ``val_dataloader``, the same loaders) returns ``[causal, pointing]`` for the paper source
+(two loaders, ``dataloader_idx`` 0 and 1); the scenes use one loader whose batches serve both experiments. ``train_dataloader`` yields one empty
 batch: ``fit`` has nothing to learn but the RISE masks, which ``training_step`` generates on the device.
 """
 
@@ -86,6 +86,10 @@ class RiseData(pl.LightningDataModule):
 
     def train_dataloader(self):
         return DataLoader(_One(), batch_size=1, collate_fn=collate_batch)
+
+    def val_dataloader(self):
+        """The same images as ``test``: ``validate`` checks that the models read them (top-1 accuracy)."""
+        return self.test_dataloader()
 
     def test_dataloader(self):
         if self.source == "scenes":

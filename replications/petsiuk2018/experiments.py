@@ -11,7 +11,9 @@ d. Figures: mean deletion / insertion curves with their AUCs, example maps of ev
 Plus the RISE benchmark (time vs its N masked forward passes, peak memory vs the budget), measured in the run.
 
 ``fit`` learns nothing (RISE is training-free): ``training_step`` builds the RISE masks on the device, and
-the CLI then runs ``test``, which evaluates everything and writes the report.
+the CLI then runs ``test``, which evaluates everything and writes the report. ``validate`` (also run inside ``fit``
+where the config does not set ``limit_val_batches: 0``, as the paper profiles) only runs the models on the data:
+top-1 accuracy of the black box, and for the pointing model whether its top-1 class is present in the image.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from lightning_modules.explainers.rise import RISE
 from lightning_modules.metrics.causal import DeletionAUC, InsertionAUC, default_pixels_per_step
 from lightning_modules.metrics.pointing import PointingGame, center_heatmaps, default_tolerance
 from lightning_modules.metrics._progressive import trapezoid_auc
+from lightning_modules.metrics._samples import PerSampleMetric
 from lightning_modules.reporting import Claim, Relation
 from replications.cli import ReplicationModule
 from replications.petsiuk2018 import paper as P
@@ -42,6 +45,23 @@ DEFAULT_METHODS = {
 PAPER_METHODS = ("rise", "lime", "gradcam", "occlusion")  # Table 1's order by deletion / insertion (ResNet50)
 LABELS = {"rise": "RISE", "gradcam": "Grad-CAM", "occlusion": "sliding window", "lime": "LIME", "gradient": "gradient",
           "center": "centre baseline"}
+
+
+class HitRate(PerSampleMetric):
+    """Mean of a per-sample 0/1 outcome, kept per sample id so that DDP's padding duplicates count once."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._add_row_states("hits")
+
+    def update(self, hits: torch.Tensor, ids: torch.Tensor) -> None:
+        self._append_rows(ids, hits.shape[0], hits.device, hits=hits.float())
+
+    def compute(self) -> torch.Tensor:
+        return self._rows()["hits"].mean()
+
+    def count(self) -> int:
+        return int(self._rows()["hits"].numel())
 
 
 def _pearson_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -112,6 +132,7 @@ class RiseReplication(ReplicationModule):
         self.pointing_blackbox: nn.Module | None = None
         self.blackbox_info: dict = {}
         self.timings: dict[str, float] = {}
+        self.validation: dict = {}
         self._reset_state()
 
     def _reset_state(self):
@@ -131,6 +152,11 @@ class RiseReplication(ReplicationModule):
 
             model, _ = load_blackbox(cfg.pop("blackbox"), **cfg)
             self.blackbox_info = dict(getattr(model, "blackbox_info", {}) or {})
+        elif "torchray" in cfg:
+            # the pointing-game networks of Table 2 (Zhang et al.'s Caffe models, TorchRay's published files)
+            from replications.petsiuk2018.pointing_models import load_torchray_model
+
+            model = load_torchray_model(cfg.pop("torchray"), **cfg)
         else:
             from lightning_modules.models import load_model
 
@@ -163,9 +189,57 @@ class RiseReplication(ReplicationModule):
         self.timings["fit_masks_s"] = round(time.time() - started, 2)
         return None
 
+    # ------------------------------------------------------------------ validate: the models read the data
+    def _scenes_source(self) -> bool:
+        return self.trainer.datamodule is None or getattr(self.trainer.datamodule, "source", "scenes") == "scenes"
+
+    def _check_pointing_classes(self) -> None:
+        """The pointing model must score the pointing dataset's classes (VOC07: 20, COCO: 80)."""
+        dm = self.trainer.datamodule
+        if self._scenes_source() or not getattr(dm, "_paper", None):
+            return
+        n_data = dm._paper["pointing"].num_classes
+        n_model = getattr(self.pointing_blackbox, "num_classes", None)
+        if isinstance(n_model, int) and n_model != n_data:
+            raise ValueError(f"the pointing model has {n_model} classes but {dm.pointing_dataset} has {n_data}: set "
+                             f"model.pointing_model to a {dm.pointing_dataset} model (e.g. {{torchray: resnet50, "
+                             f"dataset: {dm.pointing_dataset}}})")
+
+    def on_validation_start(self) -> None:
+        self._ensure_models()
+        self._check_pointing_classes()
+        self.val_metrics = nn.ModuleDict({"acc": HitRate(), "pointing_top1_in_image": HitRate()}).to(self.device)
+
+    def validation_step(self, batch, batch_idx, dataloader_idx=0):
+        """A cheap check that the models, their weights and preprocessing fit the data before the costly test:
+        top-1 accuracy of the black box on the causal data (ImageNet val / the scenes; torchvision's ResNet50 V1
+        weights: 76.13 %), and on the pointing loader the share of images whose top-1 class under the pointing model
+        is one of the image's classes (each image counted once)."""
+        images = batch["image"].to(self.device)
+        with torch.no_grad():
+            if self._scenes_source() or dataloader_idx == 0:
+                preds = self.blackbox(images).argmax(1)
+                self.val_metrics["acc"].update(preds == batch["label"].to(self.device), batch["id"].to(self.device))
+            else:
+                preds = self.pointing_blackbox(images).argmax(1)
+                present = batch["multilabel"].to(self.device).gather(1, preds[:, None])[:, 0] > 0
+                self.val_metrics["pointing_top1_in_image"].update(present, batch["image_index"].to(self.device))
+
+    def on_validation_epoch_end(self) -> None:
+        self.validation = {}
+        for name, metric in self.val_metrics.items():
+            if metric.update_count == 0:  # the scenes have no pointing loader
+                continue
+            value = metric.compute()
+            # the metric is already synced across processes (de-duplicated by sample id)
+            self.log(f"val/{name}", value, sync_dist=False, add_dataloader_idx=False)
+            self.validation[name] = {"value": float(value), "samples": metric.count()}
+            metric.reset()
+
     # ------------------------------------------------------------------ evaluation
     def on_test_start(self) -> None:
         self._ensure_models()
+        self._check_pointing_classes()
         self._reset_state()
         ckw = {k: v for k, v in self.causal_cfg.items()}
         m = {}
@@ -211,7 +285,7 @@ class RiseReplication(ReplicationModule):
     def test_step(self, batch, batch_idx, dataloader_idx=0):
         images = batch["image"].to(self.device)
         self._image_size = tuple(images.shape[-2:])
-        scenes = self.trainer.datamodule is None or getattr(self.trainer.datamodule, "source", "scenes") == "scenes"
+        scenes = self._scenes_source()
         ids = batch["id"].to(self.device)
         if scenes or dataloader_idx == 0:
             model = self.blackbox
@@ -331,6 +405,8 @@ class RiseReplication(ReplicationModule):
         report.metrics.update({"results": {k: {kk: vv for kk, vv in v.items() if not kk.endswith("_curve")}
                                            for k, v in self.results.items()},
                                "timings_s": self.timings, "benchmark": self.bench, "blackbox": self.blackbox_info})
+        if self.validation:
+            report.metrics["validation"] = self.validation
 
     def _setting_text(self) -> str:
         r = self.results["rise"]
@@ -361,9 +437,21 @@ class RiseReplication(ReplicationModule):
             "- Timings (s, this run; the machine is shared with other engineers' jobs, so they are inflated): "
             + ", ".join(f"{k} {v}" for k, v in self.timings.items()) + ".",
         ]
+        if self.validation:  # fit ran the validation loop (the paper profiles): the models read the data
+            lines.append("- Validation (before the test): " + "; ".join(
+                f"{k} = {v['value']:.4f} on {v['samples']} images"
+                for k, v in self.validation.items()) + ".")
         return "\n".join(lines)
 
     def _deviations_text(self) -> str:
+        if "blackbox" not in self.model_cfg:  # real data and published models (paper*.yaml)
+            return "\n".join([
+                "- Images are resized to the model's square input (no crop) by the shared loaders; TorchRay's pointing "
+                "benchmark resizes the shorter side to 224 px and keeps the aspect ratio.",
+                "- The sliding window's size, stride and fill and LIME's settings are ours (the paper's exact settings were "
+                "not available); the Table 1 values are unconfirmed (PAPERS.md), the pointing references are TorchRay's "
+                "re-run, not the RISE paper's Table 2.",
+            ])
         return "\n".join([
             "- Data and model: synthetic scenes (64x64, 10 classes) and a small CNN instead of ImageNet val with "
             "ResNet50/VGG16 (the `paper` profile has that setting, for GPUs; it was not run here).",
