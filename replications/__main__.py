@@ -1,4 +1,4 @@
-"""``python -m replications [list|check|bench explainers|bench metrics]``.
+"""``python -m replications [list|check|bench explainers|metrics|paper-scale]``.
 
 - ``list`` (default): the papers, their experiments and, per committed report, how many claims hold /
   fail / are known deviations.
@@ -7,6 +7,8 @@
   than its config and reference numbers); exits 1 with a readable list otherwise. CI runs it.
 - ``bench explainers|metrics [options]``: the benchmarks that print ratios to their measured floors
   (on a shared machine: ``bench explainers --threads 1 --clock process``).
+- ``bench paper-scale``: the estimated cost of every paper's published setting (forward passes counted from
+  ``configs/<paper>/paper.yaml``, measured FLOPs and CPU time per forward, an assumed GPU throughput).
 """
 
 from __future__ import annotations
@@ -71,8 +73,10 @@ def cmd_bench(what: str, extra: list[str] | None = None) -> int:
         from lightning_modules.benchmarks.explainers import main
     elif what == "metrics":
         from lightning_modules.benchmarks.metrics import main
+    elif what == "paper-scale":
+        from lightning_modules.benchmarks.paper_scale import main
     else:
-        print(f"unknown benchmark {what!r}; use 'explainers' or 'metrics'")
+        print(f"unknown benchmark {what!r}; use 'explainers', 'metrics' or 'paper-scale'")
         return 2
     main(list(extra or []))
     return 0
@@ -85,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     p_check = sub.add_parser("check", help="verify the committed reports against their claims")
     p_check.add_argument("papers", nargs="*", help="papers to check (default: all)")
     p_bench = sub.add_parser("bench", help="run a benchmark")
-    p_bench.add_argument("what", choices=["explainers", "metrics"])
+    p_bench.add_argument("what", choices=["explainers", "metrics", "paper-scale"])
     p_bench.add_argument("extra", nargs=argparse.REMAINDER, help="options of the benchmark, e.g. --threads 1 --clock process")
     args = parser.parse_args(argv)
     if args.cmd in (None, "list"):

@@ -1,0 +1,331 @@
+"""Expected cost of each paper's published setting (``configs/<paper>/paper.yaml``): an estimate, not a run.
+
+No GPU is available where this project is developed, so the paper profiles' wall times cannot be measured.
+They are estimated from two measured things and one stated assumption:
+
+1. **Work per image, counted from the config.** Every experiment of a paper is a :class:`Stage`: a model, a number
+   of images and the number of *forward-pass equivalents* per image it costs, counted from the paper.yaml values
+   the code reads (RISE: ``n_masks`` forwards; an explainer's gradient: one forward + one input backward = 2;
+   a training step: forward + backward to inputs and weights = 3; a double backward, as in Ghorbani's attack:
+   2 more). Small stages (figures, a handful of images) are left out and the total says so.
+2. **Measured per-forward cost of each model.** FLOPs of one forward pass at the paper's image size, counted by
+   ``torch.utils.flop_counter.FlopCounterMode``; and the CPU seconds of one forward per image on this machine
+   (batch 8, process CPU time divided by the torch thread count, median of repeats).
+3. **Assumed sustained GPU throughput** (``--gpu-tflops``, default 30 TFLOP/s: an A100-class GPU in TF32/FP32 on
+   these convnets, e.g. ResNet-50 training at about 1,000 images/s = 3 x 8.2 GFLOP x 1,000; an H100 is roughly
+   twice that). Tiny models (ResNet-8 on CIFAR-10, the MNIST nets) do not fill a GPU: for them the estimate is
+   a lower bound, limited in practice by kernel launches and data loading.
+
+``python -m replications bench paper-scale`` prints the table and writes ``reports/benchmarks/paper_scale.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import yaml
+
+from lightning_modules.utils import REPO_ROOT
+
+# Forward-pass equivalents per image of one explanation, for the explainers the paper profiles use
+# (F = 1 forward, an input-gradient backward counted as 1 more; see the module docstring).
+GRADIENT_COST = 2.0
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One experiment of a paper at its published setting."""
+
+    paper: str
+    name: str
+    model: str
+    image_size: int
+    images: int
+    passes_per_image: float  # forward-pass equivalents per image
+    in_chans: int = 3
+    num_classes: int = 1000
+    note: str = ""
+
+    @property
+    def passes(self) -> float:
+        return self.images * self.passes_per_image
+
+
+def explainer_cost(name: str, kwargs: dict | None, image_size: int) -> float:
+    """Forward-pass equivalents per image of one explainer call (counted from its settings)."""
+    kw = kwargs or {}
+    if name in ("gradient", "input_x_gradient", "guided_backprop", "gradcam", "excitation_backprop", "deeplift"):
+        return GRADIENT_COST
+    if name in ("guided_gradcam", "contrastive_excitation_backprop", "prunegrad"):
+        return 2 * GRADIENT_COST
+    if name == "integrated_gradients":
+        return GRADIENT_COST * kw.get("steps", 50)
+    if name in ("smoothgrad", "smoothgrad_sq", "vargrad"):
+        return GRADIENT_COST * kw.get("n_samples", 50)
+    if name == "occlusion":
+        window, stride = kw.get("window", 32), kw.get("stride", 8)
+        return float((math.floor((image_size - window) / stride) + 1) ** 2)
+    if name == "rise":
+        return float(kw.get("n_masks", 4000))
+    if name == "lime":
+        return float(kw.get("n_samples", 1000))
+    if name in ("sobel", "random"):
+        return 0.0
+    raise ValueError(f"no cost model for explainer {name!r}; add it to explainer_cost")
+
+
+def _methods(spec) -> dict[str, dict]:
+    if isinstance(spec, dict):
+        return {k: (v or {}) for k, v in spec.items()}
+    return {m: {} for m in (spec or [])}
+
+
+def _load(paper: str) -> dict:
+    return yaml.safe_load((REPO_ROOT / "configs" / paper / "paper.yaml").read_text())
+
+
+# ----------------------------------------------------------------------------------------------- the papers
+def fong2017_stages(cfg: dict) -> list[Stage]:
+    m = cfg["model"]
+    name = m["model"]["name"]
+    data = m["data"]
+    size = data.get("size", 224)
+    test = data.get("test_images") or 50_000  # null = the whole ILSVRC'12 validation set
+    heldout = data.get("heldout_images") or 0
+    mask = m["mask"]
+    methods = _methods(m["methods"])
+    for k, v in (m.get("explainer_kwargs") or {}).items():
+        methods[k] = {**methods.get(k, {}), **v}
+    # Adam iterations (forward + input backward each), the circle-initialisation search (one forward per radius
+    # tried) and the clean + fully-perturbed reference forwards
+    mask_cost = 2.0 * mask["iterations"] + int(mask.get("init_radii", 12)) + 2
+    heatmaps = sum(explainer_cost(k, v, size) for k, v in methods.items())
+    n_alphas = len((m.get("smallest_box") or {}).get("alphas") or [i / 10 for i in range(10)])
+    stages = [
+        Stage("fong2017", "deletion masks (Table 1, boxes, pointing; + held-out threshold search)", name, size,
+              test + heldout, mask_cost),
+        Stage("fong2017", f"compared heatmaps ({', '.join(methods)})", name, size, test + heldout, heatmaps),
+        Stage("fong2017", "smallest suppressing box (every method + mask, each alpha)", name, size, test,
+              float((len(methods) + 1) * n_alphas)),
+    ]
+    adv = m.get("adversarial") or {}
+    if adv.get("enabled", False):
+        stages.append(Stage("fong2017", "adversarial images (I-FGSM) + their heatmaps and masks", name, size, test,
+                            GRADIENT_COST * adv.get("max_iter", 10) + heatmaps + mask_cost))
+    for key, label in (("pointing", "pointing game"), ("keypoints", "animal parts (eyes vs feet)")):
+        extra = m.get(key) or {}
+        n = extra.get("images") or extra.get("n_images")
+        if n:
+            stages.append(Stage("fong2017", f"{label}: masks + heatmaps", name, size, int(n), mask_cost + heatmaps))
+    return stages
+
+
+def petsiuk2018_stages(cfg: dict) -> list[Stage]:
+    m, d = cfg["model"], cfg["data"]
+    name = m["model"]["name"]
+    size = (d.get("imagenet") or {}).get("image_size", 224)
+    n = d.get("n_images", 50_000)
+    methods = _methods(m["methods"])
+    heatmaps = sum(explainer_cost(k, v, size) for k, v in methods.items())
+    steps = math.ceil(size * size / (size * 8)) + 1  # the paper's 224*8 px per step, plus the unperturbed step
+    stab = m.get("stability") or {}
+    stages = [
+        Stage("petsiuk2018", f"heatmaps ({', '.join(methods)})", name, size, n, heatmaps),
+        Stage("petsiuk2018", "deletion + insertion curves (every method)", name, size, n, 2.0 * steps * len(methods)),
+        Stage("petsiuk2018", "RISE convergence vs N masks, seeds", name, size, stab.get("n_images", 0),
+              float(sum(stab.get("n_values", [])) * len(stab.get("seeds", [])))),
+    ]
+    if d.get("pointing_dataset"):
+        n_point = {"voc07": 4_952, "coco": 40_137}.get(d["pointing_dataset"], 0)
+        stages.append(Stage("petsiuk2018", f"pointing game ({d['pointing_dataset']} test, every method)", name, size,
+                            n_point, heatmaps, num_classes=20 if d["pointing_dataset"] == "voc07" else 80))
+    return stages
+
+
+def adebayo2018_stages(cfg: dict) -> list[Stage]:
+    m, d = cfg["model"], cfg["data"]
+    methods = _methods(m["methods"])
+    for k, v in (m.get("explainer_kwargs") or {}).items():
+        methods[k] = {**methods.get(k, {}), **v}
+    size = (d.get("imagenet") or {}).get("image_size", 299)
+    n_stages = 1 + len(m.get("blackbox_order", [])) * len(m.get("modes", ["cascading"]))
+    per_stage = sum(explainer_cost(k, v, size) for k, v in methods.items())
+    stages = [Stage("adebayo2018", f"model randomisation: {n_stages} stages x {len(methods)} methods",
+                    m.get("blackbox_model", "inception_v3"), size, d.get("scenes_test_images", 200),
+                    n_stages * per_stage)]
+    for run, spec in (m.get("data_randomisation") or {}).items():
+        train_images = 60_000
+        epochs = spec["true_labels"]["max_epochs"] + spec["random_labels"]["max_epochs"]
+        stages.append(Stage("adebayo2018", f"data randomisation {run}: true + permuted labels, {epochs} epochs",
+                            spec["true_labels"]["model_name"], 28, train_images, 3.0 * epochs, in_chans=1,
+                            num_classes=10, note="tiny model: lower bound"))
+    return stages
+
+
+def khakzar2019_stages(cfg: dict) -> list[Stage]:
+    m, d = cfg["model"], cfg["data"]["init_args"]
+    name, size = m["classifier"]["name"], d.get("image_size", 224)
+    methods = _methods(m["methods"])
+    n_layers = len(m.get("sanity_order") or []) + 1
+    n_sanity = m.get("sanity_images", 1000)
+    per_map = sum(explainer_cost(k, v, size) for k, v in methods.items())
+    pixel = 2.0 * len(m.get("pixel_fractions", [])) * (len(methods) + 1)
+    roar_methods = _methods(m.get("roar_methods"))
+    seeds, fractions = len(m.get("roar_seeds", [0])), len(m.get("roar_fractions", []))
+    trainings = 1 + seeds * fractions * len(roar_methods)
+    train_images = 50_000 - (m["roar_data"]["init_args"].get("val_size") or 0)
+    return [
+        Stage("khakzar2019", f"sanity checks: {n_layers} stages x {len(methods)} methods", name, size, n_sanity,
+              n_layers * per_map),
+        Stage("khakzar2019", "pixel perturbation (MoRF + LeRF, every method + random)", name, size,
+              d.get("limit") or 50_000, per_map + pixel),
+        Stage("khakzar2019", "ROAR attributions (train + test sets, once)", m["roar_model"], 32, 60_000,
+              sum(explainer_cost(k, v, 32) for k, v in roar_methods.items()), num_classes=10,
+              note="tiny model: lower bound"),
+        Stage("khakzar2019", f"ROAR retraining: {trainings} models x {m['roar_epochs']} epochs", m["roar_model"], 32,
+              train_images, 3.0 * m["roar_epochs"] * trainings, num_classes=10, note="tiny model: lower bound"),
+    ]
+
+
+def ghorbani2019_stages(cfg: dict) -> list[Stage]:
+    m, d = cfg["model"], cfg["data"]
+    name = m["model"]["name"]
+    size = (d.get("imagenet") or {}).get("image_size", 227)
+    n = d.get("n_images", 512)
+    steps, eps = m["steps"], len(m["epsilons"])
+    ig, attack_ig = m.get("ig_steps", 100), m.get("attack_ig_steps") or m.get("ig_steps", 100)
+    # One step: the surrogate map with its graph (F + B) and the objective's double backward (2 more), per IG
+    # point; one forward to check the label; with keep_best the evaluated map of the original model.
+    eval_map = {"gradient": GRADIENT_COST, "integrated_gradients": GRADIENT_COST * ig, "deeplift": GRADIENT_COST}
+    attack_map = {"gradient": 4.0, "integrated_gradients": 4.0 * attack_ig, "deeplift": 4.0 * attack_ig}
+    stages = []
+    for method in m["methods"]:
+        per_step_guided = attack_map[method] + 1 + (eval_map[method] if m.get("keep_best", True) else 0)
+        per_step_random = 1 + (eval_map[method] if m.get("keep_best", True) else 0)
+        guided = [a for a in m["attacks"] if a != "random"]
+        cost = eps * steps * (len(guided) * per_step_guided + ("random" in m["attacks"]) * per_step_random)
+        stages.append(Stage("ghorbani2019", f"attacks on {method}: {len(m['attacks'])} attacks x {eps} eps x {steps} steps",
+                            name, size, n, cost))
+    return stages
+
+
+PAPERS = {
+    "fong2017": fong2017_stages,
+    "petsiuk2018": petsiuk2018_stages,
+    "adebayo2018": adebayo2018_stages,
+    "khakzar2019": khakzar2019_stages,
+    "ghorbani2019": ghorbani2019_stages,
+}
+
+
+def paper_stages(paper: str, cfg: dict | None = None) -> list[Stage]:
+    if paper not in PAPERS:
+        raise ValueError(f"unknown paper {paper!r}; known: {sorted(PAPERS)}")
+    return PAPERS[paper](cfg if cfg is not None else _load(paper))
+
+
+# ----------------------------------------------------------------------------------------------- measurements
+@dataclass(frozen=True)
+class ModelCost:
+    gflops: float  # one forward pass of one image
+    cpu_s: float   # CPU seconds of one forward of one image on this machine (per thread-second, see module doc)
+
+
+def measure_model(name: str, image_size: int, in_chans: int = 3, num_classes: int = 1000, batch: int = 8,
+                  repeats: int = 3) -> ModelCost:
+    """FLOPs (FlopCounterMode) and CPU time per image of one forward pass, random weights."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from lightning_modules.models import load_model
+
+    model, _ = load_model(name, pretrained=False, num_classes=num_classes, in_chans=in_chans)
+    model.eval()
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(batch, in_chans, image_size, image_size, generator=gen)
+    with torch.no_grad():
+        with FlopCounterMode(display=False) as counter:
+            model(x[:1])
+        model(x)  # warm-up
+        times = []
+        for _ in range(repeats):
+            t0 = time.process_time()
+            model(x)
+            times.append((time.process_time() - t0) / batch)
+    # process time counts every thread's CPU seconds; / threads = wall seconds on an otherwise idle machine
+    return ModelCost(counter.get_total_flops() / 1e9, statistics.median(times) / torch.get_num_threads())
+
+
+def estimate(papers: list[str], gpu_tflops: float = 30.0, measure: bool = True) -> list[dict]:
+    stages = [s for p in papers for s in paper_stages(p)]
+    costs: dict[tuple, ModelCost] = {}
+    rows = []
+    for s in stages:
+        key = (s.model, s.image_size, s.in_chans, s.num_classes)
+        if measure and key not in costs:
+            costs[key] = measure_model(s.model, s.image_size, s.in_chans, s.num_classes)
+        c = costs.get(key)
+        row = {"paper": s.paper, "stage": s.name, "model": f"{s.model} @ {s.image_size}px", "images": s.images,
+               "passes/image": round(s.passes_per_image, 1), "forward passes": s.passes}
+        if c is not None:
+            pflop = s.passes * c.gflops / 1e6
+            row.update({"GFLOP/forward": _sig(c.gflops), "PFLOP": _sig(pflop),
+                        "GPU h (est.)": _sig(pflop * 1e15 / (gpu_tflops * 1e12) / 3600),
+                        "CPU h (est.)": _sig(s.passes * c.cpu_s / 3600)})
+        row["note"] = s.note
+        rows.append(row)
+    return rows
+
+
+def _sig(v: float, digits: int = 3) -> float:
+    return float(f"{v:.{digits}g}")
+
+
+def totals(rows: list[dict]) -> list[dict]:
+    out = {}
+    for r in rows:
+        t = out.setdefault(r["paper"], {"paper": r["paper"], "PFLOP": 0.0, "GPU h (est.)": 0.0, "CPU h (est.)": 0.0})
+        for k in ("PFLOP", "GPU h (est.)", "CPU h (est.)"):
+            t[k] += r.get(k, 0.0)
+    return [{k: (_sig(v) if isinstance(v, float) else v) for k, v in t.items()} for t in out.values()]
+
+
+def main(argv: list[str] | None = None) -> None:
+    from lightning_modules.reporting import markdown_table
+
+    parser = argparse.ArgumentParser(prog="python -m replications bench paper-scale", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--papers", nargs="*", default=list(PAPERS))
+    parser.add_argument("--gpu-tflops", type=float, default=30.0, help="assumed sustained GPU throughput")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--out", default=str(REPO_ROOT / "reports" / "benchmarks" / "paper_scale.md"))
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rows = estimate(args.papers, args.gpu_tflops)
+    tot = totals(rows)
+    text = "\n".join([
+        "# Paper-scale cost: an estimate, not a measurement\n",
+        f"Generated by `python -m replications bench paper-scale` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}) "
+        f"from `configs/<paper>/paper.yaml`. Forward passes are counted from the config values; GFLOP per forward "
+        f"is counted by `FlopCounterMode` at the paper's image size; **GPU hours assume {args.gpu_tflops:g} TFLOP/s "
+        f"sustained on one GPU** (A100-class, TF32/FP32; roughly halve for an H100, divide by the number of GPUs "
+        f"for DDP); CPU hours use the forward time per image measured on this machine "
+        f"({torch.get_num_threads()} threads). Stages on tiny models are GPU lower bounds (launch/data bound). "
+        f"Small stages (figures, a few images) are left out. See `lightning_modules/benchmarks/paper_scale.py`.\n",
+        "## Per paper\n", markdown_table(tot), "\n## Per stage\n", markdown_table(rows),
+    ])
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(text + "\n")
+    tmp.replace(out)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
