@@ -13,17 +13,39 @@ def test_smoke_fit_writes_report_with_all_three_benchmarks(tmp_path, monkeypatch
     experiments = {c["experiment"] for c in results["claims"]}
     assert experiments == {"sanity_checks", "pixel_perturbation", "roar"}
     assert all(c["status"] in ("holds", "fails", "deviation") for c in results["claims"])
-    roar = results["tables"]["roar_test_accuracy"]["rows"]
-    assert [r["method"] for r in roar] == ["none (unmodified data)", "prunegrad", "gradient", "random"]
-    assert 0.0 <= roar[0]["0%"] <= 1.0 and roar[0]["90%"] is None  # the reference row: unmodified data only
-    assert all(0.0 <= r["30%"] <= 1.0 and 0.0 <= r["90%"] <= 1.0 for r in roar[1:])
+    # two ROAR benchmarks: the scenes of the test DataModule and real MNIST (roar_extra)
+    for name in ("scenes", "mnist"):
+        roar = results["tables"][f"roar_{name}_test_accuracy"]["rows"]
+        assert [r["method"] for r in roar] == ["none (unmodified data)", "prunegrad", "gradient", "random"]
+        assert 0.0 <= roar[0]["0%"] <= 1.0 and roar[0]["90%"] is None  # the reference row: unmodified data only
+        assert all(0.0 <= r["30%"] <= 1.0 and 0.0 <= r["90%"] <= 1.0 for r in roar[1:])
+        assert any(c.startswith(f"roar.{name}.") for c in (c["id"] for c in results["claims"]))
+    info = results["metrics"]["roar"]
+    assert info["mnist"]["data"] == "MNISTDataModule" and info["mnist"]["image_size"] == [1, 28, 28]
+    assert info["mnist"]["train_images"] == 256 and info["scenes"]["image_size"] == [3, 32, 32]
     sanity = {r["method"]: r for r in results["tables"]["sanity_cascading_spearman_abs"]["rows"]}
-    assert set(sanity) == {"prunegrad", "gradient", "guided_backprop", "gradcam"}
-    # ROAR results are cached per (method, fraction, seed): a second run reuses them.
-    (work,) = (tmp_path / "roar").glob("khakzar2019-smoke-*")  # one folder per ROAR setting (hash)
-    assert len(list((work / "results").glob("*.json"))) == 1 + 3 * 2  # reference + methods x fractions
-    for name in ("sanity_curves", "pixel_perturbation", "roar", "maps"):
+    assert set(sanity) == {"prunegrad", "prunegrad_official", "gradient", "guided_backprop", "gradcam"}
+    # PruneGrad's threshold rules measured on both explaining models
+    rules = {r["model"]: r for r in results["tables"]["prunegrad_threshold_rules"]["rows"]}
+    assert set(rules) == {"explained classifier (test passes)", "ROAR `mnist` reference model"}
+    assert all(0.0 <= r["zero_score_share_min"] <= r["zero_score_share_mean"] <= r["zero_score_share_max"] <= 1.0 for r in rules.values())
+    # ROAR results are cached per (method, fraction, seed): one folder per ROAR setting (hash) and benchmark
+    for name in ("scenes", "mnist"):
+        (work,) = (tmp_path / "roar").glob(f"khakzar2019-smoke-{name}-*")
+        assert len(list((work / "results").glob("*.json"))) == 1 + 3 * 2  # reference + methods x fractions
+    for name in ("sanity_curves", "pixel_perturbation", "roar_scenes", "roar_mnist", "maps"):
         assert (out / "figures" / f"{name}.png").is_file()
+
+
+def test_roar_extra_rejects_unknown_keys_and_repeated_names():
+    import pytest
+
+    from replications.khakzar2019.experiments import Khakzar2019Replication
+
+    with pytest.raises(ValueError, match="unknown keys"):
+        Khakzar2019Replication(blackbox_profile="smoke", roar_extra={"mnist": {"epoch": 3}})
+    with pytest.raises(ValueError, match="repeats the name"):
+        Khakzar2019Replication(blackbox_profile="smoke", roar_extra={"scenes": {"epochs": 3}})
 
 
 def test_id_seeded_random_maps_depend_on_the_sample_only():

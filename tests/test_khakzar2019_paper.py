@@ -74,7 +74,7 @@ def test_paper_config_validates_on_tiny_real_format_files(paper_data, resnet50_w
     module = cli.model
     assert "val/acc" in cli.trainer.callback_metrics
     assert 0.0 <= float(cli.trainer.callback_metrics["val/acc"]) <= 1.0
-    assert module.roar_info == {"train_images": 60 - 12, "test_images": 12}
+    assert module.roar_info == {"cifar10": {"train_images": 60 - 12, "test_images": 12}}
     assert type(module.model.net).__name__ == "ResNet" and module.model.net.fc.out_features == 1000
     assert module.sanity.order[0] == "fc" and len(module.sanity.order) == 17
     first = next(iter(module.sanity.stages(module.model, "cascading")))

@@ -148,3 +148,28 @@ def test_downsample_retrains_on_pooled_copies_of_the_full_resolution_removal(tmp
     assert pooled[0]["test_accuracy"] == ref[0]["test_accuracy"]
     with pytest.raises(ValueError, match="downsample"):
         RoarPipeline(RoarConfig(**{**cfg.__dict__, "downsample": 0}), tmp_path / "c", num_classes=2).run(train, test, attributions)
+
+
+def test_retraining_runs_at_the_pinned_thread_count_and_restores_the_callers(tmp_path):
+    """``RoarConfig.threads`` pins torch's CPU threads during each retraining (results depend on the count) and
+    gives the caller's setting back afterwards."""
+    from lightning.pytorch.callbacks import Callback
+
+    from lightning_modules.tasks.roar import RoarConfig, RoarPipeline
+
+    seen = []
+
+    class Record(Callback):
+        def on_train_epoch_start(self, trainer, pl_module):
+            seen.append(torch.get_num_threads())
+
+    train, test, attributions = _toy_problem()
+    cfg = RoarConfig(model_name="scenes_cnn", model_kwargs={"width": 4}, fractions=(0.5,), seeds=(0,), max_epochs=1,
+                     batch_size=16, reference=False, threads=1)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        RoarPipeline(cfg, tmp_path, num_classes=2, callbacks=[Record()]).run(train, test, attributions)
+        assert seen == [1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

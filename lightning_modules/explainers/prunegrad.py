@@ -31,7 +31,9 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from lightning_modules.explainers.base import Explainer, hooks_guard, reduce_channels, register_explainer
+from lightning_modules.explainers.base import (
+    Explainer, check_images, check_targets, hooks_guard, model_state_guard, num_classes_of, reduce_channels, register_explainer,
+)
 
 SCOPES = ("all", "active")
 
@@ -80,10 +82,14 @@ class PruneGrad(Explainer):
         grads = torch.autograd.grad(self._target_logits(logits, targets), acts, allow_unused=True)
         return [(a.detach() * (g if g is not None else torch.zeros_like(a))).abs() for a, g in zip(acts, grads)]
 
-    def score_sparsity(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def score_sparsity(self, model: nn.Module, images: torch.Tensor, targets) -> torch.Tensor:
         """(B,) share of ReLU neurons whose score is exactly zero (they carry no gradient to the target logit).
-        Above ``percentile``/100, the official rule (``scope="all"``) prunes nothing that matters."""
-        flat = torch.cat([s.flatten(1) for s in self.neuron_scores(model, images, targets)], dim=1)
+        Above ``percentile``/100, the official rule (``scope="all"``) prunes nothing that matters. Checks its
+        input and keeps the model's state like an explainer call (usable under ``no_grad``)."""
+        check_images(images)
+        targets = check_targets(targets, images.shape[0], num_classes_of(model, images)).to(images.device)
+        with model_state_guard(model), torch.enable_grad():
+            flat = torch.cat([s.flatten(1) for s in self.neuron_scores(model, images, targets)], dim=1)
         return (flat == 0).float().mean(1)
 
     def thresholds(self, flat: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,8 @@ random ranking.
 Engineering:
 - attributions are computed once per method and cached (``attributions/<method>.pt``);
 - every (method, fraction, seed) retraining is a ``ClassifierTask`` under its own ``Trainer`` (multi-GPU
-  capable through the usual Trainer flags) with a ``last.ckpt``; its result is written atomically to
+  capable through the usual Trainer flags) with a ``last.ckpt``, at a pinned CPU thread count
+  (``RoarConfig.threads``); its result is written atomically to
   ``results/<method>_<fraction>_<seed>.json``. A killed run started again skips finished runs, resumes the
   interrupted one from its checkpoint and ends with the same table;
 - a reference row (method ``"none"``, fraction 0, ``RoarConfig.reference``) retrains on the unmodified data:
@@ -104,6 +105,10 @@ class RoarConfig:
     reference: bool = True
     accelerator: str = "cpu"
     devices: int | str = 1
+    #: CPU threads of every retraining (None: leave torch's setting alone). CPU reductions depend on the thread
+    #: count, so a pinned count makes a table independent of the caller's ``torch.set_num_threads``; small
+    #: retrained models also run faster on one thread of a shared machine than on two contended ones.
+    threads: int | None = 1
 
 
 class RoarPipeline:
@@ -146,8 +151,14 @@ class RoarPipeline:
             default_root_dir=run_dir, num_sanity_val_steps=0, limit_val_batches=0,
         )
         last = run_dir / "last.ckpt"
-        trainer.fit(task, datamodule=dm, ckpt_path=str(last) if last.is_file() else None)
-        metrics = trainer.test(task, datamodule=dm, verbose=False)[0]
+        previous_threads = torch.get_num_threads()
+        if cfg.threads is not None:
+            torch.set_num_threads(cfg.threads)
+        try:
+            trainer.fit(task, datamodule=dm, ckpt_path=str(last) if last.is_file() else None)
+            metrics = trainer.test(task, datamodule=dm, verbose=False)[0]
+        finally:
+            torch.set_num_threads(previous_threads)
         acc = metrics.get("test/acc", metrics.get("test_acc"))
         if acc is None:
             raise KeyError(f"ClassifierTask logged no test accuracy; got {sorted(metrics)}")

@@ -24,6 +24,7 @@ ROAR data: a cheap check that a configuration's model, weights and datasets load
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 from pathlib import Path
 
@@ -37,6 +38,7 @@ from torchmetrics.aggregation import CatMetric, MeanMetric  # noqa: E402
 
 from lightning_modules.blackbox import load_blackbox  # noqa: E402
 from lightning_modules.explainers import create_explainer  # noqa: E402
+from lightning_modules.explainers.prunegrad import PruneGrad  # noqa: E402
 from lightning_modules.metrics import PixelPerturbation  # noqa: E402
 from lightning_modules.models import load_model  # noqa: E402
 from lightning_modules.reporting import Claim, Relation, Report  # noqa: E402
@@ -44,11 +46,16 @@ from lightning_modules.tasks.randomization import ModelRandomizationTest, resolv
 from lightning_modules.tasks.roar import REFERENCE, RoarConfig, RoarPipeline, cached_attributions, random_attributions, summarize  # noqa: E402
 from lightning_modules.utils import REPO_ROOT  # noqa: E402
 from replications.cli import ReplicationModule  # noqa: E402
-from replications.khakzar2019 import paper  # noqa: E402
+from replications.khakzar2019 import nets, paper  # noqa: E402,F401  (nets registers roar_mnist_cnn)
 
-#: Explainer settings shared by the three benchmarks (names -> create_explainer kwargs).
+#: Explainer settings shared by the three benchmarks (names -> create_explainer kwargs; an ``explainer`` key names
+#: the registered explainer when the method name differs, so PruneGrad can appear under both threshold rules).
+#: ``prunegrad`` takes the percentile over the neurons with a nonzero score (``scope: active``, our documented
+#: option: the official global rule prunes only zero-score neurons in our sparse small CNNs and then equals the
+#: gradient); ``prunegrad_official`` is the official rule, kept for comparison.
 DEFAULT_METHODS = {
-    "prunegrad": {"percentile": 70.0},
+    "prunegrad": {"percentile": 70.0, "scope": "active"},
+    "prunegrad_official": {"explainer": "prunegrad", "percentile": 70.0, "scope": "all"},
     "gradient": {},
     "input_x_gradient": {},
     "guided_backprop": {},
@@ -56,7 +63,7 @@ DEFAULT_METHODS = {
     "gradcam": {},
 }
 DEFAULT_ROAR_METHODS = {
-    "prunegrad": {"percentile": 70.0},
+    "prunegrad": {"percentile": 70.0, "scope": "active"},
     "gradient": {},
     "integrated_gradients": {"steps": 16},
     "smoothgrad_sq": {"n_samples": 16, "stdev": 0.15},
@@ -69,32 +76,30 @@ DEFAULT_ROAR_METHODS = {
 
 #: Claims our embedded setting does not reproduce, with the reason (written after reading the measured numbers;
 #: the numbers themselves stay in the report). Empty until a run shows a deviation.
-_ROAR_WEAK = (
-    "The model retrained on 1,000 unmodified 32 px scenes for 3 epochs reaches only 18.7% test accuracy (chance 10%; "
-    "300 test scenes, standard error ~2.2 points): removing 50% or 90% of the pixels by gradient, guided backprop or "
-    "PruneGrad brings it to 9.0% (chance), while random removal leaves it at 18.3% (= the reference). With a retrained "
-    "model this weak, any removal of the object pixels that gradients point to erases the little it learns; the "
-    "setting cannot show Hooker's finding, made with ResNet-50 models retrained to full accuracy on ImageNet-scale data."
-)
-KNOWN_DEVIATIONS: dict[str, str] = {
-    "roar.random_not_worse_than_gradient": _ROAR_WEAK,
-    "roar.random_not_worse_than_integrated_gradients": _ROAR_WEAK,
-    "roar.random_not_worse_than_guided_backprop": _ROAR_WEAK,
-    "pixel.lerf_prunegrad_beats_gradient": (
-        "PruneGrad equals the plain gradient in this net: 82.5% of the black box's ReLU neuron scores |a * dy/da| are "
-        "exactly zero (at least 79.7% in every one of 64 test scenes measured; 4 ReLU layers, 77,824 neurons), so the "
-        "70th-percentile threshold is 0 and pruning removes only neurons that carry no gradient. The two LeRF curves "
-        "are identical (mean 9.418 both); the sanity-check curves agree likewise. Khakzar's effect needs a network "
-        "with dense activations (ResNet50) where the pruned neurons carry gradient."
-    ),
-    "sanity.prunegrad_more_sensitive_than_guided_backprop": (
-        "In the 8-layer scenes CNN guided backprop does decorrelate once the first convolutions are randomised "
-        "(Spearman |.| 0.187 at the input layer vs PruneGrad's 0.203, both far below the 0.5 pass threshold); "
-        "it is the more stable map at every intermediate stage (e.g. 0.69 vs 0.50 at features.8). Adebayo's "
-        "guided-backprop insensitivity is an effect of deep ImageNet networks that this shallow net does not show "
-        "at the last stage."
-    ),
-}
+KNOWN_DEVIATIONS: dict[str, str] = {}
+
+
+def make_explainer(name: str, kwargs: dict | None):
+    """``create_explainer`` for a method entry: ``kwargs`` may name the registered explainer (``explainer: prunegrad``)."""
+    kw = dict(kwargs or {})
+    return create_explainer(kw.pop("explainer", name), **kw)
+
+
+#: Settings of one ROAR benchmark (the flat ``roar_<key>`` arguments define the first; ``roar_extra`` entries
+#: override any of them for further datasets).
+ROAR_KEYS = ("data", "methods", "train_size", "test_size", "fractions", "seeds", "model", "model_kwargs", "epochs",
+             "batch_size", "lr", "weight_decay", "optimizer", "scheduler", "downsample", "accelerator", "devices",
+             "threads", "attribution_batch")
+
+
+def _instantiate(spec):
+    """A DataModule given as ``{class_path, init_args}`` (as in the YAML configs) or an instance."""
+    if spec is None or isinstance(spec, pl.LightningDataModule):
+        return spec
+    if not isinstance(spec, dict) or "class_path" not in spec:
+        raise ValueError(f"ROAR data must be a LightningDataModule or {{class_path: ..., init_args: {{...}}}}, got {spec!r}")
+    module, _, cls = spec["class_path"].rpartition(".")
+    return getattr(importlib.import_module(module), cls)(**dict(spec.get("init_args") or {}))
 
 
 def id_seeded_random_maps(ids: torch.Tensor, shape: tuple[int, int], seed: int = 0) -> torch.Tensor:
@@ -161,13 +166,14 @@ class Khakzar2019Replication(ReplicationModule):
         roar_accelerator: str = "cpu",
         roar_devices: int = 1,
         roar_attribution_batch: int = 100,
+        roar_threads: int | None = 1,
+        roar_name: str = "scenes",
+        roar_extra: dict[str, dict] | None = None,
         work_dir: str | None = None,
     ):
         super().__init__()
         self.save_hyperparameters(ignore=["roar_data"])
         self.roar_data = roar_data
-        if roar_data is not None and roar_downsample != 1:
-            raise ValueError("roar_downsample must be 1 with roar_data: the reference model explains the images at full resolution")
         self.methods = dict(methods if methods is not None else DEFAULT_METHODS)
         self.roar_methods = dict(roar_methods if roar_methods is not None else DEFAULT_ROAR_METHODS)
         if "prunegrad" not in self.methods:
@@ -175,13 +181,14 @@ class Khakzar2019Replication(ReplicationModule):
         self.pixel_fractions = list(pixel_fractions or [0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9])
         self.roar_fractions = list(roar_fractions or [0.1, 0.3, 0.5, 0.7, 0.9])
         self.roar_seeds = list(roar_seeds or [0])
+        self.roar_setups = self._resolve_roar_setups()
         if classifier is not None:
             if "name" not in classifier:
                 raise ValueError("classifier needs a 'name' (a load_model name, e.g. {name: torchvision/resnet50, pretrained: true})")
             self.model, self.data_config = load_model(**{"freeze": True, **classifier})
         else:
             self.model, self.data_config = load_blackbox(profile=blackbox_profile)
-        self.explainers = {name: create_explainer(name, **kw) for name, kw in self.methods.items()}
+        self.explainers = {name: make_explainer(name, kw) for name, kw in self.methods.items()}
         self.explainers.setdefault("random", create_explainer("random"))
         order = resolve_order(self.model, sanity_order)
         if sanity_stages is not None:
@@ -192,11 +199,38 @@ class Khakzar2019Replication(ReplicationModule):
         )
         self.morf = torch.nn.ModuleDict({m: PixelPerturbation("morf", self.pixel_fractions, pixel_substrate, pixel_output) for m in self.explainers})
         self.lerf = torch.nn.ModuleDict({m: PixelPerturbation("lerf", self.pixel_fractions, pixel_substrate, pixel_output) for m in self.explainers})
-        self.roar_rows: list[dict] = []
-        self.roar_info: dict = {}
+        self.roar_rows: dict[str, list[dict]] = {}
+        self.roar_info: dict[str, dict] = {}
         # (id, correct) per test image, synced over processes; duplicates from a padded split dropped in compute
         self.test_ids, self.test_correct = CatMetric(), CatMetric()
+        # PruneGrad's threshold rules on the explained model, per test image (same order as test_ids): the share of
+        # ReLU neurons with a zero NeuronMCT score, and whether the official rule's map equals the plain gradient
+        pg = self.explainers["prunegrad"]
+        self._pg_official = PruneGrad(getattr(pg, "percentile", 70.0), scope="all")
+        self._pg_plain = PruneGrad(0.0)
+        self.pg_zero_share, self.pg_official_equal = CatMetric(), CatMetric()
         self.val_accuracy = MeanMetric()
+
+    def _resolve_roar_setups(self) -> dict[str, dict]:
+        """name -> ROAR settings: the flat ``roar_*`` arguments, then each ``roar_extra`` entry over them."""
+        hp = self.hparams
+        if not self.roar_methods:
+            return {}  # ROAR switched off (roar_methods: {})
+        first = {k: hp.get(f"roar_{k}") for k in ROAR_KEYS}
+        first.update(data=self.roar_data, methods=self.roar_methods, fractions=self.roar_fractions, seeds=self.roar_seeds)
+        setups = {hp.roar_name: first}
+        for name, over in (hp.roar_extra or {}).items():
+            unknown = sorted(set(over) - set(ROAR_KEYS))
+            if unknown:
+                raise ValueError(f"roar_extra[{name!r}]: unknown keys {unknown}; known: {list(ROAR_KEYS)}")
+            if name in setups:
+                raise ValueError(f"roar_extra[{name!r}] repeats the name of another ROAR benchmark (roar_name={hp.roar_name!r})")
+            setups[name] = {**first, **over, "data": _instantiate(over.get("data"))}
+        for name, s in setups.items():
+            if s["data"] is not None and s["downsample"] != 1:
+                raise ValueError(f"ROAR {name!r}: downsample must be 1 with its own data: the reference model explains the images at full resolution")
+            s["fractions"], s["seeds"] = list(s["fractions"]), list(s["seeds"])
+        return setups
 
     # ------------------------------------------------------------------ validate: does the configuration load?
     def validation_step(self, batch, batch_idx):
@@ -207,13 +241,15 @@ class Khakzar2019Replication(ReplicationModule):
     def on_validation_epoch_end(self):
         self.log("val/acc", self.val_accuracy.compute(), sync_dist=False)
         self.val_accuracy.reset()
-        if self.roar_methods and self.trainer.is_global_zero:
-            (x_train, y_train), (x_test, y_test) = self._roar_tensors()
-            self.roar_info = {"train_images": int(x_train.shape[0]), "test_images": int(x_test.shape[0])}
+        if self.trainer.is_global_zero:
+            for name, setup in self.roar_setups.items():
+                (x_train, _), (x_test, _) = self._roar_tensors(setup)
+                self.roar_info[name] = {"train_images": int(x_train.shape[0]), "test_images": int(x_test.shape[0])}
 
     # ------------------------------------------------------------------ (a) + (b): test passes
     def test_step(self, batch, batch_idx):
         images = batch["image"]
+        self._input_shape = tuple(images.shape[1:])
         with torch.no_grad():
             logits = self.model(images)
         targets = logits.argmax(1)  # the paper explains the predicted class
@@ -222,6 +258,9 @@ class Khakzar2019Replication(ReplicationModule):
             raise ValueError("khakzar2019 needs batch['id'] (the sample's index in its split; docs/CONVENTIONS.md)")
         self.test_ids.update(ids.float())
         self.test_correct.update((targets == batch["label"]).float())
+        self.pg_zero_share.update(self._pg_official.score_sparsity(self.model, images, targets))
+        official, plain = self._pg_official(self.model, images, targets), self._pg_plain(self.model, images, targets)
+        self.pg_official_equal.update((official == plain).flatten(1).all(1).float())
         # The sanity images are the split's first ``sanity_images`` samples by id: the same set on any number of
         # processes (a per-process counter would pick a different set under a distributed sampler).
         chosen = ids < self.hparams.sanity_images
@@ -246,20 +285,28 @@ class Khakzar2019Replication(ReplicationModule):
         self.n_test_images = int(next(iter(self.morf.values())).per_sample()["ids"].numel())
         first = self.sanity.compute(per_sample=True)["cascading"][self.sanity.order[0]]
         self.n_sanity_images = int(next(iter(next(iter(first.values())).values())).numel())
-        self.classifier_accuracy = _mean_over_unique_ids(self.test_ids.compute(), self.test_correct.compute())
+        ids = self.test_ids.compute()
+        self.classifier_accuracy = _mean_over_unique_ids(ids, self.test_correct.compute())
+        zero = self.pg_zero_share.compute()
+        self.prunegrad_rules = {"explained": {
+            "zero_score_share_mean": _mean_over_unique_ids(ids, zero), "zero_score_share_min": float(zero.min()),
+            "zero_score_share_max": float(zero.max()),
+            "official_equals_gradient_share": _mean_over_unique_ids(ids, self.pg_official_equal.compute()),
+            "relu_neurons": self._relu_neuron_count(self.model, self._input_shape),
+        }}
         if self.trainer.is_global_zero:
-            self.roar_rows = self.run_roar()
+            self.roar_rows = {name: self.run_roar(name, setup) for name, setup in self.roar_setups.items()}
         self.trainer.strategy.barrier("roar")
 
     # ------------------------------------------------------------------ (c): ROAR
-    def _roar_datamodule(self) -> pl.LightningDataModule:
-        return self.roar_data if self.roar_data is not None else self.trainer.datamodule
+    def _roar_datamodule(self, setup: dict) -> pl.LightningDataModule:
+        return setup["data"] if setup["data"] is not None else self.trainer.datamodule
 
-    def _roar_tensors(self) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
-        """(train, test) images in [0, 1] and labels of the ROAR data, the first roar_train/test_size of each."""
-        dm = self._roar_datamodule()
+    def _roar_tensors(self, setup: dict) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+        """(train, test) images in [0, 1] and labels of the ROAR data, the first train/test_size of each."""
+        dm = self._roar_datamodule(setup)
         out = []
-        for split, size in (("train", self.hparams.roar_train_size), ("test", self.hparams.roar_test_size)):
+        for split, size in (("train", setup["train_size"]), ("test", setup["test_size"])):
             if hasattr(dm, "dataset"):  # the synthetic scenes
                 ds = dm.dataset(split)
             else:
@@ -275,30 +322,30 @@ class Khakzar2019Replication(ReplicationModule):
             out.append((x[:n], y[:n]))
         return out[0], out[1]
 
-    def _roar_key(self, dm) -> str:
-        """Hash of everything that decides the ROAR results except fractions and seeds (results are cached per
-        (method, fraction, seed) under this key, so changing a setting never reuses stale results)."""
+    def _roar_key(self, setup: dict, dm) -> str:
+        """Hash of everything that decides a ROAR benchmark's results except fractions and seeds (results are cached
+        per (method, fraction, seed) under this key, so changing a setting never reuses stale results)."""
         hp = self.hparams
-        if self.roar_data is None:
+        if setup["data"] is None:
             data = repr(getattr(dm, "config", type(dm).__name__))
         else:
             data = type(dm).__name__ + json.dumps({k: v for k, v in sorted(vars(dm).items()) if isinstance(v, (str, int, float, bool, Path)) and not k.startswith("_")}, default=str)
-        explained = ("reference" if self.roar_data is not None else json.dumps(hp.classifier, sort_keys=True) if hp.classifier else f"blackbox:{hp.blackbox_profile}")
-        keys = ("roar_methods", "roar_train_size", "roar_test_size", "roar_model", "roar_model_kwargs", "roar_epochs",
-                "roar_batch_size", "roar_lr", "roar_weight_decay", "roar_optimizer", "roar_scheduler", "roar_downsample")
-        blob = json.dumps({"data": data, "explained": explained, **{k: hp[k] for k in keys}}, sort_keys=True, default=str)
+        explained = ("reference" if setup["data"] is not None else json.dumps(hp.classifier, sort_keys=True) if hp.classifier else f"blackbox:{hp.blackbox_profile}")
+        keys = ("methods", "train_size", "test_size", "model", "model_kwargs", "epochs", "batch_size", "lr", "weight_decay",
+                "optimizer", "scheduler", "downsample", "threads")
+        blob = json.dumps({"data": data, "explained": explained, **{k: setup[k] for k in keys}}, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
-    def _work_dir(self, key: str) -> Path:
+    def _work_dir(self, name: str, key: str) -> Path:
         root = Path(self.hparams.work_dir) if self.hparams.work_dir else REPO_ROOT / "data" / "roar"
-        return root / f"khakzar2019-{self.profile}-{key}"
+        return root / f"khakzar2019-{self.profile}-{name}-{key}"
 
-    def _attributions(self, work: Path, name: str, model, images: torch.Tensor, targets: torch.Tensor, split: str) -> torch.Tensor:
+    def _attributions(self, setup: dict, work: Path, name: str, model, images: torch.Tensor, targets: torch.Tensor, split: str) -> torch.Tensor:
         def compute() -> torch.Tensor:
             if name == "random":
                 return random_attributions((images.shape[0], 1, *images.shape[-2:]), seed=1 if split == "train" else 2)
-            explainer = create_explainer(name, **self.roar_methods[name])
-            bs = self.hparams.roar_attribution_batch
+            explainer = make_explainer(name, setup["methods"][name])
+            bs = setup["attribution_batch"]
             device = self.device
             chunks = [
                 explainer(model, images[i : i + bs].to(device), targets[i : i + bs].to(device)).cpu()
@@ -308,43 +355,74 @@ class Khakzar2019Replication(ReplicationModule):
 
         return cached_attributions(work / "attributions" / f"{split}_{name}.pt", compute)
 
-    def run_roar(self) -> list[dict]:
-        if not self.roar_methods:
-            return []  # ROAR switched off (roar_methods: {})
-        hp = self.hparams
-        dm = self._roar_datamodule()
-        train, test = self._roar_tensors()
-        work = self._work_dir(self._roar_key(dm))
+    def _prunegrad_rules(self, model, images: torch.Tensor, targets: torch.Tensor) -> dict:
+        """PruneGrad's zero-score share and whether the official rule equals the plain gradient, on ``images``."""
+        bs = self.hparams.roar_attribution_batch
+        zero, equal = [], []
+        for i in range(0, images.shape[0], bs):
+            x, t = images[i : i + bs].to(self.device), targets[i : i + bs].to(self.device)
+            zero.append(self._pg_official.score_sparsity(model, x, t).cpu())
+            equal.append((self._pg_official(model, x, t) == self._pg_plain(model, x, t)).flatten(1).all(1).float().cpu())
+        zero, equal = torch.cat(zero), torch.cat(equal)
+        return {"zero_score_share_mean": float(zero.mean()), "zero_score_share_min": float(zero.min()),
+                "zero_score_share_max": float(zero.max()), "official_equals_gradient_share": float(equal.mean()),
+                "relu_neurons": self._relu_neuron_count(model, tuple(images.shape[1:])), "images": int(images.shape[0])}
+
+    def run_roar(self, name: str, setup: dict) -> list[dict]:
+        dm = self._roar_datamodule(setup)
+        train, test = self._roar_tensors(setup)
+        work = self._work_dir(name, self._roar_key(setup, dm))
         num_classes = int(getattr(dm, "num_classes", 0) or self._num_classes())
         cfg = RoarConfig(
-            model_name=hp.roar_model, model_kwargs=dict(hp.roar_model_kwargs or {}),
-            fractions=tuple(self.roar_fractions), seeds=tuple(self.roar_seeds), max_epochs=hp.roar_epochs,
-            batch_size=hp.roar_batch_size, lr=hp.roar_lr, weight_decay=hp.roar_weight_decay, optimizer=hp.roar_optimizer,
-            scheduler=hp.roar_scheduler, downsample=hp.roar_downsample, accelerator=hp.roar_accelerator, devices=hp.roar_devices,
+            model_name=setup["model"], model_kwargs=dict(setup["model_kwargs"] or {}),
+            fractions=tuple(setup["fractions"]), seeds=tuple(setup["seeds"]), max_epochs=setup["epochs"],
+            batch_size=setup["batch_size"], lr=setup["lr"], weight_decay=setup["weight_decay"], optimizer=setup["optimizer"],
+            scheduler=setup["scheduler"], downsample=setup["downsample"], accelerator=setup["accelerator"],
+            devices=setup["devices"], threads=setup["threads"],
         )
         pipeline = RoarPipeline(cfg, work, num_classes=num_classes)
         # Results are cached per (method, fraction, seed): say how many this run reused (its wall time excludes them).
         cached_before = len(list((work / "results").glob("*.json")))
-        if self.roar_data is None:
+        if setup["data"] is None:
             explained = self.model  # the classifier was trained on these scenes
         else:
             # RoarTorch: the attributions come from the model trained on the unmodified data (the reference row).
             pipeline.run_reference(train, test)
-            explained = pipeline.trained_model(REFERENCE, 0.0, self.roar_seeds[0]).to(self.device)
+            explained = pipeline.trained_model(REFERENCE, 0.0, setup["seeds"][0]).to(self.device)
         # Attributions explain the explained model's prediction on each image (as for the test passes).
         with torch.no_grad():
             predict = lambda x: torch.cat([explained(x[i : i + 256].to(self.device)).argmax(1).cpu() for i in range(0, x.shape[0], 256)])  # noqa: E731
             t_train, t_test = predict(train[0]), predict(test[0])
         attributions = {
-            m: (self._attributions(work, m, explained, train[0], t_train, "train"), self._attributions(work, m, explained, test[0], t_test, "test"))
-            for m in self.roar_methods
+            m: (self._attributions(setup, work, m, explained, train[0], t_train, "train"),
+                self._attributions(setup, work, m, explained, test[0], t_test, "test"))
+            for m in setup["methods"]
         }
-        self.roar_info = {"work_dir": str(work), "train_images": int(train[0].shape[0]), "test_images": int(test[0].shape[0]),
-                          "explained_model_test_accuracy": float((t_test == test[1]).float().mean()), "num_classes": num_classes,
-                          "runs_reused_from_cache": cached_before}
+        info = {"work_dir": str(work), "train_images": int(train[0].shape[0]), "test_images": int(test[0].shape[0]),
+                "image_size": list(train[0].shape[1:]), "explained_model_test_accuracy": float((t_test == test[1]).float().mean()),
+                "num_classes": num_classes, "runs_reused_from_cache": cached_before,
+                "data": type(dm).__name__, "split": getattr(dm, "split_info", None) or None}
+        if setup["data"] is not None and "prunegrad" in setup["methods"]:
+            info["prunegrad_rules"] = self._prunegrad_rules(explained, test[0], t_test)
+        self.roar_info[name] = info
         rows = pipeline.run(train, test, attributions)
-        self.roar_info["runs"] = len(rows)
+        info["runs"] = len(rows)
         return rows
+
+    @staticmethod
+    def _relu_neuron_count(model, input_shape: tuple) -> int:
+        """ReLU output elements per image (PruneGrad's neurons) for inputs of ``input_shape`` (C, H, W)."""
+        from lightning_modules.explainers.prunegrad import _relu_modules
+
+        counts: list[int] = []
+        hooks = [m.register_forward_hook(lambda _m, _i, out: counts.append(out[0].numel())) for m in _relu_modules(model)]
+        try:
+            with torch.no_grad():
+                model(torch.zeros(1, *input_shape, device=next(model.parameters()).device))
+        finally:
+            for h in hooks:
+                h.remove()
+        return int(sum(counts))
 
     def _num_classes(self) -> int:
         n = getattr(self.model, "num_classes", None)
@@ -374,31 +452,32 @@ class Khakzar2019Replication(ReplicationModule):
             f"official code. (b) Pixel perturbation: {hp.pixel_substrate} substrate, target {hp.pixel_output}, fractions "
             f"{', '.join(f'{f:.0%}' for f in self.pixel_fractions)}. "
         )
-        if self.roar_methods:
-            info = self.roar_info
+        pg_kw = self.methods["prunegrad"]
+        text += (f"PruneGrad's threshold: `scope: {pg_kw.get('scope', 'all')}` "
+                 f"({'the percentile over the neurons with a nonzero score, our documented option' if pg_kw.get('scope') == 'active' else 'the official global percentile over all neurons'}); "
+                 "the row `prunegrad_official` (where present) is the official global rule. ")
+        for name, setup in self.roar_setups.items():
+            info = self.roar_info.get(name, {})
+            own = setup["data"] is not None
+            split = info.get("split") or {}
+            pooled = (f", on {setup['downsample']}x{setup['downsample']} average-pooled copies of the modified images (pixels "
+                      "removed at full resolution)") if setup["downsample"] > 1 else ""
             text += (
-                f"(c) ROAR: {info.get('train_images')} training / {info.get('test_images')} test images "
-                f"({'the scenes of the test DataModule, attributions of the explained model' if self.roar_data is None else type(self.roar_data).__name__ + ', attributions of the model retrained on the unmodified data (RoarTorch)'}; "
-                f"its test accuracy {info.get('explained_model_test_accuracy', float('nan')):.3f}), top pixels by the squared "
-                f"attribution replaced by the per-channel training mean, a fresh `{hp.roar_model}` {hp.roar_model_kwargs or ''} "
-                f"retrained for {hp.roar_epochs} epochs ({hp.roar_optimizer}, lr {hp.roar_lr:g}, {hp.roar_scheduler} schedule, "
-                f"batch {hp.roar_batch_size}) per (method, fraction, seed)"
-                f"{f', on {hp.roar_downsample}x{hp.roar_downsample} average-pooled copies of the modified images (pixels removed at full resolution)' if hp.roar_downsample > 1 else ''}, fractions "
-                f"{', '.join(f'{f:.0%}' for f in self.roar_fractions)}, seeds {self.roar_seeds}; the row `none` retrains on "
+                f"(c) ROAR `{name}`: {info.get('train_images')} training / {info.get('test_images')} test images "
+                f"{'x'.join(str(v) for v in info.get('image_size', []))} "
+                f"({(info.get('data', '') + (' (' + split.get('source', '') + ')' if split else '') + ', attributions of the model retrained on the unmodified data, seed ' + str(setup['seeds'][0]) + ' (RoarTorch)') if own else 'the scenes of the test DataModule, attributions of the explained model'}; "
+                f"the explaining model's test accuracy {info.get('explained_model_test_accuracy', float('nan')):.3f}), top pixels by the squared "
+                f"attribution replaced by the per-channel training mean, a fresh `{setup['model']}` {setup['model_kwargs'] or ''} "
+                f"retrained for {setup['epochs']} epochs ({setup['optimizer']}, lr {setup['lr']:g}, {setup['scheduler']} schedule, "
+                f"batch {setup['batch_size']}, {setup['threads'] or 'default'} CPU thread(s)) per (method, fraction, seed)"
+                f"{pooled}, fractions "
+                f"{', '.join(f'{f:.0%}' for f in setup['fractions'])}, seeds {setup['seeds']}; the row `none` retrains on "
                 "the unmodified data (the accuracy every other row is read against). "
                 f"This run reused {info.get('runs_reused_from_cache', 0)} of {info.get('runs', '?')} retrainings (and the "
                 f"attributions) from the cache `{Path(info.get('work_dir', '')).name}`: the wall time below excludes them. "
             )
-        else:
+        if not self.roar_setups:
             text += "(c) ROAR was not run in this profile (`roar_methods` is empty). "
-        if self.profile != "paper":
-            text += (
-                "Timings come from a 2-core machine shared with other jobs (load average up to ~15): the first full "
-                "default run took 30.8 min wall for 11 min of CPU time. "
-                "Deviations from the papers (ImageNet ResNet50 for (a) and (b), 1,000 images; CIFAR-10 ResNet8 for ROAR, "
-                "50 epochs, 5 retrainings per point): a small CNN on synthetic scenes, few images, epochs and seeds, so that "
-                "the whole benchmark runs on 2 CPU cores."
-            )
         report.add_section("Setting", text)
         # (a) sanity checks
         rows = []
@@ -457,48 +536,74 @@ class Khakzar2019Replication(ReplicationModule):
             Relation.gt("prunegrad", "random"), {"prunegrad": lerf_mean["prunegrad"], "random": lerf_mean["random"]},
             paper={"prunegrad": paper.PRUNEGRAD_PASSES_ALL},
         ))
-        # (c) ROAR
-        acc = summarize(self.roar_rows)
-        if acc:
-            self._roar_report(report, acc)
+        # PruneGrad's threshold rules: how sparse the NeuronMCT scores are on each explaining model
+        rules = [{"model": "explained classifier (test passes)", **self.prunegrad_rules["explained"]}]
+        rules += [{"model": f"ROAR `{n}` reference model", **{k: v for k, v in i["prunegrad_rules"].items() if k != "images"}}
+                  for n, i in self.roar_info.items() if "prunegrad_rules" in i]
+        report.add_table(
+            "prunegrad_threshold_rules", rules,
+            caption=f"PruneGrad at {pg}%: share of ReLU neurons whose NeuronMCT score |a * dy/da| is exactly zero (mean, "
+            "min and max over images), and the share of images whose map under the official global rule (`scope: all`) "
+            "equals the plain gradient exactly (same channel reduction). When the zero share exceeds the percentile the "
+            "official threshold is 0 and the pruning removes only neurons that carry no gradient.",
+        )
+        # (c) ROAR, one table, figure and claim set per benchmark
+        roar_acc = {}
+        for name, setup in self.roar_setups.items():
+            acc = summarize(self.roar_rows.get(name, []))
+            if acc:
+                self._roar_report(report, name, setup, acc)
+                roar_acc[name] = {m: {str(f): v for f, v in d.items()} for m, d in acc.items()}
         report.add_figure("maps", self._maps_figure(), caption="Example maps (rows: images; columns: methods).")
         report.metrics.update({"sanity_final_spearman_abs": final, "sanity_final_ssim": final_ssim,
-                               "pixel_lerf_mean": lerf_mean, "pixel_morf_mean": morf_mean, "roar_accuracy": {m: {str(f): v for f, v in d.items()} for m, d in acc.items()},
+                               "pixel_lerf_mean": lerf_mean, "pixel_morf_mean": morf_mean, "roar_accuracy": roar_acc,
+                               "roar_accuracy_per_seed": {n: [dict(r) for r in rows] for n, rows in self.roar_rows.items()},
                                "classifier_test_accuracy": self.classifier_accuracy, "test_images": self.n_test_images,
-                               "sanity_images": self.n_sanity_images, "roar": self.roar_info})
+                               "sanity_images": self.n_sanity_images, "roar": self.roar_info, "prunegrad_rules": rules})
 
-    def _roar_report(self, report: Report, acc: dict) -> None:
+    def _roar_report(self, report: Report, name: str, setup: dict, acc: dict) -> None:
+        fractions, seeds = setup["fractions"], setup["seeds"]
         reference = acc.pop(REFERENCE, {}).get(0.0)
-        columns = ["0%"] + [f"{f:.0%}" for f in self.roar_fractions]
+        # spread over seeds (max - min) at the highest fraction, so a reader can judge the differences
+        per_seed: dict[str, list[float]] = {}
+        hi = max(fractions)
+        for r in self.roar_rows[name]:
+            if r["method"] == REFERENCE or float(r["fraction"]) == hi:
+                per_seed.setdefault(r["method"], []).append(r["test_accuracy"])
+        columns = ["0%"] + [f"{f:.0%}" for f in fractions]
         rows = []
         if reference is not None:
-            rows.append({"method": "none (unmodified data)", **{c: (reference if c == "0%" else None) for c in columns}})
-        rows += [{"method": m, "0%": None, **{f"{f:.0%}": acc[m].get(f) for f in self.roar_fractions}} for m in acc]
-        n_cls = self.roar_info.get("num_classes")
+            ref = per_seed.get(REFERENCE, [reference])
+            rows.append({"method": "none (unmodified data)", **{c: (reference if c == "0%" else None) for c in columns},
+                         "seed range": max(ref) - min(ref)})
+        rows += [{"method": m, "0%": None, **{f"{f:.0%}": acc[m].get(f) for f in fractions},
+                  "seed range": (max(per_seed[m]) - min(per_seed[m])) if m in per_seed else None} for m in acc]
+        info = self.roar_info.get(name, {})
+        n_cls = info.get("num_classes")
         report.add_table(
-            "roar_test_accuracy", rows,
-            caption="ROAR: test accuracy of a model retrained from scratch after removing the top-t pixels (per-channel "
-            f"mean), mean over seeds {self.roar_seeds}. Lower = the removed pixels mattered more. Reference: `none` = "
-            f"retrained on the unmodified data{'; chance = %.3f' % (1 / n_cls) if n_cls else ''}.",
+            f"roar_{name}_test_accuracy", rows,
+            caption=f"ROAR on `{name}`: test accuracy of a model retrained from scratch after removing the top-t pixels "
+            f"(per-channel mean), mean over seeds {seeds}; `seed range` = max - min over the seeds at {hi:.0%} (0% for the "
+            f"reference). Lower = the removed pixels mattered more. Reference: `none` = retrained on the unmodified data"
+            f"{'; chance = %.3f' % (1 / n_cls) if n_cls else ''}.",
         )
-        report.add_figure("roar", self._roar_figure(acc, reference), caption="ROAR test accuracy vs fraction removed (dotted: unmodified data).")
-        hi = max(self.roar_fractions)
+        report.add_figure(f"roar_{name}", self._roar_figure(acc, reference), caption=f"ROAR on `{name}`: test accuracy vs fraction removed (dotted: unmodified data).")
         roar_hi = {m: acc[m][hi] for m in acc}
         for base in ("gradient", "integrated_gradients", "guided_backprop"):
             if base in roar_hi and "random" in roar_hi:
                 self._add_claim(report, self._roar_claim(
-                    f"roar.random_not_worse_than_{base}", f"At {hi:.0%} removed, {base} is no better than a random ranking (accuracy >= random's)",
+                    f"roar.{name}.random_not_worse_than_{base}", f"{name}: at {hi:.0%} removed, {base} is no better than a random ranking (accuracy >= random's)",
                     Relation.ge(base, "random"), {base: roar_hi[base], "random": roar_hi["random"]}, paper.HOOKER_RANDOM_BEATS_BASE,
                 ))
         for ens in ("smoothgrad_sq", "vargrad"):
             if ens in roar_hi and "random" in roar_hi:
                 self._add_claim(report, self._roar_claim(
-                    f"roar.{ens}_beats_random", f"At {hi:.0%} removed, {ens} degrades accuracy more than a random ranking",
+                    f"roar.{name}.{ens}_beats_random", f"{name}: at {hi:.0%} removed, {ens} degrades accuracy more than a random ranking",
                     Relation.lt(ens, "random"), {ens: roar_hi[ens], "random": roar_hi["random"]}, paper.HOOKER_ENSEMBLES_BEAT_RANDOM,
                 ))
         if "prunegrad" in roar_hi and "random" in roar_hi:
             self._add_claim(report, self._roar_claim(
-                "roar.prunegrad_beats_random", f"At {hi:.0%} removed, PruneGrad degrades accuracy more than a random ranking",
+                f"roar.{name}.prunegrad_beats_random", f"{name}: at {hi:.0%} removed, PruneGrad degrades accuracy more than a random ranking",
                 Relation.lt("prunegrad", "random"), {"prunegrad": roar_hi["prunegrad"], "random": roar_hi["random"]}, paper.PRUNEGRAD_PASSES_ALL,
             ))
         if reference is not None:
