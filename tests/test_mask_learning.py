@@ -9,11 +9,13 @@ import torch.nn as nn
 from lightning_modules.explainers import create_explainer
 from lightning_modules.tasks.mask_learning import (
     MaskConfig,
+    MaskUpsampler,
     circle_masks,
     learn_masks,
     normalized_score,
     perturbation_substrate,
     tv_norm,
+    upsample_mask,
 )
 
 SIZE = 32
@@ -109,6 +111,24 @@ def test_sizes_scale_with_the_image():
     assert px["jitter"] == round(4 * 64 / 224) == 1
     assert cfg.scaled(224)["blur_sigma"] == 10
     assert MaskConfig(scale_to_image=False).scaled(64)["blur_sigma"] == 10
+
+
+@pytest.mark.parametrize("low,size,sigma", [((16, 16), (64, 64), 5 * 64 / 224), ((8, 6), (32, 24), 2.0),
+                                            ((28, 28), (224, 224), 5.0), ((4, 4), (16, 16), 0.0), ((5, 5), (20, 20), 9.0)])
+def test_fused_upsampler_equals_upsample_then_blur(low, size, sigma):
+    """The precomputed L @ m @ R^T operator is the nearest-upsample + reflect-padded Gaussian blur pipeline
+    (including the kernel capped to the image), on random masks and in the backward pass."""
+    torch.manual_seed(0)
+    m = torch.rand(3, 1, *low, requires_grad=True)
+    fused = MaskUpsampler(low, size, sigma)(m)
+    g = torch.randn_like(fused)
+    (gf,) = torch.autograd.grad((fused * g).sum(), m)
+    ref = upsample_mask(m, size, sigma)
+    (gr,) = torch.autograd.grad((ref * g).sum(), m)
+    torch.testing.assert_close(fused, ref, atol=1e-5, rtol=0)
+    torch.testing.assert_close(gf, gr, atol=1e-4, rtol=1e-5)
+    with pytest.raises(ValueError, match="MaskUpsampler built for"):
+        MaskUpsampler(low, size, sigma)(torch.rand(1, 1, low[0] + 1, low[1]))
 
 
 def test_tv_norm_hand_computed():
