@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from replications.adebayo2018.data import SanityChecksData
 import yaml
@@ -15,34 +16,61 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def test_smoke_fit_writes_report(tmp_path, monkeypatch):
+    from lightning_modules.blackbox import blackbox_dir
+    from lightning_modules.models import safe_load
+
     monkeypatch.setenv("WANDB_MODE", "disabled")
     monkeypatch.setenv("SALIENCY_REPORT_DIR", str(tmp_path / "report"))
-    run(AdebayoReplication, "adebayo2018", datamodule_class=SanityChecksData,
-        args=["fit", "--config", str(REPO / "configs/adebayo2018/smoke.yaml")])
+    cli = run(AdebayoReplication, "adebayo2018", datamodule_class=SanityChecksData,
+              args=["fit", "--config", str(REPO / "configs/adebayo2018/smoke.yaml")])
     out = tmp_path / "report"
     res = json.loads((out / "results.json").read_text())
     assert (out / "README.md").is_file()
     for fig in res["figures"].values():
         assert (out / fig["path"]).is_file()
+    # Figures: the stage grid and the similarity curves of every randomised model, the maps of every data test.
+    assert {"scenes_cascading_grid", "scenes_cascading_curves", "scenes_independent_curves", "digits_cascading_grid",
+            "digits_independent_grid", "digits_data_randomisation_maps", "scenes_data_randomisation_maps"} <= set(res["figures"])
     ids = {c["id"] for c in res["claims"]}
-    assert {"scenes_edge_detector_model_independent", "mnist_edge_detector_model_independent",
-            "random_label_model_memorises", "data_edge_detector_model_independent"} <= ids
+    for exp in ("digits", "scenes"):  # data randomisation on the digits and on the synthetic scenes
+        assert {f"{exp}_random_label_model_memorises", f"{exp}_data_gbp_more_invariant_than_gradient",
+                f"{exp}_data_gradient_gradcam_change", f"{exp}_data_edge_detector_model_independent"} <= ids
+    for model in ("scenes", "digits"):  # model randomisation of the black box and of the digit CNN
+        assert {f"{model}_gbp_more_invariant_than_gradient", f"{model}_guided_gradcam_more_invariant_than_gradcam",
+                f"{model}_gradient_gradcam_change", f"{model}_edge_detector_model_independent"} <= ids
     for c in res["claims"]:
         assert c["status"] in ("holds", "fails", "deviation")
         assert all(v == v for v in c["measured"].values()), c["id"]  # no NaN
-    # The edge detector does not depend on the model: exactly 1 at every stage, in both tests.
+    # The edge detector does not depend on the model: exactly 1 at every stage, in every test.
     by_id = {c["id"]: c for c in res["claims"]}
-    assert by_id["scenes_edge_detector_model_independent"]["status"] == "holds"
-    assert by_id["data_edge_detector_model_independent"]["status"] == "holds"
+    for cid in ("scenes_edge_detector_model_independent", "digits_edge_detector_model_independent",
+                "digits_data_edge_detector_model_independent", "scenes_data_edge_detector_model_independent"):
+        assert by_id[cid]["status"] == "holds", cid
     # Every method at every stage of both models, both modes.
     methods = yaml.safe_load((REPO / "configs/adebayo2018/smoke.yaml").read_text())["model"]["methods"]
     mr = res["metrics"]["model_randomisation"]
-    for model in ("scenes", "mnist"):
+    assert set(mr) == {"scenes", "digits"}
+    for model in ("scenes", "digits"):
         for mode in ("cascading", "independent"):
             for stage, by_method in mr[model][mode].items():
                 assert set(by_method) == set(methods), (model, mode, stage)
+    dr = res["metrics"]["data_randomisation"]
+    assert set(dr) == {"digits", "scenes"} and all(set(v) == set(methods) for v in dr.values())
     tr = res["metrics"]["training"]
-    assert 0.0 <= tr["random"]["train_accuracy"] <= 1.0 and tr["random"]["train_images"] == 64
+    assert tr["digits"]["random"]["train_images"] == 64 and tr["scenes"]["random"]["train_images"] == 32
+    assert tr["scenes"]["true"]["model"] == "cached black box" and tr["scenes"]["true"]["train_images"] == 600
+    for exp in tr.values():
+        for kind in ("true", "random"):
+            assert 0.0 <= exp[kind]["train_accuracy"] <= 1.0 and 0.0 <= exp[kind]["test_accuracy"] <= 1.0
+    # Randomisation acts on deep copies: the black box the replication explained (and reused as the scenes'
+    # true-label model) still holds exactly the cached weights.
+    module = cli.model
+    cached = safe_load(blackbox_dir("smoke") / "model.pt")
+    assert cached.keys() == module.blackbox.net.state_dict().keys()
+    for k, v in module.blackbox.net.state_dict().items():
+        assert torch.equal(v.cpu(), cached[k]), k
+    assert module.trained["scenes"]["true"] is module.blackbox
+    assert module.trained["scenes"]["random"] is not module.blackbox
 
 
 def test_paper_config_parses():
@@ -60,3 +88,15 @@ def test_bad_config_fails_early():
         AdebayoReplication(methods=["gradient"], explainer_kwargs={"smoothgrad": {}})
     with pytest.raises(ValueError, match="digits source"):
         SanityChecksData(digits="fashion")
+    with pytest.raises(ValueError, match="digits_roots names"):
+        SanityChecksData(digits="mnist", digits_roots={"fashion_mnist": "x"})
+    with pytest.raises(ValueError, match="same architecture"):
+        AdebayoReplication(data_randomisation={"m": {"dataset": "mnist", "true_labels": {"model_name": "mnist_cnn"},
+                                                     "random_labels": {"model_name": "mnist_mlp"}}})
+    with pytest.raises(ValueError, match="needs dataset: scenes"):
+        AdebayoReplication(data_randomisation={"m": {"dataset": "mnist", "true_labels": "blackbox"}})
+    with pytest.raises(ValueError, match="model_randomisation names"):
+        AdebayoReplication(data_randomisation={"s": {"dataset": "scenes", "true_labels": "blackbox"}},
+                           model_randomisation=["s"])
+    with pytest.raises(ValueError, match="subset of methods"):
+        AdebayoReplication(methods=["gradient"], data_randomisation={"m": {"dataset": "mnist", "methods": ["gradcam"]}})

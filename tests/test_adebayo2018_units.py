@@ -79,8 +79,11 @@ def test_configs_have_seed_and_trainer(profile):
     cfg = yaml.safe_load((REPO / "configs" / "adebayo2018" / f"{profile}.yaml").read_text())
     assert "seed_everything" in cfg
     assert "trainer" in cfg and "accelerator" in cfg["trainer"]
-    TrainingConfig(**cfg["model"].get("true_labels", {}))
-    TrainingConfig(**cfg["model"].get("random_labels", {}))
+    from replications.adebayo2018.experiments import DataRandomisationExperiment
+
+    exps = [DataRandomisationExperiment.parse(n, e) for n, e in cfg["model"]["data_randomisation"].items()]
+    assert exps and all(isinstance(e.random, TrainingConfig) for e in exps)
+    assert set(cfg["model"]["model_randomisation"]) <= {e.name for e in exps if e.true is not None}
 
 
 def test_paper_inception_block_order_is_valid():
@@ -98,3 +101,44 @@ def test_paper_inception_block_order_is_valid():
     first = next(cascading_randomization(model, order=order))
     assert not torch.equal(first.model.net.fc.weight, model.net.fc.weight)
     assert torch.equal(first.model.net.Mixed_7c.branch1x1.conv.weight, model.net.Mixed_7c.branch1x1.conv.weight)
+
+
+def test_random_label_model_memorises_a_fixed_permuted_subset():
+    """train_random_label_model: the subset is class-stratified and fixed, its labels permuted (histogram kept), and
+    a small MLP memorises them; test accuracy is measured against the true labels."""
+    from lightning_modules.tasks.data_randomization import train_random_label_model
+
+    torch.manual_seed(0)
+    x = torch.rand(200, 1, 28, 28)
+    y = torch.arange(200) % 10
+    cfg = TrainingConfig(model_name="mnist_mlp", max_epochs=15, lr=1e-3, batch_size=20, subset=40, scheduler="none")
+    model, m = train_random_label_model((x, y), (x[:50], y[:50]), cfg, 10, seed=0)
+    assert m["train_images"] == 40 and m["epochs"] == 15
+    idx = stratified_subset(y, 40, 0)
+    y_perm = permuted_labels(y[idx], 0)
+    assert m["label_agreement"] == pytest.approx(float((y_perm == y[idx]).float().mean()))
+    assert m["train_accuracy"] == accuracy(model, x[idx], y_perm) >= 0.95  # fits the permuted labels
+    assert m["test_accuracy"] == accuracy(model, x[:50], y[:50])
+
+
+def test_relu_modules_keep_inception_forward_and_enable_guided_backprop():
+    import torchvision
+
+    from lightning_modules.explainers import create_explainer
+    from lightning_modules.models import Normalized
+    from replications.adebayo2018.relu import add_relu_modules_
+
+    torch.manual_seed(0)
+    net = torchvision.models.inception_v3(weights=None, aux_logits=False, init_weights=False).eval()
+    model = Normalized(net, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)).eval()
+    x = torch.rand(1, 3, 75, 75)
+    with torch.no_grad():
+        before = model(x)
+    gbp = create_explainer("guided_backprop")
+    with pytest.raises(ValueError, match="nn.ReLU"):
+        gbp(model, x, torch.tensor([0]))
+    assert add_relu_modules_(model) == 94 and add_relu_modules_(model) == 0  # every BasicConv2d, once
+    with torch.no_grad():
+        assert torch.equal(model(x), before)
+    maps = gbp(model, x, torch.tensor([0]))
+    assert maps.shape == (1, 1, 75, 75) and torch.isfinite(maps).all()

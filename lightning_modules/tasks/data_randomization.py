@@ -137,6 +137,31 @@ def train_classifier(
     return model, metrics
 
 
+def train_random_label_model(
+    train: tuple[torch.Tensor, torch.Tensor],
+    test: tuple[torch.Tensor, torch.Tensor],
+    config: TrainingConfig,
+    num_classes: int,
+    seed: int = 0,
+    **trainer_kwargs,
+) -> tuple[nn.Module, dict]:
+    """The random-label half of the data randomisation pair: ``config.model_name`` trained on a fixed
+    permutation of the training labels (of its fixed class-stratified ``config.subset``, if any).
+
+    Its test accuracy is measured against the true test labels (chance level is the expected result);
+    ``label_agreement`` is the share of permuted labels that happen to equal the true ones."""
+    x, y = train
+    if config.subset is not None:
+        idx = stratified_subset(y, config.subset, seed)
+        x, y = x[idx], y[idx]
+    y_perm = permuted_labels(y, seed)
+    cfg = TrainingConfig(**{**asdict(config), "subset": None})
+    model, metrics = train_classifier((x, y_perm), test, cfg, num_classes, seed, **trainer_kwargs)
+    metrics["train_images"] = int(x.shape[0])
+    metrics["label_agreement"] = float((y_perm == y).float().mean())
+    return model, metrics
+
+
 def train_true_and_random(
     train: tuple[torch.Tensor, torch.Tensor],
     test: tuple[torch.Tensor, torch.Tensor],
@@ -146,26 +171,14 @@ def train_true_and_random(
     seed: int = 0,
     **trainer_kwargs,
 ) -> dict:
-    """The data randomisation pair: ``{"true": (model, metrics), "random": (model, metrics)}``.
-
-    The random-label model sees a fixed permutation of the training labels (of its subset, if any); its
-    test accuracy is measured against the true test labels (chance level is the expected result)."""
+    """The data randomisation pair: ``{"true": (model, metrics), "random": (model, metrics)}``: the same
+    architecture trained on the true labels and on permuted ones (:func:`train_random_label_model`)."""
     if true_config.model_name != random_config.model_name:
         raise ValueError(
             f"the data randomisation test compares the same architecture; got {true_config.model_name!r} "
             f"and {random_config.model_name!r}"
         )
-    x, y = train
-    if random_config.subset is not None:
-        idx = stratified_subset(y, random_config.subset, seed)
-        x_r, y_r = x[idx], y[idx]
-    else:
-        x_r, y_r = x, y
-    y_perm = permuted_labels(y_r, seed)
-    random_cfg = TrainingConfig(**{**asdict(random_config), "subset": None})
-    out = {"true": train_classifier(train, test, true_config, num_classes, seed, **trainer_kwargs)}
-    model_r, metrics_r = train_classifier((x_r, y_perm), test, random_cfg, num_classes, seed, **trainer_kwargs)
-    metrics_r["train_images"] = int(x_r.shape[0])
-    metrics_r["label_agreement"] = float((y_perm == y_r).float().mean())  # share of labels the permutation kept
-    out["random"] = (model_r, metrics_r)
-    return out
+    return {
+        "true": train_classifier(train, test, true_config, num_classes, seed, **trainer_kwargs),
+        "random": train_random_label_model(train, test, random_config, num_classes, seed, **trainer_kwargs),
+    }

@@ -4,5 +4,10 @@ from replications.adebayo2018.data import SanityChecksData
 from replications.adebayo2018.experiments import AdebayoReplication
 from replications.cli import run
 
+
+def main(args=None):
+    return run(AdebayoReplication, "adebayo2018", datamodule_class=SanityChecksData, args=args)
+
+
 if __name__ == "__main__":
-    run(AdebayoReplication, "adebayo2018", datamodule_class=SanityChecksData)
+    main()

@@ -28,7 +28,7 @@ def _image(x: torch.Tensor):
 def stage_grid(rep, model: str, mode: str, example: int = 0):
     ex = rep.runners[model].examples
     order = rep.runners[model].order
-    methods = rep.methods
+    methods = list(rep.runners[model].explainers)
     cols = 2 + len(order)
     fig, axes = plt.subplots(len(methods), cols, figsize=(1.3 * cols, 1.3 * len(methods)), squeeze=False)
     from replications.adebayo2018.experiments import LABELS
@@ -53,14 +53,15 @@ def stage_grid(rep, model: str, mode: str, example: int = 0):
 def similarity_curves(rep, model: str, mode: str):
     res = rep.results_model[model][mode]
     order = rep.runners[model].order
-    measures = list(res[order[0]][rep.methods[0]])
+    methods = list(rep.runners[model].explainers)
+    measures = list(res[order[0]][methods[0]])
     measures = [m for m in measures if m in MEASURE_TITLES] or measures
     fig, axes = plt.subplots(1, len(measures), figsize=(3.2 * len(measures), 3.0), squeeze=False)
     from replications.adebayo2018.experiments import LABELS
 
     xs = list(range(len(order) + 1))
     for ax, meas in zip(axes[0], measures):
-        for m in rep.methods:
+        for m in methods:
             mean = [1.0] + [res[s][m][meas]["mean"] for s in order]
             std = [0.0] + [res[s][m][meas]["std"] for s in order]
             line, = ax.plot(xs, mean, marker="o", ms=3, label=LABELS.get(m, m), lw=1.2)
@@ -77,9 +78,10 @@ def similarity_curves(rep, model: str, mode: str):
     return fig
 
 
-def data_randomisation_grid(rep):
-    ex = rep.data_examples
-    methods = rep.methods
+def data_randomisation_grid(rep, name: str):
+    """Paper Fig. 5: per image, every method's map of the true-label and of the random-label model."""
+    ex = rep.data_examples[name]
+    methods = ex["methods"]
     n = ex["images"].shape[0]
     fig, axes = plt.subplots(n, 1 + 2 * len(methods), figsize=(1.0 * (1 + 2 * len(methods)), 1.15 * n), squeeze=False)
     from replications.adebayo2018.experiments import LABELS
@@ -87,6 +89,8 @@ def data_randomisation_grid(rep):
     for i in range(n):
         axes[i, 0].imshow(_image(ex["images"][i]), cmap="gray")
         axes[i, 0].set_ylabel(f"label {int(ex['labels'][i])}", fontsize=6)
+        if i == 0:
+            axes[i, 0].set_title(name, fontsize=6)
         for j, m in enumerate(methods):
             axes[i, 1 + 2 * j].imshow(_show(ex["true"][m][i]), cmap="gray")
             axes[i, 2 + 2 * j].imshow(_show(ex["random"][m][i]), cmap="gray")
