@@ -23,8 +23,14 @@ def test_smoke_fit_writes_report_with_all_three_benchmarks(tmp_path, monkeypatch
     info = results["metrics"]["roar"]
     assert info["mnist"]["data"] == "MNISTDataModule" and info["mnist"]["image_size"] == [1, 28, 28]
     assert info["mnist"]["train_images"] == 256 and info["scenes"]["image_size"] == [3, 32, 32]
+    methods = {"prunegrad", "prunegrad_official", "gradient", "guided_backprop", "gradcam"}
     sanity = {r["method"]: r for r in results["tables"]["sanity_cascading_spearman_abs"]["rows"]}
-    assert set(sanity) == {"prunegrad", "prunegrad_official", "gradient", "guided_backprop", "gradcam"}
+    assert set(sanity) == methods
+    # (a) and (b) also on the MNIST reference model, with their claims
+    assert {r["method"] for r in results["tables"]["sanity_mnist_cascading_spearman_abs"]["rows"]} == methods
+    assert {r["method"] for r in results["tables"]["pixel_perturbation_mnist"]["rows"]} == methods | {"random"}
+    ids = {c["id"] for c in results["claims"]}
+    assert {"sanity.mnist.prunegrad_passes", "pixel.mnist.lerf_prunegrad_beats_gradient"} <= ids
     # PruneGrad's threshold rules measured on both explaining models
     rules = {r["model"]: r for r in results["tables"]["prunegrad_threshold_rules"]["rows"]}
     assert set(rules) == {"explained classifier (test passes)", "ROAR `mnist` reference model"}

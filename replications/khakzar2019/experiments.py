@@ -169,6 +169,8 @@ class Khakzar2019Replication(ReplicationModule):
         roar_threads: int | None = 1,
         roar_name: str = "scenes",
         roar_extra: dict[str, dict] | None = None,
+        reference_pixel_images: int = 0,
+        reference_sanity_images: int = 0,
         work_dir: str | None = None,
     ):
         super().__init__()
@@ -201,6 +203,8 @@ class Khakzar2019Replication(ReplicationModule):
         self.lerf = torch.nn.ModuleDict({m: PixelPerturbation("lerf", self.pixel_fractions, pixel_substrate, pixel_output) for m in self.explainers})
         self.roar_rows: dict[str, list[dict]] = {}
         self.roar_info: dict[str, dict] = {}
+        #: (a) and (b) on the ROAR reference models (datasets with their own data, e.g. the MNIST CNN): name -> results
+        self.reference_benchmarks: dict[str, dict] = {}
         # (id, correct) per test image, synced over processes; duplicates from a padded split dropped in compute
         self.test_ids, self.test_correct = CatMetric(), CatMetric()
         # PruneGrad's threshold rules on the explained model, per test image (same order as test_ids): the share of
@@ -404,10 +408,44 @@ class Khakzar2019Replication(ReplicationModule):
                 "data": type(dm).__name__, "split": getattr(dm, "split_info", None) or None}
         if setup["data"] is not None and "prunegrad" in setup["methods"]:
             info["prunegrad_rules"] = self._prunegrad_rules(explained, test[0], t_test)
+        if setup["data"] is not None and (self.hparams.reference_pixel_images or self.hparams.reference_sanity_images):
+            self.reference_benchmarks[name] = self._reference_benchmarks(explained, test[0], t_test)
         self.roar_info[name] = info
         rows = pipeline.run(train, test, attributions)
         info["runs"] = len(rows)
         return rows
+
+    def _reference_benchmarks(self, model, images: torch.Tensor, targets: torch.Tensor) -> dict:
+        """(a) sanity checks and (b) pixel perturbation on a ROAR reference model (e.g. the MNIST CNN), with the
+        ``methods`` of the test passes, on the first ``reference_sanity_images`` / ``reference_pixel_images`` test
+        images; batched in chunks of ``roar_attribution_batch``."""
+        hp = self.hparams
+        out: dict = {}
+        bs = hp.roar_attribution_batch
+        n_pixel = min(hp.reference_pixel_images, images.shape[0])
+        if n_pixel:
+            curves = {}
+            for m, explainer in self.explainers.items():
+                morf = PixelPerturbation("morf", self.pixel_fractions, hp.pixel_substrate, hp.pixel_output).to(self.device)
+                lerf = PixelPerturbation("lerf", self.pixel_fractions, hp.pixel_substrate, hp.pixel_output).to(self.device)
+                for i in range(0, n_pixel, bs):
+                    x, t = images[i : min(i + bs, n_pixel)].to(self.device), targets[i : min(i + bs, n_pixel)].to(self.device)
+                    ids = torch.arange(i, i + x.shape[0], device=self.device)
+                    maps = id_seeded_random_maps(ids, tuple(x.shape[-2:])).to(x.dtype) if m == "random" else explainer(model, x, t)
+                    morf.update(model, x, maps.abs(), t, ids=ids)
+                    lerf.update(model, x, maps.abs(), t, ids=ids)
+                curves[m] = (morf.compute().cpu(), lerf.compute().cpu())
+            out["pixel"] = {"images": n_pixel, "morf": {m: c[0] for m, c in curves.items()}, "lerf": {m: c[1] for m, c in curves.items()}}
+        n_sanity = min(hp.reference_sanity_images, images.shape[0])
+        if n_sanity:
+            test = ModelRandomizationTest(
+                {k: v for k, v in self.explainers.items() if k != "random"}, resolve_order(model), modes=("cascading",),
+                init=hp.sanity_init, std=hp.sanity_std, seed=0, keep_examples=0,
+            ).to(self.device)
+            x, t = images[:n_sanity].to(self.device), targets[:n_sanity].to(self.device)
+            test.update(model, x, t, torch.arange(n_sanity, device=self.device))
+            out["sanity"] = {"images": n_sanity, "order": list(test.order), "cascading": test.compute()["cascading"]}
+        return out
 
     @staticmethod
     def _relu_neuron_count(model, input_shape: tuple) -> int:
@@ -446,16 +484,20 @@ class Khakzar2019Replication(ReplicationModule):
         text = (
             f"Explained: {model_text}, the predicted class (top-1 accuracy of the explained model on these images: "
             f"{self.classifier_accuracy:.3f}). PruneGrad prunes {pg}% of the ReLU neurons per input (the official "
-            f"sanity-check setting is 70%, the method's default 85%). (a) Sanity checks on {self.n_sanity_images} images, "
+            f"sanity-check setting is 70%, the method's default 85%; see its threshold rule below). (a) Sanity checks on {self.n_sanity_images} images, "
             f"cascading randomisation from the logits down ({len(self.sanity.order)} stages), weights re-initialised "
             f"{'N(0, %g)' % hp.sanity_std if hp.sanity_init == 'normal' else 'with their own initialisers'} as in the "
             f"official code. (b) Pixel perturbation: {hp.pixel_substrate} substrate, target {hp.pixel_output}, fractions "
             f"{', '.join(f'{f:.0%}' for f in self.pixel_fractions)}. "
         )
         pg_kw = self.methods["prunegrad"]
-        text += (f"PruneGrad's threshold: `scope: {pg_kw.get('scope', 'all')}` "
-                 f"({'the percentile over the neurons with a nonzero score, our documented option' if pg_kw.get('scope') == 'active' else 'the official global percentile over all neurons'}); "
-                 "the row `prunegrad_official` (where present) is the official global rule. ")
+        if pg_kw.get("scope") == "active":
+            text += ("PruneGrad's threshold rule (`scope: active`, our documented deviation): the percentile is taken over the "
+                     "neurons with a nonzero NeuronMCT score only (zero-score neurons go as well). The official rule (one global "
+                     "percentile over all neurons) is the row `prunegrad_official`: in our small CNNs most scores are exactly "
+                     "zero (table `prunegrad_threshold_rules`), its threshold is then 0 and it equals the plain gradient. ")
+        else:
+            text += "PruneGrad's threshold rule: the official global percentile over all ReLU neurons (`scope: all`). "
         for name, setup in self.roar_setups.items():
             info = self.roar_info.get(name, {})
             own = setup["data"] is not None
@@ -473,11 +515,19 @@ class Khakzar2019Replication(ReplicationModule):
                 f"{pooled}, fractions "
                 f"{', '.join(f'{f:.0%}' for f in setup['fractions'])}, seeds {setup['seeds']}; the row `none` retrains on "
                 "the unmodified data (the accuracy every other row is read against). "
-                f"This run reused {info.get('runs_reused_from_cache', 0)} of {info.get('runs', '?')} retrainings (and the "
-                f"attributions) from the cache `{Path(info.get('work_dir', '')).name}`: the wall time below excludes them. "
             )
+            reused = info.get("runs_reused_from_cache", 0)
+            text += (f"This run reused {reused} of {info.get('runs', '?')} retrainings (and the attributions) from the cache "
+                     f"`{Path(info.get('work_dir', '')).name}`: the wall time below excludes them. " if reused else
+                     f"All {info.get('runs', '?')} retrainings ran in this run (cache `{Path(info.get('work_dir', '')).name}`). ")
         if not self.roar_setups:
             text += "(c) ROAR was not run in this profile (`roar_methods` is empty). "
+        if self.profile != "paper":
+            text += (
+                "Deviations from the papers (ImageNet ResNet50 for (a) and (b), 1,000 images; CIFAR-10 ResNet8 for ROAR, 50 "
+                "epochs, 5 retrainings per point): small CNNs on synthetic scenes and on real MNIST, few images, epochs and "
+                "seeds, so that the whole benchmark runs in <= 30 minutes on 2 CPU cores. "
+            )
         report.add_section("Setting", text)
         # (a) sanity checks
         rows = []
@@ -495,19 +545,7 @@ class Khakzar2019Replication(ReplicationModule):
         final = {m: float(cascade[final_stage][m]["spearman_abs"]) for m in self.sanity.explainers}
         final_ssim = {m: float(cascade[final_stage][m]["ssim"]) for m in self.sanity.explainers}
         report.add_figure("sanity_curves", self._sanity_figure(cascade), caption="Similarity to the original map vs randomised layer (cascading).")
-        self._add_claim(report, Claim(
-            "sanity.prunegrad_passes", "sanity_checks",
-            f"PruneGrad maps change under full cascading randomisation (Spearman |.| < {hp.pass_threshold})",
-            Relation.lt("prunegrad", hp.pass_threshold), {"prunegrad": final["prunegrad"]},
-            paper={"prunegrad": paper.PRUNEGRAD_SANITY},
-        ))
-        if "guided_backprop" in final:
-            self._add_claim(report, Claim(
-                "sanity.prunegrad_more_sensitive_than_guided_backprop", "sanity_checks",
-                "PruneGrad is more sensitive to model randomisation than guided backprop (lower final Spearman |.|)",
-                Relation.lt("prunegrad", "guided_backprop"), {"prunegrad": final["prunegrad"], "guided_backprop": final["guided_backprop"]},
-                paper={"guided_backprop": paper.GUIDED_BACKPROP_FAILS_SANITY},
-            ))
+        self._sanity_claims(report, final, "")
         # (b) pixel perturbation
         fr = self.pixel_fractions
         rows = []
@@ -518,24 +556,8 @@ class Khakzar2019Replication(ReplicationModule):
         report.add_figure("pixel_perturbation", self._pp_figure(), caption="Pixel perturbation curves (mean over test images).")
         lerf_mean = {m: float(self.lerf_curves[m][1:].mean()) for m in self.explainers}
         morf_mean = {m: float(self.morf_curves[m][1:].mean()) for m in self.explainers}
-        self._add_claim(report, Claim(
-            "pixel.lerf_prunegrad_beats_gradient", "pixel_perturbation",
-            "Removing the least relevant pixels by PruneGrad keeps the output higher than by the plain gradient (mean LeRF curve)",
-            Relation.gt("prunegrad", "gradient"), {"prunegrad": lerf_mean["prunegrad"], "gradient": lerf_mean["gradient"]},
-            paper={"prunegrad": paper.PRUNEGRAD_PASSES_ALL},
-        ))
-        self._add_claim(report, Claim(
-            "pixel.morf_prunegrad_beats_random", "pixel_perturbation",
-            "Removing the most relevant pixels by PruneGrad lowers the output more than removing random pixels (mean MoRF curve)",
-            Relation.lt("prunegrad", "random"), {"prunegrad": morf_mean["prunegrad"], "random": morf_mean["random"]},
-            paper={"prunegrad": paper.PRUNEGRAD_PASSES_ALL},
-        ))
-        self._add_claim(report, Claim(
-            "pixel.lerf_prunegrad_beats_random", "pixel_perturbation",
-            "Removing the least relevant pixels by PruneGrad keeps the output higher than removing random pixels (mean LeRF curve)",
-            Relation.gt("prunegrad", "random"), {"prunegrad": lerf_mean["prunegrad"], "random": lerf_mean["random"]},
-            paper={"prunegrad": paper.PRUNEGRAD_PASSES_ALL},
-        ))
+        self._pixel_claims(report, lerf_mean, morf_mean, "")
+        reference_metrics = self._reference_benchmarks_report(report)
         # PruneGrad's threshold rules: how sparse the NeuronMCT scores are on each explaining model
         rules = [{"model": "explained classifier (test passes)", **self.prunegrad_rules["explained"]}]
         rules += [{"model": f"ROAR `{n}` reference model", **{k: v for k, v in i["prunegrad_rules"].items() if k != "images"}}
@@ -559,7 +581,8 @@ class Khakzar2019Replication(ReplicationModule):
                                "pixel_lerf_mean": lerf_mean, "pixel_morf_mean": morf_mean, "roar_accuracy": roar_acc,
                                "roar_accuracy_per_seed": {n: [dict(r) for r in rows] for n, rows in self.roar_rows.items()},
                                "classifier_test_accuracy": self.classifier_accuracy, "test_images": self.n_test_images,
-                               "sanity_images": self.n_sanity_images, "roar": self.roar_info, "prunegrad_rules": rules})
+                               "sanity_images": self.n_sanity_images, "roar": self.roar_info, "prunegrad_rules": rules,
+                               "reference_models": reference_metrics})
 
     def _roar_report(self, report: Report, name: str, setup: dict, acc: dict) -> None:
         fractions, seeds = setup["fractions"], setup["seeds"]
@@ -608,6 +631,81 @@ class Khakzar2019Replication(ReplicationModule):
             ))
         if reference is not None:
             acc[REFERENCE] = {0.0: reference}
+
+    def _sanity_claims(self, report: Report, final: dict, tag: str) -> None:
+        """Khakzar's sanity-check claims on the final cascading stage (``tag``: "" for the explained classifier,
+        "<roar name>." for a ROAR reference model)."""
+        hp = self.hparams
+        where = f"{tag[:-1]}: " if tag else ""
+        self._add_claim(report, Claim(
+            f"sanity.{tag}prunegrad_passes", "sanity_checks",
+            f"{where}PruneGrad maps change under full cascading randomisation (Spearman |.| < {hp.pass_threshold})",
+            Relation.lt("prunegrad", hp.pass_threshold), {"prunegrad": final["prunegrad"]},
+            paper={"prunegrad": paper.PRUNEGRAD_SANITY},
+        ))
+        if "guided_backprop" in final:
+            self._add_claim(report, Claim(
+                f"sanity.{tag}prunegrad_more_sensitive_than_guided_backprop", "sanity_checks",
+                f"{where}PruneGrad is more sensitive to model randomisation than guided backprop (lower final Spearman |.|)",
+                Relation.lt("prunegrad", "guided_backprop"), {"prunegrad": final["prunegrad"], "guided_backprop": final["guided_backprop"]},
+                paper={"guided_backprop": paper.GUIDED_BACKPROP_FAILS_SANITY},
+            ))
+
+    def _pixel_claims(self, report: Report, lerf_mean: dict, morf_mean: dict, tag: str) -> None:
+        """Khakzar's pixel-perturbation claims on the mean LeRF / MoRF curves (``tag`` as in ``_sanity_claims``)."""
+        where = f"{tag[:-1]}: " if tag else ""
+        self._add_claim(report, Claim(
+            f"pixel.{tag}lerf_prunegrad_beats_gradient", "pixel_perturbation",
+            f"{where}Removing the least relevant pixels by PruneGrad keeps the output higher than by the plain gradient (mean LeRF curve)",
+            Relation.gt("prunegrad", "gradient"), {"prunegrad": lerf_mean["prunegrad"], "gradient": lerf_mean["gradient"]},
+            paper={"prunegrad": paper.PRUNEGRAD_PASSES_ALL},
+        ))
+        self._add_claim(report, Claim(
+            f"pixel.{tag}morf_prunegrad_beats_random", "pixel_perturbation",
+            f"{where}Removing the most relevant pixels by PruneGrad lowers the output more than removing random pixels (mean MoRF curve)",
+            Relation.lt("prunegrad", "random"), {"prunegrad": morf_mean["prunegrad"], "random": morf_mean["random"]},
+            paper={"prunegrad": paper.PRUNEGRAD_PASSES_ALL},
+        ))
+        self._add_claim(report, Claim(
+            f"pixel.{tag}lerf_prunegrad_beats_random", "pixel_perturbation",
+            f"{where}Removing the least relevant pixels by PruneGrad keeps the output higher than removing random pixels (mean LeRF curve)",
+            Relation.gt("prunegrad", "random"), {"prunegrad": lerf_mean["prunegrad"], "random": lerf_mean["random"]},
+            paper={"prunegrad": paper.PRUNEGRAD_PASSES_ALL},
+        ))
+
+    def _reference_benchmarks_report(self, report: Report) -> dict:
+        """Tables and claims of (a) and (b) on the ROAR reference models; returns their metrics."""
+        hp = self.hparams
+        metrics: dict = {}
+        for name, res in self.reference_benchmarks.items():
+            model_text = f"the ROAR `{name}` reference model (`{self.roar_setups[name]['model']}`, retrained on the unmodified data, seed {self.roar_setups[name]['seeds'][0]})"
+            metrics[name] = {}
+            if "sanity" in res:
+                cascade, order = res["sanity"]["cascading"], res["sanity"]["order"]
+                methods = list(cascade[order[0]])
+                report.add_table(
+                    f"sanity_{name}_cascading_spearman_abs",
+                    [{"method": m, **{st: float(cascade[st][m]["spearman_abs"]) for st in order}} for m in methods],
+                    caption=f"Sanity checks on {model_text}: Spearman |.| between the original map and the map after cascading "
+                    f"randomisation down to each layer, mean over {res['sanity']['images']} test images.",
+                )
+                final = {m: float(cascade[order[-1]][m]["spearman_abs"]) for m in methods}
+                self._sanity_claims(report, final, f"{name}.")
+                metrics[name]["sanity_final_spearman_abs"] = final
+            if "pixel" in res:
+                morf, lerf, fr = res["pixel"]["morf"], res["pixel"]["lerf"], self.pixel_fractions
+                report.add_table(
+                    f"pixel_perturbation_{name}",
+                    [{"method": m, **{f"MoRF {f:.0%}": float(v) for f, v in zip(fr, morf[m])},
+                      **{f"LeRF {f:.0%}": float(v) for f, v in zip(fr, lerf[m])}} for m in morf],
+                    caption=f"Pixel perturbation on {model_text}: target {hp.pixel_output} after removing the given share of "
+                    f"pixels ({hp.pixel_substrate} substrate), mean over {res['pixel']['images']} test images.",
+                )
+                lerf_mean = {m: float(c[1:].mean()) for m, c in lerf.items()}
+                morf_mean = {m: float(c[1:].mean()) for m, c in morf.items()}
+                self._pixel_claims(report, lerf_mean, morf_mean, f"{name}.")
+                metrics[name].update(pixel_lerf_mean=lerf_mean, pixel_morf_mean=morf_mean)
+        return metrics
 
     @staticmethod
     def _add_claim(report: Report, claim: Claim) -> None:
