@@ -43,6 +43,18 @@ def test_smoke_run_end_to_end(tmp_path, monkeypatch):
     assert 0 <= cell["topk_intersection"] <= 1 and cell["n"] == 6 and cell["label_kept_rate"] == 1.0
     # the smoke report is never the committed one
     assert "profile" in json.dumps(first)
+    # the real-MNIST part: its own model, budgets, table, claims and figures
+    mnist = first["metrics"]["mnist"]
+    assert mnist["image_size"] == [28, 28] and mnist["k"] == round(1000 / 227**2 * 28 * 28)
+    assert mnist["epsilons"] == [2.0, 8.0] and mnist["counts"]["images"] == 4
+    assert mnist["model"]["model_name"] == "mnist_cnn" and mnist["model"]["split"]["test_images"] == 2000
+    cell = mnist["results"]["integrated_gradients"]["center"]["8.0"]
+    assert cell["n"] == 4 and cell["label_kept_rate"] == 1.0 and 0 <= cell["topk_intersection"] <= 1
+    assert claims["label_preserved_mnist"]["status"] == "holds"
+    assert {f"{c}_mnist" for c in ("topk_attack_beats_random_gradient", "center_attack_moves_center_deeplift")} <= set(claims)
+    assert "fragility_vs_epsilon_mnist" in first["tables"]
+    out = tmp_path / "a" / "figures"
+    assert {"metrics_vs_epsilon_mnist.png", "examples_deeplift_mnist.png"} <= {p.name for p in out.iterdir()}
 
 
 def test_default_and_paper_configs_instantiate():
@@ -102,6 +114,33 @@ def test_bad_settings_fail_early():
         FragilityData(source="svhn")
     with pytest.raises(ValueError, match="n_images"):
         FragilityData(n_images=0)
+    with pytest.raises(ValueError, match="model.mnist keys"):
+        FragilityReplication(mnist={"epsilon": [8]})
+    with pytest.raises(ValueError, match="mnist: epsilons are in 0-255"):
+        FragilityReplication(mnist={"epsilons": [0.03, 0.06]})
+    with pytest.raises(ValueError, match="mnist: claim_epsilon"):
+        FragilityReplication(mnist={"epsilons": [2, 4], "claim_epsilon": 16})
+    with pytest.raises(ValueError, match="data.mnist.n_images"):
+        FragilityData(mnist={"profile": "smoke"})
+    with pytest.raises(ValueError, match="data.mnist keys"):
+        FragilityData(mnist={"n_images": 4, "split": 3})
+
+
+def test_mnist_part_and_data_must_agree():
+    """model.mnist without data.mnist, a different MNIST profile in the data, or a second loader without a second
+    part all fail with a message naming the fix."""
+    from types import SimpleNamespace
+
+    module = FragilityReplication(mnist={"model": "smoke"})
+    for dm, match in ((FragilityData(), "data.mnist is not"),
+                      (FragilityData(mnist={"n_images": 4, "profile": "default"}), "same profile")):
+        module._trainer = SimpleNamespace(datamodule=dm)
+        with pytest.raises(ValueError, match=match):
+            module._check_data()
+    module._trainer = SimpleNamespace(datamodule=FragilityData(mnist={"n_images": 4, "profile": "smoke"}))
+    module._check_data()
+    with pytest.raises(ValueError, match="set model.mnist"):
+        FragilityReplication()._part(1)
 
 
 def test_paper_values_are_the_notebook_example():

@@ -1,11 +1,18 @@
-"""The evaluation data of the fragility replication.
+"""The evaluation data of the fragility replication: one test loader per part (see ``experiments``).
 
-``source="scenes"`` (default, smoke): the first ``n_images`` test scenes of the black box's scenes profile.
-``source="imagenet"`` (paper): ImageNet val (``ImageNetValDataModule`` kwargs in ``imagenet``), the first
+Primary part (``source``):
+``"scenes"`` (default, smoke): the first ``n_images`` test scenes of the black box's scenes profile.
+``"imagenet"`` (paper): ImageNet val (``ImageNetValDataModule`` kwargs in ``imagenet``), the first
 ``n_images`` (the paper attacks correctly classified ImageNet val images with SqueezeNet).
-``source="cifar10"`` (paper, CIFAR-10 part): the CIFAR-10 test set (``CIFAR10DataModule`` kwargs in ``cifar10``).
+``"cifar10"`` (paper, CIFAR-10 part): the CIFAR-10 test set (``CIFAR10DataModule`` kwargs in ``cifar10``).
+
+Second part, real MNIST (``mnist``, optional): ``{"n_images": N, "profile": "default", "root": <idx folder>}``:
+the first ``N`` digits of the held-out test split of the cached MNIST model of that profile
+(``lightning_modules.mnist_model``: with only the shipped test set, the fixed seeded 8,000 / 2,000 stratified
+split), so no attacked digit was seen in training.
 
 ``train_dataloader`` yields one empty batch: the attacks learn nothing, ``fit`` goes straight to ``test``.
+``val_dataloader`` serves the same loaders as ``test`` (``validate`` runs the models on them).
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ class _One(torch.utils.data.Dataset):
 class FragilityData(pl.LightningDataModule):
     def __init__(self, source: str = "scenes", scenes_profile: str = "default", n_images: int = 32,
                  batch_size: int = 16, imagenet: dict | None = None, cifar10: dict | None = None,
-                 root: str | None = None):
+                 root: str | None = None, mnist: dict | None = None):
         super().__init__()
         if source not in SOURCES:
             raise ValueError(f"source must be one of {SOURCES} (scenes = embedded), got {source!r}")
@@ -43,33 +50,68 @@ class FragilityData(pl.LightningDataModule):
         self.imagenet = dict(imagenet or {})
         self.cifar10 = dict(cifar10 or {})
         self.root = root
-        self._dataset = None
+        self.mnist = None if mnist is None else dict(mnist)
+        if self.mnist is not None:
+            unknown = set(self.mnist) - {"n_images", "profile", "root", "batch_size"}
+            if unknown:
+                raise ValueError(f"unknown data.mnist keys {sorted(unknown)}; known: n_images, profile, root, batch_size")
+            if int(self.mnist.get("n_images", 0)) < 1:
+                raise ValueError(f"data.mnist.n_images must be >= 1, got {self.mnist.get('n_images')}")
+        self._datasets: list | None = None
+        self.split_info: dict = {}
 
-    def setup(self, stage: str | None = None) -> None:
-        if self._dataset is not None:
-            return
+    @property
+    def mnist_profile(self) -> str | None:
+        return None if self.mnist is None else self.mnist.get("profile", "default")
+
+    def _primary(self):
         if self.source == "scenes":
             from lightning_modules.blackbox import blackbox_datamodule
 
-            ds = blackbox_datamodule(self.scenes_profile, root=self.root).dataset("test")
-        elif self.source == "imagenet":
+            return blackbox_datamodule(self.scenes_profile, root=self.root).dataset("test")
+        if self.source == "imagenet":
             from lightning_modules.data.imagenet import ImageNetValDataModule
 
             dm = ImageNetValDataModule(batch_size=self.batch_size, **{"limit": self.n_images, **self.imagenet})
             dm.setup("test")
-            ds = dm.test_dataloader().dataset
-        else:
-            from lightning_modules.data.cifar import CIFAR10DataModule
+            return dm.test_dataloader().dataset
+        from lightning_modules.data.cifar import CIFAR10DataModule
 
-            dm = CIFAR10DataModule(**{"batch_size": self.batch_size, **self.cifar10})
-            dm.setup("test")
-            ds = dm.datasets["test"]
+        dm = CIFAR10DataModule(**{"batch_size": self.batch_size, **self.cifar10})
+        dm.setup("test")
+        return dm.datasets["test"]
+
+    def setup(self, stage: str | None = None) -> None:
+        if self._datasets is not None:
+            return
+        ds = self._primary()
         if self.n_images > len(ds):
             raise ValueError(f"n_images={self.n_images} but the {self.source} test data has {len(ds)} images; lower it")
-        self._dataset = Subset(ds, range(self.n_images))
+        datasets = [Subset(ds, range(self.n_images))]
+        if self.mnist is not None:
+            from lightning_modules.mnist_model import mnist_datamodule
+
+            dm = mnist_datamodule(self.mnist_profile, self.mnist.get("root"))
+            dm.setup("test")
+            test = dm.datasets["test"]
+            n = int(self.mnist["n_images"])
+            if n > len(test):
+                raise ValueError(f"data.mnist.n_images={n} but the MNIST test split has {len(test)} digits; lower it")
+            datasets.append(Subset(test, range(n)))
+            self.split_info = dict(dm.split_info)
+        self._datasets = datasets
 
     def train_dataloader(self):
         return DataLoader(_One(), batch_size=1, collate_fn=collate_batch)
 
+    def _loaders(self):
+        bs = [self.batch_size, int((self.mnist or {}).get("batch_size", self.batch_size))]
+        loaders = [DataLoader(d, batch_size=b, shuffle=False, collate_fn=collate_batch)
+                   for d, b in zip(self._datasets, bs)]
+        return loaders[0] if len(loaders) == 1 else loaders
+
     def test_dataloader(self):
-        return DataLoader(self._dataset, batch_size=self.batch_size, shuffle=False, collate_fn=collate_batch)
+        return self._loaders()
+
+    def val_dataloader(self):
+        return self._loaders()

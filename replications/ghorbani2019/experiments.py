@@ -7,7 +7,13 @@ Sec. 3), and the original and attacked maps are compared with the paper's three 
 intersection, Spearman rank correlation and centre-of-mass shift (``lightning_modules.metrics.fragility``,
 torchmetrics, per-sample, DDP-synced). Label preservation of the attacked images is counted as well.
 
-The attacks learn nothing: ``fit`` runs one no-op training step, then ``test`` runs the attacks.
+Two parts, each a dataset with its own model (the paper attacks ImageNet and CIFAR-10 models): the primary
+part (``data.source``: the synthetic scenes and their black box, or ImageNet / CIFAR-10 at paper scale) and,
+optionally, real MNIST (``model.mnist`` + ``data.mnist``: the cached real-MNIST CNN of
+``lightning_modules.mnist_model`` on its held-out test digits). The DataModule serves one test loader per part.
+
+The attacks learn nothing: ``fit`` runs one no-op training step, then ``test`` runs the attacks. ``validate``
+runs the models on the data (accuracy, agreement of the softplus surrogate, finite simple-gradient maps).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import torch.nn as nn
 from torchmetrics import SumMetric
 
 from lightning_modules.attacks import ATTACKS, METHODS, FragilityAttack, softplus_surrogate
+from lightning_modules.attacks.fragility import saliency
 from lightning_modules.metrics.fragility import CenterOfMassShift, RankCorrelation, TopKIntersection
 from replications.cli import ReplicationModule
 
@@ -30,12 +37,53 @@ def _key(method: str, attack: str, eps: float) -> str:
     return f"{method}__{attack}__{str(eps).replace('.', 'p')}"
 
 
+def _check_epsilons(epsilons: list[float], claim_epsilon: float, where: str) -> None:
+    # all budgets below 1 means [0, 1] units were given (8/255 = 0.031): ask for 0-255 units
+    if not epsilons or not all(0 < e <= 255 for e in epsilons) or max(epsilons) < 1:
+        raise ValueError(f"{where} epsilons are in 0-255 pixel units (e.g. [1, 2, 4, 8]), got {epsilons}")
+    if float(claim_epsilon) not in epsilons:
+        raise ValueError(f"{where} claim_epsilon={claim_epsilon} must be one of its epsilons {epsilons}")
+
+
+class FragilityPart:
+    """One dataset of the replication with its model, budgets and (after ``test``) results.
+
+    ``name``: ``scenes`` / ``imagenet`` / ``cifar10`` (the primary part) or ``mnist``; ``suffix`` is appended to
+    its claim ids, table and figure names (empty for the primary part, so its report keys never change).
+    """
+
+    def __init__(self, name: str, model_cfg: dict, epsilons: list[float], claim_epsilon: float,
+                 k: int | None, suffix: str = ""):
+        self.name, self.model_cfg, self.suffix = name, dict(model_cfg), suffix
+        self.epsilons = [float(e) for e in epsilons]
+        self.claim_epsilon, self.k_cfg = float(claim_epsilon), k
+        _check_epsilons(self.epsilons, self.claim_epsilon, f"{name}:")
+        self.model: nn.Module | None = None
+        self.surrogate: nn.Module | None = None
+        self.data_config = None
+        self.info: dict = {}
+        self.reset()
+
+    def reset(self) -> None:
+        self.results: dict = {}
+        self.examples: dict = {}
+        self.k: int | None = None
+        self.image_size: tuple | None = None
+        self.counts: dict = {}
+        self.attack_s: dict = {}
+        self.test_s: float | None = None
+
+    @property
+    def is_mnist(self) -> bool:
+        return self.name == "mnist"
+
+
 class FragilityReplication(ReplicationModule):
     """See the module docstring. Constructor arguments are the config's ``model:`` section.
 
     Args:
-        model: the black box: ``{"blackbox": "default"}`` (the cached scenes network) or ``load_model`` kwargs
-            (``{"name": "squeezenet1_1", "pretrained": true}``).
+        model: the primary part's black box: ``{"blackbox": "default"}`` (the cached scenes network) or
+            ``load_model`` kwargs (``{"name": "squeezenet1_1", "pretrained": true}``).
         methods: saliency methods attacked (``gradient``, ``integrated_gradients``, ``deeplift``).
         attacks: ``random`` (baseline), ``topk``, ``center`` (``targeted`` needs a region; not run here).
         epsilons: L-inf budgets in 0-255 units (divided by 255 for the [0, 1] images).
@@ -53,6 +101,9 @@ class FragilityReplication(ReplicationModule):
         claim_epsilon: the budget (0-255 units) at which the claims compare attacks.
         claim_margin: "far more": the targeted attack's top-k intersection must be this much below random's.
         n_example_images: images in the example-maps figure.
+        mnist: the real-MNIST part (None = none): ``{"model": <lightning_modules.mnist_model profile, default
+            "default">, "epsilons": [...] (default: epsilons), "claim_epsilon": ... (default: claim_epsilon),
+            "k": ... (default: the paper's fraction)}``; the data come from ``data.mnist`` (same profile).
     """
 
     paper = "ghorbani2019"
@@ -78,6 +129,7 @@ class FragilityReplication(ReplicationModule):
         claim_epsilon: float = 8.0,
         claim_margin: float = 0.15,
         n_example_images: int = 3,
+        mnist: dict | None = None,
     ):
         super().__init__()
         self.model_cfg = dict(model or {"blackbox": "default"})
@@ -91,11 +143,7 @@ class FragilityReplication(ReplicationModule):
             raise ValueError("the targeted attack needs a region per image; run it through FragilityAttack directly")
         if "random" not in self.attacks:
             raise ValueError("attacks must include 'random' (the paper's baseline the claims compare against)")
-        # all budgets below 1 means [0, 1] units were given (8/255 = 0.031): ask for 0-255 units
-        if not all(0 < e <= 255 for e in self.epsilons) or max(self.epsilons) < 1:
-            raise ValueError(f"epsilons are in 0-255 pixel units (e.g. [1, 2, 4, 8]), got {self.epsilons}")
-        if float(claim_epsilon) not in self.epsilons:
-            raise ValueError(f"claim_epsilon={claim_epsilon} must be one of epsilons {self.epsilons}")
+        _check_epsilons(self.epsilons, float(claim_epsilon), "model.")
         if isinstance(baseline, str) and baseline != "mean":
             raise ValueError(f"baseline must be 'mean' or a constant in [0, 1], got {baseline!r}")
         self.steps, self.alpha, self.beta = int(steps), alpha, float(beta)
@@ -108,149 +156,251 @@ class FragilityReplication(ReplicationModule):
         FragilityAttack("topk", self.methods[0], epsilon=max(self.epsilons) / 255, steps=self.steps, beta=self.beta,
                         ig_steps=self.ig_steps, alpha=None if alpha is None else alpha / 255,
                         attack_ig_steps=self.attack_ig_steps)
-        self.blackbox: nn.Module | None = None
-        self.surrogate: nn.Module | None = None
-        self.blackbox_info: dict = {}
+        primary = "scenes" if "blackbox" in self.model_cfg else "primary"
+        self.parts: list[FragilityPart] = [FragilityPart(primary, self.model_cfg, self.epsilons, self.claim_epsilon,
+                                                         self.k_cfg)]
+        self.mnist_cfg = None if mnist is None else dict(mnist)
+        if self.mnist_cfg is not None:
+            unknown = set(self.mnist_cfg) - {"model", "epsilons", "claim_epsilon", "k"}
+            if unknown:
+                raise ValueError(f"unknown model.mnist keys {sorted(unknown)}; known: model, epsilons, claim_epsilon, k")
+            self.parts.append(FragilityPart(
+                "mnist", {"mnist_model": self.mnist_cfg.get("model", "default")},
+                self.mnist_cfg.get("epsilons") or self.epsilons,
+                float(self.mnist_cfg.get("claim_epsilon", self.claim_epsilon)), self.mnist_cfg.get("k"),
+                suffix="_mnist"))
         self.timings: dict = {}
-        self._reset_state()
-
-    def _reset_state(self):
         self.metrics = nn.ModuleDict()
-        self.results: dict = {}
-        self.examples: dict = {}
-        self.k: int | None = None
-        self.image_size: tuple | None = None
+
+    # ------------------------------------------------------------------ backward-compatible views of the primary part
+    @property
+    def primary(self) -> FragilityPart:
+        return self.parts[0]
+
+    @property
+    def results(self) -> dict:
+        return self.primary.results
+
+    @property
+    def blackbox(self) -> nn.Module | None:
+        return self.primary.model
+
+    @property
+    def blackbox_info(self) -> dict:
+        return self.primary.info
 
     # ------------------------------------------------------------------ models
     def _ensure_models(self):
-        if self.blackbox is not None:
+        for part in self.parts:
+            if part.model is not None:
+                continue
+            cfg = dict(part.model_cfg)
+            if "blackbox" in cfg:
+                from lightning_modules.blackbox import load_blackbox
+
+                model, data_config = load_blackbox(cfg.pop("blackbox"), **cfg)
+                part.info = dict(getattr(model, "blackbox_info", {}) or {})
+            elif "mnist_model" in cfg:
+                from lightning_modules.mnist_model import load_mnist_model
+
+                model, data_config = load_mnist_model(cfg.pop("mnist_model"))
+                part.info = dict(getattr(model, "mnist_info", {}) or {})
+            else:
+                from lightning_modules.models import load_model
+
+                model, data_config = load_model(**cfg)
+            part.data_config = data_config
+            part.model = model.to(self.device).eval()
+            t0 = time.time()
+            part.surrogate = softplus_surrogate(part.model, self.beta).to(self.device)
+            self.timings[f"surrogate_s{part.suffix}"] = round(time.time() - t0, 3)
+
+    def _part(self, dataloader_idx: int) -> FragilityPart:
+        if dataloader_idx >= len(self.parts):
+            raise ValueError(f"the data serve a test loader #{dataloader_idx} but the module has only the parts "
+                             f"{[p.name for p in self.parts]}: set model.mnist for data.mnist (or drop data.mnist)")
+        return self.parts[dataloader_idx]
+
+    def _check_data(self) -> None:
+        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if dm is None or not hasattr(dm, "mnist_profile"):
             return
-        cfg = dict(self.model_cfg)
-        if "blackbox" in cfg:
-            from lightning_modules.blackbox import load_blackbox
+        if len(self.parts) == 2 and dm.mnist_profile is None:
+            raise ValueError("model.mnist is set but data.mnist is not: add data.mnist {n_images: N} (or drop "
+                             "model.mnist)")
+        if len(self.parts) == 2 and dm.mnist_profile != self.parts[1].model_cfg["mnist_model"]:
+            raise ValueError(f"data.mnist.profile={dm.mnist_profile!r} but model.mnist.model="
+                             f"{self.parts[1].model_cfg['mnist_model']!r}: the attacked digits must be the test split "
+                             "of the MNIST model's own training; use the same profile")
 
-            model, data_config = load_blackbox(cfg.pop("blackbox"), **cfg)
-            self.blackbox_info = dict(getattr(model, "blackbox_info", {}) or {})
-        else:
-            from lightning_modules.models import load_model
-
-            model, data_config = load_model(**cfg)
-        self.data_config = data_config
-        self.blackbox = model.to(self.device).eval()
-        t0 = time.time()
-        self.surrogate = softplus_surrogate(self.blackbox, self.beta).to(self.device)
-        self.timings["surrogate_s"] = round(time.time() - t0, 3)
-
-    def _baseline(self, images: torch.Tensor) -> torch.Tensor | float:
+    def _baseline(self, part: FragilityPart, images: torch.Tensor) -> torch.Tensor | float:
         if self.baseline_cfg == "mean":
-            mean = torch.as_tensor(self.data_config.mean, dtype=images.dtype, device=images.device)
+            mean = torch.as_tensor(part.data_config.mean, dtype=images.dtype, device=images.device)
             return mean.view(1, -1, 1, 1).expand(1, images.shape[1], *images.shape[-2:])
         return float(self.baseline_cfg)
+
+    # ------------------------------------------------------------------ validation: run the models on the data
+    def on_validation_start(self) -> None:
+        self._ensure_models()
+        self._check_data()
+        self.val_metrics = nn.ModuleDict({
+            f"{p.name}__{q}": SumMetric() for p in self.parts for q in ("images", "correct", "surrogate_agrees")
+        }).to(self.device)
+
+    def validation_step(self, batch, batch_idx, dataloader_idx=0):
+        """The model's predictions on the data, the softplus surrogate's agreement with them (the attacks steer by
+        the surrogate) and a finite simple-gradient map for every image (the saliency path the attacks use)."""
+        part = self._part(dataloader_idx)
+        images, labels = batch["image"], batch["label"]
+        with torch.no_grad():
+            preds = part.model(images).argmax(1)
+            surrogate_preds = part.surrogate(images).argmax(1)
+        maps = saliency(part.model, images, preds, "gradient")
+        if not torch.isfinite(maps).all():
+            raise RuntimeError(f"{part.name}: non-finite simple-gradient maps; check the model and the data")
+        n = f"{part.name}__"
+        self.val_metrics[n + "images"].update(torch.tensor(float(images.shape[0]), device=self.device))
+        self.val_metrics[n + "correct"].update((preds == labels).float().sum())
+        self.val_metrics[n + "surrogate_agrees"].update((surrogate_preds == preds).float().sum())
+
+    def on_validation_epoch_end(self) -> None:
+        for p in self.parts:
+            n = float(self.val_metrics[f"{p.name}__images"].compute())
+            if n == 0:
+                continue
+            self.log(f"val/{p.name}/accuracy", float(self.val_metrics[f"{p.name}__correct"].compute()) / n)
+            self.log(f"val/{p.name}/surrogate_agreement",
+                     float(self.val_metrics[f"{p.name}__surrogate_agrees"].compute()) / n)
+            self.log(f"val/{p.name}/images", n)
 
     # ------------------------------------------------------------------ evaluation
     def on_test_start(self) -> None:
         self._ensure_models()
-        self._reset_state()
+        self._check_data()
         m = {}
-        for method in self.methods:
-            for attack in self.attacks:
-                for eps in self.epsilons:
-                    key = _key(method, attack, eps)
-                    m[f"{key}__topk"] = TopKIntersection(k=1)  # k set on the first batch (image size)
-                    m[f"{key}__spearman"] = RankCorrelation()
-                    m[f"{key}__shift"] = CenterOfMassShift()
-                    m[f"{key}__kept"] = SumMetric()
-                    m[f"{key}__accepted"] = SumMetric()
-                    m[f"{key}__rejected"] = SumMetric()
-        m["images"] = SumMetric()
-        m["attacked_images"] = SumMetric()
+        for part in self.parts:
+            part.reset()
+            pm = {}
+            for method in self.methods:
+                for attack in self.attacks:
+                    for eps in part.epsilons:
+                        key = _key(method, attack, eps)
+                        pm[f"{key}__topk"] = TopKIntersection(k=1)  # k set on the first batch (image size)
+                        pm[f"{key}__spearman"] = RankCorrelation()
+                        pm[f"{key}__shift"] = CenterOfMassShift()
+                        pm[f"{key}__kept"] = SumMetric()
+                        pm[f"{key}__accepted"] = SumMetric()
+                        pm[f"{key}__rejected"] = SumMetric()
+            pm["images"] = SumMetric()
+            pm["attacked_images"] = SumMetric()
+            m[part.name] = nn.ModuleDict(pm)
+            part.attack_s = {method: 0.0 for method in self.methods}
+            part.test_s = 0.0
         self.metrics = nn.ModuleDict(m).to(self.device)
         self._test_started = time.time()
-        self._attack_s = {m: 0.0 for m in self.methods}
 
     def test_step(self, batch, batch_idx, dataloader_idx=0):
+        part = self._part(dataloader_idx)
+        metrics = self.metrics[part.name]
+        started = time.time()
         images, labels, ids = batch["image"], batch["label"], batch["id"]
-        model = self.blackbox
+        model = part.model
         with torch.no_grad():
             preds = model(images).argmax(1)
-        self.metrics["images"].update(torch.tensor(float(images.shape[0]), device=self.device))
+        metrics["images"].update(torch.tensor(float(images.shape[0]), device=self.device))
         if self.only_correct:
             keep = preds == labels
             images, ids = images[keep], ids[keep]
         if images.shape[0] == 0:
             return None
-        self.metrics["attacked_images"].update(torch.tensor(float(images.shape[0]), device=self.device))
+        metrics["attacked_images"].update(torch.tensor(float(images.shape[0]), device=self.device))
         h, w = images.shape[-2:]
-        if self.k is None:
-            self.k = int(self.k_cfg) if self.k_cfg is not None else max(1, round(PAPER_TOPK_FRACTION * h * w))
-            self.image_size = (int(h), int(w))
-            for name, metric in self.metrics.items():
+        if part.k is None:
+            part.k = int(part.k_cfg) if part.k_cfg is not None else max(1, round(PAPER_TOPK_FRACTION * h * w))
+            part.image_size = (int(h), int(w))
+            for name, metric in metrics.items():
                 if name.endswith("__topk"):
-                    metric.k = self.k
-        baseline = self._baseline(images)
+                    metric.k = part.k
+        baseline = self._baseline(part, images)
         for method in self.methods:
             t0 = time.time()
             for attack in self.attacks:
-                for eps in self.epsilons:
+                for eps in part.epsilons:
                     atk = FragilityAttack(attack, method, epsilon=eps / 255,
                                           alpha=None if self.alpha is None else self.alpha / 255, steps=self.steps,
-                                          k=self.k, beta=self.beta, ig_steps=self.ig_steps, baseline=baseline,
+                                          k=part.k, beta=self.beta, ig_steps=self.ig_steps, baseline=baseline,
                                           seed=self.seed + batch_idx, keep_best=self.keep_best,
                                           attack_ig_steps=self.attack_ig_steps)
-                    res = atk(model, images, surrogate=self.surrogate)
+                    res = atk(model, images, surrogate=part.surrogate)
                     key = _key(method, attack, eps)
-                    self.metrics[f"{key}__topk"].update(res.maps, res.attacked_maps, ids)
-                    self.metrics[f"{key}__spearman"].update(res.maps, res.attacked_maps, ids)
-                    self.metrics[f"{key}__shift"].update(res.maps, res.attacked_maps, ids)
-                    self.metrics[f"{key}__kept"].update(res.label_kept.float().sum())
-                    self.metrics[f"{key}__accepted"].update(res.accepted_steps.float().sum())
-                    self.metrics[f"{key}__rejected"].update(res.rejected_steps.float().sum())
-                    if batch_idx == 0 and eps == max(self.epsilons):
+                    metrics[f"{key}__topk"].update(res.maps, res.attacked_maps, ids)
+                    metrics[f"{key}__spearman"].update(res.maps, res.attacked_maps, ids)
+                    metrics[f"{key}__shift"].update(res.maps, res.attacked_maps, ids)
+                    metrics[f"{key}__kept"].update(res.label_kept.float().sum())
+                    metrics[f"{key}__accepted"].update(res.accepted_steps.float().sum())
+                    metrics[f"{key}__rejected"].update(res.rejected_steps.float().sum())
+                    if (method, attack) not in part.examples and eps == max(part.epsilons):
                         n = self.n_example_images
-                        self.examples[(method, attack)] = {
+                        part.examples[(method, attack)] = {
                             "image": images[:n].detach().cpu(), "attacked": res.images[:n].detach().cpu(),
                             "map": res.maps[:n].cpu(), "attacked_map": res.attacked_maps[:n].cpu(),
                         }
-            self._attack_s[method] += time.time() - t0
+            part.attack_s[method] += time.time() - t0
+        part.test_s += time.time() - started
         return None
 
     def on_test_epoch_end(self) -> None:
-        res: dict = {}
-        n_attacked = float(self.metrics["attacked_images"].compute())
-        for method in self.methods:
-            for attack in self.attacks:
-                for eps in self.epsilons:
-                    key = _key(method, attack, eps)
-                    if n_attacked == 0:
-                        continue
-                    shift = float(self.metrics[f"{key}__shift"].compute())
-                    steps = float(self.metrics[f"{key}__accepted"].compute()) + float(self.metrics[f"{key}__rejected"].compute())
-                    res.setdefault(method, {}).setdefault(attack, {})[str(eps)] = {
-                        "topk_intersection": float(self.metrics[f"{key}__topk"].compute()),
-                        "spearman": float(self.metrics[f"{key}__spearman"].compute()),
-                        "center_shift_px": shift,
-                        "center_shift_fraction": shift / max(self.image_size),
-                        "label_kept_rate": float(self.metrics[f"{key}__kept"].compute()) / n_attacked,
-                        "accepted_step_rate": float(self.metrics[f"{key}__accepted"].compute()) / max(steps, 1.0),
-                        "n": int(self.metrics[f"{key}__topk"].per_sample()["values"].numel()),
-                    }
-        self.results = res
-        self.counts = {"images": int(self.metrics["images"].compute()), "attacked": int(n_attacked)}
+        for part in self.parts:
+            self._collect(part, self.metrics[part.name])
         self.timings["test_s"] = round(time.time() - self._test_started, 1)
-        self.timings["attack_s_per_method"] = {m: round(s, 1) for m, s in self._attack_s.items()}
+        self.timings["attack_s_per_method"] = {m: round(s, 1) for m, s in self.primary.attack_s.items()}
+        for part in self.parts:
+            self.timings[f"test_s_{part.name}"] = round(part.test_s or 0.0, 1)
+            self.timings[f"attack_s_per_method_{part.name}"] = {m: round(s, 1) for m, s in part.attack_s.items()}
+
+    def _collect(self, part: FragilityPart, metrics: nn.ModuleDict) -> None:
+        res: dict = {}
+        n_attacked = float(metrics["attacked_images"].compute())
+        if n_attacked > 0:
+            for method in self.methods:
+                for attack in self.attacks:
+                    for eps in part.epsilons:
+                        key = _key(method, attack, eps)
+                        shift = float(metrics[f"{key}__shift"].compute())
+                        steps = float(metrics[f"{key}__accepted"].compute()) + float(metrics[f"{key}__rejected"].compute())
+                        res.setdefault(method, {}).setdefault(attack, {})[str(eps)] = {
+                            "topk_intersection": float(metrics[f"{key}__topk"].compute()),
+                            "spearman": float(metrics[f"{key}__spearman"].compute()),
+                            "center_shift_px": shift,
+                            "center_shift_fraction": shift / max(part.image_size),
+                            "label_kept_rate": float(metrics[f"{key}__kept"].compute()) / n_attacked,
+                            "accepted_step_rate": float(metrics[f"{key}__accepted"].compute()) / max(steps, 1.0),
+                            "n": int(metrics[f"{key}__topk"].per_sample()["values"].numel()),
+                        }
+        part.results = res
+        part.counts = {"images": int(metrics["images"].compute()), "attacked": int(n_attacked)}
 
     # ------------------------------------------------------------------ report
     def build_report(self, report) -> None:
         from replications.ghorbani2019 import claims, figures
 
-        if not self.results:
-            raise RuntimeError("no image was attacked (none correctly classified?): set only_correct: false or "
-                               "use more images")
+        for part in self.parts:
+            if not part.results:
+                raise RuntimeError(f"{part.name}: no image was attacked (none correctly classified, or no {part.name} "
+                                   "test loader?): set only_correct: false, use more images, or check data.mnist")
         report.add_section("Setting", claims.setting_text(self))
-        claims.add_tables(self, report)
-        claims.add_claims(self, report)
-        figures.add_figures(self, report)
+        for part in self.parts:
+            claims.add_tables(self, part, report)
+        for part in self.parts:
+            claims.add_claims(self, part, report)
+        for part in self.parts:
+            figures.add_figures(self, part, report)
         report.add_section("Deviations from the paper", claims.deviations_text(self))
-        report.metrics.update({"results": self.results, "counts": self.counts, "k": self.k,
-                               "image_size": list(self.image_size or ()), "timings_s": self.timings,
-                               "blackbox": {k: v for k, v in self.blackbox_info.items() if k != "config"}})
+        p = self.primary
+        report.metrics.update({"results": p.results, "counts": p.counts, "k": p.k,
+                               "image_size": list(p.image_size or ()), "timings_s": self.timings,
+                               "blackbox": {k: v for k, v in p.info.items() if k != "config"}})
+        for part in self.parts[1:]:
+            report.metrics[part.name] = {"results": part.results, "counts": part.counts, "k": part.k,
+                                         "image_size": list(part.image_size or ()), "epsilons": part.epsilons,
+                                         "claim_epsilon": part.claim_epsilon, "model": part.info}
