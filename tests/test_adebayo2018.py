@@ -37,7 +37,9 @@ def test_smoke_fit_writes_report(tmp_path, monkeypatch):
                 f"{exp}_data_gradient_gradcam_change", f"{exp}_data_edge_detector_model_independent"} <= ids
     for model in ("scenes", "digits"):  # model randomisation of the black box and of the digit CNN
         assert {f"{model}_gbp_more_invariant_than_gradient", f"{model}_guided_gradcam_more_invariant_than_gradcam",
-                f"{model}_gradient_gradcam_change", f"{model}_edge_detector_model_independent"} <= ids
+                f"{model}_gradient_gradcam_change", f"{model}_edge_detector_model_independent",
+                f"{model}_gbp_resembles_edge_detector"} <= ids  # + Fig. 1: failing methods look like an edge detector
+
     for c in res["claims"]:
         assert c["status"] in ("holds", "fails", "deviation")
         assert all(v == v for v in c["measured"].values()), c["id"]  # no NaN
@@ -54,6 +56,8 @@ def test_smoke_fit_writes_report(tmp_path, monkeypatch):
         for mode in ("cascading", "independent"):
             for stage, by_method in mr[model][mode].items():
                 assert set(by_method) == set(methods), (model, mode, stage)
+    edge = res["metrics"]["similarity_to_edge_detector"]
+    assert set(edge) == {"scenes", "digits"} and all(set(v) == set(methods) - {"sobel"} for v in edge.values())
     dr = res["metrics"]["data_randomisation"]
     assert set(dr) == {"digits", "scenes"} and all(set(v) == set(methods) for v in dr.values())
     tr = res["metrics"]["training"]

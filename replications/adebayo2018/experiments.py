@@ -82,6 +82,9 @@ DEVIATION_REASONS = {
         "a map of the fully re-initialised network still correlates with the original above our threshold ({measured})"),
     "gbp_more_invariant_than_gradient": (
         "Guided BackProp decorrelated as fast as the gradient in this small network ({measured})"),
+    "gbp_resembles_edge_detector": (
+        "in this small network the gradient map is itself concentrated on the object's contours, so it correlates "
+        "with the Sobel map as much as Guided BackProp's does ({measured})"),
 }
 
 
@@ -274,6 +277,7 @@ class AdebayoReplication(ReplicationModule):
         self.training_metrics: dict[str, dict[str, dict]] = {}
         self.runners = nn.ModuleDict()
         self.data_similarity = nn.ModuleDict()
+        self.edge_similarity = nn.ModuleDict()
         self.data_examples: dict[str, dict] = {}
         self.blackbox: nn.Module | None = None
         self.blackbox_info: dict = {}
@@ -442,6 +446,11 @@ class AdebayoReplication(ReplicationModule):
         self.data_similarity = nn.ModuleDict({
             name: nn.ModuleDict({m: _similarity() for m in exp.methods}) for name, exp in self.experiments.items()
         }).to(self.device)
+        # Fig. 1: how much each method's map of the trained model resembles the edge detector's map
+        self.edge_similarity = nn.ModuleDict({
+            key: nn.ModuleDict({m: _similarity() for m in runner.explainers if m != "sobel"})
+            for key, runner in self.runners.items() if "sobel" in runner.explainers
+        }).to(self.device)
         self.data_examples = {}
 
     def test_step(self, batch, batch_idx, dataloader_idx=0):
@@ -459,6 +468,7 @@ class AdebayoReplication(ReplicationModule):
             with torch.no_grad():
                 targets = self.blackbox(images).argmax(1)  # the paper explains the original model's predicted class
             maps = self.runners[self.blackbox_key].update(self.blackbox, images, targets, ids)
+            self._update_edge_similarity(self.blackbox_key, maps, ids)
             originals[id(self.blackbox)] = (targets, maps)
         for name, exp in self.experiments.items():
             if exp.dataset != source:
@@ -469,6 +479,7 @@ class AdebayoReplication(ReplicationModule):
                     targets = true_model(images).argmax(1)
                 if name in self.runners:
                     maps = self.runners[name].update(true_model, images, targets, ids)
+                    self._update_edge_similarity(name, maps, ids)
                 else:
                     maps = {m: self.explainers[m](true_model, images, targets) for m in exp.methods}
                 originals[id(true_model)] = (targets, maps)
@@ -486,6 +497,11 @@ class AdebayoReplication(ReplicationModule):
                     "random": {m: randomised[m][:n].cpu() for m in exp.methods},
                 }
 
+    def _update_edge_similarity(self, key: str, maps: dict[str, torch.Tensor], ids) -> None:
+        if key in self.edge_similarity:
+            for m, metric in self.edge_similarity[key].items():
+                metric.update(maps[m], maps["sobel"], ids)
+
     def on_test_epoch_end(self) -> None:
         raw = {k: r.compute(per_sample=True) for k, r in self.runners.items()}
         self.results_model = {
@@ -495,6 +511,8 @@ class AdebayoReplication(ReplicationModule):
         }
         self.results_data = {name: {m: summarize_similarity(sims[m].per_sample()) for m in self.experiments[name].methods}
                              for name, sims in self.data_similarity.items()}
+        self.results_edge = {key: {m: summarize_similarity(metric.per_sample()) for m, metric in sims.items()}
+                             for key, sims in self.edge_similarity.items()}
 
     # ------------------------------------------------------------------ report
     def model_label(self, key: str) -> str:
@@ -522,6 +540,7 @@ class AdebayoReplication(ReplicationModule):
         report.metrics.update({
             "model_randomisation": self.results_model,
             "data_randomisation": self.results_data,
+            "similarity_to_edge_detector": self.results_edge,
             "training": self.training_metrics,
             "timings_s": self.timings,
         })
@@ -640,6 +659,24 @@ class AdebayoReplication(ReplicationModule):
                                               "Fig. 2). |map|, normalised per map.")
         for model in self.runners:
             self._add_model_claims(report, model)
+        self._add_edge_detector_comparison(report)
+
+    def _add_edge_detector_comparison(self, report) -> None:
+        """Paper Fig. 1 / Sec. 5: the maps of the failing methods resemble an edge detector's output."""
+        for model, by_method in self.results_edge.items():
+            rows = [{"method": LABELS.get(m, m), **{meas: _fmt(v) for meas, v in res.items()}} for m, res in by_method.items()]
+            report.add_table(f"{model}_similarity_to_edge_detector", rows,
+                             caption=f"{self.model_label(model)}: similarity of each method's map (original, trained model) "
+                                     "to the Sobel edge detector's map of the same image (mean ± std over images). "
+                                     "Paper: Fig. 1 (Inception v3), compared visually.")
+            if {"guided_backprop", "gradient"} <= set(by_method):
+                measured = {m: by_method[m][CLAIM_MEASURE]["mean"] for m in ("guided_backprop", "gradient")}
+                report.add_claim(Claim(
+                    f"{model}_gbp_resembles_edge_detector", f"edge detector comparison ({model})",
+                    "Guided BackProp's map of the trained model resembles the edge detector's map more than the "
+                    "gradient's does (Spearman(|map|) with the Sobel map)",
+                    Relation.gt("guided_backprop", "gradient"), measured, paper={"sobel": P.EDGE_DETECTOR},
+                ))
 
     def _add_model_claims(self, report, model: str) -> None:
         order = self.runners[model].order
