@@ -16,8 +16,12 @@ test epoch on global rank zero (each retraining is itself a Lightning run and ca
 The explained classifier is the cached synthetic-scenes black box (``blackbox_profile``, embedded profiles) or any
 ``load_model`` network (``classifier: {name: torchvision/resnet50, pretrained: true}``, the published setting).
 ROAR runs on the test DataModule's train/test splits and explains with the classifier, or, given ``roar_data``
-(e.g. CIFAR-10), on that DataModule and explains with the model retrained on its unmodified data (the reference
-row; RoarTorch's protocol). ``validate`` reports the classifier's accuracy on the validation data and reads the
+(e.g. CIFAR-10, real MNIST), on that DataModule and explains with the model retrained on its unmodified data (the
+reference row; RoarTorch's protocol). The flat ``roar_*`` arguments define one ROAR benchmark (``roar_name``);
+``roar_extra: {name: {key: value}}`` adds further ones that override any of its settings (``data``, ``model``,
+``fractions``, ...), each with its own cache folder, table, figure and claims. ``reference_pixel_images`` /
+``reference_sanity_images`` also run (b) and (a) on the reference models of the benchmarks with their own data
+(e.g. the MNIST CNN). ``validate`` reports the classifier's accuracy on the validation data and reads the
 ROAR data: a cheap check that a configuration's model, weights and datasets load.
 """
 
