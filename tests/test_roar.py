@@ -173,3 +173,22 @@ def test_retraining_runs_at_the_pinned_thread_count_and_restores_the_callers(tmp
         assert seen == [1] and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_timings_are_recorded_beside_results_and_attributions(tmp_path):
+    """Each retraining's and each attribution computation's wall / CPU seconds are kept beside the cached result,
+    so a run that reuses them can state the whole benchmark's cost; reused rows are listed."""
+    from lightning_modules.tasks.roar import RoarConfig, RoarPipeline, attribution_timing, cached_attributions
+
+    train, test, attributions = _toy_problem()
+    cfg = RoarConfig(model_name="scenes_cnn", model_kwargs={"width": 4}, fractions=(0.5,), seeds=(0,), max_epochs=1,
+                     batch_size=16)
+    first = RoarPipeline(cfg, tmp_path, num_classes=2)
+    first.run_reference(train, test)  # as RoarTorch's protocol does before the attributions: not a reuse
+    rows = first.run(train, test, attributions)
+    assert first.reused == [] and first.timing(rows[0])["wall_s"] > 0 and first.timing(rows[0])["cpu_s"] > 0
+    again = RoarPipeline(cfg, tmp_path, num_classes=2)
+    assert again.run(train, test, attributions) == rows and again.reused == rows
+    maps = cached_attributions(tmp_path / "a.pt", lambda: torch.ones(2, 1, 4, 4))
+    assert attribution_timing(tmp_path / "a.pt")["wall_s"] >= 0 and attribution_timing(tmp_path / "b.pt") == {}
+    assert torch.equal(cached_attributions(tmp_path / "a.pt", lambda: torch.zeros(2, 1, 4, 4)), maps)  # cached, not recomputed

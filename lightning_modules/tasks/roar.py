@@ -21,6 +21,7 @@ Engineering:
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -123,10 +124,22 @@ class RoarPipeline:
         self.callbacks = list(callbacks or [])
         self.work_dir = Path(work_dir)
         self.num_classes = num_classes
+        #: rows this pipeline read from finished results instead of retraining
+        self.reused: list[dict] = []
+        self._trained: set[Path] = set()
         (self.work_dir / "results").mkdir(parents=True, exist_ok=True)
+        (self.work_dir / "timings").mkdir(parents=True, exist_ok=True)
 
     def _result_path(self, method: str, fraction: float, seed: int) -> Path:
         return self.work_dir / "results" / f"{method}_{fraction:.2f}_{seed}.json"
+
+    def _timing_path(self, method: str, fraction: float, seed: int) -> Path:
+        return self.work_dir / "timings" / f"{method}_{fraction:.2f}_{seed}.json"
+
+    def timing(self, row: dict) -> dict:
+        """``{"wall_s", "cpu_s"}`` recorded when ``row``'s retraining ran ({} if not recorded)."""
+        path = self._timing_path(row["method"], float(row["fraction"]), int(row["seed"]))
+        return json.loads(path.read_text()) if path.is_file() else {}
 
     def retrain(self, train: tuple, test: tuple, seed: int, run_dir: Path) -> dict:
         """Train from scratch on ``train`` and return test accuracy (resumes from ``run_dir/last.ckpt``)."""
@@ -177,12 +190,21 @@ class RoarPipeline:
         path = self._result_path(method, fraction, seed)
         if path.is_file():
             row = json.loads(path.read_text())
+            if path not in self._trained:  # (the reference row is read again after run_reference trained it)
+                self.reused.append(row)
         else:
             train, test = (self._shrink(train[0]), train[1]), (self._shrink(test[0]), test[1])
+            wall, cpu = time.perf_counter(), time.process_time()
             res = self.retrain(train, test, seed, self._run_dir(method, fraction, seed))
             row = {"method": method, "fraction": fraction, "seed": seed, **res}
+            # the cost of this training (of the last, resumed part if it was interrupted), kept beside the result
+            # so a report that reuses the result can still state what the whole benchmark costs
+            timing = {"wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu}
+            with atomic_write(self._timing_path(method, fraction, seed)) as fh:
+                json.dump(timing, fh)
             with atomic_write(path) as fh:
                 json.dump(row, fh)
+            self._trained.add(path)
         if on_result is not None:
             on_result(row)
         return row
@@ -236,12 +258,24 @@ def summarize(rows: list[dict]) -> dict[str, dict[float, float]]:
 
 
 def cached_attributions(path: str | Path, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
-    """Load ``path`` if it exists (weights_only), else ``compute()`` and save atomically."""
+    """Load ``path`` if it exists (weights_only), else ``compute()`` and save atomically; the wall / CPU seconds
+    of the computation are kept beside it (``<path>.timing.json``, read by ``attribution_timing``)."""
     path = Path(path)
     if path.is_file():
         return torch.load(path, map_location="cpu", weights_only=True)
+    wall, cpu = time.perf_counter(), time.process_time()
     maps = compute()
+    timing = {"wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu}
     path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path.with_name(path.name + ".timing.json")) as fh:
+        json.dump(timing, fh)
     with atomic_write(path, "wb") as fh:
         torch.save(maps, fh)
     return maps
+
+
+def attribution_timing(path: str | Path) -> dict:
+    """``{"wall_s", "cpu_s"}`` recorded when ``cached_attributions`` computed ``path`` ({} if not recorded)."""
+    p = Path(path)
+    p = p.with_name(p.name + ".timing.json")
+    return json.loads(p.read_text()) if p.is_file() else {}

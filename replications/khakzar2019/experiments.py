@@ -47,7 +47,9 @@ from lightning_modules.metrics import PixelPerturbation  # noqa: E402
 from lightning_modules.models import load_model  # noqa: E402
 from lightning_modules.reporting import Claim, Relation, Report  # noqa: E402
 from lightning_modules.tasks.randomization import ModelRandomizationTest, resolve_order  # noqa: E402
-from lightning_modules.tasks.roar import REFERENCE, RoarConfig, RoarPipeline, cached_attributions, random_attributions, summarize  # noqa: E402
+from lightning_modules.tasks.roar import (  # noqa: E402
+    REFERENCE, RoarConfig, RoarPipeline, attribution_timing, cached_attributions, random_attributions, summarize,
+)
 from lightning_modules.utils import REPO_ROOT  # noqa: E402
 from replications.cli import ReplicationModule  # noqa: E402
 from replications.khakzar2019 import nets, paper  # noqa: E402,F401  (nets registers roar_mnist_cnn)
@@ -361,7 +363,10 @@ class Khakzar2019Replication(ReplicationModule):
             ]
             return torch.cat(chunks)
 
-        return cached_attributions(work / "attributions" / f"{split}_{name}.pt", compute)
+        path = work / "attributions" / f"{split}_{name}.pt"
+        if path.is_file():  # reused: count what it cost when it was computed
+            self._reused.append(attribution_timing(path))
+        return cached_attributions(path, compute)
 
     def _prunegrad_rules(self, model, images: torch.Tensor, targets: torch.Tensor) -> dict:
         """PruneGrad's zero-score share and whether the official rule equals the plain gradient, on ``images``."""
@@ -389,8 +394,10 @@ class Khakzar2019Replication(ReplicationModule):
             devices=setup["devices"], threads=setup["threads"],
         )
         pipeline = RoarPipeline(cfg, work, num_classes=num_classes)
-        # Results are cached per (method, fraction, seed): say how many this run reused (its wall time excludes them).
+        # Results are cached per (method, fraction, seed): say how many this run reused (its wall time excludes them)
+        # and what they cost when they were computed (recorded beside them).
         cached_before = len(list((work / "results").glob("*.json")))
+        self._reused: list[dict] = []
         if setup["data"] is None:
             explained = self.model  # the classifier was trained on these scenes
         else:
@@ -417,6 +424,11 @@ class Khakzar2019Replication(ReplicationModule):
         self.roar_info[name] = info
         rows = pipeline.run(train, test, attributions)
         info["runs"] = len(rows)
+        reused = self._reused + [pipeline.timing(r) for r in pipeline.reused]
+        info["reused_attributions"] = len(self._reused)
+        info["reused_wall_s"] = sum(t.get("wall_s", 0.0) for t in reused)
+        info["reused_cpu_s"] = sum(t.get("cpu_s", 0.0) for t in reused)
+        info["retraining_wall_s"] = sum(pipeline.timing(r).get("wall_s", 0.0) for r in rows)
         return rows
 
     def _reference_benchmarks(self, model, images: torch.Tensor, targets: torch.Tensor) -> dict:
@@ -521,9 +533,13 @@ class Khakzar2019Replication(ReplicationModule):
                 "the unmodified data (the accuracy every other row is read against). "
             )
             reused = info.get("runs_reused_from_cache", 0)
-            text += (f"This run reused {reused} of {info.get('runs', '?')} retrainings (and the attributions) from the cache "
-                     f"`{Path(info.get('work_dir', '')).name}`: the wall time below excludes them. " if reused else
-                     f"All {info.get('runs', '?')} retrainings ran in this run (cache `{Path(info.get('work_dir', '')).name}`). ")
+            cache = Path(info.get("work_dir", "")).name
+            text += (f"This run reused {reused} of {info.get('runs', '?')} retrainings and {info.get('reused_attributions', 0)} "
+                     f"attribution sets from the cache `{cache}`: they took {info.get('reused_wall_s', 0):.0f} s wall "
+                     f"({info.get('reused_cpu_s', 0):.0f} s CPU) when computed (recorded beside them), which the wall time "
+                     "below excludes. " if reused or info.get("reused_attributions") else
+                     f"All {info.get('runs', '?')} retrainings ran in this run ({info.get('retraining_wall_s', 0):.0f} s wall in "
+                     f"total; cache `{cache}`). ")
         if not self.roar_setups:
             text += "(c) ROAR was not run in this profile (`roar_methods` is empty). "
         if self.profile != "paper":
