@@ -1,4 +1,5 @@
-"""fong2017: end-to-end smoke run through the CLI, the adversarial detector, the paper profile's loader/config."""
+"""fong2017: end-to-end smoke run through the CLI, the adversarial detector, the paper profile's config (its data
+and validate run: tests/test_fong2017_paper.py; DDP: tests/test_fong2017_ddp.py)."""
 
 import json
 import os
@@ -87,38 +88,6 @@ def test_iterative_fgsm_respects_the_budget_and_fools_a_linear_model():
         iterative_fgsm(model, x, eps=0.0)
 
 
-def _write_ilsvrc(root, n=3):
-    from PIL import Image
-
-    (root / "val").mkdir(parents=True)
-    (root / "val_annotations").mkdir()
-    (root / "LOC_synset_mapping.txt").write_text("n01440764 tench\nn01443537 goldfish\n")
-    for i in range(n):
-        stem = f"ILSVRC2012_val_{i + 1:08d}"
-        Image.new("RGB", (100, 80), (10 * i, 20, 30)).save(root / "val" / f"{stem}.JPEG")
-        objs = "".join(f"<object><name>{s}</name><bndbox><xmin>11</xmin><ymin>21</ymin><xmax>50</xmax><ymax>60</ymax>"
-                       f"</bndbox></object>" for s in (["n01443537"] + (["n01440764"] if i == 0 else [])))
-        (root / "val_annotations" / f"{stem}.xml").write_text(
-            f"<annotation><size><width>100</width><height>80</height><depth>3</depth></size>{objs}</annotation>")
-
-
-def test_imagenet_loader_reads_the_real_format(tmp_path):
-    from lightning_modules.data.schema import collate_batch
-    from replications.fong2017.data import ImageNetBoxesDataModule
-
-    _write_ilsvrc(tmp_path)
-    dm = ImageNetBoxesDataModule(str(tmp_path), size=32, heldout_images=1, batch_size=2)
-    test = dm.dataset("test")
-    assert len(test) == 2 and len(dm.dataset("heldout")) == 1
-    batch = collate_batch([dm.dataset("heldout")[0], test[0]])
-    assert batch["image"].shape == (2, 3, 32, 32) and batch["label"].tolist() == [1, 1]
-    # 1-based inclusive (11, 21, 50, 60) in 100x80 -> 0-based exclusive, scaled to 32x32
-    torch.testing.assert_close(batch["boxes"][0, 0], torch.tensor([10 * 0.32, 20 * 0.4, 50 * 0.32, 60 * 0.4]))
-    assert batch["box_labels"][0].tolist() == [1, 0]
-    with pytest.raises(FileNotFoundError, match="ILSVRC"):
-        ImageNetBoxesDataModule(str(tmp_path / "nothing")).dataset("test")
-
-
 def test_paper_config_parses():
     from jsonargparse import ArgumentParser
 
@@ -132,6 +101,7 @@ def test_paper_config_parses():
     parser.add_class_arguments(FongReplication, "model")
     ns = parser.parse_object({"model": cfg["model"]})
     assert ns.model.mask["iterations"] == 300 and ns.model.data["kind"] == "imagenet"
+    assert ns.model.pointing_data["kind"] == "coco" and ns.model.keypoints_data["kind"] == "animal_parts"
     # the module builds with it (explainers, metrics, the adversarial state); no weights or data are touched
     module = FongReplication(**{k: v for k, v in cfg["model"].items()})
     assert module.mask_config.mask_scale == 8 and module.adversarial is not None

@@ -151,7 +151,8 @@ def load_resized(
         inputs.append(tv_tensors.BoundingBoxes(boxes.reshape(-1, 4), format="XYXY", canvas_size=orig))
     if mask is not None:
         inputs.append(tv_tensors.Mask(mask.to(torch.uint8)))
-    out = list(v2.Resize(size, antialias=True)(*inputs))
+    out = v2.Resize(size, antialias=True)(*inputs)
+    out = list(out) if len(inputs) > 1 else [out]  # one input comes back bare, not in a tuple
     image = F.to_dtype(out.pop(0), torch.float32, scale=True).as_subclass(torch.Tensor).clamp_(0, 1)
     new_boxes = out.pop(0).as_subclass(torch.Tensor).float() if boxes is not None else None
     new_mask = out.pop(0).as_subclass(torch.Tensor).bool() if mask is not None else None

@@ -138,7 +138,9 @@ def perturbation_substrate(images: torch.Tensor, kind: str, blur_sigma: float, n
     if kind == "constant":
         return images.mean(dim=(2, 3), keepdim=True).expand_as(images).contiguous()
     if kind == "noise":
-        noise = torch.randn(images.shape, generator=generator, device="cpu", dtype=images.dtype).to(images.device)
+        # one noise field (C, H, W) for every image: a sample's perturbation does not depend on which images share
+        # its batch (so 1 and N processes, and batched vs one at a time, give the same masks)
+        noise = torch.randn(images.shape[1:], generator=generator, device="cpu", dtype=images.dtype).to(images.device)
         return (images + noise_std * noise).clamp(0, 1)
     raise ValueError(f"unknown perturbation {kind!r}; use one of {list(PERTURBATIONS)}")
 

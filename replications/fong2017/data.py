@@ -1,111 +1,87 @@
-"""The paper profile's data: ILSVRC'12 validation images with their bounding boxes (Table 1, Sec. 5).
+"""The datasets of each fong2017 pass, built from the config's ``data`` / ``pointing.data`` / ``keypoints.data``.
 
-On-disk format (the official ILSVRC release): ``<root>/<images>/ILSVRC2012_val_XXXXXXXX.JPEG`` and
-``<root>/<annotations>/ILSVRC2012_val_XXXXXXXX.xml`` (PASCAL-VOC-style XML: ``<size>``, one ``<object>`` per box
-with ``<name>`` = WordNet synset and ``<bndbox>`` xmin/ymin/xmax/ymax, 1-based inclusive), plus
-``LOC_synset_mapping.txt`` (one ``nXXXXXXXX description`` per line, in class-index order). Images are resized to
-``size x size`` (as the official Caffe code does) and the boxes scaled with them; a held-out split for the threshold
-search is a disjoint slice of the files (Fong used 5,000 annotated *training* images: point ``heldout_root`` there).
+Every pass reads one of the project's loaders (batch schema of docs/CONVENTIONS.md); nothing here parses files:
+
+- ``kind: scenes`` (embedded default): the synthetic scenes of the cached black box (``blackbox_datamodule``);
+  ``test`` / ``heldout`` splits; boxes, keypoints (eyes, feet) and the head masks come with them.
+- ``kind: imagenet`` (Table 1): ILSVRC'12 validation images with their XML boxes
+  (:class:`lightning_modules.data.ImageNetValDataModule`). The held-out split of the threshold search is, as in
+  the paper, annotated *training* images (``heldout_from: train``: ``<root>/train/<wnid>/*.JPEG`` with
+  ``Annotations/CLS-LOC/train`` XML), or the first ``heldout_images`` validation images (``heldout_from: val``),
+  the rest being the test split.
+- ``kind: coco`` (Table 2, pointing game): COCO val2014 (image, category) pairs with the category's segmentation
+  masks and Zhang et al.'s difficult flags (:class:`lightning_modules.data.COCOPointingDataModule`).
+- ``kind: animal_parts`` (Sec. 5, eyes vs feet): ImageNet images with the Oxford animal-parts keypoints
+  (:class:`lightning_modules.data.animal_parts.AnimalPartsDataModule`).
+
+Every other key of a ``data`` dict is passed to that DataModule's constructor (``root``, ``image_size``, ...).
 """
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
-from pathlib import Path
+from torch.utils.data import Dataset, Subset
 
-import lightning.pytorch as pl
-import torch
-from torch.utils.data import DataLoader, Dataset
-
-from lightning_modules.data.schema import collate_batch
+#: keys of a data spec that this module reads itself (the rest go to the DataModule)
+OWN_KEYS = ("kind", "profile", "test_images", "heldout_images", "heldout_from", "batch_size")
 
 
-def read_synsets(path: Path) -> dict[str, int]:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: put ILSVRC's LOC_synset_mapping.txt (one 'nXXXXXXXX name' per "
-                                "line, class-index order) in the data root")
-    return {line.split()[0]: i for i, line in enumerate(path.read_text().splitlines()) if line.strip()}
+def _kwargs(spec: dict) -> dict:
+    return {k: v for k, v in spec.items() if k not in OWN_KEYS}
 
 
-def read_boxes(xml_path: Path, synsets: dict[str, int]) -> tuple[int, int, list[tuple[float, float, float, float]], list[int]]:
-    """(width, height, boxes x0, y0, x1, y1 exclusive pixels, class indices) of one ILSVRC XML file."""
-    root = ET.parse(xml_path).getroot()
-    w, h = int(root.findtext("size/width")), int(root.findtext("size/height"))
-    boxes, labels = [], []
-    for obj in root.findall("object"):
-        name = obj.findtext("name")
-        if name not in synsets:
-            raise ValueError(f"{xml_path}: synset {name!r} is not in LOC_synset_mapping.txt")
-        bb = obj.find("bndbox")
-        x0, y0, x1, y1 = (float(bb.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax"))
-        boxes.append((x0 - 1, y0 - 1, x1, y1))  # 1-based inclusive -> 0-based exclusive
-        labels.append(synsets[name])
-    if not boxes:
-        raise ValueError(f"{xml_path} has no <object>: every validation image has at least one box")
-    return w, h, boxes, labels
+def _first(ds: Dataset, n: int | None, what: str) -> Dataset:
+    if n is None:
+        return ds
+    if int(n) > len(ds):
+        raise ValueError(f"asked for {n} {what} images but there are {len(ds)}; lower the config's image count")
+    return Subset(ds, list(range(int(n))))
 
 
-class ImageNetValBoxes(Dataset):
-    """ILSVRC'12 validation images + boxes, in the project's batch schema (``label`` = the first box's class)."""
+def main_datasets(spec: dict) -> dict[str, Dataset]:
+    """``{"test": ..., "heldout": ...}`` of the main pass (mask statistics, Table 1, and, for the scenes, every
+    experiment): ``test_images`` / ``heldout_images`` first images of each split."""
+    kind = spec["kind"]
+    if kind == "scenes":
+        from lightning_modules.blackbox import blackbox_datamodule
 
-    def __init__(self, root: str | Path, images: str = "val", annotations: str = "val_annotations",
-                 size: int = 224, start: int = 0, count: int | None = None):
-        root = Path(root)
-        self.image_dir, self.ann_dir, self.size = root / images, root / annotations, size
-        if not self.image_dir.is_dir() or not self.ann_dir.is_dir():
-            raise FileNotFoundError(f"expected ILSVRC images in {self.image_dir} and XML boxes in {self.ann_dir}; "
-                                    "download the ILSVRC2012 validation set and its bounding boxes there")
-        self.synsets = read_synsets(root / "LOC_synset_mapping.txt")
-        files = sorted(self.ann_dir.glob("*.xml"))
-        self.files = files[start:None if count is None else start + count]
-        if not self.files:
-            raise FileNotFoundError(f"no annotation files in {self.ann_dir} (slice start={start}, count={count})")
+        dm = blackbox_datamodule(spec["profile"], eval_batch_size=spec["batch_size"], batch_size=spec["batch_size"])
+        dm.prepare_data()
+        return {"test": _first(dm.dataset("test"), spec.get("test_images"), "test"),
+                "heldout": _first(dm.dataset("heldout"), spec.get("heldout_images"), "held-out")}
+    if kind == "imagenet":
+        from lightning_modules.data.imagenet import ImageNetValDataModule
 
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, i: int) -> dict:
-        from PIL import Image
-        from torchvision.transforms.functional import pil_to_tensor, resize
-
-        xml = self.files[i]
-        w, h, boxes, labels = read_boxes(xml, self.synsets)
-        img_path = self.image_dir / (xml.stem + ".JPEG")
-        if not img_path.is_file():
-            raise FileNotFoundError(f"image {img_path} for {xml.name} is missing")
-        img = pil_to_tensor(Image.open(img_path).convert("RGB")).float().div(255)
-        img = resize(img, [self.size, self.size], antialias=True)
-        scale = torch.tensor([self.size / w, self.size / h, self.size / w, self.size / h])
-        b = torch.tensor(boxes, dtype=torch.float32) * scale
-        return {"image": img, "label": torch.tensor(labels[0]), "boxes": b, "box_labels": torch.tensor(labels),
-                "difficult": torch.tensor(False), "id": torch.tensor(i)}
+        source = spec.get("heldout_from", "train")
+        if source not in ("train", "val"):
+            raise ValueError(f"data.heldout_from must be 'train' (annotated training images, as Fong did) or 'val', got {source!r}")
+        n_held = int(spec.get("heldout_images") or 0)
+        dm = ImageNetValDataModule(**{"require_boxes": True, **_kwargs(spec)}, batch_size=spec["batch_size"],
+                                   heldout_size=n_held if source == "train" else 0)
+        dm.setup()
+        val = dm.val_set
+        if source == "train":
+            test, held = val, dm.heldout_set
+        else:
+            if n_held >= len(val):
+                raise ValueError(f"heldout_images={n_held} leaves no test image of the {len(val)} validation images")
+            held, test = Subset(val, range(n_held)), Subset(val, range(n_held, len(val)))
+        return {"test": _first(test, spec.get("test_images"), "test"), "heldout": held}
+    raise ValueError(f"unknown data kind {kind!r}; use 'scenes' (embedded) or 'imagenet' (paper profile)")
 
 
-class ImageNetBoxesDataModule(pl.LightningDataModule):
-    """``dataset("test")``: validation images; ``dataset("heldout")``: the held-out slice for the alpha search."""
+def pass_dataset(spec: dict, what: str) -> Dataset:
+    """The dataset of a separate pass: ``coco`` for the pointing game, ``animal_parts`` for the keypoints."""
+    kind = spec.get("kind")
+    if kind == "coco":
+        from lightning_modules.data.coco import COCOPointingDataModule
 
-    def __init__(self, root: str, heldout_root: str | None = None, size: int = 224, test_images: int | None = None,
-                 heldout_images: int = 5000, batch_size: int = 32, images: str = "val", annotations: str = "val_annotations"):
-        super().__init__()
-        self.root, self.heldout_root, self.size = root, heldout_root, size
-        self.test_images, self.heldout_images, self.batch_size = test_images, heldout_images, batch_size
-        self.images, self.annotations = images, annotations
+        dm = COCOPointingDataModule(batch_size=spec.get("batch_size", 32), **_kwargs(spec))
+        dm.setup()
+        return _first(dm.eval_set, spec.get("test_images"), what)
+    if kind == "animal_parts":
+        from lightning_modules.data.animal_parts import AnimalPartsDataModule
 
-    def prepare_data(self) -> None:
-        pass
-
-    def dataset(self, split: str) -> Dataset:
-        if split == "test":
-            start = 0 if self.heldout_root else self.heldout_images
-            return ImageNetValBoxes(self.root, self.images, self.annotations, self.size, start, self.test_images)
-        if split == "heldout":
-            return ImageNetValBoxes(self.heldout_root or self.root, self.images, self.annotations, self.size, 0, self.heldout_images)
-        raise ValueError(f"unknown split {split!r}; use 'test' or 'heldout'")
-
-    def test_dataloader(self):
-        return DataLoader(self.dataset("test"), batch_size=self.batch_size, collate_fn=collate_batch)
-
-
-def imagenet_datamodule(spec: dict) -> ImageNetBoxesDataModule:
-    keys = ("root", "heldout_root", "size", "heldout_images", "batch_size", "images", "annotations")
-    return ImageNetBoxesDataModule(test_images=spec.get("test_images"), **{k: spec[k] for k in keys if k in spec})
+        dm = AnimalPartsDataModule(batch_size=spec.get("batch_size", 32), **_kwargs(spec))
+        dm.setup()
+        return _first(dm.eval_set, spec.get("test_images"), what)
+    raise ValueError(f"unknown {what} data kind {kind!r}; use 'coco' (pointing game) or 'animal_parts' (keypoints)")

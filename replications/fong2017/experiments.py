@@ -11,20 +11,22 @@ sample id, so one process and N give the same tables.
 - c. weak localisation (Table 1): value / energy / mean thresholds tuned on the held-out split;
 - d. smallest suppressing box (Sec. 5);
 - e./f. adversarial detection and label recovery (Sec. 5): :mod:`replications.fong2017.adversarial`;
-- g. keypoints (Sec. 5, animal parts): heatmap intensity at the eyes vs the feet;
-- h. pointing game (Table 2) with the centre baseline;
+- g. keypoints (Sec. 5, animal parts): heatmap intensity at the eyes vs the feet (the scenes' parts, or, in the
+  paper profile, a separate pass over ImageNet images with the Oxford animal-parts keypoints: ``keypoints.data``);
+- h. pointing game (Table 2) with the centre baseline (the scenes, or, in the paper profile, a separate pass over
+  COCO val2014 with its own COCO classifier: ``pointing.data`` / ``pointing.model``);
 - benchmark: time of the mask optimisation / (iterations x forward+backward at the same batch).
 """
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict
+from typing import Any
 
 import torch
 import torch.nn as nn
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader
 
 from lightning_modules.explainers import create_explainer
 from lightning_modules.metrics._samples import PerSampleMetric
@@ -67,6 +69,13 @@ class SampleRows(PerSampleMetric):
         return self._rows()
 
 
+def _check_classes(model: nn.Module, n: int, what: str) -> None:
+    out = getattr(model, "num_classes", None)
+    if isinstance(out, int) and out != n:
+        raise ValueError(f"the {what} data has {n} classes but its model has {out} outputs; set {what}_model "
+                         f"(e.g. {{name: googlenet, checkpoint: ..., num_classes: {n}}})")
+
+
 def _mean(t: torch.Tensor) -> float:
     t = t.float()
     return float(torch.nanmean(t)) if t.numel() else float("nan")
@@ -82,18 +91,23 @@ class FongReplication(ReplicationModule):
     def __init__(
         self,
         blackbox_profile: str = "default",
-        model: dict | None = None,
-        data: dict | None = None,
+        model: dict[str, Any] | None = None,
+        data: dict[str, Any] | None = None,
         methods: list[str] | None = None,
         explainer_kwargs: dict[str, dict] | None = None,
-        mask: dict | None = None,
-        artifacts: dict | None = None,
-        generalisation: dict | None = None,
-        localisation: dict | None = None,
-        smallest_box: dict | None = None,
-        keypoints: dict | None = None,
-        adversarial: dict | None = None,
-        benchmark: dict | None = None,
+        mask: dict[str, Any] | None = None,
+        artifacts: dict[str, Any] | None = None,
+        generalisation: dict[str, Any] | None = None,
+        localisation: dict[str, Any] | None = None,
+        smallest_box: dict[str, Any] | None = None,
+        keypoints: dict[str, Any] | None = None,
+        keypoints_data: dict[str, Any] | None = None,
+        keypoints_mask: dict[str, Any] | None = None,
+        pointing_data: dict[str, Any] | None = None,
+        pointing_model: dict[str, Any] | None = None,
+        pointing_mask: dict[str, Any] | None = None,
+        adversarial: dict[str, Any] | None = None,
+        benchmark: dict[str, Any] | None = None,
         figure_images: int = 4,
     ):
         """
@@ -109,6 +123,12 @@ class FongReplication(ReplicationModule):
             localisation: ``{"iou": 0.5}``.
             smallest_box: ``{"level": 0.01, "alphas": [...]}``.
             keypoints: ``{"radius": px or None}``.
+            keypoints_data: a separate keypoint pass (``{"kind": "animal_parts", ...}``, paper profile); None: the
+                main test split's keypoints (the scenes). ``keypoints_mask``: its MaskConfig overrides.
+            pointing_data: a separate pointing-game pass (``{"kind": "coco", ...}``) with its own classifier
+                ``pointing_model`` (a ``load_model`` spec; None: the main black box) and ``pointing_mask``
+                (MaskConfig overrides); None: the pointing game runs on the main test split (the scenes).
+            (Separate top-level arguments, not nested dicts, so ``--model.pointing_data.root DIR`` overrides one key.)
             adversarial: see :mod:`replications.fong2017.adversarial`.
             benchmark: ``{"iterations": n, "batch": B, "repeats": r}``.
             figure_images: images shown in the figures.
@@ -130,12 +150,28 @@ class FongReplication(ReplicationModule):
         self.loc_spec = {"iou": 0.5, **(localisation or {})}
         self.box_spec = {"level": 0.01, **(smallest_box or {})}
         self.kp_spec = {"radius": None, **(keypoints or {})}
+        extra = {"data": keypoints_data, "mask": keypoints_mask}
+        self.kp_spec.update({k: v for k, v in extra.items() if v is not None})
+        extra = {"data": pointing_data, "model": pointing_model, "mask": pointing_mask}
+        self.pointing_spec = {k: v for k, v in extra.items() if v is not None}
+        # separate passes (paper profile): their own data, and mask settings that may differ from Table 1's
+        # (Fong's animal-parts and pointing masks explain the given class, Table 1's the top-5 classes)
+        self.pass_mask_configs = {
+            name: MaskConfig.from_dict({**asdict(self.mask_config), **spec.get("mask", {})})
+            for name, spec in (("keypoints", self.kp_spec), ("pointing", self.pointing_spec)) if spec.get("data")
+        }
+        for name, spec in (("keypoints", self.kp_spec), ("pointing", self.pointing_spec)):
+            if ("mask" in spec or "model" in spec) and not spec.get("data"):
+                raise ValueError(f"{name}_mask / {name}_model need {name}_data (a separate pass); without data the "
+                                 f"{name} experiment uses the main test split, its black box and mask")
         self.adv_spec = dict(adversarial or {"enabled": False})
         self.bench_spec = {"iterations": 20, "batch": 8, "repeats": 3, **(benchmark or {})}
         self.figure_images = figure_images
         self.all_methods = self.methods + [MASK]
 
         self.blackbox: nn.Module | None = None
+        self.pointing_model: nn.Module | None = None
+        self._test_loader_names: list[str] = []
         self.explainers = {m: create_explainer(m, **self.explainer_kwargs.get(m, {})) for m in self.methods}
         mk = lambda: nn.ModuleDict({t: WeakLocalisation(t, iou_threshold=self.loc_spec["iou"]) for t in THRESHOLDS})  # noqa: E731
         self.loc_test = nn.ModuleDict({m: mk() for m in self.all_methods})
@@ -160,11 +196,12 @@ class FongReplication(ReplicationModule):
         self.timings: dict[str, float] = {}
 
     # ------------------------------------------------------------------------------------------ setup / data
-    def _load_blackbox(self) -> nn.Module:
-        if self.model_spec:
+    def _load_blackbox(self, model_spec: dict | None = None) -> nn.Module:
+        model_spec = self.model_spec if model_spec is None else model_spec
+        if model_spec:
             from lightning_modules.models import load_model
 
-            spec = dict(self.model_spec)
+            spec = dict(model_spec)
             model, _ = load_model(spec.pop("name"), freeze=True, **spec)
         else:
             from lightning_modules.blackbox import load_blackbox
@@ -176,37 +213,36 @@ class FongReplication(ReplicationModule):
         return model
 
     def setup(self, stage: str) -> None:
+        super().setup(stage)  # DDP ``fit`` of a module with nothing trainable (ReplicationModule)
         if self.blackbox is None:
             # a plain attribute (not a submodule): the black box is frozen and not part of this module's state
             object.__setattr__(self, "blackbox", self._load_blackbox().to(self.device))
+        if self.pointing_model is None:
+            spec = self.pointing_spec.get("model")
+            # the pointing game's classifier (COCO's 80 classes in the paper) or the main black box
+            model = self._load_blackbox(spec).to(self.device) if spec else self.blackbox
+            object.__setattr__(self, "pointing_model", model)
         if self.adversarial is not None:
             self.adversarial.setup(self)
 
-    def _datamodule(self):
-        spec = self.data_spec
-        if spec["kind"] == "scenes":
-            from lightning_modules.blackbox import blackbox_datamodule
+    def _datasets(self) -> dict:
+        """name -> dataset of every pass: ``test`` and ``heldout`` (main), ``pointing`` and ``keypoints`` when the
+        config gives them their own data (see :mod:`replications.fong2017.data`)."""
+        from replications.fong2017.data import main_datasets, pass_dataset
 
-            dm = blackbox_datamodule(spec["profile"], eval_batch_size=spec["batch_size"], batch_size=spec["batch_size"])
-        elif spec["kind"] == "imagenet":
-            from replications.fong2017.data import imagenet_datamodule
+        out = main_datasets(self.data_spec)
+        for name, spec in (("pointing", self.pointing_spec), ("keypoints", self.kp_spec)):
+            if spec.get("data"):
+                out[name] = pass_dataset({"batch_size": self.data_spec["batch_size"], **spec["data"]}, name)
+        return out
 
-            dm = imagenet_datamodule(spec)
-        else:
-            raise ValueError(f"unknown data kind {spec['kind']!r}; use 'scenes' (embedded) or 'imagenet' (paper profile)")
-        dm.prepare_data()
-        return dm
-
-    def _loader(self, split: str, n: int) -> DataLoader:
-        dm = self._datamodule()
-        ds = dm.dataset(split)
-        n = len(ds) if n is None else int(n)
-        if n > len(ds):
-            raise ValueError(f"asked for {n} {split} images but the split has {len(ds)}; lower data.{split}_images")
+    def _loaders(self, names: tuple[str, ...]) -> list[DataLoader]:
         from lightning_modules.data.schema import collate_batch
 
-        return DataLoader(Subset(ds, list(range(n))), batch_size=self.data_spec["batch_size"], shuffle=False,
-                          collate_fn=collate_batch)
+        datasets = self._datasets()
+        self._test_loader_names = [n for n in names if n in datasets]
+        return [DataLoader(datasets[n], batch_size=self.data_spec["batch_size"], shuffle=False, collate_fn=collate_batch)
+                for n in self._test_loader_names]
 
     def train_dataloader(self):
         # nothing is trained by gradient descent on the module itself; the adversarial detector trains inside test
@@ -219,27 +255,75 @@ class FongReplication(ReplicationModule):
         return None
 
     def test_dataloader(self):
-        return [self._loader("test", self.data_spec["test_images"]),
-                self._loader("heldout", self.data_spec["heldout_images"])]
+        return self._loaders(("test", "heldout", "pointing", "keypoints"))
+
+    def val_dataloader(self):
+        # ``validate``: the black boxes classify every pass's images (no explanation is computed)
+        loaders = self._loaders(("test", "pointing", "keypoints"))
+        self._val_loader_names = list(self._test_loader_names)
+        return loaders
+
+    def validation_step(self, batch, batch_idx, dataloader_idx: int = 0):
+        """Top-1 accuracy of the black box on each pass's images (``val/acc``, ``val/pointing_acc``,
+        ``val/keypoints_acc``); for COCO's multi-label images a hit is a top-1 class present in the image."""
+        name = self._val_loader_names[dataloader_idx]
+        model = self.pointing_model if name == "pointing" else self.blackbox
+        with torch.no_grad():
+            pred = model(batch["image"]).argmax(1)
+        if "multilabel" in batch:
+            _check_classes(model, batch["multilabel"].shape[1], name)
+            correct = batch["multilabel"].gather(1, pred[:, None])[:, 0] > 0
+        else:
+            correct = pred == batch["label"]
+        key = "val/acc" if name == "test" else f"val/{name}_acc"
+        self.log(key, correct.float().mean(), batch_size=pred.shape[0], sync_dist=True, add_dataloader_idx=False)
 
     # ------------------------------------------------------------------------------------------ explanation
-    def _heatmaps(self, images: torch.Tensor, targets: torch.Tensor) -> tuple[dict, object]:
+    def _heatmaps(self, images: torch.Tensor, targets: torch.Tensor, model: nn.Module | None = None,
+                  mask_config: MaskConfig | None = None) -> tuple[dict, object]:
+        model = self.blackbox if model is None else model
         maps = {}
         for m, ex in self.explainers.items():
             t0 = time.perf_counter()
             # Fong's thresholds need non-negative maps: signed methods are clamped at 0 (stated in the report)
-            maps[m] = ex(self.blackbox, images, targets).clamp(min=0)
+            maps[m] = ex(model, images, targets).clamp(min=0)
             self.timings[m] = self.timings.get(m, 0.0) + time.perf_counter() - t0
         t0 = time.perf_counter()
-        res = learn_masks(self.blackbox, images, targets, self.mask_config)
+        res = learn_masks(model, images, targets, mask_config or self.mask_config)
         self.timings[MASK] = self.timings.get(MASK, 0.0) + time.perf_counter() - t0
         maps[MASK] = (1 - res.mask).clamp(0, 1)  # the blur can overshoot 1 by rounding
         return maps, res
 
+    def _pointing_update(self, batch, maps: dict) -> None:
+        """h. every method and the centre baseline; the target region is the class's segmentation mask where the
+        data has one of the target class (COCO), else the union of the class's boxes (the scenes)."""
+        images, labels, ids = batch["image"], batch["label"], batch["id"]
+        if "multilabel" in batch:
+            _check_classes(self.pointing_model, batch["multilabel"].shape[1], "pointing")
+        b, _, h, w = images.shape
+        region = ({"masks": batch["mask"]} if self.pointing_spec.get("data") and "mask" in batch
+                  else {"boxes": batch["boxes"], "box_labels": batch["box_labels"]})
+        for m in self.all_methods:
+            self.pointing[m].update(maps[m], labels, difficult=batch.get("difficult"), ids=ids, **region)
+        self.pointing["center"].update(center_heatmaps(b, h, w, images.device), labels, difficult=batch.get("difficult"),
+                                       ids=ids, **region)
+
+    def _keypoints_update(self, batch, maps: dict) -> None:
+        labels, ids = batch["label"], batch["id"]
+        for m in self.all_methods:
+            self.keypoint_metrics[m].update(maps[m], batch["keypoints"], labels, ids=ids)
+        if "head_mask" in batch:  # the scenes: the discriminative part is known
+            self.keypoint_metrics["ground_truth"].update(batch["head_mask"].float(), batch["keypoints"], labels, ids=ids)
+
     def test_step(self, batch, batch_idx, dataloader_idx: int = 0):
         images, labels, ids = batch["image"], batch["label"], batch["id"]
+        split = self._test_loader_names[dataloader_idx]
+        if split in ("pointing", "keypoints"):  # separate passes of the paper profile
+            model = self.pointing_model if split == "pointing" else self.blackbox
+            maps, _ = self._heatmaps(images, labels, model, self.pass_mask_configs[split])
+            (self._pointing_update if split == "pointing" else self._keypoints_update)(batch, maps)
+            return
         maps, res = self._heatmaps(images, labels)
-        split = "test" if dataloader_idx == 0 else "heldout"
         loc = self.loc_test if split == "test" else self.loc_heldout
         for m in self.all_methods:
             for t in THRESHOLDS:
@@ -247,17 +331,12 @@ class FongReplication(ReplicationModule):
         if split == "heldout":
             return
         b, _, h, w = images.shape
-        # h. pointing game
-        for m in self.all_methods:
-            self.pointing[m].update(maps[m], labels, boxes=batch["boxes"], box_labels=batch["box_labels"],
-                                    difficult=batch.get("difficult"), ids=ids)
-        self.pointing["center"].update(center_heatmaps(b, h, w, images.device), labels, boxes=batch["boxes"],
-                                       box_labels=batch["box_labels"], difficult=batch.get("difficult"), ids=ids)
-        # g. keypoints (where the data has them: the scenes' eyes and feet)
-        if "keypoints" in batch and "head_mask" in batch:
-            for m in self.all_methods:
-                self.keypoint_metrics[m].update(maps[m], batch["keypoints"], labels, ids=ids)
-            self.keypoint_metrics["ground_truth"].update(batch["head_mask"].float(), batch["keypoints"], labels, ids=ids)
+        # h. pointing game (here unless it has its own pass)
+        if not self.pointing_spec.get("data"):
+            self._pointing_update(batch, maps)
+        # g. keypoints (here where the main data has them: the scenes' eyes and feet)
+        if not self.kp_spec.get("data") and "keypoints" in batch:
+            self._keypoints_update(batch, maps)
         # d. smallest suppressing box (Fong's null image: blur sigma_0, scaled to the image size)
         for m in self.all_methods:
             self.boxes[m].blur_sigma = self.mask_config.scaled(min(h, w))["blur_sigma"]
