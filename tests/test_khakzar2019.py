@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from replications.khakzar2019.__main__ import main
 
 
@@ -70,3 +72,35 @@ def test_id_seeded_random_maps_depend_on_the_sample_only():
     big = id_seeded_random_maps(torch.arange(64), (32, 32))
     assert 0.0 <= float(big.min()) and float(big.max()) < 1.0
     assert abs(float(big.mean()) - 0.5) < 0.01 and abs(float(big.std()) - 12 ** -0.5) < 0.01
+
+
+def test_cascade_summary_counts_constant_maps_as_zero_correlation_and_reports_them():
+    """A map that is constant (PruneGrad's all-zero map once every path of the randomised net is pruned) has an
+    undefined Spearman: it counts as 0 in the summary and is counted per stage; other maps keep their mean."""
+    import torch
+    import torch.nn as nn
+
+    from lightning_modules.explainers import create_explainer
+    from lightning_modules.tasks.randomization import ModelRandomizationTest, resolve_order
+    from replications.khakzar2019.experiments import cascade_summary
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 8 * 8, 3)).eval()
+    net.num_classes = 3
+
+    def zero_after_randomisation(model, images, targets):
+        # the original model gives the gradient; any randomised copy an all-zero map
+        maps = create_explainer("gradient")(model, images, targets)
+        return maps if model is net else torch.zeros_like(maps)
+
+    test = ModelRandomizationTest({"gradient": create_explainer("gradient"), "pruned": zero_after_randomisation},
+                                  resolve_order(net), modes=("cascading",), seed=0, keep_examples=0)
+    x = torch.rand(5, 1, 8, 8)
+    test.update(net, x, torch.tensor([0, 1, 2, 0, 1]), torch.arange(5))
+    summary, constant = cascade_summary(test)
+    raw = test.compute()["cascading"]
+    for stage in test.order:
+        assert constant[stage] == {"gradient": 0, "pruned": 5}
+        assert float(summary[stage]["pruned"]["spearman_abs"]) == 0.0
+        assert torch.isnan(raw[stage]["pruned"]["spearman_abs"])  # the metric's own mean has no value
+        assert float(summary[stage]["gradient"]["spearman_abs"]) == pytest.approx(float(raw[stage]["gradient"]["spearman_abs"]))

@@ -131,6 +131,28 @@ def _mean_over_unique_ids(ids: torch.Tensor, values: torch.Tensor) -> float:
     return float(values[first].mean())
 
 
+def cascade_summary(test: ModelRandomizationTest) -> tuple[dict, dict]:
+    """(stage -> method -> measure -> mean over images, stage -> method -> number of constant maps) of a cascading
+    randomisation test. A constant map has no rank correlation with the original (zero covariance) but its Spearman
+    is undefined (NaN): PruneGrad returns an all-zero map when its pruning cuts every path of a randomised network.
+    Such a map counts as Spearman 0 here (the metric's own mean would drop it, and a stage where every map is
+    constant would have no value at all); the counts are reported beside. SSIM and HOG keep the metric's means."""
+    per = test.compute(per_sample=True)["cascading"]
+    means = test.compute()["cascading"]
+    out: dict = {}
+    constant: dict = {}
+    for stage, methods in per.items():
+        out[stage], constant[stage] = {}, {}
+        for m, vals in methods.items():
+            row = dict(means[stage][m])
+            for k in ("spearman_abs", "spearman_no_abs"):
+                row[k] = torch.tensor(_mean_over_unique_ids(vals["ids"], torch.nan_to_num(vals[k].float(), nan=0.0)))
+            ids, undefined = vals["ids"].reshape(-1).long(), torch.isnan(vals["spearman_abs"]).reshape(-1)
+            constant[stage][m] = int(torch.unique(ids[undefined]).numel())  # each image once (padded DDP splits)
+            out[stage][m] = row
+    return out, constant
+
+
 class Khakzar2019Replication(ReplicationModule):
     paper = "khakzar2019"
     title = "Khakzar et al. 2019 — Improving Feature Attribution through Input-specific Network Pruning (PruneGrad)"
@@ -289,7 +311,8 @@ class Khakzar2019Replication(ReplicationModule):
             self.lerf[name].update(self.model, images, importance, targets, ids=ids)
 
     def on_test_epoch_end(self):
-        self.sanity_results = self.sanity.compute()
+        cascade, self.sanity_constant = cascade_summary(self.sanity)
+        self.sanity_results = {"cascading": cascade}
         self.morf_curves = {m: metric.compute().cpu() for m, metric in self.morf.items()}
         self.lerf_curves = {m: metric.compute().cpu() for m, metric in self.lerf.items()}
         self.n_test_images = int(next(iter(self.morf.values())).per_sample()["ids"].numel())
@@ -460,7 +483,8 @@ class Khakzar2019Replication(ReplicationModule):
             ).to(self.device)
             x, t = images[:n_sanity].to(self.device), targets[:n_sanity].to(self.device)
             test.update(model, x, t, torch.arange(n_sanity, device=self.device))
-            out["sanity"] = {"images": n_sanity, "order": list(test.order), "cascading": test.compute()["cascading"]}
+            cascade, constant = cascade_summary(test)
+            out["sanity"] = {"images": n_sanity, "order": list(test.order), "cascading": cascade, "constant": constant}
         return out
 
     @staticmethod
@@ -560,8 +584,10 @@ class Khakzar2019Replication(ReplicationModule):
             "sanity_cascading_spearman_abs",
             rows,
             caption="Spearman rank correlation (absolute values) between the original map and the map after "
-            "cascading randomisation down to each layer (mean over images). Low = the map depends on the weights (passes).",
+            "cascading randomisation down to each layer (mean over images; a constant map counts as 0, see "
+            "`sanity_constant_maps`). Low = the map depends on the weights (passes).",
         )
+        self._constant_maps_table(report, "sanity_constant_maps", self.sanity_constant, self.sanity.order, self.n_sanity_images)
         final = {m: float(cascade[final_stage][m]["spearman_abs"]) for m in self.sanity.explainers}
         final_ssim = {m: float(cascade[final_stage][m]["ssim"]) for m in self.sanity.explainers}
         report.add_figure("sanity_curves", self._sanity_figure(cascade), caption="Similarity to the original map vs randomised layer (cascading).")
@@ -693,6 +719,19 @@ class Khakzar2019Replication(ReplicationModule):
             paper={"prunegrad": paper.PRUNEGRAD_PASSES_ALL},
         ))
 
+    @staticmethod
+    def _constant_maps_table(report: Report, name: str, constant: dict, order: list, n_images: int) -> None:
+        """Per method and stage: images whose map is constant (all zero: every path pruned); only if there are any."""
+        methods = list(constant[order[0]])
+        if not any(constant[st][m] for st in order for m in methods):
+            return
+        report.add_table(
+            name, [{"method": m, **{st: constant[st][m] for st in order}} for m in methods],
+            caption=f"Images (of {n_images}) whose map is constant after cascading randomisation down to each layer: "
+            "PruneGrad's pruning cuts every path of the randomised network, so its input gradient is zero. Their "
+            "Spearman correlation is undefined and counts as 0 in the similarity table.",
+        )
+
     def _reference_benchmarks_report(self, report: Report) -> dict:
         """Tables and claims of (a) and (b) on the ROAR reference models; returns their metrics."""
         hp = self.hparams
@@ -709,6 +748,7 @@ class Khakzar2019Replication(ReplicationModule):
                     caption=f"Sanity checks on {model_text}: Spearman |.| between the original map and the map after cascading "
                     f"randomisation down to each layer, mean over {res['sanity']['images']} test images.",
                 )
+                self._constant_maps_table(report, f"sanity_{name}_constant_maps", res["sanity"]["constant"], order, res["sanity"]["images"])
                 final = {m: float(cascade[order[-1]][m]["spearman_abs"]) for m in methods}
                 self._sanity_claims(report, final, f"{name}.")
                 metrics[name]["sanity_final_spearman_abs"] = final
