@@ -280,9 +280,11 @@ def _learn(model, images, targets, cfg: MaskConfig, px: dict, gen: torch.Generat
     opt = torch.optim.Adam([mask], lr=cfg.lr, betas=(0.9, 0.999))
     cell_scale = PAPER_MASK_CELLS / float(mh * mw)
     j = px["jitter"]
+    # Phi = m x0 + (1 - m) P = P + m (x0 - P): the difference is computed once, not every iteration
+    diff = images - substrate
     if j > 0:
-        img_pad = F.pad(images, (j, j, j, j), mode="reflect" if j < min(h, w) else "replicate")
-        sub_pad = F.pad(substrate, (j, j, j, j), mode="reflect" if j < min(h, w) else "replicate")
+        mode = "reflect" if j < min(h, w) else "replicate"
+        sub_pad, diff_pad = F.pad(substrate, (j, j, j, j), mode=mode), F.pad(diff, (j, j, j, j), mode=mode)
         # one translation per iteration (shared by the batch, so batched == one at a time), drawn up front
         shifts = torch.randint(0, 2 * j + 1, (max(cfg.iterations, 1), 2), generator=gen).tolist()
     losses = torch.zeros(cfg.iterations, b, device=images.device)
@@ -292,10 +294,10 @@ def _learn(model, images, targets, cfg: MaskConfig, px: dict, gen: torch.Generat
         up = upsample(mask)
         if j > 0:
             dy, dx = shifts[it]
-            x0, p0 = img_pad[..., dy:dy + h, dx:dx + w], sub_pad[..., dy:dy + h, dx:dx + w]
+            p0, d0 = sub_pad[..., dy:dy + h, dx:dx + w], diff_pad[..., dy:dy + h, dx:dx + w]
         else:
-            x0, p0 = images, substrate
-        score = class_scores(model, compose(x0, p0, up), classes)
+            p0, d0 = substrate, diff
+        score = class_scores(model, torch.addcmul(p0, up, d0), classes)
         area = (1 - mask) if cfg.game == "deletion" else mask
         l1 = area.abs().sum(dim=(1, 2, 3)) * cell_scale
         tv = tv_norm(mask, cfg.tv_beta) * cell_scale

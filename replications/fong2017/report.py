@@ -21,18 +21,21 @@ _LOC = ("Structural: on the synthetic scenes the ground-truth box covers the who
         "around the head, whose IoU with the creature's box is below 0.5; the IoU-0.5 protocol therefore rewards "
         "maps that spread over the whole creature rather than maps that find the evidence, and Table 1's ordering "
         "(measured on ImageNet objects whose evidence is spread over the object) need not carry over. "
-        "Also: 32 test / 16 held-out images (error quantised at 1/32).")
+        "{n_test} test / {n_heldout} held-out images.")
+_LOC_RESAMPLED = _LOC + (" The orderings between these high errors are not stable under resampling: with the 32 test "
+                         "images of the previous committed report the mask beat Grad-CAM and occlusion under value and "
+                         "mean thresholding.")
 DEVIATIONS: dict[str, str] = {
     "c_value_mask_best": _LOC,
-    "c_value_mask_beats_gradcam_occlusion": _LOC,
+    "c_value_mask_beats_gradcam_occlusion": _LOC_RESAMPLED,
     "c_energy_mask_beats_gradcam_occlusion": _LOC,
-    "c_mean_mask_beats_gradcam_occlusion": _LOC,
+    "c_mean_mask_beats_gradcam_occlusion": _LOC_RESAMPLED,
     "c_energy_excitation_beats_mask": _LOC,
     "c_mean_excitation_beats_mask": _LOC,
     "h_mask_beats_center": ("The pointing game scores a hit anywhere on the class's boxes: the scenes' creature box "
                             "(head, body, feet) is large relative to the 64-px image and often contains the centre, "
                             "with a 4.3-px tolerance (15 px at 224, scaled), so the centre baseline is strong; the "
-                            "difficult subset has few images (32 test images in all)."),
+                            "difficult subset has few images ({n_test} test images in all)."),
     "h_gradient_beats_center": ("The centre baseline is strong on 64-px scenes whose creature box often contains the "
                                 "centre (see h_mask_beats_center)."),
     "a_artifacts_do_not_transfer": ("On the scenes the class evidence is the head's colour and shape: filling even "
@@ -43,19 +46,23 @@ DEVIATIONS: dict[str, str] = {
                                     "artifacts, which this small CNN on flat-coloured shapes does not offer."),
     "d_mask_smallest_box": ("The mask's boxes are among the smallest but not the smallest: on 64-px scenes the "
                             "evidence (the head) is a compact blob that excitation backprop and Grad-CAM (at 1/4 "
-                            "resolution, upsampled) also peak on, the alpha grid has 10 levels and 32 images, and our "
+                            "resolution, upsampled) also peak on, the alpha grid has 10 levels and {n_test} images, and our "
                             "mask has 16x16 cells blurred by sigma_m, so its boxes are quantised at ~4 px; the "
                             "differences (a few % of the image) are within that quantisation."),
-    "benchmark_mask_overhead": ("Not met on this CPU: the black box is a tiny CNN at 64 px (a forward+backward of a "
-                                "batch of 8 takes milliseconds), so the mask pipeline's fixed per-iteration work "
-                                "(nearest upsampling, Gaussian blur of the mask, jitter crop, composite, L1/TV, Adam "
-                                "step, clamp) is not negligible next to it, and the shared 2-core machine (load > 10) "
-                                "makes both timings noisy; with a paper-sized network (GoogLeNet at 224 px) the network "
-                                "dominates. Measured here, not hidden."),
-    "e_mask_best_detector": ("The detector is trained on 8 clean + 8 adversarial maps per method and tested on 8 + 8 "
-                             "(accuracy quantised at 1/16, CPU budget of the embedded profile): differences between "
-                             "methods are within the noise of such a small set; the paper trained on ImageNet-scale "
-                             "heatmap sets."),
+    "benchmark_mask_overhead": ("Not met in this run. The black box is a tiny CNN at 64 px (one forward+backward of a "
+                                "batch of 8 takes about 12 ms on one core), so the mask pipeline's own per-iteration "
+                                "work is not negligible next to it: the composite Phi and its backward, L1 and TV_beta "
+                                "with their gradients, the Adam step and the clamp (about 1.5 ms per iteration, "
+                                "measured with the network replaced by a linear layer), plus the three forward passes "
+                                "of the setup (clean, fully perturbed, final score). The upsampling + mask blur, which "
+                                "cost as much as the network before (an 11x11 single-channel convolution and its "
+                                "backward), is now one precomputed matrix product. Both timings share the 2-core "
+                                "machine with other jobs, so the ratio moves by about +-0.1 between runs."),
+    "e_mask_best_detector": ("The detector is trained on {adv_train} clean + {adv_train} adversarial maps per method "
+                             "and tested on {adv_test} + {adv_test} (CPU budget of the embedded profile): on the scenes "
+                             "the I-FGSM perturbation changes every method's map in a way a small AlexNet can learn, "
+                             "and the differences between methods are a few test maps; the paper trained on "
+                             "ImageNet-scale heatmap sets with GoogLeNet's maps."),
 }
 
 
@@ -65,10 +72,20 @@ def _label(m: str) -> str:
     return LABELS.get(m, m)
 
 
+def _counts(module) -> dict:
+    """The sizes the deviation reasons quote, from this run."""
+    r = getattr(module, "results", {}) or {}
+    adv = r.get("adversarial", {})
+    return {"n_test": r.get("mask", {}).get("n", module.data_spec.get("test_images")),
+            "n_heldout": module.data_spec.get("heldout_images"),
+            "adv_train": adv.get("n_train", 0) // 2, "adv_test": adv.get("n_test", 0) // 2}
+
+
 def _claim(report, module, cid, experiment, text, relation, measured, paper=None):
     c = Claim(cid, experiment, text, relation, measured, paper or {}, profile=module.profile)
     if not c.holds and cid in DEVIATIONS:
-        c.known_deviation = DEVIATIONS[cid] + " Measured: " + ", ".join(f"{k}={v:.4g}" for k, v in c.measured.items())
+        reason = DEVIATIONS[cid].format(**_counts(module))
+        c.known_deviation = reason + " Measured: " + ", ".join(f"{k}={v:.4g}" for k, v in c.measured.items())
     report.add_claim(c)
 
 
@@ -133,8 +150,9 @@ def _reductions(module, h: int) -> str:
         "excitation backprop has no Table 1 value in the sources read.",
         "- Adversarial (e, f): I-FGSM settings of the paper not read (8/255, step 1/255, 10 iterations used); "
         f"{module.adv_spec.get('images', 'all')} images; clean maps are the test pass's (ground-truth target).",
-        "- Timings: the machine is shared with other engineers' jobs (load average > 10 on 2 cores during the run): "
-        "wall times and the benchmark are inflated and noisy; the benchmark takes the minimum of alternating repeats.",
+        "- Timings: the machine is shared with other engineers' jobs (CPU time and load average are recorded with the "
+        "wall time): wall times and the benchmark are inflated and noisy; the benchmark takes the minimum of "
+        "alternating repeats.",
     ])
 
 
@@ -247,11 +265,11 @@ MASK_KEY = "mask"
 def _keypoints(module, report, r):
     k = r["keypoints"]
     if MASK_KEY not in k:
-        report.add_section("g. Keypoints", "Not run: the data has no part keypoints (the paper profile's ImageNet "
-                           "loader has boxes only; the Oxford animal-parts annotations are not wired).")
+        report.add_section("g. Keypoints", "Not run: the data has no part keypoints (give keypoints_data: the Oxford "
+                           "animal-parts annotations, as configs/fong2017/paper.yaml does).")
         return
     rows = [{"method": _label(m), "eyes (normalised intensity)": k[m]["eyes"], "feet": k[m]["feet"],
-             "eyes - feet": k[m]["eyes"] - k[m]["feet"]} for m in module.all_methods + ["ground_truth"]]
+             "eyes - feet": k[m]["eyes"] - k[m]["feet"]} for m in module.all_methods + ["ground_truth"] if m in k]
     rows.append({"method": "paper: mask (hamster), 1 - mask value", "eyes (normalised intensity)": 1 - P.HAMSTER_EYES.value,
                  "feet": 1 - P.HAMSTER_FEET.value, "eyes - feet": P.HAMSTER_FEET.value - P.HAMSTER_EYES.value})
     report.add_table("keypoints", rows, caption="g. Mean min-max-normalised heatmap intensity in a window around "
@@ -259,11 +277,15 @@ def _keypoints(module, report, r):
                      "scenes the head (with the eyes) is the only class evidence by construction (ground-truth row: "
                      "the head mask). Paper: per-class mask values, e.g. hamster 0.067 (eyes) vs 0.304 (feet), lower = "
                      "more salient.")
-    meas = {f"{m}_{p}": k[m][p] for m in module.all_methods + ["ground_truth"] for p in ("eyes", "feet")}
+    rows_with = [m for m in module.all_methods + ["ground_truth"] if m in k]
+    meas = {f"{m}_{p}": k[m][p] for m in rows_with for p in ("eyes", "feet")}
+    rel = [Relation.gt("mask_eyes", "mask_feet")]
+    if "ground_truth" in k:  # the scenes: the discriminative part is known by construction
+        rel.append(Relation.gt("ground_truth_eyes", "ground_truth_feet"))
     _claim(report, module, "g_mask_eyes_over_feet", "g", "The mask is more salient at the eyes than at the feet "
-           "(Sec. 5, animal parts), as the ground truth requires.",
-           Relation.all_of(Relation.gt("mask_eyes", "mask_feet"), Relation.gt("ground_truth_eyes", "ground_truth_feet")),
-           {k2: meas[k2] for k2 in ("mask_eyes", "mask_feet", "ground_truth_eyes", "ground_truth_feet")},
+           "(Sec. 5, animal parts)" + (", as the ground truth requires." if "ground_truth" in k else "."),
+           Relation.all_of(*rel),
+           {k2: meas[k2] for k2 in ("mask_eyes", "mask_feet", "ground_truth_eyes", "ground_truth_feet") if k2 in meas},
            {"paper": P.EYES_MORE_SALIENT, "hamster_eyes_mask_value": P.HAMSTER_EYES, "hamster_feet_mask_value": P.HAMSTER_FEET})
 
 
@@ -271,7 +293,8 @@ def _pointing(module, report, r):
     p = r["pointing"]
     rows = [{"method": _label(m), "all %": 100 * p[m]["all"], "difficult %": 100 * p[m]["difficult"]}
             for m in module.all_methods + ["center"]]
-    report.add_table("pointing_game", rows, caption="h. Pointing game (Table 2), mean per-class accuracy, TorchRay "
+    source = module.pointing_spec.get("data", {}).get("kind", module.data_spec["kind"])
+    report.add_table("pointing_game", rows, caption=f"h. Pointing game (Table 2) on {source}, mean per-class accuracy, TorchRay "
                      "definition (15 px at 224 scaled). Paper reference: gradient 67.0% on VOC07 (GoogLeNet, official "
                      "notebook); centre baseline 27.8 / 19.5% on COCO (TorchRay). The paper's Table 2 was not read.")
     meas = {f"{m}_{s}": p[m][s] for m in module.all_methods + ["center"] for s in ("all", "difficult")}
