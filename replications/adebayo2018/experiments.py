@@ -80,6 +80,10 @@ DEVIATION_REASONS = {
         "is the paper's clean pass here"),
     "gradient_gradcam_change": (
         "a map of the fully re-initialised network still correlates with the original above our threshold ({measured})"),
+    "data_gbp_more_invariant_than_gradient": (
+        "Guided BackProp stays similar across models where its map is dominated by the input's edges, which need "
+        "neither model nor data; the true-label model's Guided BackProp map here is barely edge-like (`*_vs_edge`: "
+        "Spearman(|map|) with the Sobel map), so it changes with the labels about as much as the gradient ({measured})"),
     "gbp_more_invariant_than_gradient": (
         "Guided BackProp decorrelated as fast as the gradient in this small network ({measured})"),
     "gbp_resembles_edge_detector": (
@@ -775,10 +779,14 @@ class AdebayoReplication(ReplicationModule):
         ))
         sim = {m: self.results_data[name][m][CLAIM_MEASURE]["mean"] for m in exp.methods}
         if {"guided_backprop", "gradient"} <= set(sim):
+            measured = {k: sim[k] for k in ("guided_backprop", "gradient")}
+            # context (not in the relation): how edge-like the true-label model's maps are (Fig. 1 comparison)
+            edge = self.results_edge.get(self.blackbox_key if exp.true is None else name, {})
+            measured.update({f"{k}_vs_edge": edge[k][CLAIM_MEASURE]["mean"] for k in ("guided_backprop", "gradient") if k in edge})
             report.add_claim(Claim(
                 f"{name}_data_gbp_more_invariant_than_gradient", experiment,
                 "Guided BackProp maps of the two models are more similar than their gradient maps (Spearman(|map|))",
-                Relation.gt("guided_backprop", "gradient"), {k: sim[k] for k in ("guided_backprop", "gradient")},
+                Relation.gt("guided_backprop", "gradient"), measured,
                 paper={"maps": P.DATA_RANDOMISATION},
             ))
         changing = [m for m in ("gradient", "gradcam") if m in sim]
