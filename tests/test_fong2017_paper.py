@@ -216,3 +216,27 @@ def test_separate_pass_settings_need_their_data():
 
     with pytest.raises(ValueError, match="pointing_mask / pointing_model need pointing_data"):
         FongReplication(pointing_model={"name": "googlenet"})
+
+
+@pytest.mark.slow
+def test_paper_config_fit_runs_every_pass_on_tiny_files(paper_files, tmp_path):
+    """``fit`` with the paper config (iterations and sizes cut to seconds): Table 1 on ImageNet with the held-out
+    training images, the pointing game on COCO with its own 80-class model (segmentation masks, difficult flags),
+    the eyes-vs-feet pass on the animal-parts keypoints; the report has each table."""
+    from replications.cli import run
+    from replications.fong2017.experiments import FongReplication
+
+    cut = ["--model.mask.iterations", "2", "--model.mask.init_radii", "3", "--model.artifacts.images", "2",
+           "--model.adversarial.images", "2", "--model.adversarial.max_iter", "1", "--model.adversarial.epochs", "1",
+           "--model.adversarial.hidden", "16", "--model.benchmark.iterations", "1", "--model.benchmark.repeats", "1",
+           "--model.benchmark.batch", "2", "--model.keypoints_data.limit", "4",
+           "--model.smallest_box", "{level: 0.01, alphas: [0.0, 0.5]}",
+           "--model.explainer_kwargs", "{occlusion: {window: 32, stride: 32}}"]
+    run(FongReplication, "fong2017", args=["fit", "--config", "configs/fong2017/paper.yaml", *_overrides(paper_files), *cut])
+    r = json.loads((tmp_path / "report" / "results.json").read_text())
+    tables = r["tables"]
+    assert "on coco" in r["tables"]["pointing_game"]["caption"]
+    assert {row["method"] for row in tables["pointing_game"]["rows"]} >= {"Mask (ours)", "Centre baseline"}
+    assert len(tables["keypoints"]["rows"]) == 7 + 1  # the methods + the paper's hamster row (no ground truth here)
+    assert tables["mask_learning"]["rows"][0]["images"] == 4
+    assert {c["id"] for c in r["claims"]} >= {"g_mask_eyes_over_feet", "h_mask_beats_center", "c_value_mask_best"}

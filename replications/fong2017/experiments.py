@@ -21,6 +21,7 @@ sample id, so one process and N give the same tables.
 from __future__ import annotations
 
 import time
+import types
 from dataclasses import asdict
 from typing import Any
 
@@ -74,6 +75,17 @@ def _check_classes(model: nn.Module, n: int, what: str) -> None:
     if isinstance(out, int) and out != n:
         raise ValueError(f"the {what} data has {n} classes but its model has {out} outputs; set {what}_model "
                          f"(e.g. {{name: googlenet, checkpoint: ..., num_classes: {n}}})")
+
+
+def _relu_modules(model: nn.Module) -> nn.Module:
+    """torchvision's GoogLeNet applies ReLU functionally inside ``BasicConv2d`` (``F.relu``); guided backprop (Captum)
+    and excitation backprop act on ``nn.ReLU`` modules. Give each ``BasicConv2d`` an ``nn.ReLU`` and a forward that
+    uses it: the same function, the same weights (ReLU has no state), now hookable."""
+    for m in model.modules():
+        if type(m).__name__ == "BasicConv2d" and not isinstance(getattr(m, "relu", None), nn.ReLU):
+            m.relu = nn.ReLU()
+            m.forward = types.MethodType(lambda self, x: self.relu(self.bn(self.conv(x))), m)
+    return model
 
 
 def _mean(t: torch.Tensor) -> float:
@@ -203,6 +215,7 @@ class FongReplication(ReplicationModule):
 
             spec = dict(model_spec)
             model, _ = load_model(spec.pop("name"), freeze=True, **spec)
+            model = _relu_modules(model)
         else:
             from lightning_modules.blackbox import load_blackbox
 
