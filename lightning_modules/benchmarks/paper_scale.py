@@ -95,7 +95,7 @@ def fong2017_stages(cfg: dict) -> list[Stage]:
     m = cfg["model"]
     name = m["model"]["name"]
     data = m["data"]
-    size = data.get("size", 224)
+    size = data.get("image_size", data.get("size", 224))
     test = data.get("test_images") or 50_000  # null = the whole ILSVRC'12 validation set
     heldout = data.get("heldout_images") or 0
     mask = m["mask"]
@@ -118,11 +118,18 @@ def fong2017_stages(cfg: dict) -> list[Stage]:
     if adv.get("enabled", False):
         stages.append(Stage("fong2017", "adversarial images (I-FGSM) + their heatmaps and masks", name, size, test,
                             GRADIENT_COST * adv.get("max_iter", 10) + heatmaps + mask_cost))
-    for key, label in (("pointing", "pointing game"), ("keypoints", "animal parts (eyes vs feet)")):
-        extra = m.get(key) or {}
-        n = extra.get("images") or extra.get("n_images")
-        if n:
-            stages.append(Stage("fong2017", f"{label}: masks + heatmaps", name, size, int(n), mask_cost + heatmaps))
+        # one AlexNet per method (and the mask) learns clean vs adversarial heatmaps: both heatmaps of each image
+        stages.append(Stage("fong2017", f"adversarial detectors: AlexNet x {len(methods) + 1} x {adv.get('epochs', 30)} epochs",
+                            "alexnet", size, test, 3.0 * 2 * adv.get("epochs", 30) * (len(methods) + 1),
+                            num_classes=2, note="counted as torchvision's 3-channel AlexNet (the detector's first conv takes 1)"))
+    # Separate passes of the paper profile, at their datasets' published sizes: COCO val2014 (40,137 images; one
+    # explanation per image here: the classifier's top class) and the Oxford animal-parts images Fong used (3,558).
+    if m.get("pointing_data"):
+        stages.append(Stage("fong2017", "pointing game, COCO val2014: masks + heatmaps", m.get("pointing_model", {}).get("name", name),
+                            size, 40_137, mask_cost + heatmaps, num_classes=80))
+    if m.get("keypoints_data"):
+        stages.append(Stage("fong2017", "animal parts (eyes vs feet): masks + heatmaps", name, size, 3_558,
+                            mask_cost + heatmaps))
     return stages
 
 
