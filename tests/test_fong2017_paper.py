@@ -239,4 +239,5 @@ def test_paper_config_fit_runs_every_pass_on_tiny_files(paper_files, tmp_path):
     assert {row["method"] for row in tables["pointing_game"]["rows"]} >= {"Mask (ours)", "Centre baseline"}
     assert len(tables["keypoints"]["rows"]) == 7 + 1  # the methods + the paper's hamster row (no ground truth here)
     assert tables["mask_learning"]["rows"][0]["images"] == 4
+    assert [(row["class"], row["images"]) for row in tables["keypoints_per_class"]["rows"]] == [(0, 4)]
     assert {c["id"] for c in r["claims"]} >= {"g_mask_eyes_over_feet", "h_mask_beats_center", "c_value_mask_best"}

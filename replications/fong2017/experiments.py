@@ -477,6 +477,13 @@ class FongReplication(ReplicationModule):
         for m in self.all_methods + ["ground_truth"]:
             if self.keypoint_metrics[m].update_count:
                 r["keypoints"][m] = {k: float(x) for k, x in self.keypoint_metrics[m].compute().items()}
+        if self.kp_spec.get("data") and self.keypoint_metrics[MASK].update_count:
+            # the paper reports the animal-parts result per class (official animal_parts.ipynb)
+            per = self.keypoint_metrics[MASK].per_sample()
+            classes, counts = torch.unique(per["classes"], return_counts=True)
+            means = self.keypoint_metrics[MASK].per_class()
+            r["keypoints_per_class"] = [{"class": int(c), "images": int(n), **{p: means[p][int(c)] for p in per["names"]}}
+                                        for c, n in zip(classes.tolist(), counts.tolist())]
         for m in self.all_methods:
             r["boxes"][m] = float(self.boxes[m].compute())
         r["mask"] = {k: _mean(v) for k, v in self.mask_rows.compute().items() if k != "sample_ids"}

@@ -278,6 +278,14 @@ def _keypoints(module, report, r):
                      "the head mask). Paper: per-class mask values, e.g. hamster 0.067 (eyes) vs 0.304 (feet), lower = "
                      "more salient.")
     rows_with = [m for m in module.all_methods + ["ground_truth"] if m in k]
+    per_class = r.get("keypoints_per_class")
+    if per_class:
+        report.add_table("keypoints_per_class", [
+            {"class": row["class"], "images": row["images"], "mask: 1 - m at the eyes": row["eyes"],
+             "at the feet": row["feet"]} for row in per_class],
+            caption="g. Per class (the paper's presentation): mean normalised 1 - m around the eyes and the feet. "
+                    "Paper examples (mask value m, lower = more salient): " + ", ".join(
+                        f"{name} {e:.3f} / {f:.3f}" for name, (e, f) in P.ANIMAL_PARTS.items()) + ".")
     meas = {f"{m}_{p}": k[m][p] for m in rows_with for p in ("eyes", "feet")}
     rel = [Relation.gt("mask_eyes", "mask_feet")]
     if "ground_truth" in k:  # the scenes: the discriminative part is known by construction
