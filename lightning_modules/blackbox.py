@@ -11,8 +11,6 @@ scenes by re-rendering them without that part, i.e. filled with what lies behind
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import logging
@@ -23,7 +21,7 @@ from pathlib import Path
 import torch
 
 from lightning_modules.data.synthetic import PROFILES, ScenesConfig, SyntheticScenes, SyntheticScenesDataModule
-from lightning_modules.utils import atomic_write, data_root
+from lightning_modules.utils import atomic_write, data_root, file_lock
 
 log = logging.getLogger(__name__)
 
@@ -74,17 +72,6 @@ def _config(profile: str | BlackboxConfig) -> BlackboxConfig:
 def blackbox_dir(profile: str | BlackboxConfig = "default", root: str | Path | None = None) -> Path:
     cfg = _config(profile)
     return (Path(root) if root is not None else data_root()) / "blackbox" / cfg.content_hash()
-
-
-@contextlib.contextmanager
-def _file_lock(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 @torch.no_grad()
@@ -200,7 +187,7 @@ def load_blackbox(profile: str | BlackboxConfig = "default", root: str | Path | 
 
     cfg = _config(profile)
     out = blackbox_dir(cfg, root)
-    with _file_lock(out.parent / f".{out.name}.lock"):
+    with file_lock(out.parent / f".{out.name}.lock"):
         if retrain or not (out / "model.pt").is_file() or not (out / "info.json").is_file():
             train_blackbox(cfg, out, root)
     model, data_config = load_model(cfg.model_name, checkpoint=out / "model.pt", num_classes=cfg.scenes.num_classes,

@@ -15,8 +15,6 @@ on the thread count, so the same seed gives the same weights only at the same co
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import logging
@@ -26,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from lightning_modules.utils import atomic_write, data_root
+from lightning_modules.utils import atomic_write, data_root, file_lock
 
 log = logging.getLogger(__name__)
 
@@ -85,17 +83,6 @@ def mnist_datamodule(profile: str | MnistModelConfig = "default", mnist_root: st
                            test_only_train_size=cfg.test_only_train_size, **kwargs)
 
 
-@contextlib.contextmanager
-def _file_lock(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def train_mnist_model(cfg: MnistModelConfig, out_dir: Path, mnist_root: str | Path | None = None) -> dict:
     """Train ``cfg`` at ``TRAIN_THREADS`` threads; save ``model.pt`` (the bare net's state dict) + ``info.json``."""
     from lightning_modules.tasks.data_randomization import TrainingConfig, train_classifier
@@ -148,7 +135,7 @@ def load_mnist_model(profile: str | MnistModelConfig = "default", root: str | Pa
 
     cfg = _config(profile)
     out = mnist_model_dir(cfg, root)
-    with _file_lock(out.parent / f".{out.name}.lock"):
+    with file_lock(out.parent / f".{out.name}.lock"):
         if retrain or not (out / "model.pt").is_file() or not (out / "info.json").is_file():
             train_mnist_model(cfg, out, mnist_root)
     model, data_config = load_model(cfg.model_name, checkpoint=out / "model.pt", num_classes=10, freeze=True)

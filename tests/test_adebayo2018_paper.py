@@ -3,28 +3,23 @@ files in the real formats: MNIST and Fashion-MNIST idx files, ImageNet val (clas
 and torchvision's Inception v3 weights under their published file name (random weights; the file's SHA-256 prefix
 is put into the published URL, as the loader checks it)."""
 
-import hashlib
 import json
 
 import pytest
 import torch
 import yaml
 
+from paper_files import publish_torchvision_weights, write_imagenet_val
 from replications.adebayo2018.__main__ import main
 
-WNIDS = ["n01440764", "n01443537", "n01484850"]
 PAPER = "configs/adebayo2018/paper.yaml"
 
 
 @pytest.fixture
 def paper_data(tmp_path, monkeypatch):
     from test_data_mnist import make_root
-    from test_paper_data import write_jpeg
 
-    imnet = tmp_path / "imagenet"
-    for i, w in enumerate(WNIDS):
-        write_jpeg(imnet / "val" / w / f"ILSVRC2012_val_{i + 1:08d}.JPEG", 48, 40, [(8, 8, 30, 30)])
-    (imnet / "LOC_synset_mapping.txt").write_text("".join(f"{w} name{i}\n" for i, w in enumerate(WNIDS)))
+    imnet = write_imagenet_val(tmp_path / "imagenet")
     mnist, fashion = tmp_path / "mnist", tmp_path / "fashion_mnist"
     make_root(mnist, n_test=20, n_train=30)  # the official layout: train and t10k files
     make_root(fashion, n_test=20, n_train=30, gz=False, seed=1)
@@ -41,16 +36,10 @@ def inception_weights(tmp_path, monkeypatch):
     import torchvision
 
     weights = tmp_path / "weights"
-    weights.mkdir()
     torch.manual_seed(0)
-    staging = tmp_path / "staging.pth"
     net = torchvision.models.inception_v3(weights=None, aux_logits=True, init_weights=False)
-    torch.save(net.state_dict(), staging)
-    prefix = hashlib.sha256(staging.read_bytes()).hexdigest()[:8]
-    staging.rename(weights / f"inception_v3_google-{prefix}.pth")
-    v1 = torchvision.models.Inception_V3_Weights.IMAGENET1K_V1
-    assert v1.value.url.endswith(".pth") and "inception_v3_google-" in v1.value.url
-    monkeypatch.setattr(v1.value, "url", f"https://download.pytorch.org/models/inception_v3_google-{prefix}.pth")
+    name = publish_torchvision_weights(net, torchvision.models.Inception_V3_Weights.IMAGENET1K_V1, weights, monkeypatch)
+    assert name.startswith("inception_v3_google-") and name.endswith(".pth")
     return weights
 
 

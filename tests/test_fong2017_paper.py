@@ -7,13 +7,13 @@ and a COCO GoogLeNet checkpoint (random weights, 80 classes). Also: the loaders'
 
 from __future__ import annotations
 
-import hashlib
 import json
 
 import pytest
 import torch
 import yaml
 
+from paper_files import publish_torchvision_weights
 from test_paper_data import write_jpeg, write_voc_xml
 
 # 1000 classes so the labels index GoogLeNet's outputs; the tiny data uses the first three
@@ -79,15 +79,9 @@ def paper_files(tmp_path, monkeypatch):
     write_animal_parts(parts, [f"{WNIDS[0]}_{k}" for k in range(11)])
     difficult = write_coco(coco, tmp_path)
     weights = tmp_path / "weights"
-    weights.mkdir()
     torch.manual_seed(0)
-    staging = tmp_path / "staging.pth"
     net = torchvision.models.googlenet(weights=None, aux_logits=True, init_weights=False, transform_input=True)
-    torch.save(net.state_dict(), staging)
-    prefix = hashlib.sha256(staging.read_bytes()).hexdigest()[:8]
-    staging.rename(weights / f"googlenet-{prefix}.pth")
-    v1 = torchvision.models.GoogLeNet_Weights.IMAGENET1K_V1
-    monkeypatch.setattr(v1.value, "url", f"https://download.pytorch.org/models/googlenet-{prefix}.pth")
+    publish_torchvision_weights(net, torchvision.models.GoogLeNet_Weights.IMAGENET1K_V1, weights, monkeypatch)
     coco_ckpt = tmp_path / "googlenet_coco.pt"
     torch.save(torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=True, num_classes=80).state_dict(), coco_ckpt)
     monkeypatch.setenv("WANDB_MODE", "disabled")

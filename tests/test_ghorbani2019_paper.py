@@ -3,28 +3,21 @@ files in the real formats: ImageNet val (class folders + synset mapping, JPEG) a
 weights under their published file name (random weights; the file's SHA-256 prefix is put into the published URL,
 as the loader checks it). ``validate`` runs SqueezeNet and its softplus surrogate on the images."""
 
-import hashlib
-
 import pytest
 import torch
 import yaml
 
+from paper_files import publish_torchvision_weights, write_imagenet_val
 from replications.cli import run
 from replications.ghorbani2019.data import FragilityData
 from replications.ghorbani2019.experiments import FragilityReplication
 
-WNIDS = ["n01440764", "n01443537", "n01484850"]
 PAPER = "configs/ghorbani2019/paper.yaml"
 
 
 @pytest.fixture
 def imagenet(tmp_path, monkeypatch):
-    from test_paper_data import write_jpeg
-
-    root = tmp_path / "imagenet"
-    for i, w in enumerate(WNIDS):
-        write_jpeg(root / "val" / w / f"ILSVRC2012_val_{i + 1:08d}.JPEG", 48, 40, [(8 + 4 * i, 8, 30, 30)])
-    (root / "LOC_synset_mapping.txt").write_text("".join(f"{w} name{i}\n" for i, w in enumerate(WNIDS)))
+    root = write_imagenet_val(tmp_path / "imagenet", shift=4)
     monkeypatch.setenv("WANDB_MODE", "disabled")
     monkeypatch.setenv("SALIENCY_WEIGHTS", str(tmp_path / "weights"))
     return root
@@ -36,14 +29,9 @@ def squeezenet_weights(tmp_path, monkeypatch):
     import torchvision
 
     weights = tmp_path / "weights"
-    weights.mkdir()
     torch.manual_seed(0)
-    staging = tmp_path / "staging.pth"
-    torch.save(torchvision.models.squeezenet1_1(weights=None).state_dict(), staging)
-    prefix = hashlib.sha256(staging.read_bytes()).hexdigest()[:8]
-    staging.rename(weights / f"squeezenet1_1-{prefix}.pth")
-    v1 = torchvision.models.SqueezeNet1_1_Weights.IMAGENET1K_V1
-    monkeypatch.setattr(v1.value, "url", f"https://download.pytorch.org/models/squeezenet1_1-{prefix}.pth")
+    net = torchvision.models.squeezenet1_1(weights=None)
+    publish_torchvision_weights(net, torchvision.models.SqueezeNet1_1_Weights.IMAGENET1K_V1, weights, monkeypatch)
     return weights
 
 

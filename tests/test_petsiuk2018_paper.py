@@ -14,7 +14,6 @@ missing weight files give an error that names the file."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 
@@ -25,25 +24,16 @@ import yaml
 
 from lightning_modules.utils import REPO_ROOT
 from replications.petsiuk2018 import pointing_models as pm
+from paper_files import save_with_sha_prefix, write_imagenet_val
 from replications.petsiuk2018.__main__ import main
 
 torch.set_num_threads(1)
 
 CONFIGS = REPO_ROOT / "configs" / "petsiuk2018"
-WNIDS = ["n01440764", "n01443537", "n01484850"]
 CAFFE_MEAN_BGR = torch.tensor([103.939, 116.779, 123.68]).view(1, 3, 1, 1)
 
 
 # --------------------------------------------------------------------------------------------- writers
-def _save_with_sha_prefix(state: dict, folder, pattern: str) -> str:
-    """Save ``state`` as ``pattern.format(<first 8 hex digits of the file's SHA-256>)`` (the published naming)."""
-    staging = folder / "staging.pth"
-    torch.save(state, staging)
-    name = pattern.format(hashlib.sha256(staging.read_bytes()).hexdigest()[:8])
-    staging.rename(folder / name)
-    return name
-
-
 def _randomise_batchnorm(net: nn.Module) -> None:
     g = torch.Generator().manual_seed(1)
     for m in net.modules():
@@ -92,12 +82,12 @@ def weights(tmp_path_factory):
     w.folder = tmp_path_factory.mktemp("weights")
     with pytest.MonkeyPatch.context() as mp:
         torch.manual_seed(0)
-        tv = _save_with_sha_prefix(torchvision.models.resnet50(weights=None).state_dict(), w.folder, "resnet50-{}.pth")
+        tv = save_with_sha_prefix(torchvision.models.resnet50(weights=None).state_dict(), w.folder, "resnet50-{}.pth")
         mp.setattr(torchvision.models.ResNet50_Weights.IMAGENET1K_V1.value, "url", f"https://download.pytorch.org/models/{tv}")
         for dataset, short in (("voc07", "voc"), ("coco", "coco")):
             net = pm.caffe_resnet50(pm.NUM_CLASSES[dataset])
             _randomise_batchnorm(net)
-            name = _save_with_sha_prefix(torchray_resnet50_state(net), w.folder, f"resnet50_{short}-{{}}.pth.tar")
+            name = save_with_sha_prefix(torchray_resnet50_state(net), w.folder, f"resnet50_{short}-{{}}.pth.tar")
             mp.setitem(pm.TORCHRAY_FILES, ("resnet50", dataset), name)
             if dataset == "voc07":
                 w.caffe_voc07 = net.eval()
@@ -107,12 +97,10 @@ def weights(tmp_path_factory):
 @pytest.fixture
 def paper_data(tmp_path, monkeypatch):
     """Tiny ImageNet val (class folders), VOC2007 test and COCO val2014 (80 categories) trees + difficult lists."""
-    from test_paper_data import _coco_tree, _voc_tree, write_jpeg
+    from test_paper_data import _coco_tree, _voc_tree
 
     imnet = tmp_path / "imagenet"
-    for i, w in enumerate(WNIDS):
-        write_jpeg(imnet / "val" / w / f"ILSVRC2012_val_{i + 1:08d}.JPEG", 48, 40, [(8, 8, 30, 30)])
-    (imnet / "LOC_synset_mapping.txt").write_text("".join(f"{w} name{i}\n" for i, w in enumerate(WNIDS)))
+    write_imagenet_val(imnet)
     voc, voc_difficult = _voc_tree(tmp_path)
     coco, coco_difficult = _coco_tree(tmp_path)
     # COCO has 80 categories (the pointing models score 80): the tiny JSON's 3 plus 77 without annotations
