@@ -3,26 +3,18 @@ files in the real formats: ImageNet val (class folders + synset mapping, JPEG), 
 torchvision's ResNet50 weights under their published file name (random weights; the file's SHA-256 prefix is put
 into the published URL, as the loader checks it)."""
 
-import hashlib
-
 import pytest
 import torch
 import yaml
 
+from paper_files import publish_torchvision_weights, write_imagenet_val
 from replications.khakzar2019.__main__ import main
-
-WNIDS = ["n01440764", "n01443537", "n01484850"]
 
 
 @pytest.fixture
 def paper_data(tmp_path, monkeypatch):
     from test_data_cifar import make_root
-    from test_paper_data import write_jpeg
-
-    imnet = tmp_path / "imagenet"
-    for i, w in enumerate(WNIDS):
-        write_jpeg(imnet / "val" / w / f"ILSVRC2012_val_{i + 1:08d}.JPEG", 48, 40, [(8, 8, 30, 30)])
-    (imnet / "LOC_synset_mapping.txt").write_text("".join(f"{w} name{i}\n" for i, w in enumerate(WNIDS)))
+    imnet = write_imagenet_val(tmp_path / "imagenet")
     cifar = tmp_path / "cifar"
     make_root(cifar, n=12)  # 5 x 12 training, 12 test images
     monkeypatch.setenv("WANDB_MODE", "disabled")
@@ -37,14 +29,9 @@ def resnet50_weights(tmp_path, monkeypatch):
     import torchvision
 
     weights = tmp_path / "weights"
-    weights.mkdir()
     torch.manual_seed(0)
-    staging = tmp_path / "staging.pth"
-    torch.save(torchvision.models.resnet50(weights=None).state_dict(), staging)
-    prefix = hashlib.sha256(staging.read_bytes()).hexdigest()[:8]
-    staging.rename(weights / f"resnet50-{prefix}.pth")
-    v1 = torchvision.models.ResNet50_Weights.IMAGENET1K_V1
-    monkeypatch.setattr(v1.value, "url", f"https://download.pytorch.org/models/resnet50-{prefix}.pth")
+    net = torchvision.models.resnet50(weights=None)
+    publish_torchvision_weights(net, torchvision.models.ResNet50_Weights.IMAGENET1K_V1, weights, monkeypatch)
     return weights
 
 
