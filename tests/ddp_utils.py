@@ -57,3 +57,21 @@ def run_ddp(fn: Callable, world_size: int = 2, args: Sequence = (), timeout_s: f
                         p.terminate()
                 raise TimeoutError(f"run_ddp: {fn.__name__} did not finish within {timeout_s} s")
         return [torch.load(Path(tmp) / f"rank{r}.pt", weights_only=True) for r in range(world_size)]
+
+
+def assert_same_report_numbers(a: dict, b: dict, abs_tol: float, nan_ok: bool = False) -> None:
+    """Two runs' report numbers (``{"tables": {name: rows}, "claims": {id: measured}}``) agree: the same tables,
+    rows, columns and claims; floats within ``abs_tol`` (NaN equal to NaN only with ``nan_ok``), everything else exactly."""
+    import pytest
+
+    assert a["tables"].keys() == b["tables"].keys() and a["claims"].keys() == b["claims"].keys()
+    for name in a["tables"]:
+        for ra, rb in zip(a["tables"][name], b["tables"][name], strict=True):
+            assert ra.keys() == rb.keys()
+            for k in ra:
+                if isinstance(ra[k], float):
+                    assert ra[k] == pytest.approx(rb[k], abs=abs_tol, nan_ok=nan_ok), (name, ra.get("method"), k)
+                else:
+                    assert ra[k] == rb[k], (name, k)
+    for cid in a["claims"]:
+        assert a["claims"][cid] == pytest.approx(b["claims"][cid], abs=abs_tol, nan_ok=nan_ok), cid
