@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from lightning_modules.data.synthetic import PROFILES, ScenesConfig, SyntheticScenes, SyntheticScenesDataModule
-from lightning_modules.utils import atomic_write, data_root, file_lock
+from lightning_modules.utils import atomic_write, data_root, file_lock, torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -123,12 +123,8 @@ TRAIN_THREADS = 2
 
 def train_blackbox(cfg: BlackboxConfig, out_dir: Path, root: str | Path | None = None) -> dict:
     """Train the black box with ClassifierTask, save ``model.pt`` + ``info.json`` into ``out_dir``."""
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(TRAIN_THREADS)
-    try:
+    with torch_threads(TRAIN_THREADS):
         return _train_blackbox(cfg, out_dir, root)
-    finally:
-        torch.set_num_threads(previous_threads)
 
 
 def _train_blackbox(cfg: BlackboxConfig, out_dir: Path, root: str | Path | None = None) -> dict:

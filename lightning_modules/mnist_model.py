@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from lightning_modules.utils import atomic_write, data_root, file_lock
+from lightning_modules.utils import atomic_write, data_root, file_lock, torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -93,13 +93,9 @@ def train_mnist_model(cfg: MnistModelConfig, out_dir: Path, mnist_root: str | Pa
     training = TrainingConfig(model_name=cfg.model_name, max_epochs=cfg.max_epochs, lr=cfg.lr,
                               batch_size=cfg.batch_size, weight_decay=cfg.weight_decay, optimizer=cfg.optimizer,
                               scheduler=cfg.scheduler, subset=cfg.train_subset)
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(TRAIN_THREADS)
     started, cpu_started = time.perf_counter(), time.process_time()
-    try:
+    with torch_threads(TRAIN_THREADS):
         model, metrics = train_classifier(train, test, training, num_classes=10, seed=cfg.seed)
-    finally:
-        torch.set_num_threads(previous_threads)
     info = {
         "profile_hash": cfg.content_hash(),
         "config": asdict(cfg),

@@ -28,7 +28,7 @@ from typing import Callable
 
 import torch
 
-from lightning_modules.utils import atomic_write
+from lightning_modules.utils import atomic_write, torch_threads
 
 
 def rank_estimator(attributions: torch.Tensor, estimator: str = "squared") -> torch.Tensor:
@@ -164,14 +164,9 @@ class RoarPipeline:
             default_root_dir=run_dir, num_sanity_val_steps=0, limit_val_batches=0,
         )
         last = run_dir / "last.ckpt"
-        previous_threads = torch.get_num_threads()
-        if cfg.threads is not None:
-            torch.set_num_threads(cfg.threads)
-        try:
+        with torch_threads(cfg.threads):
             trainer.fit(task, datamodule=dm, ckpt_path=str(last) if last.is_file() else None)
             metrics = trainer.test(task, datamodule=dm, verbose=False)[0]
-        finally:
-            torch.set_num_threads(previous_threads)
         acc = metrics.get("test/acc", metrics.get("test_acc"))
         if acc is None:
             raise KeyError(f"ClassifierTask logged no test accuracy; got {sorted(metrics)}")

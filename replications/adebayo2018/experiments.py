@@ -19,7 +19,6 @@ explanation passes in ``test_step``; the report in ``build_report``. The machine
 
 from __future__ import annotations
 
-import contextlib
 import time
 from dataclasses import dataclass
 
@@ -31,6 +30,7 @@ from lightning_modules.tasks.data_randomization import (
     TrainingConfig, accuracy, train_classifier, train_random_label_model,
 )
 from lightning_modules.tasks.randomization import MODES, ModelRandomizationTest, resolve_order
+from lightning_modules.utils import torch_threads
 from replications.cli import ReplicationModule
 from replications.adebayo2018 import paper as P
 
@@ -137,19 +137,6 @@ class DataRandomisationExperiment:
                              f"{true_cfg.model_name} {true_cfg.model_kwargs} and {random_cfg.model_name} {random_cfg.model_kwargs}")
         methods = list(spec["methods"]) if spec.get("methods") is not None else None
         return cls(name, spec["dataset"], true_cfg, random_cfg, methods)
-
-
-@contextlib.contextmanager
-def torch_threads(n: int | None):
-    """Pin torch's CPU thread count (CPU reductions depend on it: the same seed gives the same weights only at the
-    same count, as for the black box), restoring it afterwards; ``None`` leaves it alone."""
-    previous = torch.get_num_threads()
-    if n is not None:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _similarity():
