@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from lightning_modules.data.synthetic import PROFILES, ScenesConfig, SyntheticScenes, SyntheticScenesDataModule
+from lightning_modules.shipped import load_shipped, ship, shipped_entry
 from lightning_modules.utils import atomic_write, data_root, file_lock, torch_threads
 
 log = logging.getLogger(__name__)
@@ -173,28 +174,62 @@ def _train_blackbox(cfg: BlackboxConfig, out_dir: Path, root: str | Path | None 
     return info
 
 
-def load_blackbox(profile: str | BlackboxConfig = "default", root: str | Path | None = None, retrain: bool = False):
-    """The cached black box of ``profile`` as ``(model, data_config)``: frozen, eval, [0, 1] inputs.
+def shipped_name(profile: str | BlackboxConfig) -> str | None:
+    """The name of a named profile's shipped weights (``weights/blackbox_<profile>.safetensors``)."""
+    if isinstance(profile, str):
+        return f"blackbox_{profile}"
+    named = [k for k, v in BLACKBOX_PROFILES.items() if v == profile]
+    return f"blackbox_{named[0]}" if named else None
 
-    Trains it on first use (``default``: a few minutes on 2 CPU cores; ``smoke``: seconds). The model
-    carries ``model.scenes_config`` (the scenes it was trained on) and ``model.blackbox_info``.
+
+def load_blackbox(profile: str | BlackboxConfig = "default", root: str | Path | None = None, retrain: bool = False):
+    """The black box of ``profile`` as ``(model, data_config)``: frozen, eval, [0, 1] inputs.
+
+    A named profile loads its shipped, hash-checked weights (``weights/blackbox_<profile>.safetensors``), so every
+    machine explains the same model. ``retrain=True`` (or a profile with nothing shipped) trains it into the cache
+    under ``<data root>/blackbox/`` instead (``default``: a few minutes on 2 CPU cores; ``smoke``: seconds); ship a
+    retrained model with ``python -m replications train-embedded blackbox_<profile>``. The model carries
+    ``model.scenes_config`` (the scenes it was trained on) and ``model.blackbox_info``.
     """
     from lightning_modules.models import load_model
 
     cfg = _config(profile)
-    out = blackbox_dir(cfg, root)
-    with file_lock(out.parent / f".{out.name}.lock"):
-        if retrain or not (out / "model.pt").is_file() or not (out / "info.json").is_file():
-            train_blackbox(cfg, out, root)
-    model, data_config = load_model(cfg.model_name, checkpoint=out / "model.pt", num_classes=cfg.scenes.num_classes,
-                                    freeze=True, **dict(cfg.model_kwargs))
+    name = shipped_name(profile)
+    if not retrain and name is not None and shipped_entry(name) is not None:
+        state, info = load_shipped(name, config_hash=cfg.content_hash())
+        model, data_config = load_model(cfg.model_name, num_classes=cfg.scenes.num_classes, freeze=True,
+                                        **dict(cfg.model_kwargs))
+        from lightning_modules.models import unwrap
+
+        unwrap(model).load_state_dict(state)
+    else:
+        out = blackbox_dir(cfg, root)
+        with file_lock(out.parent / f".{out.name}.lock"):
+            if retrain or not (out / "model.pt").is_file() or not (out / "info.json").is_file():
+                train_blackbox(cfg, out, root)
+        model, data_config = load_model(cfg.model_name, checkpoint=out / "model.pt", num_classes=cfg.scenes.num_classes,
+                                        freeze=True, **dict(cfg.model_kwargs))
+        info = json.loads((out / "info.json").read_text())
     model.scenes_config = cfg.scenes
-    model.blackbox_info = json.loads((out / "info.json").read_text())
+    model.blackbox_info = info
     return model, data_config
+
+
+def ship_blackbox(profile: str = "default", root: str | Path | None = None) -> Path:
+    """Retrain the black box of a named profile and ship it (``weights/``, with its SHA-256)."""
+    from lightning_modules.models import unwrap
+
+    cfg = _config(profile)
+    model, _ = load_blackbox(profile, root=root, retrain=True)
+    return ship(shipped_name(profile), unwrap(model).state_dict(), model.blackbox_info, config_hash=cfg.content_hash())
 
 
 def blackbox_info(profile: str | BlackboxConfig = "default", root: str | Path | None = None) -> dict:
     """What was measured when the black box of ``profile`` was trained (trains it if needed)."""
+    name = shipped_name(profile)
+    entry = shipped_entry(name) if name is not None else None
+    if entry is not None:
+        return dict(entry["info"])
     out = blackbox_dir(profile, root)
     if not (out / "info.json").is_file():
         load_blackbox(profile, root)

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from lightning_modules.shipped import load_shipped, ship, shipped_entry
 from lightning_modules.utils import atomic_write, data_root, file_lock, torch_threads
 
 log = logging.getLogger(__name__)
@@ -120,16 +121,33 @@ def train_mnist_model(cfg: MnistModelConfig, out_dir: Path, mnist_root: str | Pa
     return info
 
 
+def shipped_name(profile: str | MnistModelConfig) -> str | None:
+    """The name of a named profile's shipped weights (``weights/mnist_cnn_<profile>.safetensors``)."""
+    if isinstance(profile, str):
+        return f"mnist_cnn_{profile}"
+    named = [k for k, v in MNIST_MODEL_PROFILES.items() if v == profile]
+    return f"mnist_cnn_{named[0]}" if named else None
+
+
 def load_mnist_model(profile: str | MnistModelConfig = "default", root: str | Path | None = None,
                      mnist_root: str | Path | None = None, retrain: bool = False):
-    """The cached real-MNIST CNN of ``profile`` as ``(model, data_config)``: frozen, eval, [0, 1] inputs.
+    """The real-MNIST CNN of ``profile`` as ``(model, data_config)``: frozen, eval, [0, 1] inputs.
 
-    ``root``: the cache's data root (default ``data/``); ``mnist_root``: where the idx files are (default
-    ``data/mnist``). Trains on first use (``default``: about a minute on 2 CPU cores; ``smoke``: seconds).
+    A named profile loads its shipped, hash-checked weights (``weights/mnist_cnn_<profile>.safetensors``).
+    ``retrain=True`` (or nothing shipped) trains it into the cache instead: ``root`` is the cache's data root
+    (default ``data/``), ``mnist_root`` where the idx files are (default ``data/mnist``); ``default`` takes about a
+    minute on 2 CPU cores, ``smoke`` seconds. Ship with ``python -m replications train-embedded mnist_cnn_<profile>``.
     """
-    from lightning_modules.models import load_model
+    from lightning_modules.models import load_model, unwrap
 
     cfg = _config(profile)
+    name = shipped_name(profile)
+    if not retrain and name is not None and shipped_entry(name) is not None:
+        state, info = load_shipped(name, config_hash=cfg.content_hash())
+        model, data_config = load_model(cfg.model_name, num_classes=10, freeze=True)
+        unwrap(model).load_state_dict(state)
+        model.mnist_info = info
+        return model, data_config
     out = mnist_model_dir(cfg, root)
     with file_lock(out.parent / f".{out.name}.lock"):
         if retrain or not (out / "model.pt").is_file() or not (out / "info.json").is_file():
@@ -137,3 +155,12 @@ def load_mnist_model(profile: str | MnistModelConfig = "default", root: str | Pa
     model, data_config = load_model(cfg.model_name, checkpoint=out / "model.pt", num_classes=10, freeze=True)
     model.mnist_info = json.loads((out / "info.json").read_text())
     return model, data_config
+
+
+def ship_mnist_model(profile: str = "default", root: str | Path | None = None, mnist_root: str | Path | None = None) -> Path:
+    """Retrain the MNIST CNN of a named profile and ship it (``weights/``, with its SHA-256)."""
+    from lightning_modules.models import unwrap
+
+    cfg = _config(profile)
+    model, _ = load_mnist_model(profile, root=root, mnist_root=mnist_root, retrain=True)
+    return ship(shipped_name(profile), unwrap(model).state_dict(), model.mnist_info, config_hash=cfg.content_hash())

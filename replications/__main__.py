@@ -82,6 +82,35 @@ def cmd_bench(what: str, extra: list[str] | None = None) -> int:
     return 0
 
 
+def _embedded_trainers() -> dict:
+    """Name of a shipped model -> the function that retrains and ships it (``weights/``)."""
+    from functools import partial
+
+    from lightning_modules.blackbox import BLACKBOX_PROFILES, ship_blackbox
+    from lightning_modules.mnist_model import MNIST_MODEL_PROFILES, ship_mnist_model
+
+    trainers = {f"blackbox_{p}": partial(ship_blackbox, p) for p in BLACKBOX_PROFILES}
+    trainers.update({f"mnist_cnn_{p}": partial(ship_mnist_model, p) for p in MNIST_MODEL_PROFILES})
+    return trainers
+
+
+def cmd_train_embedded(names: list[str]) -> int:
+    """Retrain shipped models from scratch and ship them (new SHA-256 in weights/MANIFEST.json)."""
+    import time
+
+    trainers = _embedded_trainers()
+    unknown = [n for n in names if n not in trainers]
+    if unknown or not names:
+        print(f"unknown embedded model(s) {unknown}; known: {sorted(trainers)}" if unknown else
+              f"name the models to retrain; known: {sorted(trainers)}")
+        return 2
+    for name in names:
+        started, cpu = time.perf_counter(), time.process_time()
+        path = trainers[name]()
+        print(f"{name}: shipped {path} ({time.perf_counter() - started:.0f} s wall, {time.process_time() - cpu:.0f} s CPU)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m replications", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="cmd")
@@ -91,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     p_bench = sub.add_parser("bench", help="run a benchmark")
     p_bench.add_argument("what", choices=["explainers", "metrics", "paper-scale"])
     p_bench.add_argument("extra", nargs=argparse.REMAINDER, help="options of the benchmark, e.g. --threads 1 --clock process")
+    p_train = sub.add_parser("train-embedded", help="retrain shipped embedded models and ship their weights")
+    p_train.add_argument("names", nargs="*", help="e.g. blackbox_default mnist_cnn_default")
     args = parser.parse_args(argv)
     if args.cmd in (None, "list"):
         return cmd_list()
@@ -98,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_check(args.papers)
     if args.cmd == "bench":
         return cmd_bench(args.what, args.extra)
+    if args.cmd == "train-embedded":
+        return cmd_train_embedded(args.names)
     return 2
 
 

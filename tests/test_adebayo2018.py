@@ -16,8 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def test_smoke_fit_writes_report(tmp_path, monkeypatch):
-    from lightning_modules.blackbox import blackbox_dir
-    from lightning_modules.models import safe_load
+    from lightning_modules.shipped import load_shipped
 
     monkeypatch.setenv("WANDB_MODE", "disabled")
     monkeypatch.setenv("SALIENCY_REPORT_DIR", str(tmp_path / "report"))
@@ -67,9 +66,9 @@ def test_smoke_fit_writes_report(tmp_path, monkeypatch):
         for kind in ("true", "random"):
             assert 0.0 <= exp[kind]["train_accuracy"] <= 1.0 and 0.0 <= exp[kind]["test_accuracy"] <= 1.0
     # Randomisation acts on deep copies: the black box the replication explained (and reused as the scenes'
-    # true-label model) still holds exactly the cached weights.
+    # true-label model) still holds exactly the shipped weights.
     module = cli.model
-    cached = safe_load(blackbox_dir("smoke") / "model.pt")
+    cached, _ = load_shipped("blackbox_smoke")
     assert cached.keys() == module.blackbox.net.state_dict().keys()
     for k, v in module.blackbox.net.state_dict().items():
         assert torch.equal(v.cpu(), cached[k]), k

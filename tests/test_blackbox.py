@@ -1,5 +1,6 @@
-"""The cached embedded black box: trained once, reloaded (weights_only) without retraining, frozen,
-deterministic given its seed, and using the intended evidence (the heads, not the feet)."""
+"""The embedded black box: shipped (hash-checked) for the named profiles; retrained on request into a cache that
+is trained once and reloaded (weights_only) without retraining; frozen, deterministic given its seed, and using
+the intended evidence (the heads, not the feet)."""
 
 import json
 
@@ -14,7 +15,7 @@ from lightning_modules.data.synthetic import SyntheticScenes
 @pytest.fixture(scope="module")
 def smoke_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("bb")
-    load_blackbox("smoke", root=root)
+    load_blackbox("smoke", root=root, retrain=True)
     return root
 
 
@@ -28,6 +29,7 @@ def test_trains_once_then_loads_from_the_cache(smoke_root, monkeypatch):
         raise AssertionError("trained again although the black box is cached")
 
     monkeypatch.setattr(blackbox, "train_blackbox", no_training)
+    monkeypatch.setenv("SALIENCY_SHIPPED_WEIGHTS", str(smoke_root / "nothing_shipped"))
     m1, cfg = load_blackbox("smoke", root=smoke_root)
     m2, _ = load_blackbox("smoke", root=smoke_root)
     assert not m1.training and not any(p.requires_grad for p in m1.parameters())
@@ -43,7 +45,7 @@ def test_trains_once_then_loads_from_the_cache(smoke_root, monkeypatch):
 
 
 def test_same_seed_same_weights(smoke_root, tmp_path):
-    load_blackbox("smoke", root=tmp_path)
+    load_blackbox("smoke", root=tmp_path, retrain=True)
     a = torch.load(blackbox_dir("smoke", smoke_root) / "model.pt", weights_only=True)
     b = torch.load(blackbox_dir("smoke", tmp_path) / "model.pt", weights_only=True)
     for k in a:
@@ -58,7 +60,7 @@ def test_weights_do_not_depend_on_the_callers_thread_count(smoke_root, tmp_path)
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        load_blackbox("smoke", root=tmp_path)
+        load_blackbox("smoke", root=tmp_path, retrain=True)
         assert torch.get_num_threads() == 1  # restored
     finally:
         torch.set_num_threads(before)
