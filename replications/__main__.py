@@ -42,23 +42,39 @@ def cmd_list() -> int:
 
 
 def cmd_check(papers: list[str] | None = None) -> int:
+    """Verify every committed report against the code (see ``lightning_modules.reporting.verify``)."""
+    from replications.contract import contract, rebuild
+
     papers = papers or list_papers()
     problems: list[str] = []
+    warnings: list[str] = []
     if not papers:
         problems.append("no paper packages found under replications/")
     checked = 0
-    for name in papers:
+    unknown = sorted(set(papers) - set(list_papers()))
+    if unknown:
+        problems.append(f"unknown paper(s) {unknown}; known: {list_papers()}")
+    for name in sorted(set(papers) - set(unknown)):
         res_path = REPO_ROOT / "reports" / name / "results.json"
         if not res_path.is_file():
             problems.append(f"{name}: no committed report (reports/{name}/results.json); run `python -m replications.{name} fit`")
             continue
         try:
             results = load_results(res_path)
-        except ValueError as e:
-            problems.append(f"{name}: reports/{name}/results.json is not valid JSON: {e}")
+        except (ValueError, UnicodeDecodeError) as e:
+            problems.append(f"{name}: reports/{name}/results.json is not valid JSON ({e}); re-run `python -m replications.{name} fit`")
             continue
-        problems += check_results(results)
-        checked += len(results.get("claims", []))
+        has_code = contract(name).build_claims is not None
+        if not has_code:
+            warnings.append(f"{name}: claims NOT rebuilt from the code (replications/{name}/claims.py has no build_claims)")
+        problems += check_results(results, rebuild=rebuild if has_code else None)
+        if isinstance(results, dict) and isinstance(results.get("claims"), list):
+            checked += len(results["claims"])
+            legacy = [c.get("id") for c in results["claims"] if isinstance(c, dict) and c.get("known_deviation")]
+            if legacy:
+                warnings.append(f"{name}: {len(legacy)} deviations without a diagnostic (free text): {legacy}")
+    for w in warnings:
+        print(f"warning: {w}")
     if problems:
         print(f"check FAILED ({len(problems)} problems):")
         for p in problems:

@@ -21,6 +21,7 @@ from lightning.pytorch.cli import LightningCLI
 
 from lightning_modules.reporting import Report
 from lightning_modules.utils import REPO_ROOT
+from replications.contract import claims_for, contract, plain
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
@@ -90,6 +91,11 @@ class ReplicationModule(pl.LightningModule):
             self.register_parameter("_ddp_placeholder", torch.nn.Parameter(torch.empty(0)))
 
     def build_report(self, report: Report) -> None:  # pragma: no cover - abstract
+        """Sections, tables and figures of the report."""
+        raise NotImplementedError
+
+    def plain_results(self) -> dict:  # pragma: no cover - abstract
+        """The run's plain (JSON-serialisable) results: what ``claims.build_claims`` computes the claims from."""
         raise NotImplementedError
 
     def new_report(self) -> Report:
@@ -111,6 +117,9 @@ class ReplicationModule(pl.LightningModule):
             return None
         report = self.new_report()
         self.build_report(report)
+        if contract(self.paper).build_claims is not None:
+            report.set_results(plain(self.plain_results()))
+            report.add_claims(claims_for(self.paper, report.plain_results, self.profile))
         out_dir = out_dir or self.run_info.get("report_dir")
         report.write(out_dir)
         report.log_wandb(self.logger)

@@ -1,19 +1,38 @@
-"""Claims, relations, atomic report writing, W&B offline logging and ``python -m replications check``."""
+"""Claims, relations with paired bootstrap, registered deviations, atomic report folders, W&B offline logging, and
+``check``: every tampering with a committed report must make it fail."""
 
 import json
 import os
-import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from lightning_modules import reporting  # noqa: E402
-from lightning_modules.reporting import Claim, PaperValue, Relation, Report, check_results  # noqa: E402
+from lightning_modules.reporting import (  # noqa: E402
+    Claim,
+    Deviation,
+    Diagnostic,
+    PaperValue,
+    Relation,
+    Report,
+    apply_deviations,
+    check_results,
+    judge,
+    register,
+)
+from lightning_modules.reporting import report as report_mod  # noqa: E402
 from lightning_modules.utils import atomic_write  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 # ------------------------------------------------------------------------------------------ relations
@@ -35,6 +54,7 @@ from lightning_modules.utils import atomic_write  # noqa: E402
         (Relation.order(["m", "g", "r"], "<"), {"m": 1, "g": 3, "r": 2}, False),
         (Relation.all_of(Relation.lt("a", "b"), Relation.gt("a", 0)), {"a": 1, "b": 2}, True),
         (Relation.any_of(Relation.lt("b", "a"), Relation.gt("a", 5)), {"a": 1, "b": 2}, False),
+        (Relation.best("a", ["a", "b", "c"]), {"a": 1, "b": 2, "c": 3}, True),
     ],
 )
 def test_relations_evaluate_and_roundtrip(relation, measured, expected):
@@ -52,22 +72,130 @@ def test_relation_rejects_unknown_names_and_nan():
         Relation.lt("a", "b").evaluate({"a": float("nan"), "b": 1})
     with pytest.raises(ValueError):
         Relation.compare("a", "!=", "b")
+    with pytest.raises(ValueError, match="'kind' and 'args'"):
+        Relation.from_dict({"kind": "compare"})
 
 
+def _samples(mean, n=64, sd=0.05, seed=0):
+    return list(np.random.default_rng(seed).normal(mean, sd, n))
+
+
+def test_paired_bootstrap_known_answers():
+    a, b = _samples(0.1), _samples(0.3, seed=1)
+    m = {"a": float(np.mean(a)), "b": float(np.mean(b))}
+    assert judge(Relation.lt("a", "b"), m, {"a": a, "b": b}).status == "holds"
+    assert judge(Relation.gt("a", "b"), m, {"a": a, "b": b}).status == "fails"
+    # the same means with far more noise than difference: the run cannot tell
+    c, d = _samples(0.1, n=16, sd=1.0, seed=2), _samples(0.12, n=16, sd=1.0, seed=3)
+    v = judge(Relation.lt("c", "d"), {"c": float(np.mean(c)), "d": float(np.mean(d))}, {"c": c, "d": d})
+    assert v.status == "inconclusive"
+    (iv,) = v.intervals
+    assert iv.low < 0 < iv.high and iv.n == 16 and iv.n_to_decide > 16
+    # deterministic: the same interval every time
+    again = judge(Relation.lt("c", "d"), {"c": float(np.mean(c)), "d": float(np.mean(d))}, {"c": c, "d": d})
+    assert again.intervals[0].to_dict() == iv.to_dict()
+
+
+def test_paired_bootstrap_uses_the_pairing():
+    """A small difference that is consistent image by image holds, although the two marginal distributions
+    overlap almost entirely; unpaired (shuffled) it would not."""
+    base = _samples(0.5, n=64, sd=0.3)
+    a = [x - 0.01 for x in base]
+    m = {"a": float(np.mean(a)), "b": float(np.mean(base))}
+    assert judge(Relation.lt("a", "b"), m, {"a": a, "b": base}).status == "holds"
+    shuffled = list(np.random.default_rng(5).permutation(a))
+    assert judge(Relation.lt("a", "b"), m, {"a": shuffled, "b": base}).status == "inconclusive"
+
+
+def test_bootstrap_against_a_bound_and_margin():
+    acc = [1.0] * 60 + [0.0] * 4
+    m = {"acc": float(np.mean(acc))}
+    assert judge(Relation.at_least("acc", 0.8), m, {"acc": acc}).status == "holds"
+    assert judge(Relation.at_least("acc", 0.99), m, {"acc": acc}).status == "fails"
+    a, b = _samples(0.1), _samples(0.3, seed=1)
+    m = {"a": float(np.mean(a)), "b": float(np.mean(b))}
+    assert judge(Relation.lt("a", "b", margin=0.5), m, {"a": a, "b": b}).status == "fails"
+
+
+def test_combinations_are_three_valued():
+    h, f = Relation.lt("x", "y"), Relation.gt("x", "y")
+    c, d = _samples(0.1, n=16, sd=1.0, seed=2), _samples(0.12, n=16, sd=1.0, seed=3)
+    inc = Relation.lt("c", "d")
+    m = {"x": 0, "y": 1, "c": float(np.mean(c)), "d": float(np.mean(d))}
+    s = {"c": c, "d": d}
+    assert judge(Relation.all_of(h, inc), m, s).status == "inconclusive"
+    assert judge(Relation.all_of(f, inc), m, s).status == "fails"
+    assert judge(Relation.any_of(h, inc), m, s).status == "holds"
+    assert judge(Relation.any_of(f, inc), m, s).status == "inconclusive"
+    assert judge(Relation.any_of(f, f), m, s).status == "fails"
+
+
+def test_unpaired_samples_are_refused():
+    with pytest.raises(ValueError, match="differ in length"):
+        judge(Relation.lt("a", "b"), {"a": 0, "b": 1}, {"a": [0.0, 0.0], "b": [1.0]})
+
+
+# ------------------------------------------------------------------------------------------ claims
 def test_claim_status_and_validation():
     ok = Claim("c1", "exp", "a below b", Relation.lt("a", "b"), {"a": 1, "b": 2})
     assert ok.status == "holds"
     bad = Claim("c2", "exp", "a below b", Relation.lt("a", "b"), {"a": 3, "b": 2})
-    assert bad.status == "fails"
-    dev = Claim("c3", "exp", "a below b", Relation.lt("a", "b"), {"a": 3, "b": 2}, known_deviation="synthetic data lacks X")
-    assert dev.status == "deviation"
-    with pytest.raises(ValueError, match="written reason"):
-        Claim("c4", "exp", "t", Relation.lt("a", "b"), {"a": 1, "b": 2}, known_deviation="  ")
+    assert bad.status == "fails" and "without a registered deviation" in bad.problem
+    sanity = Claim("c3", "exp", "labels kept", Relation.at_least("kept", 1.0), {"kept": 1.0}, kind="sanity")
+    assert sanity.status == "sanity"
     with pytest.raises(ValueError, match="not in measured"):
         Claim("c5", "exp", "t", Relation.lt("a", "b"), {"a": 1})
+    with pytest.raises(ValueError, match="not the mean of its samples"):
+        Claim("c6", "exp", "t", Relation.lt("a", "b"), {"a": 0.5, "b": 1}, samples={"a": [0.0, 0.2]})
+    with pytest.raises(ValueError, match="kind"):
+        Claim("c7", "exp", "t", Relation.lt("a", "b"), {"a": 0, "b": 1}, kind="finding")
+    nan = Claim("c8", "exp", "t", Relation.lt("a", "b"), {"a": float("nan"), "b": 1})
+    assert nan.status == "fails" and "NaN" in nan.problem
 
 
-# ------------------------------------------------------------------------------------------ reports
+def _diag(share):
+    return Diagnostic("evidence box inside the object box on >= 90% of images", Relation.at_least("share", 0.9),
+                      measure=lambda r: {"share": r["share"]})
+
+
+def _dev(cid="c", reason="x={x:.2f} below y={y:.2f}; evidence inside on {share:.0%}"):
+    return Deviation(cid, reason, _diag(None))
+
+
+def test_deviation_applies_only_when_its_diagnostic_holds():
+    def failing():
+        return [Claim("c", "e", "x above y", Relation.gt("x", "y"), {"x": 0.1, "y": 0.2})]
+
+    (c,) = apply_deviations(failing(), register(_dev()), {"share": 0.95}, "default")
+    assert c.status == "deviation"
+    assert c.deviation["reason"] == "x=0.10 below y=0.20; evidence inside on 95%"  # numbers of this run
+    (c,) = apply_deviations(failing(), register(_dev()), {"share": 0.5}, "default")
+    assert c.status == "fails" and "diagnostic does not hold" in c.problem
+    holding = [Claim("c", "e", "x above y", Relation.gt("x", "y"), {"x": 0.3, "y": 0.2})]
+    (c,) = apply_deviations(holding, register(_dev()), {"share": 0.95}, "default")
+    assert c.status == "fails" and "newly holds: remove the deviation" in c.problem
+    (c,) = apply_deviations(failing(), register(_dev()), {"share": 0.95}, "paper")  # not registered there
+    assert c.status == "fails"
+    cs, ds = _samples(0.1, n=16, sd=1.0, seed=2), _samples(0.12, n=16, sd=1.0, seed=3)
+    inconclusive = [Claim("c", "e", "x below y", Relation.lt("x", "y"), {"x": float(np.mean(cs)), "y": float(np.mean(ds))},
+                          samples={"x": cs, "y": ds})]
+    (c,) = apply_deviations(inconclusive, register(_dev()), {"share": 0.95}, "default")
+    assert c.status == "inconclusive"
+
+
+def test_deviation_registry_is_exact_and_needs_a_diagnostic():
+    with pytest.raises(ValueError, match="does not make"):
+        apply_deviations([Claim("c", "e", "t", Relation.lt("x", "y"), {"x": 1, "y": 0})], register(_dev("other")), {"share": 1}, "default")
+    with pytest.raises(ValueError, match="two deviations"):
+        register(_dev(), _dev())
+    with pytest.raises(TypeError, match="Diagnostic"):
+        Deviation("c", "a reason", diagnostic="IoU is low")
+    with pytest.raises(KeyError, match="neither a measured nor a diagnostic"):
+        apply_deviations([Claim("c", "e", "t", Relation.lt("x", "y"), {"x": 1, "y": 0})],
+                         register(_dev(reason="{nowhere:.2f}")), {"share": 1}, "default")
+
+
+# ------------------------------------------------------------------------------------------ reports and check
 def _fake_repo(tmp_path: Path, paper="toy", profile="default") -> Path:
     (tmp_path / "configs" / paper).mkdir(parents=True)
     (tmp_path / "configs" / paper / f"{profile}.yaml").write_text("seed_everything: 0\n")
@@ -76,86 +204,194 @@ def _fake_repo(tmp_path: Path, paper="toy", profile="default") -> Path:
     return tmp_path
 
 
-def _report(repo: Path, claims, monkeypatch) -> Report:
-    monkeypatch.setattr(reporting, "REPO_ROOT", repo)
+#: the toy paper's code: claims from plain results, and its registered deviation
+def toy_build_claims(results: dict, profile: str) -> list[Claim]:
+    s = results["samples"]
+    return [
+        Claim("mask_best", "loc", "mask beats gradient", Relation.lt("mask", "gradient"),
+              {"mask": float(np.mean(s["mask"])), "gradient": float(np.mean(s["gradient"]))},
+              paper={"mask": PaperValue(43.1, "Table 1", "GoogLeNet"), "gradient": PaperValue(43.9, "Table 1", "GoogLeNet")},
+              samples={"mask": s["mask"], "gradient": s["gradient"]}),
+        Claim("x_above_y", "loc", "x above y", Relation.gt("x", "y", margin=0.0), {"x": results["x"], "y": results["y"]}),
+        Claim("kept", "attack", "labels kept", Relation.at_least("kept", 1.0), {"kept": 1.0}, kind="sanity"),
+    ]
+
+
+TOY_DEVIATIONS = register(Deviation("x_above_y", "x={x:.2f} is below y={y:.2f}: {share:.0%} of the evidence is outside",
+                                    Diagnostic("evidence outside the object on >= 50%", Relation.at_least("share", 0.5),
+                                               measure=lambda r: {"share": r["share"]})))
+
+
+def toy_rebuild(stored: dict) -> list[Claim]:
+    claims = toy_build_claims(stored["results"], stored["profile"])
+    for c in claims:
+        c.profile = stored["profile"]
+    return apply_deviations(claims, TOY_DEVIATIONS, stored["results"], stored["profile"])
+
+
+TOY_RESULTS = {"samples": {"mask": _samples(0.4, n=32), "gradient": _samples(0.5, n=32, seed=1)}, "x": 0.1, "y": 0.2, "share": 0.7}
+
+
+def _report(repo: Path, monkeypatch, results=None) -> Report:
+    monkeypatch.setattr(report_mod, "REPO_ROOT", repo)
     r = Report("toy", "Toy paper", profile="default", config_path=repo / "configs/toy/default.yaml", seed=0)
     r.add_section("Setting", "A toy setting.")
     r.add_table("scores", [{"method": "mask", "error": 0.4}, {"method": "gradient", "error": 0.5}], caption="Table 1")
     fig, ax = plt.subplots()
     ax.plot([0, 1], [0, 1])
     r.add_figure("curve", fig, caption="a line")
-    r.add_claims(claims)
+    plain = json.loads(json.dumps(results or TOY_RESULTS))
+    r.set_results(plain)
+    r.add_claims(apply_deviations(toy_build_claims(plain, "default"), TOY_DEVIATIONS, plain, "default"))
     return r
 
 
-def test_report_write_and_check_roundtrip(tmp_path, monkeypatch):
+def _check(repo, out):
+    return check_results(json.loads((out / "results.json").read_text()), report_dir=out, repo_root=repo, rebuild=toy_rebuild)
+
+
+@pytest.fixture
+def toy(tmp_path, monkeypatch):
     repo = _fake_repo(tmp_path)
-    claims = [
-        Claim("mask_best", "loc", "mask beats gradient", Relation.lt("mask", "gradient"), {"mask": 0.4, "gradient": 0.5},
-              paper={"mask": PaperValue(43.1, "Table 1", "GoogLeNet"), "gradient": PaperValue(43.9, "Table 1", "GoogLeNet")}),
-        Claim("dev", "loc", "x above y", Relation.gt("x", "y"), {"x": 0.1, "y": 0.2}, known_deviation="our scenes have no Y"),
-    ]
-    out = _report(repo, claims, monkeypatch).write(repo / "reports" / "toy")
+    out = _report(repo, monkeypatch).write(repo / "reports" / "toy")
+    return repo, out
+
+
+def test_report_write_and_check_roundtrip(toy):
+    repo, out = toy
     results = json.loads((out / "results.json").read_text())
-    assert results["claim_counts"] == {"holds": 1, "fails": 0, "deviation": 1}
+    assert results["claim_counts"] == {"holds": 1, "fails": 0, "inconclusive": 0, "deviation": 1, "sanity": 1}
     assert (out / "figures" / "curve.png").read_bytes()[:4] == b"\x89PNG"
     readme = (out / "README.md").read_text()
     assert "mask beats gradient" in readme and "43.1" in readme and "known deviation" in readme
+    assert "Δ(mask − gradient)" in readme and "diagnostic: evidence outside" in readme and "sanity check" in readme
     assert "![curve](figures/curve.png)" in readme
-    assert check_results(results, repo_root=repo) == []
+    assert readme == report_mod.render_readme(results)  # README is a pure function of results.json
+    assert _check(repo, out) == []
+    for p in [out / "README.md", out / "results.json", out / "figures" / "curve.png"]:
+        assert p.stat().st_mode & 0o044 == 0o044, f"{p} must be world-readable"
 
 
-def test_check_catches_failing_claim(tmp_path, monkeypatch):
-    repo = _fake_repo(tmp_path)
-    claims = [Claim("broken", "loc", "mask beats gradient", Relation.lt("mask", "gradient"), {"mask": 0.6, "gradient": 0.5})]
-    out = _report(repo, claims, monkeypatch).write(repo / "reports" / "toy")
-    problems = check_results(json.loads((out / "results.json").read_text()), repo_root=repo)
-    assert any("broken fails" in p for p in problems)
-
-
-def test_check_catches_tampered_number(tmp_path, monkeypatch):
-    repo = _fake_repo(tmp_path)
-    claims = [Claim("ok", "loc", "mask beats gradient", Relation.lt("mask", "gradient"), {"mask": 0.4, "gradient": 0.5})]
-    out = _report(repo, claims, monkeypatch).write(repo / "reports" / "toy")
+def _tamper(out: Path, edit) -> None:
     results = json.loads((out / "results.json").read_text())
-    assert check_results(results, repo_root=repo) == []
-    results["claims"][0]["measured"]["mask"] = 0.55  # edited by hand: the relation no longer holds
-    problems = check_results(results, repo_root=repo)
-    assert any("stored as 'holds'" in p for p in problems)
-    assert any("ok fails" in p for p in problems)
+    edit(results)
+    (out / "results.json").write_text(json.dumps(results))
 
 
-def test_check_rejects_deviation_without_reason(tmp_path, monkeypatch):
+def _counts_fixed(results):
+    from lightning_modules.reporting import count_statuses
+
+    results["claim_counts"] = count_statuses(results["claims"])
+
+
+def test_tamper_delete_a_claim_and_fix_the_counts(toy):
+    repo, out = toy
+
+    def edit(r):
+        r["claims"] = [c for c in r["claims"] if c["id"] != "mask_best"]
+        _counts_fixed(r)
+
+    _tamper(out, edit)
+    assert any("mask_best is made by the code but missing" in p for p in _check(repo, out))
+
+
+def test_tamper_relabel_a_failing_claim_as_a_deviation(tmp_path, monkeypatch):
     repo = _fake_repo(tmp_path)
-    claims = [Claim("dev", "loc", "x above y", Relation.gt("x", "y"), {"x": 0.1, "y": 0.2}, known_deviation="reason")]
-    out = _report(repo, claims, monkeypatch).write(repo / "reports" / "toy")
-    results = json.loads((out / "results.json").read_text())
-    results["claims"][0]["known_deviation"] = ""
-    problems = check_results(results, repo_root=repo)
-    assert any("malformed" in p and "written reason" in p for p in problems)
+    res = dict(TOY_RESULTS, samples={"mask": _samples(0.6, n=32), "gradient": _samples(0.5, n=32, seed=1)})
+    out = _report(repo, monkeypatch, res).write(repo / "reports" / "toy")
+    assert any("mask_best fails" in p for p in _check(repo, out))
+
+    def edit(r):
+        c = next(c for c in r["claims"] if c["id"] == "mask_best")
+        c["status"] = "deviation"
+        c["known_deviation"] = "our scenes differ"
+        _counts_fixed(r)
+
+    _tamper(out, edit)
+    problems = _check(repo, out)
+    assert any("mask_best: known_deviation" in p for p in problems)
 
 
-def test_check_detects_stale_report(tmp_path, monkeypatch):
-    repo = _fake_repo(tmp_path)
-    claims = [Claim("ok", "loc", "t", Relation.lt("a", "b"), {"a": 0, "b": 1})]
-    out = _report(repo, claims, monkeypatch).write(repo / "reports" / "toy")
-    results = json.loads((out / "results.json").read_text())
-    (repo / "configs/toy/default.yaml").write_text("seed_everything: 1\n")
-    assert any("older than configs/toy/default.yaml" in p for p in check_results(results, repo_root=repo))
-    (repo / "configs/toy/default.yaml").write_text("seed_everything: 0\n")
-    (repo / "replications/toy/paper.py").write_text("X = 2\n")
-    assert any("reference numbers changed" in p for p in check_results(results, repo_root=repo))
+def test_tamper_loosen_a_threshold(toy):
+    repo, out = toy
+
+    def edit(r):
+        c = next(c for c in r["claims"] if c["id"] == "x_above_y")
+        c["relation"] = Relation.gt("x", "y", margin=-0.5).to_dict()
+        c["relation_text"] = "x > y + -0.5"
+        c["status"] = c["relation_status"] = "holds"
+        c["deviation"] = None
+        c["problem"] = None
+        _counts_fixed(r)
+
+    _tamper(out, edit)
+    problems = _check(repo, out)
+    assert any("x_above_y: relation: stored" in p for p in problems)
 
 
-def test_check_detects_missing_figure(tmp_path, monkeypatch):
-    repo = _fake_repo(tmp_path)
-    claims = [Claim("ok", "loc", "t", Relation.lt("a", "b"), {"a": 0, "b": 1})]
-    out = _report(repo, claims, monkeypatch).write(repo / "reports" / "toy")
+def test_tamper_edit_a_number_in_the_readme(toy):
+    repo, out = toy
+    readme = out / "README.md"
+    readme.write_text(readme.read_text().replace("43.1", "41.3"))
+    assert any("README.md was changed after the run" in p for p in _check(repo, out))
+
+
+def test_tamper_replace_or_add_a_figure(toy):
+    repo, out = toy
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    fig.savefig(out / "figures" / "curve.png")
+    fig.savefig(out / "figures" / "extra.png")
+    plt.close(fig)
+    problems = _check(repo, out)
+    assert any("figures/curve.png was changed" in p for p in problems)
+    assert any("figures/extra.png is not part of the run" in p for p in problems)
     (out / "figures" / "curve.png").unlink()
-    problems = check_results(json.loads((out / "results.json").read_text()), repo_root=repo)
-    assert any("figure curve" in p for p in problems)
+    assert any("figures/curve.png is missing" in p for p in _check(repo, out))
 
 
+def test_a_deviation_whose_diagnostic_fails_fails_check(tmp_path, monkeypatch):
+    repo = _fake_repo(tmp_path)
+    out = _report(repo, monkeypatch, dict(TOY_RESULTS, share=0.2)).write(repo / "reports" / "toy")
+    assert any("x_above_y fails" in p and "diagnostic does not hold" in p for p in _check(repo, out))
+
+
+def test_a_deviation_whose_claim_holds_fails_check(tmp_path, monkeypatch):
+    repo = _fake_repo(tmp_path)
+    out = _report(repo, monkeypatch, dict(TOY_RESULTS, x=0.3)).write(repo / "reports" / "toy")
+    assert any("newly holds: remove the deviation" in p for p in _check(repo, out))
+
+
+def test_tamper_a_stored_number_or_the_results(toy):
+    repo, out = toy
+
+    def edit(r):
+        next(c for c in r["claims"] if c["id"] == "x_above_y")["measured"]["x"] = 0.15
+
+    _tamper(out, edit)
+    assert any("x_above_y: measured differ" in p for p in _check(repo, out))
+
+
+def test_check_detects_stale_sources(toy):
+    repo, out = toy
+    assert _check(repo, out) == []
+    (repo / "configs/toy/default.yaml").write_text("seed_everything: 1\n")
+    assert any("older than the paper's sources" in p for p in _check(repo, out))
+    (repo / "configs/toy/default.yaml").write_text("seed_everything: 0\n")
+    assert _check(repo, out) == []
+    (repo / "replications/toy/deviations.py").write_text("DEVIATIONS = {}\n")  # any file of the package counts
+    assert any("older than the paper's sources" in p for p in _check(repo, out))
+
+
+def test_check_on_malformed_results():
+    assert "JSON object" in check_results([1, 2])[0]
+    assert any("lacks" in p for p in check_results({"paper": "toy"}))
+    base = {"schema_version": report_mod.SCHEMA_VERSION, "paper": "toy", "profile": "default", "claim_counts": {},
+            "source_sha256": "", "files_sha256": {}, "results": {}, "claims": ["not an object"]}
+    assert any("not an object" in p for p in check_results(base, check_freshness=False))
+
+
+# ------------------------------------------------------------------------------------------ atomic folders
 def test_atomic_write_survives_crash_mid_write(tmp_path):
     target = tmp_path / "results.json"
     target.write_text('{"old": true}')
@@ -167,22 +403,85 @@ def test_atomic_write_survives_crash_mid_write(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["results.json"]  # no temp file left behind
 
 
-def test_report_write_keeps_old_results_when_rendering_fails(tmp_path, monkeypatch):
-    repo = _fake_repo(tmp_path)
-    claims = [Claim("ok", "loc", "t", Relation.lt("a", "b"), {"a": 0, "b": 1})]
-    r = _report(repo, claims, monkeypatch)
-    out = r.write(repo / "reports" / "toy")
-    before = (out / "results.json").read_text()
+def test_report_write_keeps_the_old_folder_when_writing_fails(toy, monkeypatch):
+    repo, out = toy
+    before = {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    r = _report(repo, monkeypatch, dict(TOY_RESULTS, x=0.05))
 
     def boom(*a, **k):
         raise OSError("disk full")
 
     monkeypatch.setattr(json, "dump", boom)
     with pytest.raises(OSError):
-        r.write(repo / "reports" / "toy")
-    assert (out / "results.json").read_text() == before
+        r.write(out)
+    assert {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert sorted(p.name for p in out.parent.iterdir()) == ["toy"]  # nothing half-built left beside it
 
 
+def test_leftovers_of_a_killed_run_are_cleaned_and_a_moved_report_restored(toy, monkeypatch):
+    repo, out = toy
+    (out.parent / ".toy.tmp-999").mkdir()
+    (out.parent / ".toy.tmp-999" / "README.md").write_text("half")
+    out.rename(out.parent / ".toy.old-998")  # killed between moving the old report aside and moving the new in
+    report_mod.recover_report_dir(out)
+    assert sorted(p.name for p in out.parent.iterdir()) == ["toy"]
+    assert _check(repo, out) == []
+
+
+_WRITER = textwrap.dedent("""
+    import json, sys
+    from pathlib import Path
+    import matplotlib; matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from lightning_modules.reporting import report as report_mod
+    from lightning_modules.reporting import Claim, Relation, Report
+    repo, out = Path(sys.argv[1]), Path(sys.argv[2])
+    report_mod.REPO_ROOT = repo
+    i = 0
+    while True:
+        i += 1
+        r = Report("toy", "Toy", profile="default", config_path=repo / "configs/toy/default.yaml", seed=i)
+        for k in range(6):
+            fig, ax = plt.subplots()
+            ax.plot(range(200), [(x * i * (k + 1)) % 17 for x in range(200)])
+            r.add_figure(f"f{k}", fig)
+        r.set_results({"run": i})
+        r.add_claims([Claim("c", "e", "t", Relation.lt("a", "b"), {"a": 0, "b": i})])
+        r.write(out)
+        print(i, flush=True)
+""")
+
+
+def _consistent(out: Path) -> int:
+    """The run number of the report in ``out``, asserting every file is the one results.json records."""
+    import hashlib
+
+    results = json.loads((out / "results.json").read_text())
+    for rel, digest in results["files_sha256"].items():
+        assert hashlib.sha256((out / rel).read_bytes()).hexdigest() == digest, f"{rel} is from another run"
+    assert sorted(p.name for p in (out / "figures").iterdir()) == sorted(f"f{k}.png" for k in range(6))
+    return results["results"]["run"]
+
+
+@pytest.mark.parametrize("delay", [0.3, 0.8, 1.7])
+def test_kill_9_while_writing_leaves_the_old_or_the_new_report(tmp_path, delay):
+    repo = _fake_repo(tmp_path)
+    out = repo / "reports" / "toy"
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(repo), str(out)], stdout=subprocess.PIPE, env=env, cwd=REPO)
+    first = proc.stdout.readline()  # one complete report exists
+    assert first.strip() == b"1"
+    time.sleep(delay)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    run = _consistent(out)  # without any recovery: the folder is one run's, whole
+    assert run >= 1
+    report_mod.recover_report_dir(out)
+    assert _consistent(out) == run
+    assert sorted(p.name for p in out.parent.iterdir()) == ["toy"]
+
+
+# ------------------------------------------------------------------------------------------ W&B
 def test_wandb_offline_run_contains_tables(tmp_path, monkeypatch):
     wandb = pytest.importorskip("wandb")
     monkeypatch.setenv("WANDB_MODE", "offline")
@@ -190,12 +489,11 @@ def test_wandb_offline_run_contains_tables(tmp_path, monkeypatch):
     from lightning.pytorch.loggers import WandbLogger
 
     repo = _fake_repo(tmp_path / "repo")
-    claims = [Claim("ok", "loc", "t", Relation.lt("a", "b"), {"a": 0, "b": 1})]
-    r = _report(repo, claims, monkeypatch)
+    r = _report(repo, monkeypatch)
     logger = WandbLogger(project="test", save_dir=str(tmp_path), offline=True)
     r.log_wandb(logger)
     run = logger.experiment
-    assert run.summary["toy/ok/a"] == 0
+    assert run.summary["toy/x_above_y/x"] == 0.1
     assert run.summary["toy/claims_holds"] == 1
     run_dir = Path(run.dir).parent
     wandb.finish()
@@ -204,19 +502,22 @@ def test_wandb_offline_run_contains_tables(tmp_path, monkeypatch):
     assert set(by_name) >= {"scores", "claims"}, sorted(by_name)
     assert by_name["scores"]["columns"] == ["method", "error"]
     assert ["mask", "0.4"] in by_name["scores"]["data"]
-    assert by_name["claims"]["data"][0][0] == "ok"
+    assert by_name["claims"]["data"][0][0] == "mask_best"
 
 
 # ------------------------------------------------------------------------------------------ CLI
-def test_check_command_on_committed_reports_lists_problems(tmp_path, monkeypatch, capsys):
+def test_check_command_lists_problems_and_refuses_malformed_files(tmp_path, monkeypatch, capsys):
     import replications.__main__ as cli
 
-    repo = _fake_repo(tmp_path)
-    claims = [Claim("broken", "loc", "t", Relation.lt("a", "b"), {"a": 2, "b": 1})]
-    _report(repo, claims, monkeypatch).write(repo / "reports" / "toy")
-    monkeypatch.setattr(cli, "REPO_ROOT", repo)
-    monkeypatch.setattr(cli, "check_results", lambda res: check_results(res, repo_root=repo))
+    reports = tmp_path / "reports" / "toy"
+    reports.mkdir(parents=True)
+    monkeypatch.setattr(cli, "REPO_ROOT", tmp_path)
+    monkeypatch.setattr(cli, "list_papers", lambda: ["toy"])
+    (reports / "results.json").write_text("[1, 2, 3]")
     assert cli.cmd_check(["toy"]) == 1
-    out = capsys.readouterr().out
-    assert "broken fails" in out
+    assert "JSON object" in capsys.readouterr().out
+    (reports / "results.json").write_text("{not json")
+    assert cli.cmd_check(["toy"]) == 1
+    assert "not valid JSON" in capsys.readouterr().out
     assert cli.cmd_check(["nosuchpaper"]) == 1
+    assert "unknown paper" in capsys.readouterr().out

@@ -1,0 +1,263 @@
+"""Claims: what a paper says, what we measured, the relation that must hold; and registered known deviations.
+
+A :class:`Claim` pairs a paper's published value(s) (:class:`PaperValue`, with table/figure reference) with the
+numbers we measured and a :class:`~lightning_modules.reporting.relations.Relation`. Its status is decided by the
+relation (paired bootstrap where the claim carries per-sample values): ``holds``, ``fails`` or ``inconclusive``.
+A check that holds by construction is not a finding: it is built with ``kind="sanity"`` and reported as a
+sanity row, never counted as reproduced.
+
+A :class:`Deviation` is registered *before* a run, by exact claim id, in ``replications/<paper>/deviations.py``.
+It states the mechanism we believe keeps our setting from showing the paper's effect, and names a
+:class:`Diagnostic`: a quantity measured in the same run (read from the run's results) with its own relation,
+that tests that mechanism. Applied to a claim (:func:`apply_deviations`):
+
+- the claim fails and the diagnostic holds: status ``deviation`` (the reason is rendered with the run's numbers);
+- the claim fails and the diagnostic does not hold: status ``fails`` (the stated mechanism is not supported);
+- the claim holds: status ``fails`` with "newly holds: remove the deviation", so the registry stays true;
+- the claim is inconclusive: it stays ``inconclusive`` (a deviation does not excuse what the run cannot decide).
+"""
+
+from __future__ import annotations
+
+import math
+import string
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping
+
+from lightning_modules.reporting.relations import FAILS, HOLDS, INCONCLUSIVE, Relation, judge
+
+SANITY, DEVIATION = "sanity", "deviation"
+STATUSES = (HOLDS, FAILS, INCONCLUSIVE, DEVIATION, SANITY)
+KINDS = ("claim", "sanity")
+
+
+@dataclass
+class PaperValue:
+    """A number (or short text) published by a paper, with where it comes from."""
+
+    value: Any
+    source: str
+    setting: str = ""
+    confirmed: bool = True
+
+    def to_dict(self) -> dict:
+        return {"value": self.value, "source": self.source, "setting": self.setting, "confirmed": self.confirmed}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PaperValue":
+        return cls(d["value"], d["source"], d.get("setting", ""), d.get("confirmed", True))
+
+    def render(self) -> str:
+        v = self.value
+        s = f"{v:.4g}" if isinstance(v, float) else str(v)
+        return s + ("" if self.confirmed else " (unconfirmed)")
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """A measured quantity that tests a deviation's mechanism: ``measure(results) -> {name: value}`` and the
+    relation those values must satisfy for the mechanism to be supported by this run."""
+
+    text: str
+    relation: Relation
+    measure: Callable[[Mapping], Mapping[str, float]]
+
+
+@dataclass(frozen=True)
+class Deviation:
+    """A known deviation of one claim, registered before the run (see the module docstring).
+
+    ``reason`` is a ``str.format`` template; its fields are filled from the claim's measured values and the
+    diagnostic's values of the same run (``"Grad-CAM {gradcam:.3f} beats RISE {rise:.3f} ..."``), so it never
+    carries a number from an earlier run. ``profiles``: where it applies (the embedded ones by default)."""
+
+    claim_id: str
+    reason: str
+    diagnostic: Diagnostic
+    profiles: tuple[str, ...] = ("default", "smoke")
+
+    def __post_init__(self):
+        if not self.reason.strip():
+            raise ValueError(f"deviation of {self.claim_id}: a known deviation needs a written reason")
+        if not isinstance(self.diagnostic, Diagnostic):
+            raise TypeError(f"deviation of {self.claim_id}: name a Diagnostic (a measured quantity that tests the reason)")
+
+
+def register(*deviations: Deviation) -> dict[str, Deviation]:
+    """A paper's registry: exact claim id -> Deviation (duplicates refused)."""
+    out: dict[str, Deviation] = {}
+    for d in deviations:
+        if d.claim_id in out:
+            raise ValueError(f"two deviations registered for claim {d.claim_id!r}")
+        out[d.claim_id] = d
+    return out
+
+
+@dataclass
+class Claim:
+    """One checkable statement of a paper, and our measurement of it.
+
+    ``measured``: the numbers the relation reads (name -> float). ``samples``: per-sample values (name -> list,
+    the same images in the same order for every name) for the names whose comparisons are decided by the paired
+    bootstrap; ``measured[name]`` must be their mean. ``paper``: the published values, shown side by side.
+    ``kind``: ``claim`` or ``sanity`` (holds by construction; reported, never counted as reproduced).
+    ``deviation``: filled by :func:`apply_deviations` from the paper's registry, never by hand.
+    """
+
+    id: str
+    experiment: str
+    text: str
+    relation: Relation
+    measured: dict[str, float]
+    paper: dict[str, PaperValue] = field(default_factory=dict)
+    samples: dict[str, list[float]] = field(default_factory=dict)
+    kind: str = "claim"
+    profile: str | None = None
+    deviation: dict | None = None
+    #: a free-text reason without a diagnostic, from before the registry; `check` reports such claims as
+    #: unverified, and the papers are moving to ``deviations.py``
+    known_deviation: str | None = None
+    _verdict: Any = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self):
+        if self.known_deviation is not None and not str(self.known_deviation).strip():
+            raise ValueError(f"claim {self.id}: a known deviation needs a written reason")
+        if self.kind not in KINDS:
+            raise ValueError(f"claim {self.id}: kind must be one of {KINDS}, got {self.kind!r}")
+        self.measured = {k: float(v) for k, v in self.measured.items()}
+        missing = self.relation.names() - set(self.measured)
+        if missing:
+            raise ValueError(f"claim {self.id}: relation reads {sorted(missing)} which are not in measured {sorted(self.measured)}")
+        self.samples = {k: [float(x) for x in v] for k, v in self.samples.items()}
+        for k, v in self.samples.items():
+            if k not in self.measured:
+                raise ValueError(f"claim {self.id}: samples of {k!r} but no measured value {k!r} (their mean)")
+            if not v:
+                raise ValueError(f"claim {self.id}: samples of {k!r} are empty")
+            mean = math.fsum(v) / len(v)
+            if not math.isclose(mean, self.measured[k], rel_tol=1e-6, abs_tol=1e-9):
+                raise ValueError(f"claim {self.id}: measured {k}={self.measured[k]:.6g} is not the mean of its samples ({mean:.6g})")
+
+    # -- status
+    @property
+    def verdict(self):
+        if self._verdict is None:
+            try:
+                self._verdict = judge(self.relation, self.measured, self.samples)
+            except (KeyError, ValueError) as e:
+                from lightning_modules.reporting.relations import Verdict
+
+                self._verdict = Verdict(FAILS, problems=[str(e)])
+        return self._verdict
+
+    @property
+    def relation_status(self) -> str:
+        """The relation's own verdict: holds / fails / inconclusive."""
+        return self.verdict.status
+
+    @property
+    def holds(self) -> bool:
+        return self.relation_status == HOLDS
+
+    @property
+    def status(self) -> str:
+        base = self.relation_status
+        if self.kind == SANITY:
+            return SANITY if base == HOLDS else FAILS
+        if self.deviation is None and self.known_deviation is not None:
+            return DEVIATION if base != HOLDS else HOLDS
+        if self.deviation is None:
+            return base
+        if base == HOLDS:
+            return FAILS
+        if base == INCONCLUSIVE:
+            return INCONCLUSIVE
+        return DEVIATION if self.deviation["diagnostic"]["status"] == HOLDS else FAILS
+
+    @property
+    def problem(self) -> str | None:
+        """Why a claim's status is ``fails`` (None otherwise)."""
+        if self.status != FAILS:
+            return None
+        if self.verdict.problems:
+            return "; ".join(self.verdict.problems)
+        if self.kind == SANITY:
+            return "sanity check fails"
+        if self.deviation is not None and self.relation_status == HOLDS:
+            return "newly holds: remove the deviation from deviations.py"
+        if self.deviation is not None:
+            d = self.deviation["diagnostic"]
+            return f"the deviation's diagnostic does not hold ({d['relation_text']} with {d['measured']}): its stated mechanism is not supported by this run"
+        return "fails without a registered deviation"
+
+    # -- serialisation
+    def to_dict(self) -> dict:
+        v = self.verdict
+        return {
+            "id": self.id,
+            "experiment": self.experiment,
+            "kind": self.kind,
+            "text": self.text,
+            "relation": self.relation.to_dict(),
+            "relation_text": self.relation.describe(),
+            "measured": self.measured,
+            "samples": self.samples,
+            "intervals": [i.to_dict() for i in v.intervals],
+            "paper": {k: p.to_dict() for k, p in self.paper.items()},
+            "deviation": self.deviation,
+            "known_deviation": self.known_deviation,
+            "profile": self.profile,
+            "relation_status": v.status,
+            "status": self.status,
+            "problem": self.problem,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Claim":
+        if not isinstance(d, dict):
+            raise TypeError(f"a claim must be a JSON object, got {type(d).__name__}")
+        return cls(
+            id=d["id"], experiment=d["experiment"], text=d["text"], relation=Relation.from_dict(d["relation"]),
+            measured=d["measured"], paper={k: PaperValue.from_dict(v) for k, v in d.get("paper", {}).items()},
+            samples=d.get("samples", {}), kind=d.get("kind", "claim"), profile=d.get("profile"),
+            deviation=d.get("deviation"), known_deviation=d.get("known_deviation"),
+        )
+
+
+class _Fields(string.Formatter):
+    def get_value(self, key, args, kwargs):
+        if isinstance(key, str) and key not in kwargs:
+            raise KeyError(f"the reason refers to {{{key}}}, which is neither a measured nor a diagnostic value: {sorted(kwargs)}")
+        return super().get_value(key, args, kwargs)
+
+
+def apply_deviations(claims: Iterable[Claim], registry: Mapping[str, Deviation], results: Mapping, profile: str) -> list[Claim]:
+    """Attach each registered deviation (exact claim id, this profile) to its claim, with its diagnostic measured
+    from ``results`` and its reason rendered with this run's numbers. A registered id that names no claim of the
+    run is an error: the registry must name the claims as they are."""
+    claims = list(claims)
+    ids = {c.id for c in claims}
+    active = {k: d for k, d in registry.items() if profile in d.profiles}
+    unknown = sorted(set(active) - ids)
+    if unknown:
+        raise ValueError(f"deviations registered for claims this run does not make: {unknown}; fix the ids in deviations.py")
+    for c in claims:
+        dev = active.get(c.id)
+        if dev is None:
+            continue
+        if c.kind == SANITY:
+            raise ValueError(f"claim {c.id} is a sanity check: it cannot carry a deviation")
+        values = {k: float(v) for k, v in dict(dev.diagnostic.measure(results)).items()}
+        try:
+            verdict = judge(dev.diagnostic.relation, values)
+            diag_status, diag_problem = verdict.status, None
+        except (KeyError, ValueError) as e:
+            diag_status, diag_problem = FAILS, str(e)
+        reason = _Fields().format(dev.reason, **{**c.measured, **values})
+        c.deviation = {
+            "reason": reason,
+            "diagnostic": {"text": dev.diagnostic.text, "relation": dev.diagnostic.relation.to_dict(),
+                           "relation_text": dev.diagnostic.relation.describe(), "measured": values,
+                           "status": diag_status, "problem": diag_problem},
+        }
+    return claims

@@ -1,0 +1,325 @@
+"""Relations between measured numbers, judged with a seeded paired bootstrap where per-sample values exist.
+
+A :class:`Relation` is a small serialisable expression over named measured numbers: ``Relation.lt("rise",
+"gradcam")``, ``Relation.order([...])``, ``Relation.at_least("accuracy", 0.9)``, ``Relation.all_of(...)``. It is
+evaluated by :func:`judge` into a :class:`Verdict`:
+
+- an operand that has **per-sample values** (one number per evaluated image, or per seed; the same images in the
+  same order for every name of a claim) is compared through a *paired bootstrap* of the mean difference: the
+  images are resampled with replacement (``N_BOOTSTRAP`` times, one seeded generator shared by every comparison
+  of the claim, so the pairing holds), and the comparison **holds** when the 95% interval of the difference lies
+  on the paper's side of zero, **fails** when it lies on the other side, and is **inconclusive** otherwise;
+- operands without samples (a single number: an accuracy of a model, a timing ratio) are compared as numbers.
+
+``all_of`` fails when any part fails and holds when all hold; ``any_of`` holds when any part holds and fails when
+all fail; anything else is inconclusive. An inconclusive comparison records how many samples would decide it if
+the mean difference and its spread stayed as measured (``n_to_decide``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+#: bootstrap resamples of every interval; 2,000 keeps the 95% limits' Monte Carlo error well below their width
+N_BOOTSTRAP = 2000
+#: two-sided coverage of the intervals
+CONFIDENCE = 0.95
+#: the bootstrap generator's seed (the same intervals on every machine: numpy's PCG64 is platform independent)
+BOOTSTRAP_SEED = 0
+
+_OPS = {
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+}
+HOLDS, FAILS, INCONCLUSIVE = "holds", "fails", "inconclusive"
+
+
+@dataclass(frozen=True)
+class Relation:
+    """A relation over named measured numbers, serialisable and re-checkable from ``results.json``.
+
+    Operands are names of entries in a claim's ``measured`` or plain numbers. Build with the constructors:
+    ``Relation.lt("mask", "gradient")``, ``Relation.order(["mask", "gradcam", "gradient"], "<")``,
+    ``Relation.at_least("accuracy", 0.95)``, ``Relation.between("auc", 0.1, 0.2)``,
+    ``Relation.close("auc", 0.1076, atol=0.02)``, ``Relation.all_of(...)``.
+    """
+
+    kind: str
+    args: tuple
+
+    # -- constructors
+    @classmethod
+    def compare(cls, left, op: str, right, margin: float = 0.0) -> "Relation":
+        if op not in _OPS:
+            raise ValueError(f"unknown comparison {op!r}; use one of {list(_OPS)}")
+        return cls("compare", (left, op, right, float(margin)))
+
+    @classmethod
+    def lt(cls, left, right, margin: float = 0.0) -> "Relation":
+        """left + margin < right."""
+        return cls.compare(left, "<", right, margin)
+
+    @classmethod
+    def le(cls, left, right, margin: float = 0.0) -> "Relation":
+        return cls.compare(left, "<=", right, margin)
+
+    @classmethod
+    def gt(cls, left, right, margin: float = 0.0) -> "Relation":
+        """left > right + margin."""
+        return cls.compare(left, ">", right, margin)
+
+    @classmethod
+    def ge(cls, left, right, margin: float = 0.0) -> "Relation":
+        return cls.compare(left, ">=", right, margin)
+
+    @classmethod
+    def at_least(cls, name, bound: float) -> "Relation":
+        return cls.compare(name, ">=", float(bound))
+
+    @classmethod
+    def at_most(cls, name, bound: float) -> "Relation":
+        return cls.compare(name, "<=", float(bound))
+
+    @classmethod
+    def between(cls, name, low: float, high: float) -> "Relation":
+        return cls("between", (name, float(low), float(high)))
+
+    @classmethod
+    def close(cls, name, target, atol: float = 0.0, rtol: float = 0.0) -> "Relation":
+        """|name - target| <= atol + rtol * |target| (target: a number or another name)."""
+        return cls("close", (name, target, float(atol), float(rtol)))
+
+    @classmethod
+    def order(cls, names: Sequence[str], op: str = "<") -> "Relation":
+        """names[0] op names[1] op ... (e.g. localisation errors ascending)."""
+        if op not in _OPS:
+            raise ValueError(f"unknown comparison {op!r}; use one of {list(_OPS)}")
+        if len(names) < 2:
+            raise ValueError("an ordering needs at least two names")
+        return cls("order", (tuple(names), op))
+
+    @classmethod
+    def best(cls, name: str, others: Sequence[str], op: str = "<") -> "Relation":
+        """``name`` beats every one of ``others`` (``<``: lower is better)."""
+        others = [o for o in others if o != name]
+        if not others:
+            raise ValueError(f"{name!r} must be compared with at least one other name")
+        return cls.all_of(*(cls.compare(name, op, o) for o in others))
+
+    @classmethod
+    def all_of(cls, *relations: "Relation") -> "Relation":
+        return cls("all_of", tuple(relations))
+
+    @classmethod
+    def any_of(cls, *relations: "Relation") -> "Relation":
+        return cls("any_of", tuple(relations))
+
+    # -- inspection
+    def names(self) -> set[str]:
+        """Every measured name the relation reads."""
+        if self.kind in ("all_of", "any_of"):
+            return set().union(*(r.names() for r in self.args))
+        if self.kind == "order":
+            return set(self.args[0])
+        if self.kind == "compare":
+            return {a for a in (self.args[0], self.args[2]) if isinstance(a, str)}
+        if self.kind == "between":
+            return {self.args[0]}
+        if self.kind == "close":
+            return {a for a in (self.args[0], self.args[1]) if isinstance(a, str)}
+        raise ValueError(f"unknown relation kind {self.kind!r}")
+
+    def evaluate(self, measured: dict) -> bool:
+        """The relation on point values alone (no samples): True or False."""
+        return judge(self, measured).status == HOLDS
+
+    def describe(self) -> str:
+        fmt = lambda o: o if isinstance(o, str) else f"{o:g}"  # noqa: E731
+        if self.kind == "compare":
+            left, op, right, margin = self.args
+            if margin:
+                return f"{fmt(left)} + {margin:g} {op} {fmt(right)}" if op in ("<", "<=") else f"{fmt(left)} {op} {fmt(right)} + {margin:g}"
+            return f"{fmt(left)} {op} {fmt(right)}"
+        if self.kind == "between":
+            name, low, high = self.args
+            return f"{low:g} <= {name} <= {high:g}"
+        if self.kind == "close":
+            name, target, atol, rtol = self.args
+            tol = " + ".join(t for t in (f"{atol:g}" if atol else "", f"{rtol:g}*|{fmt(target)}|" if rtol else "") if t) or "0"
+            return f"|{name} - {fmt(target)}| <= {tol}"
+        if self.kind == "order":
+            names, op = self.args
+            return f" {op} ".join(names)
+        if self.kind == "all_of":
+            return " and ".join(f"({r.describe()})" for r in self.args)
+        if self.kind == "any_of":
+            return " or ".join(f"({r.describe()})" for r in self.args)
+        return self.kind
+
+    def to_dict(self) -> dict:
+        if self.kind in ("all_of", "any_of"):
+            return {"kind": self.kind, "args": [r.to_dict() for r in self.args]}
+        args = [list(a) if isinstance(a, tuple) else a for a in self.args]
+        return {"kind": self.kind, "args": args}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Relation":
+        if not isinstance(d, dict) or "kind" not in d or "args" not in d:
+            raise ValueError(f"a relation must be an object with 'kind' and 'args', got {d!r}")
+        kind, args = d["kind"], d["args"]
+        if kind in ("all_of", "any_of"):
+            return cls(kind, tuple(cls.from_dict(r) for r in args))
+        if kind == "order":
+            names, op = args
+            return cls(kind, (tuple(names), op))
+        if kind not in ("compare", "between", "close"):
+            raise ValueError(f"unknown relation kind {kind!r}")
+        return cls(kind, tuple(args))
+
+
+# --------------------------------------------------------------------------------------------- judging
+@dataclass
+class Interval:
+    """A paired-bootstrap interval of ``left - right`` (``right`` may be a constant)."""
+
+    left: str
+    right: str
+    mean: float
+    low: float
+    high: float
+    n: int
+    status: str
+    #: samples that would decide an inconclusive comparison at the measured mean and spread (None otherwise)
+    n_to_decide: int | None = None
+
+    def to_dict(self) -> dict:
+        return {"left": self.left, "right": self.right, "mean": self.mean, "low": self.low, "high": self.high,
+                "n": self.n, "status": self.status, "n_to_decide": self.n_to_decide}
+
+    def render(self) -> str:
+        txt = f"{self.left} − {self.right} = {self.mean:+.4g} [{self.low:+.4g}, {self.high:+.4g}]"
+        if self.n_to_decide:
+            txt += f" (n={self.n}; ~{self.n_to_decide} would decide)"
+        return txt
+
+
+@dataclass
+class Verdict:
+    status: str
+    intervals: list[Interval] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+class _Bootstrap:
+    """Resampling indices shared by every comparison of one claim (the pairing across names)."""
+
+    def __init__(self, seed: int = BOOTSTRAP_SEED):
+        self.seed = seed
+        self._indices: dict[int, np.ndarray] = {}
+
+    def indices(self, n: int) -> np.ndarray:
+        if n not in self._indices:
+            self._indices[n] = np.random.default_rng([self.seed, n]).integers(0, n, size=(N_BOOTSTRAP, n))
+        return self._indices[n]
+
+    def interval(self, diff: np.ndarray) -> tuple[float, float, float]:
+        means = diff[self.indices(diff.size)].mean(axis=1)
+        alpha = (1.0 - CONFIDENCE) / 2.0
+        low, high = np.quantile(means, [alpha, 1.0 - alpha])
+        return float(diff.mean()), float(low), float(high)
+
+
+def _point(operand, measured: dict) -> float:
+    if isinstance(operand, str):
+        if operand not in measured:
+            raise KeyError(f"relation refers to {operand!r}, which is not among the measured values {sorted(measured)}")
+        v = measured[operand]
+    else:
+        v = operand
+    v = float(v)
+    if math.isnan(v):
+        raise ValueError(f"measured value {operand!r} is NaN")
+    return v
+
+
+def _n_to_decide(diff: np.ndarray, mean: float) -> int | None:
+    sd = float(diff.std(ddof=1)) if diff.size > 1 else 0.0
+    if mean == 0.0 or sd == 0.0:
+        return None
+    z = 1.959963984540054
+    return int(math.ceil((z * sd / abs(mean)) ** 2))
+
+
+def _compare(left, op: str, right, margin: float, measured: dict, samples: dict, boot: _Bootstrap) -> Verdict:
+    lower_is_left = op in ("<", "<=")
+    has = [isinstance(o, str) and o in samples for o in (left, right)]
+    if not any(has):
+        a, b = _point(left, measured), _point(right, measured)
+        ok = _OPS[op](a + margin, b) if lower_is_left else _OPS[op](a, b + margin)
+        return Verdict(HOLDS if ok else FAILS)
+    vals = []
+    for o, h in zip((left, right), has):
+        vals.append(np.asarray(samples[o], dtype=np.float64) if h else np.float64(_point(o, measured)))
+    if all(has) and vals[0].shape != vals[1].shape:
+        raise ValueError(f"paired samples of {left!r} ({vals[0].size}) and {right!r} ({vals[1].size}) differ in length")
+    diff = np.broadcast_to(vals[0] - vals[1], np.broadcast_shapes(np.shape(vals[0]), np.shape(vals[1]))).astype(np.float64)
+    if not np.isfinite(diff).all():
+        raise ValueError(f"samples of {left!r} or {right!r} contain NaN or Inf")
+    # "left + margin < right" <=> left - right + margin < 0; "left > right + margin" <=> left - right - margin > 0
+    shifted = diff + margin if lower_is_left else diff - margin
+    mean, low, high = boot.interval(shifted)
+    if lower_is_left:
+        status = HOLDS if high < 0 else FAILS if low > 0 else INCONCLUSIVE
+    else:
+        status = HOLDS if low > 0 else FAILS if high < 0 else INCONCLUSIVE
+    # a degenerate interval (every resample equal) is exact: judge the equality by the operator itself
+    if low == high == 0.0:
+        status = HOLDS if op in ("<=", ">=") else FAILS
+    right_name = right if isinstance(right, str) else f"{right:g}"
+    if margin:
+        right_name += f" {'-' if lower_is_left else '+'} {margin:g}"
+    return Verdict(status, [Interval(str(left), right_name, mean, low, high, int(shifted.size), status,
+                                     _n_to_decide(shifted, mean) if status == INCONCLUSIVE else None)])
+
+
+def _combine(verdicts: list[Verdict], mode: str) -> Verdict:
+    statuses = [v.status for v in verdicts]
+    if mode == "all":
+        status = FAILS if FAILS in statuses else HOLDS if all(s == HOLDS for s in statuses) else INCONCLUSIVE
+    else:
+        status = HOLDS if HOLDS in statuses else FAILS if all(s == FAILS for s in statuses) else INCONCLUSIVE
+    return Verdict(status, [i for v in verdicts for i in v.intervals], [p for v in verdicts for p in v.problems])
+
+
+def judge(relation: Relation, measured: dict, samples: dict | None = None, seed: int = BOOTSTRAP_SEED) -> Verdict:
+    """The verdict of ``relation`` on ``measured`` point values and (optional) per-sample values.
+
+    Raises ``KeyError`` for an unknown name and ``ValueError`` for NaN values or unpaired samples."""
+    return _judge(relation, measured, samples or {}, _Bootstrap(seed))
+
+
+def _judge(r: Relation, measured: dict, samples: dict, boot: _Bootstrap) -> Verdict:
+    if r.kind == "compare":
+        left, op, right, margin = r.args
+        return _compare(left, op, right, margin, measured, samples, boot)
+    if r.kind == "order":
+        names, op = r.args
+        return _combine([_compare(a, op, b, 0.0, measured, samples, boot) for a, b in zip(names, names[1:])], "all")
+    if r.kind == "all_of":
+        return _combine([_judge(x, measured, samples, boot) for x in r.args], "all")
+    if r.kind == "any_of":
+        return _combine([_judge(x, measured, samples, boot) for x in r.args], "any")
+    if r.kind == "between":
+        name, low, high = r.args
+        return Verdict(HOLDS if low <= _point(name, measured) <= high else FAILS)
+    if r.kind == "close":
+        name, target, atol, rtol = r.args
+        t = _point(target, measured)
+        return Verdict(HOLDS if abs(_point(name, measured) - t) <= atol + rtol * abs(t) else FAILS)
+    raise ValueError(f"unknown relation kind {r.kind!r}")

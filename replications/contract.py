@@ -1,0 +1,72 @@
+"""The claims contract of every paper: claims are a pure function of the run's plain results, in the code.
+
+Each paper package provides
+
+- ``replications/<paper>/claims.py``: ``build_claims(results: dict, profile: str) -> list[Claim]``, a pure function
+  of the plain (JSON) results its run stores in ``results.json["results"]``;
+- ``replications/<paper>/deviations.py``: ``DEVIATIONS``, the registry of known deviations (exact claim id ->
+  :class:`~lightning_modules.reporting.Deviation` with its diagnostic), written before a run.
+
+The run and ``check`` build the claims with the same function (:func:`claims_for`), so ``check`` compares the
+stored claims with what the code makes of the stored results: a claim deleted, added, relabelled, loosened or
+re-worded in the file is caught.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from dataclasses import dataclass
+from typing import Callable
+
+from lightning_modules.reporting import Claim, Deviation, apply_deviations, jsonable
+
+
+@dataclass(frozen=True)
+class PaperContract:
+    paper: str
+    build_claims: Callable[[dict, str], list[Claim]] | None
+    deviations: dict[str, Deviation]
+
+
+def contract(paper: str) -> PaperContract:
+    """The paper's ``build_claims`` (None where the package has none yet) and its deviation registry."""
+    try:
+        claims_mod = importlib.import_module(f"replications.{paper}.claims")
+    except ModuleNotFoundError as e:
+        if e.name not in (f"replications.{paper}", f"replications.{paper}.claims"):
+            raise
+        claims_mod = None
+    build = getattr(claims_mod, "build_claims", None) if claims_mod is not None else None
+    try:
+        dev_mod = importlib.import_module(f"replications.{paper}.deviations")
+        deviations = dict(getattr(dev_mod, "DEVIATIONS"))
+    except ModuleNotFoundError as e:
+        if e.name not in (f"replications.{paper}", f"replications.{paper}.deviations"):
+            raise
+        deviations = {}
+    return PaperContract(paper, build, deviations)
+
+
+def plain(results: dict) -> dict:
+    """``results`` exactly as they read back from results.json (tuples -> lists, keys -> str, tensors -> numbers)."""
+    return json.loads(json.dumps(jsonable(results)))
+
+
+def claims_for(paper: str, results: dict, profile: str) -> list[Claim]:
+    """The claims of ``paper`` on plain ``results``, with the registered deviations of ``profile`` applied."""
+    c = contract(paper)
+    if c.build_claims is None:
+        raise LookupError(f"replications/{paper}/claims.py has no build_claims(results, profile)")
+    claims = list(c.build_claims(results, profile))
+    for claim in claims:
+        claim.profile = profile
+        if claim.known_deviation is not None:
+            raise ValueError(f"claim {claim.id}: register deviations in replications/{paper}/deviations.py, "
+                             "not as free text on the claim")
+    return apply_deviations(claims, c.deviations, results, profile)
+
+
+def rebuild(stored: dict) -> list[Claim]:
+    """What the code makes of a stored results.json's plain results (for ``check``)."""
+    return claims_for(stored["paper"], stored["results"], stored["profile"])
