@@ -1,10 +1,14 @@
-"""``python -m replications [list|check|bench explainers|metrics|paper-scale]``.
+"""``python -m replications [list|check|reproduce|bench ...|train-embedded]``.
 
 - ``list`` (default): the papers, their experiments and, per committed report, how many claims hold /
   fail / are known deviations.
-- ``check``: re-validates every committed ``reports/<paper>/results.json`` (schema, relations recomputed
-  from the stored numbers, no failing claim without a written known-deviation reason, report not older
-  than its config and reference numbers); exits 1 with a readable list otherwise. CI runs it.
+- ``check``: verifies every committed ``reports/<paper>/`` against the code: the claims rebuilt from the stored
+  results by the paper's ``build_claims`` and its registered deviations must equal the stored ones, no claim may
+  fail, README.md and figures must carry the recorded SHA-256, and the report must be as new as the paper's
+  sources; exits 1 with a readable list otherwise. CI runs it.
+- ``reproduce <paper> [--profile P]``: re-runs the profile in a temporary folder and diffs every number and
+  status against the committed report (``replications/reproduce.py``).
+- ``train-embedded NAME...``: retrains shipped embedded models and ships their weights (``weights/``).
 - ``bench explainers|metrics [options]``: the benchmarks that print ratios to their measured floors
   (on a shared machine: ``bench explainers --threads 1 --clock process``).
 - ``bench paper-scale``: the estimated cost of every paper's published setting (forward passes counted from
@@ -136,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     p_bench = sub.add_parser("bench", help="run a benchmark")
     p_bench.add_argument("what", choices=["explainers", "metrics", "paper-scale"])
     p_bench.add_argument("extra", nargs=argparse.REMAINDER, help="options of the benchmark, e.g. --threads 1 --clock process")
+    p_rep = sub.add_parser("reproduce", help="re-run a paper's profile and diff every number against the committed report")
+    p_rep.add_argument("extra", nargs=argparse.REMAINDER, help="<paper> [--profile smoke] [--rtol R] [--atol A] [--keep DIR]")
     p_train = sub.add_parser("train-embedded", help="retrain shipped embedded models and ship their weights")
     p_train.add_argument("names", nargs="*", help="e.g. blackbox_default mnist_cnn_default")
     args = parser.parse_args(argv)
@@ -145,6 +151,10 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_check(args.papers)
     if args.cmd == "bench":
         return cmd_bench(args.what, args.extra)
+    if args.cmd == "reproduce":
+        from replications.reproduce import main as reproduce_main
+
+        return reproduce_main(args.extra)
     if args.cmd == "train-embedded":
         return cmd_train_embedded(args.names)
     return 2

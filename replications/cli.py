@@ -224,5 +224,23 @@ def _plain(cfg):
     return str(cfg)
 
 
-def run(model_class, paper: str, datamodule_class=None, args=None, **kwargs) -> ReplicationCLI:
-    return ReplicationCLI(model_class, paper, datamodule_class=datamodule_class, args=args, **kwargs)
+def rerender_report(paper: str, report_path: str | os.PathLike | None = None) -> Path:
+    """``python -m replications.<paper> report [DIR]``: re-render README.md from the report's results.json."""
+    from lightning_modules.reporting import rerender, write_index
+
+    out = Path(report_path) if report_path else REPO_ROOT / "reports" / paper
+    if not (out / "results.json").is_file():
+        raise SystemExit(f"no report to re-render: {out / 'results.json'} does not exist; run "
+                         f"`python -m replications.{paper} fit` first")
+    changed = rerender(out)
+    if report_path is None:
+        write_index()
+    print(f"{out / 'README.md'}: {'re-rendered' if changed else 'already up to date'} from results.json")
+    return out
+
+
+def run(model_class, paper: str, datamodule_class=None, args=None, **kwargs) -> ReplicationCLI | Path:
+    argv = list(sys.argv[1:] if args is None else args)
+    if argv and argv[0] == "report":
+        return rerender_report(paper, argv[1] if len(argv) > 1 else None)
+    return ReplicationCLI(model_class, paper, datamodule_class=datamodule_class, args=argv, **kwargs)

@@ -34,6 +34,7 @@ from lightning_modules.reporting.report import (
     paper_source_sha256,
     recover_report_dir,
     render_readme,
+    rerender,
     swap_in,
     write_index,
 )
@@ -45,5 +46,5 @@ __all__ = [
     "Deviation", "Diagnostic", "Interval", "PaperValue", "Relation", "Report", "Verdict", "apply_deviations",
     "check_results", "count_statuses", "diff_reports", "environment_info", "file_sha256", "find_reports", "judge",
     "jsonable", "load_results", "markdown_table", "paper_source_files", "paper_source_sha256", "recover_report_dir",
-    "register", "render_readme", "swap_in", "write_index",
+    "register", "render_readme", "rerender", "swap_in", "write_index",
 ]

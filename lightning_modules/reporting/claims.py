@@ -28,7 +28,9 @@ from lightning_modules.reporting.relations import FAILS, HOLDS, INCONCLUSIVE, Re
 
 SANITY, DEVIATION = "sanity", "deviation"
 STATUSES = (HOLDS, FAILS, INCONCLUSIVE, DEVIATION, SANITY)
-KINDS = ("claim", "sanity")
+#: ``benchmark``: a claim about a cost measured on this machine (a timing ratio); judged like a claim, but not
+#: compared between machines by ``reproduce`` and the smoke snapshots
+KINDS = ("claim", "sanity", "benchmark")
 
 
 @dataclass
@@ -100,7 +102,8 @@ class Claim:
     ``measured``: the numbers the relation reads (name -> float). ``samples``: per-sample values (name -> list,
     the same images in the same order for every name) for the names whose comparisons are decided by the paired
     bootstrap; ``measured[name]`` must be their mean. ``paper``: the published values, shown side by side.
-    ``kind``: ``claim`` or ``sanity`` (holds by construction; reported, never counted as reproduced).
+    ``kind``: ``claim``, ``sanity`` (holds by construction; reported, never counted as reproduced) or ``benchmark``
+    (a cost measured on this machine).
     ``deviation``: filled by :func:`apply_deviations` from the paper's registry, never by hand.
     """
 

@@ -477,6 +477,32 @@ def jsonable(v):
     return v
 
 
+def rerender(report_dir: str | os.PathLike) -> bool:
+    """Re-render README.md of a written report from its results.json (no re-run); the folder is replaced as one
+    unit with README.md's new hash recorded. Returns whether README.md changed."""
+    report_dir = Path(report_dir)
+    results = load_results(report_dir / "results.json")
+    readme = render_readme(results)
+    if (report_dir / "README.md").is_file() and (report_dir / "README.md").read_text() == readme:
+        return False
+    built = report_dir.with_name(f".{report_dir.name}.tmp-{os.getpid()}")
+    shutil.rmtree(built, ignore_errors=True)
+    shutil.copytree(report_dir, built)
+    try:
+        with atomic_write(built / "README.md") as fh:
+            fh.write(readme)
+        results.setdefault("files_sha256", {})["README.md"] = hashlib.sha256(readme.encode()).hexdigest()
+        with atomic_write(built / "results.json") as fh:
+            json.dump(results, fh, indent=2, sort_keys=False)
+            fh.write("\n")
+        _fsync_tree(built)
+        swap_in(built, report_dir)
+    except BaseException:
+        shutil.rmtree(built, ignore_errors=True)
+        raise
+    return True
+
+
 # --------------------------------------------------------------------------------------------- index
 def load_results(path: str | os.PathLike) -> dict:
     with open(path) as fh:

@@ -1,0 +1,54 @@
+"""``python -m replications reproduce``: an unchanged checkout reproduces the committed numbers; a one-line change
+to an explainer does not, and the command names the numbers that moved."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from lightning_modules.reporting import diff_reports
+from lightning_modules.utils import data_root
+from replications import reproduce as rep
+
+REPO = Path(__file__).resolve().parents[1]
+PAPER = "petsiuk2018"  # the fastest smoke profile that runs several explainers
+
+
+def test_diff_reports_compares_numbers_statuses_and_skips_timings():
+    expected = {"claims": [{"id": "a", "status": "holds", "measured": {"x": 1.0}}], "tables": {"t": {"rows": [{"v": 2.0, "time_s": 1}]}},
+                "wall_time_s": 10}
+    same = {"claims": [{"id": "a", "status": "holds", "measured": {"x": 1.00001}}], "tables": {"t": {"rows": [{"v": 2.0, "time_s": 9}]}},
+            "wall_time_s": 99}
+    assert diff_reports(expected, same, rtol=1e-4, atol=0) == []
+    moved = {"claims": [{"id": "a", "status": "fails", "measured": {"x": 1.1}}], "tables": {"t": {"rows": [{"v": 2.0, "time_s": 1}]}}}
+    diffs = diff_reports(expected, moved, rtol=1e-4, atol=0)
+    assert any("/claims[a]/status: expected 'holds', got 'fails'" in d for d in diffs)
+    assert any("/claims[a]/measured/x: expected 1, got 1.1" in d for d in diffs)
+
+
+def test_unchanged_checkout_reproduces_the_committed_smoke_snapshot(monkeypatch):
+    monkeypatch.setenv("SALIENCY_DATA", str(data_root()))
+    diffs, summary = rep.reproduce(PAPER, "smoke")
+    assert diffs == [], diffs[:20]
+    assert summary["claims"] > 0
+
+
+def _copy_checkout(dest: Path) -> Path:
+    for part in ("lightning_modules", "replications", "configs", "tests/snapshots", "weights"):
+        shutil.copytree(REPO / part, dest / part, ignore=shutil.ignore_patterns("__pycache__"))
+    return dest
+
+
+def test_a_one_line_change_to_an_explainer_fails_and_names_the_numbers(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SALIENCY_DATA", str(data_root()))
+    copy = _copy_checkout(tmp_path / "checkout")
+    cam = copy / "lightning_modules" / "explainers" / "cam.py"
+    src = cam.read_text()
+    line = "relu_attributions=self.relu)"
+    assert line in src
+    cam.write_text(src.replace(line, "relu_attributions=not self.relu)"))  # Grad-CAM without its ReLU (Eq. 2)
+    diffs, _ = rep.reproduce(PAPER, "smoke", repo_root=copy)
+    assert diffs, "a changed Grad-CAM must change the reproduced numbers"
+    assert any("gradcam" in d for d in diffs), diffs[:20]
