@@ -16,7 +16,7 @@ from lightning_modules.reporting import diff_reports
 
 SNAPSHOTS = Path(__file__).resolve().parent / "snapshots"
 #: Numbers may move by float rounding only: the smoke runs explain the shipped smoke models with the same seeds.
-#: Measured: re-running the petsiuk2018, fong2017 and ghorbani2019 smoke profiles at 1 instead of 2 torch threads
+#: Measured: re-running the petsiuk2018, fong2017, ghorbani2019 and adebayo2018 smoke profiles at 1 instead of 2 torch threads
 #: (another reduction order, as on another CPU) changed none of their stored numbers; these bounds leave room for
 #: kernels that round differently (README, "Same numbers on every machine").
 RTOL, ATOL = 1e-4, 1e-6

@@ -139,8 +139,9 @@ def check_results(results, report_dir: Path | None = None, repo_root: Path = REP
 
 # --------------------------------------------------------------------------------------------- diffs
 #: keys that hold timings or machine facts: never compared between runs
-VOLATILE = re.compile(r"(^|_)(time|times|seconds|wall|cpu|elapsed|timing|timings|speed|ms|load|memory|mb|peak|rss|s)($|_)"
-                      r"|ratio|per_forward|throughput|generated|environment|git|files_sha256|source_sha256|config_sha256")
+VOLATILE = re.compile(r"(^|[_\s(/])(time|times|seconds|wall|cpu|elapsed|timing|timings|speed|ms|load|memory|mb|peak|rss|s)"
+                      r"($|[_\s)/])|ratio|per_forward|throughput|generated|environment|git|files_sha256|source_sha256"
+                      r"|config_sha256")
 _SKIP_TOP = {"generated_at", "wall_time_s", "environment", "files_sha256", "source_sha256", "config_sha256", "config",
              "config_file", "sections", "claim_counts"}
 #: prose (it quotes timings of the run) and the claims whose subject is a cost on this machine
