@@ -379,6 +379,8 @@ def test_check_detects_stale_sources(toy):
     assert any("older than the paper's sources" in p for p in _check(repo, out))
     (repo / "configs/toy/default.yaml").write_text("seed_everything: 0\n")
     assert _check(repo, out) == []
+    (repo / "configs/toy/paper.yaml").write_text("trainer: {devices: 8}\n")  # another profile: not this report's input
+    assert _check(repo, out) == []
     (repo / "replications/toy/deviations.py").write_text("DEVIATIONS = {}\n")  # any file of the package counts
     assert any("older than the paper's sources" in p for p in _check(repo, out))
 

@@ -39,22 +39,29 @@ def file_sha256(path: str | os.PathLike) -> str | None:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def paper_source_files(paper: str, repo_root: Path | None = None) -> list[Path]:
-    """The files a report's freshness is tied to: every file of ``replications/<paper>/`` and ``configs/<paper>/``."""
+def paper_source_files(paper: str, repo_root: Path | None = None, config_file: str | os.PathLike | None = None) -> list[Path]:
+    """The files a report's freshness is tied to: every file of ``replications/<paper>/`` and the run's config
+    (``config_file``, relative to the repository; every file of ``configs/<paper>/`` when not given). Another profile's
+    config (``paper.yaml``) does not change the default report, so it does not make it stale."""
     root = repo_root or REPO_ROOT
-    files = []
-    for base in (root / "replications" / paper, root / "configs" / paper):
-        if base.is_dir():
-            files += [p for p in base.rglob("*") if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"]
+    package = root / "replications" / paper
+    files = [p for p in package.rglob("*") if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"] \
+        if package.is_dir() else []
+    if config_file is not None:
+        cfg = Path(config_file)
+        files.append(cfg if cfg.is_absolute() else root / cfg)
+    elif (root / "configs" / paper).is_dir():
+        files += [p for p in (root / "configs" / paper).rglob("*") if p.is_file()]
     return sorted(files)
 
 
-def paper_source_sha256(paper: str, repo_root: Path | None = None) -> str:
+def paper_source_sha256(paper: str, repo_root: Path | None = None, config_file: str | os.PathLike | None = None) -> str:
     """One SHA-256 over the relative paths and contents of :func:`paper_source_files`."""
     root = repo_root or REPO_ROOT
     h = hashlib.sha256()
-    for p in paper_source_files(paper, root):
-        h.update(str(p.relative_to(root)).encode() + b"\0" + hashlib.sha256(p.read_bytes()).digest())
+    for p in paper_source_files(paper, root, config_file):
+        name = str(p.relative_to(root)) if p.is_relative_to(root) else str(p)
+        h.update(name.encode() + b"\0" + (hashlib.sha256(p.read_bytes()).digest() if p.is_file() else b"missing"))
     return h.hexdigest()
 
 
@@ -371,7 +378,7 @@ class Report:
             "environment": environment_info(self.device),
             "config_file": config_file,
             "config_sha256": file_sha256(self.config_path),
-            "source_sha256": paper_source_sha256(self.paper),
+            "source_sha256": paper_source_sha256(self.paper, config_file=self.config_path),
             "config": jsonable(self.config),
             "metrics": jsonable(self.metrics),
             "results": self.plain_results,

@@ -112,10 +112,14 @@ def check_results(results, report_dir: Path | None = None, repo_root: Path = REP
                 for d in _claim_differences(stored[cid], rebuilt[cid]):
                     problems.append(f"{where}: claim {cid}: {d}")
     if check_freshness:
-        current = paper_source_sha256(results["paper"], repo_root)
+        config_file = results.get("config_file") or f"configs/{results['paper']}/{results['profile']}.yaml"
+        if not (repo_root / config_file).is_file():
+            problems.append(f"{where}: the report's config {config_file} is missing")
+        current = paper_source_sha256(results["paper"], repo_root, config_file)
         if results["source_sha256"] != current:
             problems.append(f"{where}: the report is older than the paper's sources (replications/{results['paper']}/ or "
-                            f"configs/{results['paper']}/ changed); re-run `python -m replications.{results['paper']} fit`")
+                            f"{config_file} changed); re-run `python -m replications.{results['paper']} fit "
+                            f"--config {config_file}`")
     report_dir = report_dir or repo_root / "reports" / results["paper"]
     files = results["files_sha256"] if isinstance(results["files_sha256"], dict) else {}
     if "README.md" not in files:
