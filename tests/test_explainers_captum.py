@@ -198,3 +198,69 @@ def test_lime_equals_captum_lime_with_the_same_samples(setup):
         ref = lime.attribute(images[i : i + 1], target=int(targets[i]), baselines=fill[None],
                              feature_mask=seg[None, None].expand(1, 3, -1, -1), n_samples=120)
         torch.testing.assert_close(ours[i : i + 1], ref[:, :1], rtol=2e-3, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def bench_batch():
+    """The benchmark's setting (scenes_cnn, 64 px, a batch of 8): where the rewritten methods are timed."""
+    torch.manual_seed(0)
+    model, _ = load_model("scenes_cnn")
+    gen = torch.Generator().manual_seed(5)
+    return model, torch.rand(8, 3, 64, 64, generator=gen), torch.randint(0, 10, (8,), generator=gen)
+
+
+@pytest.mark.parametrize("reduction", ["sum", "abs_max", "max_abs_signed"])
+def test_guided_backprop_and_deconvnet_are_bit_identical_to_captum(bench_batch, reduction):
+    """Our ReLU hooks replace Captum's (which clone every ReLU input): same numbers, not merely close."""
+    model, images, targets = bench_batch
+    from lightning_modules.explainers.base import reduce_channels
+
+    for name, oracle in (("guided_backprop", GuidedBackprop), ("deconvnet", Deconvolution)):
+        ours = create_explainer(name, reduction=reduction)(model, images, targets)
+        ref = reduce_channels(oracle(model).attribute(_leaf(images), target=targets).detach(), reduction)
+        assert torch.equal(ours, ref), name
+
+
+@pytest.mark.parametrize("nt_type", ["smoothgrad", "smoothgrad_sq", "vargrad"])
+@pytest.mark.parametrize("n_samples,chunk", [(7, 24), (5, None)])
+def test_noise_tunnel_methods_are_bit_identical_to_captum(bench_batch, nt_type, n_samples, chunk):
+    """Same draws, same sums: chunks of 3 samples per image with a remainder of 1 (7 = 2 x 3 + 1), and one chunk."""
+    model, images, targets = bench_batch
+    ours = create_explainer(nt_type, n_samples=n_samples, stdev=0.15, seed=4, samples_batch_size=chunk,
+                            reduction="sum")(model, images, targets)
+    per = n_samples if chunk is None else max(1, min(n_samples, chunk // images.shape[0]))
+    torch.manual_seed(4)
+    ref = NoiseTunnel(Saliency(model)).attribute(
+        _leaf(images), nt_type=nt_type, nt_samples=n_samples, nt_samples_batch_size=per, stdevs=0.15, target=targets,
+        abs=False).sum(1, keepdim=True)
+    assert torch.equal(ours, ref)
+
+
+class _InplaceNet(nn.Module):
+    def __init__(self, inplace: bool):
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv2d(3, 6, 3, padding=1), nn.Conv2d(6, 6, 3, padding=1)
+        self.relu1, self.relu2 = nn.ReLU(inplace=inplace), nn.ReLU(inplace=inplace)
+        self.fc = nn.Linear(6, 4)
+        self.num_classes = 4
+
+    def forward(self, x):
+        return self.fc(self.relu2(self.conv2(self.relu1(self.conv1(x)))).mean((2, 3)))
+
+
+def test_modified_relus_handle_in_place_relus():
+    """torchvision/timm nets use in-place ReLUs: the maps equal the out-of-place net's (Captum) and the modules'
+    ``inplace`` flag is restored."""
+    torch.manual_seed(1)
+    net = _InplaceNet(inplace=True)
+    ref_net = _InplaceNet(inplace=False)
+    ref_net.load_state_dict(net.state_dict())
+    images = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    targets = torch.tensor([0, 1, 3])
+    for name, oracle in (("guided_backprop", GuidedBackprop), ("deconvnet", Deconvolution)):
+        ours = create_explainer(name, reduction="sum")(net, images, targets)
+        ref = oracle(ref_net).attribute(_leaf(images), target=targets).sum(1, keepdim=True)
+        torch.testing.assert_close(ours, ref)
+        assert ours.abs().sum() > 0
+    assert net.relu1.inplace and net.relu2.inplace
+    assert not any(m._forward_hooks for m in net.modules())
