@@ -17,9 +17,9 @@ weights negated; its MWP map is subtracted from the target's. Because the backwa
 signal, this equals TorchRay's "subtract at the contrast layer" formulation at any contrast layer. The
 positive part is kept (``clamp=True``, as TorchRay and the paper's figures do).
 
-Implementation: forward hooks on the linear / pooling / batch-norm modules wrap each output in an autograd
-Function whose backward applies the rule; one forward pass, one backward pass per map (two for the
-contrastive variant, sharing the forward). Residual sums ``s = main + shortcut`` (ResNet basic/bottleneck
+Implementation: forward hooks on the linear / pooling / batch-norm modules above the saliency layer wrap each
+output in an autograd Function whose backward applies the rule; one forward pass, one backward pass per map
+(two for the contrastive variant, sharing the forward). Residual sums ``s = main + shortcut`` (ResNet basic/bottleneck
 blocks of torchvision, timm and ours) split the signal in proportion to the summands (TorchRay's
 element-wise-sum rule), through hooks on the block, its last batch norm and its shortcut, since the addition
 itself is functional; other functional additions get the plain gradient, which duplicates mass
@@ -100,7 +100,7 @@ class _LinearRule(torch.autograd.Function):
         with torch.enable_grad():
             xd = x.detach().requires_grad_(True)
             z = ctx.positive_forward(xd)
-            scaled = torch.where(z > 0, grad_out / z.clamp_min(1e-30), torch.zeros_like(grad_out))
+            scaled = torch.where(z > 0, grad_out / z.clamp_min(1e-30), 0.0)
             (g,) = torch.autograd.grad(z, xd, scaled)
         return g * x.detach(), None, None
 
@@ -116,6 +116,16 @@ class _PassThrough(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out):
         return (grad_out if ctx.same_shape else None), None
+
+
+#: Modules whose backward the rule replaces by the VJP of their excitatory forward ``f+`` (``_LinearRule``).
+RULE_MODULES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d) + _POOLS
+
+
+def excitatory_forward(module: nn.Module):
+    """``f+`` of one of ``RULE_MODULES``: only the excitatory (positive) weights, no bias; pooling is itself (the
+    pass the rule runs once per module above the saliency layer and per backward; the benchmarks time it)."""
+    return _positive_forward(module, {"negate": False, "classifier": None})
 
 
 def _positive_forward(module: nn.Module, state: dict):
@@ -215,16 +225,18 @@ def _residual_hooks(model: nn.Module, handles: list) -> None:
 
 def excitation_hooks(model: nn.Module, handles: list, state: dict) -> None:
     """Register the rule hooks on every supported module of ``model`` (handles go to ``handles``);
-    residual blocks split the signal at their sum between the two branches."""
+    residual blocks split the signal at their sum between the two branches. While ``state["active"]`` is False
+    the per-module hooks leave outputs alone (``layer_maps`` turns it on at the saliency layer: the backward pass
+    stops there, so wrapping the modules below it would only copy their outputs)."""
     for m in model.modules():
-        if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d) + _POOLS):
+        if isinstance(m, RULE_MODULES):
             fwd = _positive_forward(m, state)
 
             def hook(_m, inputs, out, fwd=fwd):
-                return _LinearRule.apply(inputs[0], out, fwd)
+                return _LinearRule.apply(inputs[0], out, fwd) if state.get("active", True) else None
         elif isinstance(m, _NORMS):
             def hook(_m, inputs, out):
-                return _PassThrough.apply(inputs[0], out)
+                return _PassThrough.apply(inputs[0], out) if state.get("active", True) else None
         else:
             continue
         handles.append(m.register_forward_hook(hook))
@@ -248,13 +260,22 @@ class ExcitationBackprop(Explainer):
     def layer_maps(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """(B, 1, h, w) MWP map at the layer (channels summed; contrastive: target minus dual, unclamped)."""
         layer = resolve_layer(model, self.layer if self.layer is not None else default_excitation_layer(model))
-        state = {"negate": False, "classifier": classifier_layer(model)}
+        state = {"negate": False, "classifier": classifier_layer(model), "active": False}
         store: list[torch.Tensor] = []
+
+        def at_layer(_m, _i, out):
+            # The map is the signal at the layer's output: the graph below it is never traversed, so the output
+            # starts a fresh one, and the rules apply from the next module on.
+            state["active"] = True
+            act = out.detach().requires_grad_(True)
+            store.append(act)
+            return act
+
         with hooks_guard() as handles:
             excitation_hooks(model, handles, state)
-            # Registered after the rule hooks, so it records the rule-wrapped output of the layer.
-            handles.append(layer.register_forward_hook(lambda _m, _i, out: store.append(out)))
-            logits = model(images.detach().clone().requires_grad_(True))
+            # Registered after the rule hooks, so the layer's own rule hook runs first (inactive: its output is the map's).
+            handles.append(layer.register_forward_hook(at_layer))
+            logits = model(images.detach())
         if len(store) != 1 or store[0].dim() < 3:
             raise ValueError(f"excitation layer must be called once per forward and give (B, C, ...) maps; got {len(store)} calls")
         act = store[0]
