@@ -6,6 +6,20 @@ the training *and* the test set; a model is retrained from scratch on the modifi
 evaluated on the modified test set. A method whose removed pixels matter degrades accuracy more than a
 random ranking.
 
+Leakage. A constant fill draws the removed region's shape into the image: on MNIST a model retrained on
+the binary removal mask alone classifies the digits. Two additions measure and remove that:
+
+- ``RoarConfig.fill="noisy_linear"``: ROAD's noisy linear imputation (Rong, Leemann, Borisov, Kasneci,
+  Kasneci, ICML 2022, "A Consistent and Efficient Evaluation Strategy for Attribution Methods", Sec. 4.2 and
+  the official ``road/imputations.py``): every removed pixel equals the weighted mean of its 8 neighbours
+  (weight 1/6 for the 4-neighbours, 1/12 for the diagonals, neighbours outside the image dropped), removed
+  neighbours being unknowns too, i.e. one sparse linear system per image (solved batched: the block-diagonal
+  system of a chunk of images by scipy's banded Cholesky), plus Gaussian noise of std ``fill_noise`` (official default 0.01, in [0, 1] pixel units
+  here) on the removed pixels. ``fill="mean"`` (the default) keeps Hooker's per-channel mean.
+- ``RoarConfig.mask_only_control=True``: for every (method, fraction) also retrain on the binary removal mask
+  alone (the image replaced by the mask, 1 = removed, in every channel); its rows are named
+  ``mask_only_name(method)`` and show how much a retrained model learns from the removal pattern alone.
+
 Engineering:
 - attributions are computed once per method and cached (``attributions/<method>.pt``);
 - every (method, fraction, seed) retraining is a ``ClassifierTask`` under its own ``Trainer`` (multi-GPU
@@ -26,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 
 from lightning_modules.utils import atomic_write, torch_threads
@@ -43,6 +58,26 @@ def rank_estimator(attributions: torch.Tensor, estimator: str = "squared") -> to
     raise ValueError(f"unknown estimator {estimator!r}; use squared, abs or raw")
 
 
+def removal_mask(attributions: torch.Tensor, fraction: float, estimator: str = "squared", keep: bool = False) -> torch.Tensor:
+    """(B, 1, H, W) bool: the top-``fraction`` pixels of each map (``keep=True``: the bottom ones, KAR). Ties are
+    broken by pixel index (``torch.topk`` is deterministic on the CPU for a fixed input), so it is reproducible."""
+    if attributions.dim() != 4 or attributions.shape[1] != 1:
+        raise ValueError(f"attributions must be (B, 1, H, W), got {tuple(attributions.shape)}")
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"fraction must be in [0, 1], got {fraction}")
+    b, _, h, w = attributions.shape
+    n = int(round(fraction * h * w))
+    removed = torch.zeros(b, h * w, dtype=torch.bool, device=attributions.device)
+    if n == 0:
+        return removed.view(b, 1, h, w)
+    score = rank_estimator(attributions, estimator)
+    # A tiny index-based tie-break keeps the ranking deterministic among equal scores.
+    score = score - torch.arange(h * w, device=score.device, dtype=score.dtype) * 1e-12 * (score.abs().amax(1, keepdim=True) + 1)
+    idx = score.topk(n, dim=1, largest=not keep).indices
+    removed.scatter_(1, idx, True)
+    return removed.view(b, 1, h, w)
+
+
 def remove_top_fraction(
     images: torch.Tensor,
     attributions: torch.Tensor,
@@ -53,27 +88,144 @@ def remove_top_fraction(
 ) -> torch.Tensor:
     """Replace the top-``fraction`` pixels of each image (all channels) by ``fill`` (per-channel mean).
 
-    ``keep=True`` is KAR: the *least* important pixels are replaced instead. Ties are broken by pixel index
-    (``torch.topk`` is deterministic on the CPU for a fixed input), so the result is reproducible.
+    ``keep=True`` is KAR: the *least* important pixels are replaced instead (see ``removal_mask``).
     """
     if images.dim() != 4 or attributions.dim() != 4 or attributions.shape[1] != 1:
         raise ValueError(f"images must be (B, C, H, W) and attributions (B, 1, H, W); got {tuple(images.shape)}, {tuple(attributions.shape)}")
     if images.shape[0] != attributions.shape[0] or images.shape[-2:] != attributions.shape[-2:]:
         raise ValueError(f"attributions {tuple(attributions.shape)} do not match images {tuple(images.shape)}")
-    if not 0.0 <= fraction <= 1.0:
-        raise ValueError(f"fraction must be in [0, 1], got {fraction}")
-    b, c, h, w = images.shape
-    n = int(round(fraction * h * w))
-    if n == 0:
+    removed = removal_mask(attributions, fraction, estimator, keep)
+    if not removed.any():
         return images.clone()
-    score = rank_estimator(attributions, estimator)
-    # A tiny index-based tie-break keeps the ranking deterministic among equal scores.
-    score = score - torch.arange(h * w, device=score.device, dtype=score.dtype) * 1e-12 * (score.abs().amax(1, keepdim=True) + 1)
-    idx = score.topk(n, dim=1, largest=not keep).indices
-    removed = torch.zeros(b, h * w, dtype=torch.bool, device=images.device)
-    removed.scatter_(1, idx, True)
-    removed = removed.view(b, 1, h, w)
+    c = images.shape[1]
     return torch.where(removed, fill.view(1, c, 1, 1).to(images), images)
+
+
+#: ROAD's neighbour weights ((dy, dx), weight): 1/6 for the 4-neighbours, 1/12 for the diagonals (the official
+#: ``road/imputations.py``; they sum to 1).
+ROAD_NEIGHBOURS: tuple[tuple[tuple[int, int], float], ...] = (
+    ((1, 1), 1 / 12), ((0, 1), 1 / 6), ((-1, 1), 1 / 12), ((1, -1), 1 / 12),
+    ((0, -1), 1 / 6), ((-1, -1), 1 / 12), ((1, 0), 1 / 6), ((-1, 0), 1 / 6),
+)
+
+
+def _linear_imputation(images: np.ndarray, removed: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+    """The noise-free part of ``noisy_linear_impute`` on one block of images (float64 numpy): one sparse system
+    for the whole block (block-diagonal: no neighbour crosses an image border). Unknown ``i`` (a removed pixel)
+    satisfies ``sum_j w_j (x_j - x_i) = 0`` over its in-image neighbours ``j``, the official code's system."""
+    from scipy.linalg import solveh_banded
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    b, c, h, w = images.shape
+    hw = h * w
+    flat_removed = removed.reshape(-1)
+    unknown = np.flatnonzero(flat_removed)
+    n = unknown.size
+    out = images.reshape(b, c, hw).transpose(0, 2, 1).reshape(b * hw, c).copy()  # pixel-major (B*H*W, C)
+    if n == 0:
+        return images.copy()
+    var = np.full(b * hw, -1, dtype=np.int64)
+    var[unknown] = np.arange(n)
+    pix = unknown % hw
+    row, col = pix // w, pix % w
+    diag = np.zeros(n)
+    rhs = np.zeros((n, c))
+    anchored = np.zeros(n, dtype=bool)
+    rows, cols, vals = [], [], []
+    for (dy, dx), weight in ROAD_NEIGHBOURS:
+        rr, cc = row + dy, col + dx
+        inside = (rr >= 0) & (rr < h) & (cc >= 0) & (cc < w)
+        eq = np.flatnonzero(inside)
+        nbr = unknown[eq] + dy * w + dx  # same image: the neighbour is inside it
+        diag[eq] -= weight
+        nbr_unknown = flat_removed[nbr]
+        known_eq = eq[~nbr_unknown]
+        rhs[known_eq] -= weight * out[nbr[~nbr_unknown]]
+        anchored[known_eq] = True
+        rows.append(eq[nbr_unknown])
+        cols.append(var[nbr[nbr_unknown]])
+        vals.append(np.full(int(nbr_unknown.sum()), weight))
+    rows, cols, vals = np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)
+    # A connected region of removed pixels none of which touches a kept pixel (e.g. a fully removed image) has
+    # no boundary values: the system is singular there; such regions take ``fallback`` (the fill of ``mean``).
+    adjacency = coo_matrix((np.ones_like(vals), (rows, cols)), shape=(n, n))
+    _, labels = connected_components(adjacency, directed=False)
+    free = ~np.bincount(labels, weights=anchored.astype(float)).astype(bool)[labels]
+    if free.any():
+        keep = ~(free[rows] | free[cols])
+        rows, cols, vals = rows[keep], cols[keep], vals[keep]
+        diag[free] = -1.0
+        rhs[free] = -fallback
+    # -A is symmetric (opposite offsets have equal weights) and positive definite (diagonally dominant, every
+    # region touches a kept pixel): a banded Cholesky solve. Unknowns are numbered in raster order, so a
+    # neighbour is at most W + 1 unknowns away: the band is narrow (O(n W^2) work, against sparse LU's fill-in).
+    lower = cols > rows
+    offsets = cols[lower] - rows[lower]
+    band = int(offsets.max()) if offsets.size else 0
+    ab = np.zeros((band + 1, n))
+    ab[0] = -diag
+    ab[offsets, rows[lower]] = -vals[lower]
+    solution = solveh_banded(ab, -rhs, lower=True, check_finite=False)
+    out[unknown] = solution.reshape(n, c)
+    return out.reshape(b, hw, c).transpose(0, 2, 1).reshape(b, c, h, w)
+
+
+def noisy_linear_impute(images: torch.Tensor, removed: torch.Tensor, noise: float = 0.01,
+                        generator: torch.Generator | None = None, fallback: torch.Tensor | None = None,
+                        chunk: int = 128) -> torch.Tensor:
+    """ROAD's noisy linear imputation (Rong et al. 2022, Sec. 4.2; see the module docstring): ``images`` (B, C, H, W)
+    with the pixels where ``removed`` (B, 1, H, W) is True replaced by the solution of ``x_i = sum_j w_ij x_j /
+    sum_j w_ij`` over their in-image 8-neighbours (removed neighbours are unknowns), plus N(0, ``noise``^2) noise
+    drawn from ``generator`` (one draw per chunk of ``chunk`` images, in order). Removed regions that touch no kept
+    pixel take ``fallback`` (per channel; default the images' mean). Kept pixels are returned unchanged.
+
+    Exact per image: the systems of different images do not interact, so the solution does not depend on the
+    batch or on ``chunk`` (tested); the noise draws do depend on ``chunk``."""
+    if images.dim() != 4 or removed.dim() != 4 or removed.shape[1] != 1:
+        raise ValueError(f"images must be (B, C, H, W) and removed (B, 1, H, W); got {tuple(images.shape)}, {tuple(removed.shape)}")
+    if removed.shape[0] != images.shape[0] or removed.shape[-2:] != images.shape[-2:]:
+        raise ValueError(f"removed {tuple(removed.shape)} does not match images {tuple(images.shape)}")
+    if noise < 0:
+        raise ValueError(f"noise must be >= 0, got {noise}")
+    if chunk < 1:
+        raise ValueError(f"chunk must be >= 1, got {chunk}")
+    removed = removed.to(torch.bool)
+    c = images.shape[1]
+    fb = images.mean(dim=(0, 2, 3)) if fallback is None else fallback.reshape(-1).expand(c)
+    fb = fb.detach().double().cpu().numpy()
+    from threadpoolctl import threadpool_limits  # (a scikit-learn dependency)
+
+    parts = []
+    for start in range(0, images.shape[0], chunk):
+        x = images[start:start + chunk].detach()
+        m = removed[start:start + chunk]
+        # one BLAS thread: the banded solves are small, extra threads only contend (4x slower on 2 shared cores)
+        with threadpool_limits(limits=1, user_api="blas"):
+            filled = _linear_imputation(x.double().cpu().numpy(), m.cpu().numpy(), fb)
+        filled = torch.from_numpy(filled).to(images)
+        if noise > 0:
+            eps = torch.randn(x.shape, generator=generator, dtype=images.dtype).to(images.device)
+            filled = torch.where(m, filled + noise * eps, filled)
+        parts.append(torch.where(m, filled, x))
+    return torch.cat(parts) if parts else images.clone()
+
+
+def mask_images(removed: torch.Tensor, channels: int, dtype=torch.float32) -> torch.Tensor:
+    """The mask-only control's inputs: the (B, 1, H, W) removal mask as an image (1 = removed) in every channel."""
+    return removed.to(dtype).expand(-1, channels, -1, -1).contiguous()
+
+
+#: suffix of the mask-only control rows' method names (``mask_only_name``)
+MASK_ONLY_SUFFIX = "+mask_only"
+
+
+def mask_only_name(method: str) -> str:
+    """Method name of the mask-only control row of ``method``'s ranking."""
+    return method + MASK_ONLY_SUFFIX
+
+
+FILLS = ("mean", "noisy_linear")
 
 
 #: method name of the reference row (unmodified data, fraction 0)
@@ -110,6 +262,21 @@ class RoarConfig:
     #: count, so a pinned count makes a table independent of the caller's ``torch.set_num_threads``; small
     #: retrained models also run faster on one thread of a shared machine than on two contended ones.
     threads: int | None = 1
+    #: how removed pixels are filled: ``mean`` (Hooker et al.: the per-channel training-set mean) or
+    #: ``noisy_linear`` (ROAD's noisy linear imputation, leakage-free; see the module docstring)
+    fill: str = "mean"
+    #: std of ``noisy_linear``'s noise, in [0, 1] pixel units (ROAD's official default 0.01)
+    fill_noise: float = 0.01
+    #: seed of ``noisy_linear``'s noise (train and test sets draw from seeds ``fill_seed`` and ``fill_seed + 1``)
+    fill_seed: int = 0
+    #: also retrain on the removal mask alone for every (method, fraction): rows ``mask_only_name(method)``
+    mask_only_control: bool = False
+
+    def __post_init__(self):
+        if self.fill not in FILLS:
+            raise ValueError(f"RoarConfig.fill={self.fill!r} is not one of {list(FILLS)}")
+        if self.fill_noise < 0:
+            raise ValueError(f"RoarConfig.fill_noise must be >= 0, got {self.fill_noise}")
 
 
 class RoarPipeline:
@@ -130,11 +297,21 @@ class RoarPipeline:
         (self.work_dir / "results").mkdir(parents=True, exist_ok=True)
         (self.work_dir / "timings").mkdir(parents=True, exist_ok=True)
 
+    def _key(self, method: str, fraction: float, seed: int) -> str:
+        """File stem of a run. Rows of a non-default fill carry it in the name, so a work folder's cached ``mean``
+        results are never read as another fill's (the reference row and the mask-only control do not depend
+        on the fill)."""
+        stem = f"{method}_{fraction:.2f}_{seed}"
+        cfg = self.config
+        if cfg.fill != "mean" and method != REFERENCE and not method.endswith(MASK_ONLY_SUFFIX):
+            stem += f"_{cfg.fill}{cfg.fill_noise:g}s{cfg.fill_seed}"
+        return stem
+
     def _result_path(self, method: str, fraction: float, seed: int) -> Path:
-        return self.work_dir / "results" / f"{method}_{fraction:.2f}_{seed}.json"
+        return self.work_dir / "results" / f"{self._key(method, fraction, seed)}.json"
 
     def _timing_path(self, method: str, fraction: float, seed: int) -> Path:
-        return self.work_dir / "timings" / f"{method}_{fraction:.2f}_{seed}.json"
+        return self.work_dir / "timings" / f"{self._key(method, fraction, seed)}.json"
 
     def timing(self, row: dict) -> dict:
         """``{"wall_s", "cpu_s"}`` recorded when ``row``'s retraining ran ({} if not recorded)."""
@@ -173,7 +350,7 @@ class RoarPipeline:
         return {"test_accuracy": float(acc)}
 
     def _run_dir(self, method: str, fraction: float, seed: int) -> Path:
-        return self.work_dir / "runs" / f"{method}_{fraction:.2f}_{seed}"
+        return self.work_dir / "runs" / self._key(method, fraction, seed)
 
     def _shrink(self, images: torch.Tensor) -> torch.Tensor:
         k = self.config.downsample
@@ -236,12 +413,36 @@ class RoarPipeline:
         for method, (attr_train, attr_test) in attributions.items():
             if method == REFERENCE:
                 raise ValueError(f"{REFERENCE!r} names the unmodified-data reference row; rename the method")
+            if method.endswith(MASK_ONLY_SUFFIX):
+                raise ValueError(f"method names ending in {MASK_ONLY_SUFFIX!r} name the mask-only control rows; rename {method!r}")
             for fraction in cfg.fractions:
-                x_train = remove_top_fraction(train[0], attr_train, fraction, fill, cfg.estimator)
-                x_test = remove_top_fraction(test[0], attr_test, fraction, fill, cfg.estimator)
+                removed_train = self._checked_mask(train[0], attr_train, fraction)
+                removed_test = self._checked_mask(test[0], attr_test, fraction)
+                x_train = self.fill_removed(train[0], removed_train, fill, cfg.fill_seed)
+                x_test = self.fill_removed(test[0], removed_test, fill, cfg.fill_seed + 1)
                 for seed in cfg.seeds:
                     rows.append(self._one(method, fraction, seed, (x_train, train[1]), (x_test, test[1]), on_result))
+                if cfg.mask_only_control:
+                    c = train[0].shape[1]
+                    m_train = (mask_images(removed_train, c, train[0].dtype), train[1])
+                    m_test = (mask_images(removed_test, c, test[0].dtype), test[1])
+                    for seed in cfg.seeds:
+                        rows.append(self._one(mask_only_name(method), fraction, seed, m_train, m_test, on_result))
         return rows
+
+    def _checked_mask(self, images: torch.Tensor, attributions: torch.Tensor, fraction: float) -> torch.Tensor:
+        if attributions.shape[0] != images.shape[0] or attributions.shape[-2:] != images.shape[-2:]:
+            raise ValueError(f"attributions {tuple(attributions.shape)} do not match images {tuple(images.shape)}")
+        return removal_mask(attributions, fraction, self.config.estimator)
+
+    def fill_removed(self, images: torch.Tensor, removed: torch.Tensor, mean: torch.Tensor, seed: int) -> torch.Tensor:
+        """``images`` with the ``removed`` pixels filled by ``RoarConfig.fill`` (``mean``: the per-channel ``mean``)."""
+        if not removed.any():
+            return images.clone()
+        if self.config.fill == "mean":
+            return torch.where(removed, mean.view(1, -1, 1, 1).to(images), images)
+        gen = torch.Generator().manual_seed(int(seed))
+        return noisy_linear_impute(images, removed, self.config.fill_noise, gen, fallback=mean)
 
 
 def summarize(rows: list[dict]) -> dict[str, dict[float, float]]:
