@@ -37,8 +37,18 @@ def test_floor_counts_the_required_passes(model):
     desc, passes = floor_passes("score_cam", sc, model, b, h, h)
     assert _images(passes) == b * (1 + 64) and desc == "1+64 fwd"  # scenes_cnn's last block has 64 channels
     cebp = create_explainer("contrastive_excitation_backprop")
-    assert floor_passes("contrastive_excitation_backprop", cebp, model, b, h, h)[1] == [
-        ("fwd_2bwd_layer", b, resolve_layer(model, default_excitation_layer(model)))]
+    (kind, size, layer, above), = floor_passes("contrastive_excitation_backprop", cebp, model, b, h, h)[1]
+    assert (kind, size, layer) == ("fwd_2bwd_layer_pos", b, resolve_layer(model, default_excitation_layer(model)))
+    # the positive-weight pass of the rule: the modules above features.9 (conv 10, global pool, classifier)
+    assert [type(m).__name__ for m, _ in above] == ["Conv2d", "AdaptiveAvgPool2d", "Linear"]
+    assert [tuple(x.shape) for _, x in above] == [(b, 48, 8, 8), (b, 64, 8, 8), (b, 64)]
+    rise = create_explainer("rise", n_masks=100, max_batch_elements=64)
+    desc, passes = floor_passes("rise", rise, model, b, h, h)
+    assert desc == "100 fwd" and _images(passes) == b * 100 and max(p[1] for p in passes) <= 64
+    mp = create_explainer("meaningful_perturbation", iterations=5)
+    desc, passes = floor_passes("meaningful_perturbation", mp, model, b, h, h)
+    assert desc == "5 fwd+bwd + 15 fwd"  # clean, null, 12 circle radii, final
+    assert [p for p in passes if p[0] == "fwd_bwd"] == [("fwd_bwd", b)] * 5 and _images(passes) == b * (5 + 15)
     assert floor_passes("gradcam", create_explainer("gradcam"), model, b, h, h)[1] == [
         ("fwd_bwd_layer", b, resolve_layer(model, None))]
 
@@ -47,7 +57,7 @@ def test_every_benchmarked_method_has_a_floor(model):
     for name, kwargs in METHODS.items():
         floor_passes(name, create_explainer(name, **kwargs), model, 2, 32, 32)
     with pytest.raises(KeyError, match="no floor"):
-        floor_passes("rise", None, model, 2, 32, 32)
+        floor_passes("prunegrad", None, model, 2, 32, 32)
 
 
 def test_run_writes_the_table(tmp_path):
@@ -63,3 +73,11 @@ def test_run_writes_the_table(tmp_path):
             assert p["ms"] > 0 and p["floor_ms"] > 0 and math.isclose(p["ratio"], p["ms"] / p["floor_ms"])
     assert math.isnan(by_name["sobel"]["per_batch"][2]["ratio"])
     assert "n/a (no model pass)" in text
+
+
+def test_rounds_report_the_median_and_the_minimum_ratio(tmp_path):
+    out = tmp_path / "bench.md"
+    rows = run(out, batch_sizes=(2,), image_size=16, methods={"gradient": {}}, rounds=3)
+    p = rows[0]["per_batch"][2]
+    assert len(p["ratios"]) == 3 and p["ratio_min"] == min(p["ratios"]) and p["ratio_min"] <= p["ratio"] <= max(p["ratios"])
+    assert "ratio median [min] B=2" in out.read_text()
