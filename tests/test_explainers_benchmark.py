@@ -81,3 +81,15 @@ def test_rounds_report_the_median_and_the_minimum_ratio(tmp_path):
     p = rows[0]["per_batch"][2]
     assert len(p["ratios"]) == 3 and p["ratio_min"] == min(p["ratios"]) and p["ratio_min"] <= p["ratio"] <= max(p["ratios"])
     assert "ratio median [min] B=2" in out.read_text()
+
+
+@pytest.mark.slow
+def test_metrics_benchmark_runs_at_a_small_size_with_the_cpu_clock(tmp_path):
+    from lightning_modules.benchmarks.metrics import run as run_metrics
+
+    out = tmp_path / "metrics.md"
+    (r,) = run_metrics(out, sizes=(32,), repeats=(1,), model_name="scenes_cnn", clock="process")
+    assert r["forwards"] == 32 * 24 and r["quantus_forwards_per_image"] == 24
+    assert r["deletion_over_floor"] > 0 and r["insertion_over_floor"] > 0
+    text = out.read_text()
+    assert "`scenes_cnn` (random weights)" in text and "CPU time of the process" in text

@@ -4,7 +4,7 @@ For each method and batch size ``B`` (1 and 32 by default), on the synthetic bla
 random weights, 64x64, CPU), one run measures
 
 - ``ms/img``: time (wall, or with ``--clock process`` the CPU time) of ``explainer(model, images, targets)``
-  divided by ``B`` (best of 2-7 repeats,
+  divided by ``B`` (best of 2-30 repeats, as many as fit in 4 s,
   interleaved with the floor's: the minimum is the least disturbed by other processes on a shared machine);
 - ``floor ms/img``: the same model running only the passes the method must make, with the same batch
   sizes, on a pre-built input (no perturbation, no hooks, no reduction):
@@ -216,7 +216,7 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def best_times(fns, device: torch.device, clock: str = "wall", min_repeats: int = 2, max_repeats: int = 7,
+def best_times(fns, device: torch.device, clock: str = "wall", min_repeats: int = 2, max_repeats: int = 30,
                budget_s: float = 4.0) -> list[float]:
     """Minimum time of each of ``fns`` over repeats, the calls interleaved (a, b, a, b, ...) so a method and
     its floor see the same machine load; stops after ``budget_s`` of wall time (at least ``min_repeats``
@@ -375,7 +375,7 @@ def write_markdown(rows, out_path, batch_sizes, model_name, image_size, device, 
         lines.append("| " + " | ".join(cells) + " |")
     threads = torch.get_num_threads()
     thread_word = "thread" if threads == 1 else "threads"
-    repeat_text = ("Times are the best of 2-7 repeats (plus a warm-up for calls under 1 s), method and floor calls "
+    repeat_text = ("Times are the best of 2-30 repeats (as many as fit in 4 s; plus a warm-up for calls under 1 s), method and floor calls "
                    "interleaved" + ("" if rounds == 1 else f"; the whole measurement ran {rounds} times, the ratio "
                    "column gives the median and, in brackets, the minimum of the rounds' ratios, the ms columns the "
                    "fastest round"))

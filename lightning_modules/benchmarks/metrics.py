@@ -13,7 +13,10 @@ For 32 images and one model (the scenes CNN, random weights: the cost does not d
    H*W/8 entries and ours 23 steps + the unperturbed step 0 = 24 forwards per image. Target >= 2.5x.
 
 Timings: 3 interleaved repeats at each size (a 224 px run takes about a minute on the shared 2 cores), the
-median of each is reported. ``python -m lightning_modules.benchmarks.metrics``.
+median of each is reported (wall time, or with ``--clock process`` the process's CPU time; use it with
+``--threads 1`` on a shared machine). ``--model``: ``scenes_cnn`` (v1, random weights) or a benchmark-v2 model
+(``scenes_v2_vgg``, ``scenes_v2_resnet``: shipped weights; default sizes then the model's input size).
+``python -m lightning_modules.benchmarks.metrics`` or ``python -m replications bench metrics``.
 """
 
 from __future__ import annotations
@@ -37,12 +40,17 @@ N_IMAGES = 32
 QUANTUS_STEPS = 24  # H*W/8 entries of the C*H*W attribution per step -> 3 * 8 = 24 steps
 
 
-def _model(seed: int = 0):
-    from lightning_modules.models import load_model
+def _model(name: str = "scenes_cnn", seed: int = 0):
+    """``(model, data_config, weights)`` (see ``benchmarks.explainers.load_bench_model``)."""
+    from lightning_modules.benchmarks.explainers import load_bench_model
 
     torch.manual_seed(seed)
-    model, _ = load_model("scenes_cnn", num_classes=10)
-    return model.eval()
+    model, cfg, weights = load_bench_model(name)
+    return model.eval(), cfg, weights
+
+
+#: ``time.perf_counter`` (wall) or ``time.process_time`` (CPU time of this process), set by ``run``
+_CLOCK = {"now": time.perf_counter}
 
 
 def _quantus():
@@ -62,17 +70,19 @@ def _insert_original(arr, indices, original=None, **kwargs):
 
 
 def _timed(fn) -> float:
-    t0 = time.perf_counter()
+    now = _CLOCK["now"]
+    t0 = now()
     fn()
-    return time.perf_counter() - t0
+    return now() - t0
 
 
-def bench_size(size: int, repeats: int, max_batch: int = 256) -> dict:
+def bench_size(size: int, repeats: int, max_batch: int = 256, model_name: str = "scenes_cnn") -> dict:
     quantus = _quantus()
     g = torch.Generator().manual_seed(size)
-    images = torch.rand(N_IMAGES, 3, size, size, generator=g)
+    model, cfg, _ = _model(model_name)
+    c = cfg.input_size[0]
+    images = torch.rand(N_IMAGES, c, size, size, generator=g)
     heatmaps = torch.rand(N_IMAGES, 1, size, size, generator=g)
-    model = _model()
     with torch.no_grad():
         targets = model(images).argmax(1)
     n_pix = size * size
@@ -83,7 +93,7 @@ def bench_size(size: int, repeats: int, max_batch: int = 256) -> dict:
     assert steps == QUANTUS_STEPS
     total = N_IMAGES * steps
     sizes = [(b1 - b0) * (s1 - s0) for b0, b1, s0, s1 in forward_batch_sizes(N_IMAGES, steps, max_batch)]
-    probe = torch.rand(max(sizes), 3, size, size, generator=g)
+    probe = torch.rand(max(sizes), c, size, size, generator=g)
 
     def floor():
         with torch.no_grad():
@@ -105,17 +115,19 @@ def bench_size(size: int, repeats: int, max_batch: int = 256) -> dict:
         insertion.update(model, images, heatmaps, targets)
         insertion.compute()
 
-    fis = n_pix // 8
+    fis = n_pix * c // QUANTUS_STEPS
     x_np, y_np = images.numpy(), targets.numpy()
     a_np = heatmaps.numpy()
     blurred_np = blur(images).numpy()
-    q_del = quantus.PixelFlipping(features_in_step=fis, perturb_baseline=0.5, normalise=False, abs=False,
+    mean_colour = model.mean.flatten()
+    if not torch.allclose(mean_colour, torch.full_like(mean_colour, float(mean_colour[0]))):
+        raise ValueError(f"{model_name}'s mean colour {mean_colour.tolist()} is not grey: Quantus' constant baseline "
+                         "cannot match our mean-colour deletion substrate")
+    q_del = quantus.PixelFlipping(features_in_step=fis, perturb_baseline=float(mean_colour[0]), normalise=False, abs=False,
                                   disable_warnings=True, display_progressbar=False)
     q_ins = quantus.PixelFlipping(features_in_step=fis, normalise=False, abs=False, disable_warnings=True,
                                   display_progressbar=False, perturb_func=_insert_original,
                                   perturb_func_kwargs={"original": x_np.reshape(N_IMAGES, -1)})
-    mean_colour = model.mean.flatten()
-    assert torch.allclose(mean_colour, torch.full_like(mean_colour, 0.5)), "the deletion substrates must agree"
 
     def quantus_deletion():
         q_del(model=model, x_batch=x_np, y_batch=y_np, a_batch=a_np, device="cpu", batch_size=N_IMAGES)
@@ -167,18 +179,31 @@ def _table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def run(out_path: str | os.PathLike = "reports/benchmarks/metrics.md", sizes=(64, 224), repeats=(3, 3)) -> list[dict]:
-    """Measure both sizes and write the markdown report to ``out_path`` (relative paths: from the repo root)."""
-    results = [bench_size(s, r) for s, r in zip(sizes, repeats)]
+def run(out_path: str | os.PathLike = "reports/benchmarks/metrics.md", sizes=(64, 224), repeats=(3, 3),
+        model_name: str = "scenes_cnn", threads: int | None = None, clock: str = "wall",
+        command: str = "python -m lightning_modules.benchmarks.metrics") -> list[dict]:
+    """Measure every size and write the markdown report to ``out_path`` (relative paths: from the repo root).
+    ``sizes=None``: the model's input size."""
+    if clock not in ("wall", "process"):
+        raise ValueError(f"clock must be 'wall' or 'process', got {clock!r}")
+    if threads is not None:
+        torch.set_num_threads(threads)
+    _CLOCK["now"] = time.perf_counter if clock == "wall" else time.process_time
+    _, cfg, weights = _model(model_name)
+    if sizes is None:
+        sizes = (int(cfg.input_size[-1]),)
+    repeats = tuple(repeats) + (repeats[-1],) * (len(sizes) - len(repeats))
+    results = [bench_size(s, r, model_name=model_name) for s, r in zip(sizes, repeats)]
     ok_floor = all(max(r["deletion_over_floor"], r["insertion_over_floor"]) <= 1.15 for r in results)
     ok_quantus = all(min(r["quantus_over_ours_deletion"], r["quantus_over_ours_insertion"]) >= 2.5 for r in results)
     text = f"""# Deletion / insertion metric benchmark
 
-Generated by `python -m lightning_modules.benchmarks.metrics` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}).
+Generated by `{command}` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}).
 Machine: {platform.machine()}, {os.cpu_count()} CPU cores visible, torch {torch.__version__}, {torch.get_num_threads()} intra-op threads; shared with
-other jobs while measured, so absolute seconds are noisy; the ratios are medians of interleaved repeats.
+other jobs while measured, so absolute seconds are noisy; the ratios are medians of interleaved repeats. Clock:
+{'wall time' if clock == 'wall' else 'CPU time of the process'}.
 
-Setting: {N_IMAGES} random images and maps, `scenes_cnn` (random weights) wrapped in its normalisation, target = top-1
+Setting: {N_IMAGES} random images and maps, `{model_name}` ({weights}) wrapped in its normalisation, target = top-1
 class, softmax probability, `max_batch=256` images per forward. Both sides do the same number of forward passes
 per image (24: Quantus needs `H*W % features_in_step == 0`, so 24 steps of H*W/8 entries of the C*H*W
 attribution; ours 23 steps of ceil(H*W/23) pixels plus the unperturbed step 0). Floor = the same number of images
@@ -205,10 +230,18 @@ bookkeeping, (that column - floor) the cost of its smaller batches.
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="reports/benchmarks/metrics.md")
-    p.add_argument("--sizes", type=int, nargs="+", default=[64, 224])
+    p.add_argument("--sizes", type=int, nargs="+", default=None,
+                   help="image sizes (default: 64 and 224 for scenes_cnn, the input size of a v2 model)")
     p.add_argument("--repeats", type=int, nargs="+", default=[3, 3])
+    p.add_argument("--model", default="scenes_cnn", help="scenes_cnn (v1, random weights), scenes_v2_vgg, scenes_v2_resnet")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--clock", choices=["wall", "process"], default="wall",
+                   help="wall time, or the process's CPU time (use with --threads 1 on a shared machine)")
     args = p.parse_args(argv)
-    results = run(args.out, tuple(args.sizes), tuple(args.repeats))
+    sizes = args.sizes if args.sizes is not None else ([64, 224] if args.model == "scenes_cnn" else None)
+    command = "python -m lightning_modules.benchmarks.metrics" + (" " + " ".join(argv) if argv else "")
+    results = run(args.out, None if sizes is None else tuple(sizes), tuple(args.repeats), args.model, args.threads,
+                  args.clock, command)
     for r in results:
         print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items() if k != "seconds"},
               {k: round(v, 3) for k, v in r["seconds"].items()})
