@@ -291,34 +291,46 @@ def run(out_path: str | Path = "reports/benchmarks/explainers.md", batch_sizes=(
     rows: list[dict] = []
     load_before = os.getloadavg()[0]
     for name, kwargs in methods.items():
-        explainer = create_explainer(name, **kwargs)
-        per_b = {}
-        for b in batch_sizes:
-            x, t = images[:b], targets[:b]
-            desc, passes = floor_passes(name, explainer, model, b, image_size, image_size)
-            largest = max([p[1] for p in passes], default=1)
-            floor_inputs = torch.rand(largest, c, image_size, image_size, generator=gen).to(dev)
-            fns = [lambda: explainer(model, x, t)]
-            if passes:
-                fns.append(lambda: run_floor(model, passes, floor_inputs))
-            t_methods, t_floors = [], []
-            for _ in range(rounds):
-                t_method, t_floor = (best_times(fns, dev, clock) + [math.nan])[:2]
-                t_methods.append(t_method)
-                t_floors.append(t_floor)
-            ratios = [tm / tf for tm, tf in zip(t_methods, t_floors)] if passes else [math.nan]
-            per_b[b] = dict(ms=1e3 * min(t_methods) / b, floor_ms=1e3 * min(t_floors) / b,
-                            ratio=statistics.median(ratios), ratio_min=min(ratios), ratios=ratios)
-            print(f"{name:34s} B={b:3d} {per_b[b]['ms']:10.2f} ms/img  floor {per_b[b]['floor_ms']:10.2f}  "
-                  f"ratio median {per_b[b]['ratio']:.2f} min {per_b[b]['ratio_min']:.2f}  ({desc})", flush=True)
-        speedup = per_b[min(batch_sizes)]["ms"] / per_b[bmax]["ms"]
-        rows.append(dict(method=name, settings=kwargs, floor=desc, per_batch=per_b, speedup=speedup,
-                         target=RATIO_TARGETS.get(name, ratio_target)))
+        try:
+            rows.append(_bench_method(name, kwargs, model, images, targets, batch_sizes, image_size, c, gen, dev, clock,
+                                      rounds, ratio_target))
+        except Exception as e:  # a method that does not run on this model is a row saying why, not a lost table
+            print(f"{name:34s} failed: {type(e).__name__}: {e}", flush=True)
+            rows.append(dict(method=name, settings=kwargs, floor="–", per_batch={}, speedup=math.nan,
+                             target=RATIO_TARGETS.get(name, ratio_target), error=f"{type(e).__name__}: {e}"))
     load = (load_before, os.getloadavg()[0])
     if out_path is not None:
         write_markdown(rows, out_path, batch_sizes, model_name, image_size, dev, ratio_target, load, clock, command,
                        rounds=rounds, weights=weights)
     return rows
+
+
+def _bench_method(name, kwargs, model, images, targets, batch_sizes, image_size, c, gen, dev, clock, rounds,
+                  ratio_target) -> dict:
+    bmax = max(batch_sizes)
+    explainer = create_explainer(name, **kwargs)
+    per_b = {}
+    for b in batch_sizes:
+        x, t = images[:b], targets[:b]
+        desc, passes = floor_passes(name, explainer, model, b, image_size, image_size)
+        largest = max([p[1] for p in passes], default=1)
+        floor_inputs = torch.rand(largest, c, image_size, image_size, generator=gen).to(dev)
+        fns = [lambda: explainer(model, x, t)]
+        if passes:
+            fns.append(lambda: run_floor(model, passes, floor_inputs))
+        t_methods, t_floors = [], []
+        for _ in range(rounds):
+            t_method, t_floor = (best_times(fns, dev, clock) + [math.nan])[:2]
+            t_methods.append(t_method)
+            t_floors.append(t_floor)
+        ratios = [tm / tf for tm, tf in zip(t_methods, t_floors)] if passes else [math.nan]
+        per_b[b] = dict(ms=1e3 * min(t_methods) / b, floor_ms=1e3 * min(t_floors) / b,
+                        ratio=statistics.median(ratios), ratio_min=min(ratios), ratios=ratios)
+        print(f"{name:34s} B={b:3d} {per_b[b]['ms']:10.2f} ms/img  floor {per_b[b]['floor_ms']:10.2f}  "
+              f"ratio median {per_b[b]['ratio']:.2f} min {per_b[b]['ratio_min']:.2f}  ({desc})", flush=True)
+    speedup = per_b[min(batch_sizes)]["ms"] / per_b[bmax]["ms"]
+    return dict(method=name, settings=kwargs, floor=desc, per_batch=per_b, speedup=speedup,
+                target=RATIO_TARGETS.get(name, ratio_target))
 
 
 #: Reading notes printed under the table (no numbers: those come from the run).
@@ -362,6 +374,10 @@ def write_markdown(rows, out_path, batch_sizes, model_name, image_size, device, 
     misses = []
     for r in rows:
         cells = [f"`{r['method']}`", ", ".join(f"{k}={v}" for k, v in r["settings"].items()) or "defaults", r["floor"]]
+        if r.get("error"):
+            misses.append(f"`{r['method']}` (did not run: {r['error']})")
+            lines.append("| " + " | ".join(cells + ["–"] * (3 * len(batch_sizes) + 1) + ["**did not run**"]) + " |")
+            continue
         for b in batch_sizes:
             p = r["per_batch"][b]
             ratio_cell = _fmt(p["ratio"]) if rounds == 1 or math.isnan(p["ratio"]) else f"{_fmt(p['ratio'])} [{_fmt(p['ratio_min'])}]"
