@@ -1,16 +1,22 @@
 """Similarity of two saliency maps, as in Adebayo et al.'s sanity checks (NeurIPS 2018, Sec. 3; official
 ``sanity_checks_saliency``): Spearman rank correlation of the absolute maps ("with abs") and of the signed maps
-("no abs"), SSIM of the [0, 1]-normalised absolute maps (torchmetrics), and the Pearson correlation of their
-HOG features (scikit-image).
+("no abs"), SSIM of the [0, 1]-normalised absolute maps (torchmetrics), and the correlation of their HOG features
+(scikit-image).
 
 Spearman is computed for the whole batch in torch: average ranks (scipy's tie rule) from one sort and two
 ``searchsorted`` calls, then the Pearson correlation of the ranks. HOG is per image in numpy by nature
 (``skimage.feature.hog`` has no batch dimension): it runs once per ``update`` on the CPU copy of the batch, after
 the batched torch work, and can be switched off with ``hog=False``.
 
-Known deviation: the official code uses skimage's ``structural_similarity`` (uniform 7x7 window, sample
-covariances); we use torchmetrics' SSIM with a uniform 7x7 window. The two differ in covariance normalisation and
-border handling: measured gaps of up to ~0.04 on 24x24 noise maps (identical maps give 1 in both).
+A constant map (e.g. a Grad-CAM map that the ReLU zeroes everywhere) has no ranks: its correlations are NaN
+(undefined), never a number; callers count them.
+
+The official code's choices are options here, so that other users keep their numbers: ``ssim_gaussian=True`` with
+``ssim_kernel_size=11`` is skimage's ``structural_similarity(..., gaussian_weights=True)`` window (Gaussian,
+sigma 1.5, 11 taps; torchmetrics' implementation differs from skimage's in the covariance normalisation and the
+border: 0.9254 vs 0.9298 on a 28x28 pair of noise maps), and ``hog_correlation="spearman"`` is the official rank correlation of the two
+HOG feature vectors. The defaults (uniform 7x7 SSIM window, Pearson correlation of the HOG features) are not the
+official ones.
 """
 
 from __future__ import annotations
@@ -22,6 +28,9 @@ from torchmetrics.functional.image import structural_similarity_index_measure
 from lightning_modules.metrics._samples import PerSampleMetric
 from lightning_modules.metrics.keypoints import normalise_maps
 from lightning_modules.utils import check_heatmaps
+
+
+HOG_CORRELATIONS = ("pearson", "spearman")
 
 
 def average_ranks(values: torch.Tensor) -> torch.Tensor:
@@ -45,8 +54,12 @@ def spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return pearson(average_ranks(a), average_ranks(b)).float()
 
 
-def hog_similarity(a: torch.Tensor, b: torch.Tensor, pixels_per_cell: int | None = None) -> torch.Tensor:
-    """Pearson correlation of ``skimage.feature.hog`` features of two ``(B, 1, H, W)`` batches of [0, 1] maps."""
+def hog_similarity(a: torch.Tensor, b: torch.Tensor, pixels_per_cell: int | None = None,
+                   correlation: str = "pearson") -> torch.Tensor:
+    """Correlation (``pearson`` or ``spearman``, the official code's) of the ``skimage.feature.hog`` features of two
+    ``(B, 1, H, W)`` batches of [0, 1] maps."""
+    if correlation not in HOG_CORRELATIONS:
+        raise ValueError(f"unknown HOG correlation {correlation!r}; use one of {HOG_CORRELATIONS}")
     from skimage.feature import hog
 
     h, w = a.shape[-2:]
@@ -57,7 +70,10 @@ def hog_similarity(a: torch.Tensor, b: torch.Tensor, pixels_per_cell: int | None
     a_np, b_np = a[:, 0].detach().cpu().double().numpy(), b[:, 0].detach().cpu().double().numpy()
     feats_a = np.stack([hog(m, pixels_per_cell=(ppc, ppc)) for m in a_np])  # per image: HOG has no batch dim
     feats_b = np.stack([hog(m, pixels_per_cell=(ppc, ppc)) for m in b_np])
-    return pearson(torch.from_numpy(feats_a), torch.from_numpy(feats_b)).float().to(a.device)
+    fa, fb = torch.from_numpy(feats_a), torch.from_numpy(feats_b)
+    if correlation == "spearman":
+        fa, fb = average_ranks(fa), average_ranks(fb)
+    return pearson(fa, fb).float().to(a.device)
 
 
 class MapSimilarity(PerSampleMetric):
@@ -68,8 +84,11 @@ class MapSimilarity(PerSampleMetric):
     """
 
     def __init__(self, ssim_kernel_size: int = 7, ssim_gaussian: bool = False, hog: bool = True,
-                 hog_pixels_per_cell: int | None = None, **kwargs):
+                 hog_pixels_per_cell: int | None = None, hog_correlation: str = "pearson", **kwargs):
         super().__init__(**kwargs)
+        if hog_correlation not in HOG_CORRELATIONS:
+            raise ValueError(f"unknown hog_correlation {hog_correlation!r}; use one of {HOG_CORRELATIONS}")
+        self.hog_correlation = hog_correlation
         self.ssim_kernel_size, self.ssim_gaussian = ssim_kernel_size, ssim_gaussian
         self.use_hog, self.hog_pixels_per_cell = hog, hog_pixels_per_cell
         self._add_row_states("spearman_abs", "spearman_no_abs", "ssim", "hog")
@@ -82,7 +101,7 @@ class MapSimilarity(PerSampleMetric):
             a_abs.float(), b_abs.float(), data_range=1.0, reduction="none", kernel_size=self.ssim_kernel_size,
             gaussian_kernel=self.ssim_gaussian,
         )
-        hog_sim = (hog_similarity(a_abs, b_abs, self.hog_pixels_per_cell) if self.use_hog
+        hog_sim = (hog_similarity(a_abs, b_abs, self.hog_pixels_per_cell, self.hog_correlation) if self.use_hog
                    else torch.full((maps.shape[0],), float("nan"), device=maps.device))
         self._append_rows(ids, maps.shape[0], maps.device,
                           spearman_abs=spearman(maps.abs(), reference_maps.abs()),

@@ -30,6 +30,10 @@ import torch.nn as nn
 
 MODES = ("cascading", "independent")
 INITS = ("default", "normal")
+#: which class a randomised model's map explains: the original model's predicted class, kept fixed across stages
+#: (``original``), or each randomised model's own predicted class, re-taken at every stage (``retaken``, what the
+#: official notebooks do: ``prediction_class = imglogits.argmax()`` inside the randomisation loop)
+TARGET_CONVENTIONS = ("original", "retaken")
 
 
 # --------------------------------------------------------------------------------------------- layers
@@ -229,7 +233,10 @@ class ModelRandomizationTest(nn.Module):
     :meth:`update` once per batch and :meth:`compute` at the end. The first ``keep_examples`` images' maps
     (original and every stage) are kept for the figure grid.
 
-    ``targets`` are kept fixed across stages (the paper explains the original model's predicted class).
+    ``conventions``: which class each stage's map explains (:data:`TARGET_CONVENTIONS`): ``original`` keeps
+    ``targets`` fixed across stages; ``retaken`` explains each randomised model's own predicted class (the official
+    notebooks), and records per stage the share of images whose re-taken class equals the original one
+    (``agreement``). Both conventions compare with the same original maps (the trained model's prediction).
     """
 
     def __init__(
@@ -243,6 +250,7 @@ class ModelRandomizationTest(nn.Module):
         std: float = 0.1,
         similarity: Callable[[], nn.Module] | None = None,
         keep_examples: int = 4,
+        conventions: Sequence[str] = ("original",),
     ):
         super().__init__()
         if not explainers:
@@ -252,6 +260,10 @@ class ModelRandomizationTest(nn.Module):
                 raise ValueError(f"unknown randomisation mode {mode!r}; use one of {MODES}")
         if init not in INITS:
             raise ValueError(f"unknown init {init!r}; use one of {INITS}")
+        bad = [c for c in conventions if c not in TARGET_CONVENTIONS]
+        if bad or not conventions or len(set(conventions)) != len(conventions):
+            raise ValueError(f"conventions must be distinct names of {TARGET_CONVENTIONS}, got {list(conventions)}")
+        self.conventions = tuple(conventions)
         self.explainers = dict(explainers)
         self.order = list(order)
         self.modes = tuple(modes)
@@ -259,7 +271,13 @@ class ModelRandomizationTest(nn.Module):
         self.keep_examples = int(keep_examples)
         make = similarity or _default_similarity
         self.metrics = nn.ModuleDict(
-            {_key(mode, stage, method): make() for mode in self.modes for stage in self.order for method in self.explainers}
+            {self._metric_key(conv, mode, stage, method): make() for conv in self.conventions for mode in self.modes
+             for stage in self.order for method in self.explainers}
+        )
+        from torchmetrics import MeanMetric
+
+        self.agreement = nn.ModuleDict(
+            {_key(mode, stage): MeanMetric() for mode in self.modes for stage in self.order} if "retaken" in self.conventions else {}
         )
         self.examples: dict = {"images": None, "targets": None, "original": {}, "stages": {m: {} for m in self.modes}}
 
@@ -267,6 +285,11 @@ class ModelRandomizationTest(nn.Module):
     def for_model(cls, model: nn.Module, explainers: Mapping[str, Callable], order: Sequence[str] | None = None,
                   example_input: torch.Tensor | None = None, **kwargs) -> "ModelRandomizationTest":
         return cls(explainers, resolve_order(model, order, example_input), **kwargs)
+
+    @staticmethod
+    def _metric_key(convention: str, mode: str, stage: str, method: str) -> str:
+        # the original convention keeps the keys it always had
+        return _key(mode, stage, method) if convention == "original" else _key(convention, mode, stage, method)
 
     def stages(self, model: nn.Module, mode: str) -> Iterator[RandomizedModel]:
         return randomization_stages(model, mode, order=self.order, init=self.init, seed=self.seed, mean=self.mean, std=self.std)
@@ -288,32 +311,48 @@ class ModelRandomizationTest(nn.Module):
             self.examples["original"] = {k: v[:n].cpu() for k, v in original.items()}
         for mode in self.modes:
             for stage in self.stages(model, mode):
-                maps = self.explain(stage.model, images, targets)
-                for method, m in maps.items():
-                    metric = self.metrics[_key(mode, stage.stage, method)]
-                    if ids is None:
-                        metric.update(m, original[method])
+                for conv in self.conventions:
+                    if conv == "original":
+                        stage_targets = targets
                     else:
-                        metric.update(m, original[method], ids)
-                if keep:
-                    self.examples["stages"][mode][stage.stage] = {k: v[:n].cpu() for k, v in maps.items()}
+                        with torch.no_grad():
+                            stage_targets = stage.model(images).argmax(1)
+                        self.agreement[_key(mode, stage.stage)].update((stage_targets == targets).float())
+                    maps = self.explain(stage.model, images, stage_targets)
+                    for method, m in maps.items():
+                        metric = self.metrics[self._metric_key(conv, mode, stage.stage, method)]
+                        if ids is None:
+                            metric.update(m, original[method])
+                        else:
+                            metric.update(m, original[method], ids)
+                    if keep and conv == self.conventions[-1]:
+                        self.examples["stages"][mode][stage.stage] = {k: v[:n].cpu() for k, v in maps.items()}
                 del stage
         return original
 
-    def compute(self, per_sample: bool = False) -> dict[str, dict[str, dict[str, dict]]]:
+    def compute(self, per_sample: bool = False, convention: str = "original") -> dict[str, dict[str, dict[str, dict]]]:
         """mode -> stage -> method -> the similarity metric's ``compute()`` (measure -> mean), or with
-        ``per_sample=True`` its ``per_sample()`` (measure -> (N,) values, for mean +- spread)."""
+        ``per_sample=True`` its ``per_sample()`` (measure -> (N,) values, for mean +- spread), of one of the
+        target ``conventions``."""
+        if convention not in self.conventions:
+            raise ValueError(f"convention {convention!r} was not run; this test runs {list(self.conventions)}")
         out: dict = {}
         for mode in self.modes:
             out[mode] = {}
             for stage in self.order:
                 out[mode][stage] = {}
                 for method in self.explainers:
-                    metric = self.metrics[_key(mode, stage, method)]
+                    metric = self.metrics[self._metric_key(convention, mode, stage, method)]
                     out[mode][stage][method] = metric.per_sample() if per_sample else metric.compute()
         return out
 
+    def compute_agreement(self) -> dict[str, dict[str, float]]:
+        """mode -> stage -> share of images whose re-taken predicted class equals the original one (``retaken`` only)."""
+        if "retaken" not in self.conventions:
+            raise ValueError("agreement is measured only with the 'retaken' convention")
+        return {mode: {stage: float(self.agreement[_key(mode, stage)].compute()) for stage in self.order} for mode in self.modes}
+
     def reset(self) -> None:
-        for m in self.metrics.values():
+        for m in list(self.metrics.values()) + list(self.agreement.values()):
             m.reset()
         self.examples = {"images": None, "targets": None, "original": {}, "stages": {m: {} for m in self.modes}}

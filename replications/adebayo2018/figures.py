@@ -51,7 +51,7 @@ def stage_grid(rep, model: str, mode: str, example: int = 0):
 
 
 def similarity_curves(rep, model: str, mode: str):
-    res = rep.results_model[model][mode]
+    res = rep.summary_model[model][mode]
     order = rep.runners[model].order
     methods = list(rep.runners[model].explainers)
     measures = list(res[order[0]][methods[0]])
