@@ -69,9 +69,69 @@ def test_similarity_summary_per_sample_and_scalar():
     s = summarize_similarity({"a": torch.tensor([1.0, 3.0]), "b": torch.tensor(0.5), "c": torch.tensor([float("nan"), 2.0])})
     assert s["a"] == {"mean": 2.0, "std": 1.0, "n": 2, "undefined": 0}
     assert s["b"] == {"mean": 0.5, "std": 0.0, "n": 1, "undefined": 0}
-    # A constant map's similarity is NaN: no rank agreement, counted as 0 (and reported as undefined).
-    assert s["c"] == {"mean": 1.0, "std": 1.0, "n": 2, "undefined": 1}
+    # A constant map's similarity is undefined: left out of the mean (not counted as 0) and counted.
+    assert s["c"] == {"mean": 2.0, "std": 0.0, "n": 1, "undefined": 1}
+    none = summarize_similarity({"d": torch.tensor([float("nan")])})["d"]
+    assert none["n"] == 0 and none["undefined"] == 1 and none["mean"] != none["mean"]
     assert "ids" not in summarize_similarity({"ids": torch.arange(2), "a": torch.ones(2)})
+
+
+def test_hog_similarity_is_a_rank_correlation_as_the_official_code():
+    from lightning_modules.metrics.similarity import MapSimilarity, hog_similarity
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.rand(3, 1, 28, 28, generator=g)
+    # a monotone transform of the HOG features' ranks cannot change a rank correlation: the same map gives exactly 1
+    assert torch.allclose(hog_similarity(a, a, correlation="spearman"), torch.ones(3))
+    b = torch.rand(3, 1, 28, 28, generator=g)
+    sp, pe = hog_similarity(a, b, correlation="spearman"), hog_similarity(a, b, correlation="pearson")
+    assert not torch.allclose(sp, pe)
+    with pytest.raises(ValueError, match="hog_correlation"):
+        MapSimilarity(hog_correlation="kendall")
+    # a constant map has no ranks: undefined, never 0
+    m = MapSimilarity(ssim_gaussian=True, ssim_kernel_size=11, hog_correlation="spearman")
+    m.update(torch.zeros(1, 1, 28, 28), a[:1])
+    v = m.per_sample()
+    assert torch.isnan(v["spearman_abs"]).all() and torch.isnan(v["hog"]).all()
+
+
+def test_retaken_targets_follow_each_randomised_model():
+    """``retaken``: a randomised stage explains its own predicted class; ``original`` keeps the trained model's."""
+    from lightning_modules.tasks.randomization import ModelRandomizationTest
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 3))
+    seen = []
+
+    def explainer(model, images, targets):
+        seen.append(targets.clone())
+        return images.clone()
+
+    x = torch.rand(5, 1, 28, 28)
+    t = ModelRandomizationTest({"e": explainer}, ["1"], modes=["cascading"], conventions=("original", "retaken"),
+                               keep_examples=0, similarity=None)
+    original_targets = net(x).argmax(1)
+    t.update(net, x, original_targets)
+    # calls: the trained model, the stage with the original class, the stage with its re-taken class
+    assert len(seen) == 3 and torch.equal(seen[0], original_targets) and torch.equal(seen[1], original_targets)
+    stage = next(iter(t.stages(net, "cascading"))).model
+    assert torch.equal(seen[2], stage(x).argmax(1))
+    agreement = t.compute_agreement()["cascading"]["1"]
+    assert agreement == pytest.approx(float((stage(x).argmax(1) == original_targets).float().mean()))
+    with pytest.raises(ValueError, match="conventions"):
+        ModelRandomizationTest({"e": explainer}, ["1"], conventions=("fixed",))
+
+
+def test_claims_are_a_pure_function_of_the_results_and_skip_undefined_images():
+    from replications.adebayo2018.claims import _claim, _paired
+
+    samples, dropped = _paired({"a": [0.1, None, 0.3], "b": [0.2, 0.5, None]})
+    assert samples == {"a": [0.1], "b": [0.2]} and dropped == 2
+    from lightning_modules.reporting import Relation
+
+    c = _claim("x", "e", "a below b", Relation.lt("a", "b"), {"a": [0.1, 0.2, None, 0.1], "b": [0.5, 0.6, 0.7, 0.55]}, {})
+    assert c.measured["images_undefined"] == 1.0 and len(c.samples["a"]) == 3
+    assert c.measured["a"] == pytest.approx(0.4 / 3)
 
 
 @pytest.mark.parametrize("profile", ["smoke", "default", "paper"])
