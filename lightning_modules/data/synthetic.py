@@ -125,7 +125,7 @@ PROFILES: dict[str, ScenesConfig] = {
 
 
 # --------------------------------------------------------------------------------------------- sampling
-def _hsv_to_rgb(h: np.ndarray, s: np.ndarray, v: np.ndarray) -> np.ndarray:
+def hsv_to_rgb(h: np.ndarray, s: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Vectorised HSV -> RGB, arrays of any shape -> (..., 3)."""
     h = np.mod(h, 1.0) * 6.0
     i = np.floor(h).astype(np.int64) % 6
@@ -158,7 +158,7 @@ def _sample_chunk(cfg: ScenesConfig, split: str, chunk: int, n: int) -> dict:
     p["d_xy"] = rng.uniform(0, H, (n, D, 2)).astype(np.float32)
     p["d_size"] = rng.uniform(3, 8, (n, D)).astype(np.float32) * H / 64
     p["d_angle"] = rng.uniform(0, math.pi, (n, D)).astype(np.float32)
-    p["d_color"] = _hsv_to_rgb(rng.uniform(0, 1, (n, D)), rng.uniform(0.2, 1, (n, D)), rng.uniform(0.3, 1, (n, D)))
+    p["d_color"] = hsv_to_rgb(rng.uniform(0, 1, (n, D)), rng.uniform(0.2, 1, (n, D)), rng.uniform(0.3, 1, (n, D)))
     # objects
     label = rng.integers(0, cfg.num_classes, n)
     if M > cfg.min_objects:
@@ -190,9 +190,9 @@ def _sample_chunk(cfg: ScenesConfig, split: str, chunk: int, n: int) -> dict:
     p["active"] = np.arange(M)[None] < n_obj[:, None]
     p["cls"] = cls
     hue = np.asarray(HEAD_HUES)[cls // len(SHAPES)] + rng.uniform(-0.03, 0.03, (n, M))
-    p["head_color"] = _hsv_to_rgb(hue, rng.uniform(0.75, 1, (n, M)), rng.uniform(0.75, 1, (n, M)))
-    p["body_color"] = _hsv_to_rgb(rng.uniform(0, 1, (n, M)), rng.uniform(0.15, 0.45, (n, M)), rng.uniform(0.35, 0.75, (n, M)))
-    p["feet_color"] = _hsv_to_rgb(rng.uniform(0, 1, (n, M)), rng.uniform(0, 0.3, (n, M)), rng.uniform(0.1, 0.3, (n, M)))
+    p["head_color"] = hsv_to_rgb(hue, rng.uniform(0.75, 1, (n, M)), rng.uniform(0.75, 1, (n, M)))
+    p["body_color"] = hsv_to_rgb(rng.uniform(0, 1, (n, M)), rng.uniform(0.15, 0.45, (n, M)), rng.uniform(0.35, 0.75, (n, M)))
+    p["feet_color"] = hsv_to_rgb(rng.uniform(0, 1, (n, M)), rng.uniform(0, 0.3, (n, M)), rng.uniform(0.1, 0.3, (n, M)))
     p["label"] = label
     p["n_obj"] = n_obj
     p["small"] = small
@@ -207,7 +207,7 @@ def _sample_chunk(cfg: ScenesConfig, split: str, chunk: int, n: int) -> dict:
 
 
 # --------------------------------------------------------------------------------------------- rendering
-def _ellipse(X, Y, cx, cy, rx, ry):
+def ellipse_mask(X, Y, cx, cy, rx, ry):
     return ((X - cx) / rx) ** 2 + ((Y - cy) / ry) ** 2 <= 1.0
 
 
@@ -227,7 +227,7 @@ def _head_mask(X, Y, hx, hy, r, shape):
     return out
 
 
-def _paint(img, mask, color):
+def paint(img, mask, color):
     """img (n,3,H,W), mask (n,H,W) bool, color (n,3) -> painted in place."""
     torch.where(mask[:, None], color[:, :, None, None], img, out=img)
 
@@ -267,7 +267,7 @@ def render_chunk(p: dict, cfg: ScenesConfig, omit: tuple[str, ...] = ()) -> dict
             cheb = torch.maximum((X - x).abs(), (Y - y).abs())
             hollow = (cheb - s).abs() <= w
             m = on & (((ty == 0) & ring) | ((ty == 1) & bar) | ((ty == 2) & hollow))
-            _paint(img, m, t["d_color"][:, d])
+            paint(img, m, t["d_color"][:, d])
     packed = torch.zeros(n, H, H, dtype=torch.uint8)
     boxes = torch.zeros(n, M, 4)
     box_labels = torch.full((n, M), -1, dtype=torch.long)
@@ -280,20 +280,20 @@ def render_chunk(p: dict, cfg: ScenesConfig, omit: tuple[str, ...] = ()) -> dict
         cx, cy = t["cx"][:, j].view(n, 1, 1), t["cy"][:, j].view(n, 1, 1)
         hx, hy = cx + t["head_dx"][:, j].view(n, 1, 1) * u, cy - 11.5 * u
         fy = cy + 8.5 * u
-        body = on & _ellipse(X, Y, cx, cy, 9 * u, 7 * u)
+        body = on & ellipse_mask(X, Y, cx, cy, 9 * u, 7 * u)
         head = on & _head_mask(X, Y, hx, hy, 6 * u, (t["cls"][:, j] % len(SHAPES)).view(n, 1, 1))
-        foot = on & (_ellipse(X, Y, cx - 4.5 * u, fy, 3 * u, 2 * u) | _ellipse(X, Y, cx + 4.5 * u, fy, 3 * u, 2 * u))
+        foot = on & (ellipse_mask(X, Y, cx - 4.5 * u, fy, 3 * u, 2 * u) | ellipse_mask(X, Y, cx + 4.5 * u, fy, 3 * u, 2 * u))
         er = torch.clamp(1.1 * u, min=0.7)
-        eye = on & (_ellipse(X, Y, hx - 2 * u, hy + 0.5 * u, er, er) | _ellipse(X, Y, hx + 2 * u, hy + 0.5 * u, er, er))
+        eye = on & (ellipse_mask(X, Y, hx - 2 * u, hy + 0.5 * u, er, er) | ellipse_mask(X, Y, hx + 2 * u, hy + 0.5 * u, er, er))
         eye = eye & head
         if "feet" not in omit:
-            _paint(img, foot, t["feet_color"][:, j])
+            paint(img, foot, t["feet_color"][:, j])
         if "body" not in omit:
-            _paint(img, body, t["body_color"][:, j])
+            paint(img, body, t["body_color"][:, j])
         if "head" not in omit:
-            _paint(img, head, t["head_color"][:, j])
+            paint(img, head, t["head_color"][:, j])
             if "eyes" not in omit:
-                _paint(img, eye, torch.full((n, 3), 0.05))
+                paint(img, eye, torch.full((n, 3), 0.05))
         obj = body | head | foot
         obj_masks.append((obj, head, foot))
         rows, cols = obj.any(2), obj.any(1)
@@ -317,9 +317,9 @@ def render_chunk(p: dict, cfg: ScenesConfig, omit: tuple[str, ...] = ()) -> dict
         k = max(3, round(0.08 * H))
         art_mask[:, H - k - 1:H - 1, H - k - 1:H - 1] = True
         art_mask &= (art >= 0).view(n, 1, 1)
-        code = torch.from_numpy(_hsv_to_rgb(art.numpy() / cfg.num_classes, np.ones(n), np.ones(n)))
+        code = torch.from_numpy(hsv_to_rgb(art.numpy() / cfg.num_classes, np.ones(n), np.ones(n)))
         if "artifact" not in omit:
-            _paint(img, art_mask, code)
+            paint(img, art_mask, code)
     label = t["label"]
     for j, (obj, head, foot) in enumerate(obj_masks):
         visible = ~art_mask
