@@ -86,6 +86,7 @@ def register_model(
 
 def _ensure_local_registered() -> None:
     import lightning_modules.nets  # noqa: F401
+    import lightning_modules.nets_v2  # noqa: F401
 
 
 def list_models(source: str | None = None, pattern: str | None = None) -> list[str]:

@@ -79,8 +79,10 @@ def scenes_resnet(num_classes: int = 24, in_chans: int = 3, width: int = 16) -> 
     net = ResNet(BasicBlock, [2, 2, 2, 2], num_classes=num_classes, in_chans=in_chans, stem_width=width,
                  channels=(width, 2 * width, 4 * width, 8 * width), output_stride=16, act_layer=ReLU)
     net.default_cam_layer = "layer4"
-    net.ARCH_VERSION = 1
     return net
+
+
+scenes_resnet.ARCH_VERSION = 1
 
 
 register_model("scenes_vgg", ScenesVGG, input_size=(3, 64, 64), mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))

@@ -11,6 +11,9 @@
 - ``train-embedded NAME...``: retrains shipped embedded models and ships their weights (``weights/``).
 - ``bench explainers|metrics [options]``: the benchmarks that print ratios to their measured floors
   (on a shared machine: ``bench explainers --threads 1 --clock process``).
+- ``bench validity``: whether each protocol can tell methods apart on the embedded benchmarks (oracle map best,
+  random worst, methods CI-separated, no saturation): ``reports/benchmarks/validity.md``.
+- ``train-embedded NAME``: retrain a shipped embedded model and ship it (e.g. ``scenes_v2_vgg``).
 - ``bench paper-scale``: the estimated cost of every paper's published setting (forward passes counted from
   ``configs/<paper>/paper.yaml``, measured FLOPs and CPU time per forward, an assumed GPU throughput).
 """
@@ -95,8 +98,10 @@ def cmd_bench(what: str, extra: list[str] | None = None) -> int:
         from lightning_modules.benchmarks.metrics import main
     elif what == "paper-scale":
         from lightning_modules.benchmarks.paper_scale import main
+    elif what == "validity":
+        from lightning_modules.benchmarks.validity import main
     else:
-        print(f"unknown benchmark {what!r}; use 'explainers', 'metrics' or 'paper-scale'")
+        print(f"unknown benchmark {what!r}; use 'explainers', 'metrics', 'paper-scale' or 'validity'")
         return 2
     main(list(extra or []))
     return 0
@@ -111,6 +116,9 @@ def _embedded_trainers() -> dict:
 
     trainers = {f"blackbox_{p}": partial(ship_blackbox, p) for p in BLACKBOX_PROFILES}
     trainers.update({f"mnist_cnn_{p}": partial(ship_mnist_model, p) for p in MNIST_MODEL_PROFILES})
+    from lightning_modules.embedded_v2 import SHIPPED_V2, ship_embedded_v2
+
+    trainers.update({name: partial(ship_embedded_v2, name) for name in SHIPPED_V2})
     return trainers
 
 
@@ -138,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     p_check = sub.add_parser("check", help="verify the committed reports against their claims")
     p_check.add_argument("papers", nargs="*", help="papers to check (default: all)")
     p_bench = sub.add_parser("bench", help="run a benchmark")
-    p_bench.add_argument("what", choices=["explainers", "metrics", "paper-scale"])
+    p_bench.add_argument("what", choices=["explainers", "metrics", "paper-scale", "validity"])
     p_bench.add_argument("extra", nargs=argparse.REMAINDER, help="options of the benchmark, e.g. --threads 1 --clock process")
     p_rep = sub.add_parser("reproduce", help="re-run a paper's profile and diff every number against the committed report")
     p_rep.add_argument("extra", nargs=argparse.REMAINDER, help="<paper> [--profile smoke] [--rtol R] [--atol A] [--keep DIR]")

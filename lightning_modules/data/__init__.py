@@ -9,3 +9,4 @@ from lightning_modules.data.tensors import TensorDataModule
 from lightning_modules.data.imagenet import ImageNetValDataModule
 from lightning_modules.data.voc import VOC_CLASSES, VOC2007DataModule
 from lightning_modules.data.coco import COCOPointingDataModule
+from lightning_modules.data.scenes_v2 import ScenesV2, ScenesV2DataModule, SyntheticScenesV2Config

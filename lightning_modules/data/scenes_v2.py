@@ -115,7 +115,7 @@ class SyntheticScenesV2Config:
     small_object_prob: float = 0.15
     #: at most this many non-class clutter shapes per image (uniform 0..max)
     max_clutter: int = 3
-    train_size: int = 12000
+    train_size: int = 10000
     val_size: int = 1000
     test_size: int = 1000
     heldout_size: int = 1000
