@@ -43,7 +43,7 @@ class EmbeddedV2Config:
     scenes: SyntheticScenesV2Config = field(default_factory=SyntheticScenesV2Config)
     model_name: str = "scenes_vgg"
     model_kwargs: dict = field(default_factory=dict)
-    max_epochs: int = 10
+    max_epochs: int = 4
     batch_size: int = 64
     optimizer: str = "adamw"
     lr: float = 3e-3

@@ -72,12 +72,16 @@ class ScenesVGG(nn.Module):
 
 def scenes_resnet(num_classes: int = 24, in_chans: int = 3, width: int = 16) -> nn.Module:
     """ResNet-18 layout (He et al. 2016: BasicBlock, [2, 2, 2, 2] = 8 residual blocks) from timm's constructor,
-    widths ``w, 2w, 4w, 8w`` and output stride 16 (timm dilates the last stage): 64 px -> 4x4 final features
-    (``layer4``, the default Grad-CAM layer, as for torchvision/timm ResNets)."""
+    with timm's "deep" stem (three 3x3 convs, widths ``w/2, w/2, w``, stride 2, then max-pool: ResNet-C of He et
+    al. 2019 / timm's ``resnet18d`` stem; the plain 7x7 stem has a fixed 64 channels, which alone would cost 19 of
+    41 MFLOPs), stage widths ``w, 2w, 4w, 4w`` and output stride 16 (timm dilates the last stage): 64 px -> 4x4
+    final features (``layer4``, the default Grad-CAM layer, as for torchvision/timm ResNets; at the standard
+    output stride 32 it would be 2x2). The last stage keeps ``4w`` channels instead of doubling to keep one
+    forward cheap."""
     from timm.models.resnet import BasicBlock, ResNet
 
-    net = ResNet(BasicBlock, [2, 2, 2, 2], num_classes=num_classes, in_chans=in_chans, stem_width=width,
-                 channels=(width, 2 * width, 4 * width, 8 * width), output_stride=16, act_layer=ReLU)
+    net = ResNet(BasicBlock, [2, 2, 2, 2], num_classes=num_classes, in_chans=in_chans, stem_width=width // 2,
+                 stem_type="deep", channels=(width, 2 * width, 4 * width, 4 * width), output_stride=16, act_layer=ReLU)
     net.default_cam_layer = "layer4"
     return net
 

@@ -417,11 +417,8 @@ def _model_info(model) -> dict:
 
 
 def run(models: list[str], n_images: int = 128, methods: dict | None = None, params: ProtocolParams = ProtocolParams(),
-        n_boot: int = N_BOOT, threads: int | None = 2, out_dir: Path | None = None, keep: bool = False, log=print) -> dict:
-    """Score every protocol on ``models`` (``scenes_v2_vgg``, ``scenes_v2_resnet``, ``v1`` = the v1 black box).
-
-    ``keep``: keep the other models' results of an earlier run in ``out_dir`` (run the models one at a time with
-    the same settings and write one report)."""
+        n_boot: int = N_BOOT, threads: int | None = 2, out_dir: Path | None = None, log=print) -> dict:
+    """Score every protocol on ``models`` (``scenes_v2_vgg``, ``scenes_v2_resnet``, ``v1`` = the v1 black box)."""
     from lightning_modules.blackbox import load_blackbox
     from lightning_modules.embedded_v2 import load_embedded_v2
 
@@ -429,13 +426,6 @@ def run(models: list[str], n_images: int = 128, methods: dict | None = None, par
     results = {"n_images": n_images, "n_boot": n_boot, "threads": threads, "params": asdict(params),
                "methods": methods, "machine": f"{platform.machine()} {platform.processor() or ''}".strip(), "models": {}}
     results["params"]["suppression_alphas"] = "0..0.98 step 0.02"
-    if keep and out_dir is not None and (Path(out_dir) / "validity.json").is_file():
-        old = json.loads((Path(out_dir) / "validity.json").read_text())
-        same = {k: old.get(k) for k in ("n_images", "n_boot", "params", "methods")} == \
-            {k: json.loads(json.dumps(results[k])) for k in ("n_images", "n_boot", "params", "methods")}
-        if not same:
-            raise ValueError(f"{out_dir}/validity.json was written with other settings; rerun every model without --keep")
-        results["models"] = {k: v for k, v in old["models"].items() if k not in models}
     with torch_threads(threads):
         for mname in models:
             if mname == "v1":
@@ -459,6 +449,21 @@ def run(models: list[str], n_images: int = 128, methods: dict | None = None, par
     return results
 
 
+def merge(dirs: list[Path], out_dir: Path) -> dict:
+    """One report from runs of single models (``--out`` each) with the same settings (models run in parallel)."""
+    parts = [json.loads((Path(d) / "validity.json").read_text()) for d in dirs]
+    keys = ("n_images", "n_boot", "params", "methods", "threads")
+    for p, d in zip(parts[1:], dirs[1:]):
+        if {k: p[k] for k in keys} != {k: parts[0][k] for k in keys}:
+            raise ValueError(f"{d}/validity.json was run with other settings than {dirs[0]}; rerun it with the same ones")
+    results = dict(parts[0])
+    results["models"] = {k: v for p in parts for k, v in p["models"].items()}
+    results["wall_s"] = sum(r["wall_s"] for r in results["models"].values())
+    results["cpu_s"] = sum(r["cpu_s"] for r in results["models"].values())
+    write_report(results, Path(out_dir))
+    return results
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m replications bench validity", description=__doc__.split("\n\n")[0])
     p.add_argument("--images", type=int, default=128)
@@ -466,9 +471,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default=str(REPO_ROOT / "reports" / "benchmarks"))
     p.add_argument("--smoke", action="store_true", help="two methods, for a quick look")
-    p.add_argument("--keep", action="store_true", help="keep the other models' results in --out (same settings)")
+    p.add_argument("--merge", nargs="+", metavar="DIR", help="write one report into --out from earlier single-model "
+                   "runs' --out folders (same settings) instead of running")
     a = p.parse_args(argv)
-    res = run(a.models, a.images, SMOKE_METHODS if a.smoke else None, threads=a.threads, out_dir=Path(a.out), keep=a.keep)
+    if a.merge:
+        res = merge([Path(d) for d in a.merge], Path(a.out))
+    else:
+        res = run(a.models, a.images, SMOKE_METHODS if a.smoke else None, threads=a.threads, out_dir=Path(a.out))
     for mname, r in res["models"].items():
         for proto in PROTOCOLS:
             e = r["protocols"].get(proto)
