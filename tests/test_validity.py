@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 
+from lightning_modules.shipped import shipped_entry
 from lightning_modules.benchmarks.validity import (
     PROTOCOLS, ProtocolParams, bootstrap_weights, judge, oracle_maps, random_maps, score_protocols, statistic,
     v2_eval_set,
@@ -71,6 +72,8 @@ def test_judge_input_errors():
         judge({"oracle": torch.ones(3), "random": torch.ones(3), "a": torch.ones(3)}, True)
 
 
+@pytest.mark.skipif(shipped_entry("scenes_v2_vgg") is None,
+                    reason="v2 VGG not shipped yet: python -m replications train-embedded scenes_v2_vgg")
 def test_oracle_beats_random_under_every_protocol_on_a_small_setting():
     from lightning_modules.embedded_v2 import load_embedded_v2
     from lightning_modules.explainers import create_explainer

@@ -394,7 +394,17 @@ def write_report(results: dict, out_dir: Path) -> None:
             if e is not None:
                 lines.append(f"| {proto} | " + " | ".join(f"{e['maps'][n]['value']:.3f}" for n in names) + " |")
         lines += ["", "Method CPU seconds for the maps: " + ", ".join(f"{k} {v}" for k, v in r["method_cpu_s"].items()), ""]
-    lines += results.get("notes", [])
+    lines += ["## Notes", "",
+              "- The oracle is the label's evidence mask (v2: the grating region; v1: the heads) plus half its blur "
+              "(sigma 3 px), so it ranks evidence first and ties are broken towards the evidence centre.",
+              "- Weak localisation picks each map's alpha on the evaluated images themselves (Fong tunes it on a "
+              "held-out split): optimistic for every map alike, and it lets a box-shaped oracle reach its best box.",
+              "- Pointing values are class-mean hit rates (TorchRay); the difficult subset is evaluated only where it "
+              "has >= 10 images. v1's difficult images hold extra objects *of the same class*, v2's a distractor "
+              "object of another class or a small primary object.",
+              "- The v1 black box is scored with the same 64 px protocol parameters as the v2 models (not the v1 "
+              "reports' 147-px deletion steps), so the table compares the settings, not the parameters.",
+              ""]
     with atomic_write(out_dir / "validity.md") as fh:
         fh.write("\n".join(lines) + "\n")
 
