@@ -20,10 +20,9 @@ from lightning_modules.metrics.localisation import box_iou
 CFG = PROFILES["smoke"]
 #: the v2 models are trained (tens of CPU minutes) and shipped separately from the code; until they are, the tests
 #: of the shipped weights say so instead of failing the suite
-needs_v2_weights = pytest.mark.skipif(shipped.shipped_entry("scenes_v2_vgg") is None
-                                      or shipped.shipped_entry("scenes_v2_resnet") is None,
-                                      reason="v2 models not shipped yet: python -m replications train-embedded "
-                                             "scenes_v2_vgg scenes_v2_resnet")
+def _needs(name: str):
+    return pytest.mark.skipif(shipped.shipped_entry(name) is None,
+                              reason=f"{name} not shipped yet: python -m replications train-embedded {name}")
 
 
 @pytest.fixture(scope="module")
@@ -131,8 +130,7 @@ def test_architectures_are_deep_relu_nets():
     assert res(torch.rand(2, 3, 64, 64)).shape == (2, 24)
 
 
-@needs_v2_weights
-@pytest.mark.parametrize("name", ["scenes_v2_vgg", "scenes_v2_resnet"])
+@pytest.mark.parametrize("name", [pytest.param(n, marks=_needs(n)) for n in ("scenes_v2_vgg", "scenes_v2_resnet")])
 def test_shipped_v2_models_load_without_training(name, tmp_path):
     from lightning_modules.embedded_v2 import EMBEDDED_V2, load_embedded_v2
 
@@ -155,7 +153,7 @@ def test_shipped_v2_models_load_without_training(name, tmp_path):
     assert abs(acc - info["test_accuracy"]) < 0.06
 
 
-@needs_v2_weights
+@_needs("scenes_v2_vgg")
 def test_corrupted_v2_weights_fail_with_a_clear_message(tmp_path, monkeypatch):
     from lightning_modules.embedded_v2 import load_embedded_v2
 
@@ -188,7 +186,7 @@ def test_smoke_training_path(tmp_path):
 REDUCED_TOLERANCE = 0.03
 
 
-@needs_v2_weights
+@_needs("scenes_v2_vgg")
 @pytest.mark.slow
 def test_retraining_the_reduced_schedule_reproduces_its_recorded_accuracy(tmp_path):
     from lightning_modules.embedded_v2 import REDUCED_SCHEDULE, train_embedded_v2
