@@ -16,8 +16,9 @@
   a second control trained with another seed (the seed noise floor of the similarity).
 
 The trained models that the report explains are shipped (``weights/adebayo2018_<profile>_<experiment>_<kind>``,
-hash-checked, ``lightning_modules.shipped``): every machine explains the same weights; ``trained_models:
-retrain`` trains and ships them again, ``train`` trains per run without shipping (smoke and paper profiles).
+hash-checked, ``lightning_modules.shipped``; half precision, which halves the files): every machine explains the
+same weights; ``trained_models: retrain`` trains and ships them again (``ship_missing``: only those not shipped),
+``train`` trains per run without shipping (smoke and paper profiles).
 
 Learning (loading or training the data randomisation models) happens in ``training_step``; ``validation_step``
 runs the black box and the data randomisation architectures on the evaluation images; the explanation passes in
@@ -89,7 +90,7 @@ PAIR_LABELS = {
 }
 #: the seed offset of the noise-floor control (same data and schedule as the control, another init and order)
 NOISE_FLOOR_SEED_OFFSET = 1
-TRAINED_MODELS = ("shipped", "retrain", "train")
+TRAINED_MODELS = ("shipped", "retrain", "ship_missing", "train")
 #: the default data randomisation test: the paper's CNN on real MNIST (random labels memorised on a subset)
 DEFAULT_DATA_RANDOMISATION = {
     "mnist": {"dataset": "mnist", "true_labels": {},
@@ -108,6 +109,16 @@ class DataRandomisationExperiment:
     random: TrainingConfig
     #: the methods compared (None = all of the replication's; e.g. no Grad-CAM for an MLP, which has no conv layer)
     methods: list[str] | None = None
+    #: train the control and the noise-floor control beside the pair
+    controls: bool = True
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        return MODEL_KINDS if self.controls else MODEL_KINDS[:2]
+
+    @property
+    def pairs(self) -> dict[str, tuple[str, str]]:
+        return {p: ab for p, ab in PAIRS.items() if set(ab) <= set(self.kinds)}
 
     @property
     def model_name(self) -> str:
@@ -115,10 +126,10 @@ class DataRandomisationExperiment:
 
     @classmethod
     def parse(cls, name: str, spec: dict) -> "DataRandomisationExperiment":
-        unknown = set(spec) - {"dataset", "true_labels", "random_labels", "methods"}
+        unknown = set(spec) - {"dataset", "true_labels", "random_labels", "methods", "controls"}
         if unknown or "dataset" not in spec:
             raise ValueError(f"data_randomisation.{name}: give dataset, true_labels and random_labels (and optionally "
-                             f"methods); got {sorted(spec)}")
+                             f"methods, controls); got {sorted(spec)}")
         true = spec.get("true_labels", {})
         if true == BLACKBOX:
             if spec["dataset"] != "scenes":
@@ -134,7 +145,7 @@ class DataRandomisationExperiment:
             raise ValueError(f"data_randomisation.{name}: the test compares the same architecture; got "
                              f"{true_cfg.model_name} {true_cfg.model_kwargs} and {random_cfg.model_name} {random_cfg.model_kwargs}")
         methods = list(spec["methods"]) if spec.get("methods") is not None else None
-        return cls(name, spec["dataset"], true_cfg, random_cfg, methods)
+        return cls(name, spec["dataset"], true_cfg, random_cfg, methods, bool(spec.get("controls", True)))
 
 
 def _similarity():
@@ -206,6 +217,7 @@ class AdebayoReplication(ReplicationModule):
     arguments; ``true_labels: blackbox`` on the scenes). ``model_randomisation``: the experiments whose true-label
     model also gets the model randomisation test, next to the black box (the paper's MNIST CNN notebooks).
     ``trained_models``: ``shipped`` (load the shipped weights, hash-checked), ``retrain`` (train and ship them),
+    ``ship_missing`` (load those shipped, train and ship the others),
     ``train`` (train per run, ship nothing). ``training_threads``: CPU threads of the nested trainings (pinned: the
     weights depend on it)."""
 
@@ -365,7 +377,8 @@ class AdebayoReplication(ReplicationModule):
     def _model(self, exp: DataRandomisationExperiment, kind: str, train, test, n_classes: int, kw: dict):
         """Model ``kind`` of ``exp`` and its metrics: loaded from the shipped weights, or trained (and shipped)."""
         from lightning_modules.models import load_model, unwrap
-        from lightning_modules.shipped import ShippedWeightsError, load_shipped, ship
+        from lightning_modules.shipped import ShippedWeightsError, load_shipped, ship, shipped_entry, weights_dir
+        from lightning_modules.utils import file_lock
 
         x, labels, y_true, cfg, seed = self._training_data(exp, kind, train)
         config_hash = hashlib.sha256(json.dumps({
@@ -374,7 +387,7 @@ class AdebayoReplication(ReplicationModule):
         name = self._shipped_name(exp.name, kind)
         started, cpu = time.perf_counter(), time.process_time()
         source = "trained in this run"
-        if self.trained_models == "shipped":
+        if self.trained_models == "shipped" or (self.trained_models == "ship_missing" and shipped_entry(name) is not None):
             try:
                 state, info = load_shipped(name, config_hash=config_hash)
             except ShippedWeightsError as e:
@@ -387,9 +400,11 @@ class AdebayoReplication(ReplicationModule):
                 model, _ = train_classifier((x, labels), test, cfg, n_classes, seed, **kw)
             info = {"training_wall_s": round(time.perf_counter() - started, 1),
                     "training_cpu_s": round(time.process_time() - cpu, 1), "threads": self.training_threads}
-            if self.trained_models == "retrain":
+            if self.trained_models in ("retrain", "ship_missing"):
                 # Shipped in half precision (half the size); the run explains the shipped weights, as later runs will.
-                ship(name, {k: v.half() for k, v in unwrap(model).state_dict().items()}, info, config_hash=config_hash)
+                # The lock keeps concurrent trainings from losing each other's manifest entries.
+                with file_lock(weights_dir() / ".manifest.lock"):
+                    ship(name, {k: v.half() for k, v in unwrap(model).state_dict().items()}, info, config_hash=config_hash)
                 state, info = load_shipped(name, config_hash=config_hash)
                 unwrap(model).load_state_dict({k: v.float() for k, v in state.items()})
                 source = f"trained in this run and shipped as `weights/{name}.safetensors`"
@@ -419,7 +434,7 @@ class AdebayoReplication(ReplicationModule):
             train, test = dm.train_tensors(exp.dataset), dm.test_tensors(exp.dataset)
             n_classes = dm.num_classes_of[exp.dataset]
             models, metrics = {}, {}
-            for kind in MODEL_KINDS:
+            for kind in exp.kinds:
                 if kind == "true" and exp.true is None:
                     self._check_blackbox_architecture(exp)
                     models[kind] = self._load_blackbox()
@@ -515,7 +530,7 @@ class AdebayoReplication(ReplicationModule):
         self.runners = nn.ModuleDict(runners).to(self.device)
         self.data_similarity = nn.ModuleDict({
             name: nn.ModuleDict({pair: nn.ModuleDict({conv: nn.ModuleDict({m: _similarity() for m in exp.methods})
-                                                      for conv in TARGET_CONVENTIONS}) for pair in PAIRS})
+                                                      for conv in self._conventions(pair)}) for pair in exp.pairs})
             for name, exp in self.experiments.items()
         }).to(self.device)
         # Fig. 1: how much each method's map of the trained model resembles the edge detector's map
@@ -561,14 +576,14 @@ class AdebayoReplication(ReplicationModule):
                 originals[id(true_model)] = (targets, maps)
             # each model's own predicted class and its maps (the official convention); the true-label model's from above
             preds, own = {"true": originals[id(true_model)][0]}, {"true": originals[id(true_model)][1]}
-            for kind in MODEL_KINDS[1:]:
+            for kind in exp.kinds[1:]:
                 with torch.no_grad():
                     preds[kind] = models[kind](images).argmax(1)
                 own[kind] = self._explain(exp.methods, models[kind], images, preds[kind])
-            for pair, (a, b) in PAIRS.items():
-                # original convention: both maps explain the reference model's (b's) predicted class
-                crossed = self._explain(exp.methods, models[a], images, preds[b])
-                for conv, maps_a in (("original", crossed), ("retaken", own[a])):
+            for pair, (a, b) in exp.pairs.items():
+                for conv in self._conventions(pair):
+                    # original convention: both maps explain the reference model's (b's) predicted class
+                    maps_a = own[a] if conv == "retaken" else self._explain(exp.methods, models[a], images, preds[b])
                     for m in exp.methods:
                         self.data_similarity[name][pair][conv][m].update(maps_a[m], own[b][m], ids)
             if name not in self.data_examples:
@@ -580,6 +595,11 @@ class AdebayoReplication(ReplicationModule):
                     "true": {m: own["true"][m][:n].cpu() for m in exp.methods},
                     "random": {m: own["random"][m][:n].cpu() for m in exp.methods},
                 }
+
+    @staticmethod
+    def _conventions(pair: str) -> tuple[str, ...]:
+        """Both class conventions for the paper's comparison; the controls in the claims' convention only."""
+        return TARGET_CONVENTIONS if pair == "random_vs_true" else (CLAIM_CONVENTION,)
 
     def _update_edge_similarity(self, key: str, maps: dict[str, torch.Tensor], ids) -> None:
         if key in self.edge_similarity:
@@ -704,6 +724,8 @@ class AdebayoReplication(ReplicationModule):
             for kind, label in (("true", "true labels"), ("random", "permuted labels"),
                                 ("control", "control: true labels, the random-label model's subset and schedule"),
                                 ("control_seed", "noise-floor control: the control with another training seed")):
+                if kind not in t:
+                    continue
                 k = t[kind]
                 extra = (f"; {k['label_agreement']:.3f} of the permuted labels happen to equal the true ones"
                          if "label_agreement" in k else "")
@@ -799,6 +821,8 @@ class AdebayoReplication(ReplicationModule):
         for name, exp in self.experiments.items():
             for kind, label in (("true", "true labels"), ("random", "permuted labels"), ("control", "control (true labels)"),
                                 ("control_seed", "control, another seed")):
+                if kind not in exp.kinds:
+                    continue
                 t = self.training_metrics[name][kind]
                 rows.append({"experiment": name, "model": f"{exp.model_name}, {label}",
                              "data": DATA_LABELS.get(exp.dataset, exp.dataset), "train images": t["train_images"],
@@ -811,18 +835,18 @@ class AdebayoReplication(ReplicationModule):
         for name, exp in self.experiments.items():
             data = DATA_LABELS.get(exp.dataset, exp.dataset)
             rows = []
-            for pair in PAIRS:
+            for pair in exp.pairs:
                 for m in exp.methods:
                     off = self.results_data[name][pair][CLAIM_CONVENTION][m]["summary"]
-                    org = self.results_data[name][pair]["original"][m]["summary"]
                     row = {"comparison": PAIR_LABELS[pair], "method": LABELS.get(m, m)}
                     row.update({meas: _fmt(v) for meas, v in off.items()})
-                    row["spearman_abs (reference model's class)"] = _fmt(org[CLAIM_MEASURE])
+                    org = self.results_data[name][pair].get("original", {}).get(m)
+                    row["spearman_abs (reference model's class)"] = _fmt(org["summary"][CLAIM_MEASURE]) if org else "–"
                     rows.append(row)
             report.add_table(f"{name}_data_randomisation_similarity", rows,
                              caption=f"Data randomisation, {ARCH_LABELS.get(exp.model_name, exp.model_name)} on {data}: "
                                      "similarity between the maps of two models (mean ± std over test images; each model "
-                                     "explains its own predicted class; last column: both explain the second model's class). "
+                                     "explains its own predicted class; last column, the paper's comparison only: both explain the second model's class). "
                                      "First rows: the paper's test; then the controls: the subset and schedule alone, the "
                                      "labels alone at equal subset and schedule, and the seed noise floor. Paper: Fig. 5 "
                                      "(rank correlation, MNIST).")
