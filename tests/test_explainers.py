@@ -191,6 +191,39 @@ def test_excitation_map_is_a_distribution_and_contrastive_differs(name):
     assert (cfull >= 0).all()
 
 
+@pytest.mark.parametrize("name", ["scenes_cnn", "resnet8"])
+def test_excitation_rules_only_above_the_layer_give_the_same_maps_as_rules_everywhere(name):
+    """The explainer wraps only the modules above its layer (the backward stops there); wrapping every module and
+    reading the signal at the (wrapped) layer output, with the whole graph recorded, is the same computation:
+    the maps agree bit for bit."""
+    from lightning_modules.explainers.base import hooks_guard, model_state_guard
+    from lightning_modules.explainers.excitation import classifier_layer, default_excitation_layer, excitation_hooks
+
+    torch.manual_seed(0)
+    model, cfg = load_model(name)
+    c, h, w = cfg.input_size
+    x = torch.rand(3, c, h, w, generator=torch.Generator().manual_seed(1))
+    t = torch.tensor([1, 2, 0])
+    layer = resolve_layer(model, default_excitation_layer(model))
+    for contrastive in (False, True):
+        state = {"negate": False, "classifier": classifier_layer(model)}  # no "active" key: every rule on
+        store = []
+        with model_state_guard(model), hooks_guard() as handles:
+            excitation_hooks(model, handles, state)
+            handles.append(layer.register_forward_hook(lambda _m, _i, out: store.append(out)))
+            logits = model(x.clone().requires_grad_(True))
+            signal = F.one_hot(t, logits.shape[1]).float()
+            (ref,) = torch.autograd.grad(logits, store[0], signal, retain_graph=contrastive)
+            ref = ref.sum(1, keepdim=True)
+            if contrastive:
+                state["negate"] = True
+                ref = ref - torch.autograd.grad(logits, store[0], signal)[0].sum(1, keepdim=True)
+        ours = create_explainer("contrastive_excitation_backprop" if contrastive else "excitation_backprop")
+        with model_state_guard(model), torch.enable_grad():
+            got = ours.layer_maps(model, x, t)
+        assert torch.equal(got, ref), (name, contrastive)
+
+
 def test_excitation_default_layer_unknown_architecture_names_fix():
     net = LinearNet()
     with pytest.raises(ValueError, match="pass layer="):
