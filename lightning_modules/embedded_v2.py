@@ -43,7 +43,7 @@ class EmbeddedV2Config:
     scenes: SyntheticScenesV2Config = field(default_factory=SyntheticScenesV2Config)
     model_name: str = "scenes_vgg"
     model_kwargs: dict = field(default_factory=dict)
-    max_epochs: int = 4
+    max_epochs: int = 6
     batch_size: int = 64
     optimizer: str = "adamw"
     lr: float = 3e-3
@@ -185,14 +185,19 @@ class _EpochLog:
         return EpochLog()
 
 
-def train_embedded_v2(cfg: EmbeddedV2Config, out_dir: Path | None = None, root: str | Path | None = None) -> tuple:
+def train_embedded_v2(cfg: EmbeddedV2Config, out_dir: Path | None = None, root: str | Path | None = None,
+                      accelerator: str = "cpu") -> tuple:
     """Train ``cfg`` with ``ClassifierTask`` (deterministic: seed, ``TRAIN_THREADS``); returns ``(net, info)``
-    (the bare network's state is ``net.state_dict()``) and saves ``model.pt`` + ``info.json`` into ``out_dir``."""
+    (the bare network on the CPU) and saves ``model.pt`` + ``info.json`` into ``out_dir``.
+
+    ``accelerator``: Lightning's (``"cpu"``, ``"gpu"``, ``"auto"``); the measurements after training always run on
+    the CPU. A GPU training gives other weights than a CPU one (other kernels), as another CPU does: what a
+    retraining must reproduce is the accuracy."""
     with torch_threads(TRAIN_THREADS):
-        return _train(cfg, out_dir, root)
+        return _train(cfg, out_dir, root, accelerator)
 
 
-def _train(cfg: EmbeddedV2Config, out_dir: Path | None, root) -> tuple:
+def _train(cfg: EmbeddedV2Config, out_dir: Path | None, root, accelerator: str = "cpu") -> tuple:
     import lightning.pytorch as pl
 
     from lightning_modules.models import load_model, unwrap
@@ -207,13 +212,13 @@ def _train(cfg: EmbeddedV2Config, out_dir: Path | None, root) -> tuple:
     task = ClassifierTask(cfg.model_name, cfg.scenes.num_classes, dict(cfg.model_kwargs), optimizer=cfg.optimizer,
                           lr=cfg.lr, weight_decay=cfg.weight_decay, warmup_fraction=cfg.warmup_fraction,
                           label_smoothing=cfg.label_smoothing, hflip=False, validate_batches=False)
-    trainer = pl.Trainer(max_epochs=cfg.max_epochs, accelerator="cpu", devices=1, logger=False,
+    trainer = pl.Trainer(max_epochs=cfg.max_epochs, accelerator=accelerator, devices=1, logger=False,
                          callbacks=[_EpochLog()], enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=False,
                          deterministic="warn", num_sanity_val_steps=0, limit_val_batches=0)
     started, cpu_started = time.perf_counter(), time.process_time()
     trainer.fit(task, datamodule=dm)
     train_s, train_cpu_s = time.perf_counter() - started, time.process_time() - cpu_started
-    net = unwrap(task.model)
+    net = unwrap(task.model).cpu()
     model, _ = load_model(cfg.model_name, num_classes=cfg.scenes.num_classes, freeze=True, **dict(cfg.model_kwargs))
     unwrap(model).load_state_dict(net.state_dict())
     info = {
@@ -223,6 +228,7 @@ def _train(cfg: EmbeddedV2Config, out_dir: Path | None, root) -> tuple:
         "training_s": round(train_s, 2),
         "training_cpu_s": round(train_cpu_s, 2),
         "torch_threads": torch.get_num_threads(),
+        "accelerator": accelerator,
         "train_images": cfg.scenes.train_size,
         "train_accuracy_last_epoch": float(trainer.callback_metrics.get("train/acc", float("nan"))),
         "val_accuracy": accuracy(model, dm.dataset("val")),
@@ -275,13 +281,14 @@ def load_embedded_v2(name: str = "scenes_v2_vgg", retrain: bool = False, root: s
     return _build(cfg, state, json.loads((out / "info.json").read_text()))
 
 
-def ship_embedded_v2(name: str, root: str | Path | None = None) -> Path:
+def ship_embedded_v2(name: str, root: str | Path | None = None, accelerator: str = "cpu") -> Path:
     """Retrain a v2 model from scratch and ship it (``weights/<name>.safetensors`` + SHA-256 in the manifest)."""
     if name not in SHIPPED_V2:
         raise ValueError(f"only {SHIPPED_V2} are shipped, not {name!r}")
     cfg = embedded_v2_config(name)
-    net, info = train_embedded_v2(cfg, None, root)
+    net, info = train_embedded_v2(cfg, None, root, accelerator)
     if name == "scenes_v2_vgg":
+        # on the CPU: the retraining test that compares against it runs on the CPU
         info["reduced_schedule"] = reduced_schedule_reference(root)
     return ship(name, net.state_dict(), info, config_hash=cfg.content_hash())
 

@@ -122,9 +122,11 @@ def _embedded_trainers() -> dict:
     return trainers
 
 
-def cmd_train_embedded(names: list[str]) -> int:
+def cmd_train_embedded(names: list[str], accelerator: str = "cpu") -> int:
     """Retrain shipped models from scratch and ship them (new SHA-256 in weights/MANIFEST.json)."""
     import time
+
+    from lightning_modules.embedded_v2 import SHIPPED_V2
 
     trainers = _embedded_trainers()
     unknown = [n for n in names if n not in trainers]
@@ -134,7 +136,10 @@ def cmd_train_embedded(names: list[str]) -> int:
         return 2
     for name in names:
         started, cpu = time.perf_counter(), time.process_time()
-        path = trainers[name]()
+        if accelerator != "cpu" and name not in SHIPPED_V2:
+            print(f"{name} trains on the CPU only; --accelerator applies to {list(SHIPPED_V2)}")
+            return 2
+        path = trainers[name](accelerator=accelerator) if name in SHIPPED_V2 else trainers[name]()
         print(f"{name}: shipped {path} ({time.perf_counter() - started:.0f} s wall, {time.process_time() - cpu:.0f} s CPU)")
     return 0
 
@@ -152,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     p_rep.add_argument("extra", nargs=argparse.REMAINDER, help="<paper> [--profile smoke] [--rtol R] [--atol A] [--keep DIR]")
     p_train = sub.add_parser("train-embedded", help="retrain shipped embedded models and ship their weights")
     p_train.add_argument("names", nargs="*", help="e.g. blackbox_default mnist_cnn_default")
+    p_train.add_argument("--accelerator", default="cpu", help="v2 models only: Lightning accelerator (cpu, gpu, auto)")
     args = parser.parse_args(argv)
     if args.cmd in (None, "list"):
         return cmd_list()
@@ -164,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return reproduce_main(args.extra)
     if args.cmd == "train-embedded":
-        return cmd_train_embedded(args.names)
+        return cmd_train_embedded(args.names, args.accelerator)
     return 2
 
 

@@ -33,8 +33,11 @@ on the evaluated images (stated: optimistic for every method alike); smallest su
 alphas 0..0.98 step 0.02, level 0.01, Fong's blur sigma 10. Maps are clamped at 0 for the thresholded
 protocols (Fong's thresholds need non-negative maps).
 
-``python -m replications bench validity [--images 128] [--models ...]`` writes ``reports/benchmarks/validity.md``
-and ``validity.json``.
+``python -m replications bench validity [--images 128] [--models ...] [--device cuda]`` writes
+``reports/benchmarks/validity.md`` and ``validity.json``; single-model runs (``--out`` each, e.g. in parallel) are
+combined with ``--merge DIR ...``. Cost: about 4e5 forward passes per model at 128 images (RISE's 1000 masks
+1.3e5, deletion + insertion 2e5, the suppression grid 6e4): ~5 CPU minutes per v2 model on 2 idle cores
+(~1 ms CPU per forward), far more on a loaded machine.
 """
 
 from __future__ import annotations
@@ -115,6 +118,8 @@ def judge(values: dict[str, torch.Tensor], higher_is_better: bool, classes: torc
     from above). ``extra_checks``: protocol-specific ``name -> (passed, detail)`` (e.g. deletion's first step).
     Returns the per-map means and 95% CIs, the best / worst real method, each rule's outcome and ``valid``.
     """
+    values = {k: v.detach().float().cpu() for k, v in values.items()}
+    classes = None if classes is None else classes.cpu()
     names = list(values)
     if oracle not in values or random not in values:
         raise ValueError(f"values need the {oracle!r} and {random!r} maps, got {names}")
@@ -189,6 +194,12 @@ class EvalSet:
     num_classes: int
     notes: list[str] = field(default_factory=list)
 
+    def to(self, device) -> "EvalSet":
+        for k, v in list(vars(self).items()):
+            if isinstance(v, torch.Tensor):
+                setattr(self, k, v.to(device))
+        return self
+
 
 def v2_eval_set(config, n: int, split: str = "test", root=None) -> EvalSet:
     from lightning_modules.data.scenes_v2 import ScenesV2
@@ -236,7 +247,7 @@ def oracle_maps(evidence_mask: torch.Tensor) -> torch.Tensor:
 
 def random_maps(like: torch.Tensor, seed: int = 0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
-    return torch.rand(like.shape[0], 1, *like.shape[-2:], generator=g)
+    return torch.rand(like.shape[0], 1, *like.shape[-2:], generator=g).to(like.device)
 
 
 def compute_maps(model, es: EvalSet, methods: dict[str, dict], batch_size: int = 32, log=print) -> tuple[dict, dict]:
@@ -427,14 +438,17 @@ def _model_info(model) -> dict:
 
 
 def run(models: list[str], n_images: int = 128, methods: dict | None = None, params: ProtocolParams = ProtocolParams(),
-        n_boot: int = N_BOOT, threads: int | None = 2, out_dir: Path | None = None, log=print) -> dict:
-    """Score every protocol on ``models`` (``scenes_v2_vgg``, ``scenes_v2_resnet``, ``v1`` = the v1 black box)."""
+        n_boot: int = N_BOOT, threads: int | None = 2, out_dir: Path | None = None, device: str = "cpu",
+        log=print) -> dict:
+    """Score every protocol on ``models`` (``scenes_v2_vgg``, ``scenes_v2_resnet``, ``v1`` = the v1 black box)
+    on ``device`` (the CPU seconds reported are then the host's)."""
     from lightning_modules.blackbox import load_blackbox
     from lightning_modules.embedded_v2 import load_embedded_v2
 
     methods = METHODS if methods is None else methods
     results = {"n_images": n_images, "n_boot": n_boot, "threads": threads, "params": asdict(params),
-               "methods": methods, "machine": f"{platform.machine()} {platform.processor() or ''}".strip(), "models": {}}
+               "methods": methods, "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+               "device": str(device), "models": {}}
     results["params"]["suppression_alphas"] = "0..0.98 step 0.02"
     with torch_threads(threads):
         for mname in models:
@@ -444,13 +458,15 @@ def run(models: list[str], n_images: int = 128, methods: dict | None = None, par
             else:
                 model, _ = load_embedded_v2(mname)
                 es = v2_eval_set(model.scenes_config, n_images)
-            log(f"{mname}: {es.images.shape[0]} images")
+            info = _model_info(model)
+            model, es = model.to(device), es.to(device)
+            log(f"{mname}: {es.images.shape[0]} images on {device}")
             t0, w0 = time.process_time(), time.perf_counter()
             maps, seconds = compute_maps(model, es, methods, log=log)
             protocols = score_protocols(model, es, maps, params, n_boot)
             log(f"{mname}: done ({time.process_time() - t0:.0f} s CPU)")
             results["models"][mname] = {"data": es.name, "protocols": protocols, "method_cpu_s": seconds,
-                                        "model_info": _model_info(model), "cpu_s": round(time.process_time() - t0, 1),
+                                        "model_info": info, "cpu_s": round(time.process_time() - t0, 1),
                                         "wall_s": round(time.perf_counter() - w0, 1)}
     results["wall_s"] = sum(r["wall_s"] for r in results["models"].values())
     results["cpu_s"] = sum(r["cpu_s"] for r in results["models"].values())
@@ -462,7 +478,7 @@ def run(models: list[str], n_images: int = 128, methods: dict | None = None, par
 def merge(dirs: list[Path], out_dir: Path) -> dict:
     """One report from runs of single models (``--out`` each) with the same settings (models run in parallel)."""
     parts = [json.loads((Path(d) / "validity.json").read_text()) for d in dirs]
-    keys = ("n_images", "n_boot", "params", "methods", "threads")
+    keys = ("n_images", "n_boot", "params", "methods")
     for p, d in zip(parts[1:], dirs[1:]):
         if {k: p[k] for k in keys} != {k: parts[0][k] for k in keys}:
             raise ValueError(f"{d}/validity.json was run with other settings than {dirs[0]}; rerun it with the same ones")
@@ -479,6 +495,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--images", type=int, default=128)
     p.add_argument("--models", nargs="+", default=["scenes_v2_vgg", "scenes_v2_resnet", "v1"])
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu", help="e.g. cuda (the models and images are moved there)")
     p.add_argument("--out", default=str(REPO_ROOT / "reports" / "benchmarks"))
     p.add_argument("--smoke", action="store_true", help="two methods, for a quick look")
     p.add_argument("--merge", nargs="+", metavar="DIR", help="write one report into --out from earlier single-model "
@@ -487,7 +504,8 @@ def main(argv: list[str] | None = None) -> None:
     if a.merge:
         res = merge([Path(d) for d in a.merge], Path(a.out))
     else:
-        res = run(a.models, a.images, SMOKE_METHODS if a.smoke else None, threads=a.threads, out_dir=Path(a.out))
+        res = run(a.models, a.images, SMOKE_METHODS if a.smoke else None, threads=a.threads, out_dir=Path(a.out),
+                  device=a.device)
     for mname, r in res["models"].items():
         for proto in PROTOCOLS:
             e = r["protocols"].get(proto)
