@@ -38,17 +38,17 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import lightning.pytorch as pl  # noqa: E402
 import torch  # noqa: E402
-from torchmetrics.aggregation import CatMetric, MeanMetric  # noqa: E402
+from torchmetrics.aggregation import MeanMetric  # noqa: E402
 
 from lightning_modules.blackbox import load_blackbox  # noqa: E402
 from lightning_modules.explainers import create_explainer  # noqa: E402
 from lightning_modules.explainers.prunegrad import PruneGrad  # noqa: E402
-from lightning_modules.metrics import PixelPerturbation  # noqa: E402
+from lightning_modules.metrics import PerSampleMetric, PixelPerturbation  # noqa: E402
 from lightning_modules.models import load_model  # noqa: E402
-from lightning_modules.reporting import Claim, Relation, Report  # noqa: E402
+from lightning_modules.reporting import Report  # noqa: E402
 from lightning_modules.tasks.randomization import ModelRandomizationTest, resolve_order  # noqa: E402
 from lightning_modules.tasks.roar import (  # noqa: E402
-    REFERENCE, RoarConfig, RoarPipeline, attribution_timing, cached_attributions, random_attributions, summarize,
+    REFERENCE, RoarConfig, RoarPipeline, attribution_timing, cached_attributions, random_attributions, remove_top_fraction,
 )
 from lightning_modules.utils import REPO_ROOT  # noqa: E402
 from replications.cli import ReplicationModule  # noqa: E402
@@ -56,12 +56,13 @@ from replications.khakzar2019 import nets, paper  # noqa: E402,F401  (nets regis
 
 #: Explainer settings shared by the three benchmarks (names -> create_explainer kwargs; an ``explainer`` key names
 #: the registered explainer when the method name differs, so PruneGrad can appear under both threshold rules).
-#: ``prunegrad`` takes the percentile over the neurons with a nonzero score (``scope: active``, our documented
-#: option: the official global rule prunes only zero-score neurons in our sparse small CNNs and then equals the
-#: gradient); ``prunegrad_official`` is the official rule, kept for comparison.
+#: ``prunegrad`` is the official rule (one global percentile over all ReLU neurons; the claims read it);
+#: ``prunegrad_active`` takes the percentile over the neurons with a nonzero score only (``scope: active``), a side
+#: row: in sparse small CNNs most scores are exactly zero and the official rule then prunes only neurons that carry
+#: no gradient, so it equals the plain gradient (table ``prunegrad_threshold_rules`` measures this).
 DEFAULT_METHODS = {
-    "prunegrad": {"percentile": 70.0, "scope": "active"},
-    "prunegrad_official": {"explainer": "prunegrad", "percentile": 70.0, "scope": "all"},
+    "prunegrad": {"percentile": 70.0, "scope": "all"},
+    "prunegrad_active": {"explainer": "prunegrad", "percentile": 70.0, "scope": "active"},
     "gradient": {},
     "input_x_gradient": {},
     "guided_backprop": {},
@@ -69,7 +70,7 @@ DEFAULT_METHODS = {
     "gradcam": {},
 }
 DEFAULT_ROAR_METHODS = {
-    "prunegrad": {"percentile": 70.0, "scope": "active"},
+    "prunegrad": {"percentile": 70.0, "scope": "all"},
     "gradient": {},
     "integrated_gradients": {"steps": 16},
     "smoothgrad_sq": {"n_samples": 16, "stdev": 0.15},
@@ -77,63 +78,6 @@ DEFAULT_ROAR_METHODS = {
     "guided_backprop": {},
     "gradcam": {},
     "random": {},
-}
-
-
-_MNIST_LEAK = (
-    "On MNIST the removal pattern itself carries the class: removed pixels are filled with the training mean (grey "
-    "0.13) on a black background, so the filled region is visible. Gradient-type maps (gradient, guided backprop, "
-    "SmoothGrad-squared, VarGrad) are large on the background around the strokes, and removing their top 90% draws a "
-    "digit-shaped grey pattern that the retrained model reads: its accuracy stays near the reference (table "
-    "`roar_mnist_test_accuracy`), above random removal, which keeps only a tenth of the stroke pixels. This is the "
-    "class-information leakage through ROAR's removal masks described by Rong et al. 2022 (ROAD, ICML); Hooker's "
-    "ImageNet photos have no constant background that exposes the mask."
-)
-_SCENES_COMPACT = (
-    "In the synthetic scenes the class evidence is one small object (head shape and colour) among a few distractors; "
-    "the black box's input gradients concentrate on it (removing its top 10% already brings the target logit to about "
-    "0, table `pixel_perturbation`), so removing the top 90% of the pixels by such a map erases the object and the "
-    "retrained model falls towards chance, while random removal keeps a tenth of the object's pixels. Hooker et al.'s finding that these rankings are no better than random "
-    "was made on ImageNet photos, where the evidence is spread over the object and its context; one seed and two "
-    "fractions here (table `roar_scenes_test_accuracy`)."
-)
-_SCENES_ENSEMBLES = (
-    "In the scenes, removing the top 90% of the pixels by SmoothGrad-squared or VarGrad leaves the retrained model at "
-    "about a third accuracy: above random removal and far above the plain gradient's and PruneGrad's removals, which "
-    "bring it near chance (table `roar_scenes_test_accuracy`). The black box's plain gradient already concentrates on "
-    "the object (table `pixel_perturbation`); the noise-averaged maps (8 samples, noise 0.15) presumably rank the object "
-    "pixels less sharply ahead of the rest, so more of the object survives; we did not isolate the cause. Hooker's "
-    "advantage of the ensembles was measured with ImageNet-scale ResNet-50s, whose plain gradients are noisy; one seed "
-    "here."
-)
-#: Claims our embedded setting does not reproduce, with the reason (written after reading the measured numbers of
-#: probe runs of this profile; the numbers themselves are in the report). A reason only shows where its claim fails.
-KNOWN_DEVIATIONS: dict[str, str] = {
-    "roar.mnist.smoothgrad_sq_beats_random": _MNIST_LEAK,
-    "roar.mnist.vargrad_beats_random": _MNIST_LEAK,
-    "roar.mnist.random_not_worse_than_integrated_gradients": (
-        "Integrated gradients with the black baseline is exactly zero on MNIST's black background (IG = x * mean "
-        "gradient), so its ranking removes every stroke pixel first and then background pixels in index order (ties): "
-        "the modified image holds no digit and its mask no class-specific shape, and the retrained model falls towards "
-        "chance, below random removal, which keeps a tenth of the stroke pixels. Hooker's IG maps on ImageNet spread over "
-        "the whole photo; on MNIST the IG ranking is an exact digit mask."
-    ),
-    "roar.mnist.prunegrad_beats_random": (
-        "PruneGrad's removals degrade the retrained MNIST model far more than the plain gradient's (the mask leakage "
-        "described for SmoothGrad-squared is much weaker for it), but at 90% it still ends a few points above random "
-        "removal (table `roar_mnist_test_accuracy`, with the seed range)."
-    ),
-    "roar.scenes.random_not_worse_than_gradient": _SCENES_COMPACT,
-    "roar.scenes.smoothgrad_sq_beats_random": _SCENES_ENSEMBLES,
-    "roar.scenes.vargrad_beats_random": _SCENES_ENSEMBLES,
-    "roar.scenes.random_not_worse_than_guided_backprop": _SCENES_COMPACT,
-    "sanity.mnist.prunegrad_more_sensitive_than_guided_backprop": (
-        "On the MNIST CNN guided backprop's map does lose its structure once the first convolution is randomised, ending "
-        "at about PruneGrad's Spearman |.| (both well below the pass threshold; table "
-        "`sanity_mnist_cascading_spearman_abs`), while it is the more stable map at every intermediate stage. Adebayo's "
-        "guided-backprop insensitivity is a property of deep ImageNet networks that a two-convolution CNN does not show at "
-        "its last stage."
-    ),
 }
 
 
@@ -148,6 +92,10 @@ def make_explainer(name: str, kwargs: dict | None):
 ROAR_KEYS = ("data", "methods", "train_size", "test_size", "fractions", "seeds", "model", "model_kwargs", "epochs",
              "batch_size", "lr", "weight_decay", "optimizer", "scheduler", "downsample", "accelerator", "devices",
              "threads", "attribution_batch")
+
+
+#: bumped when the ROAR code changes what a cached (method, fraction, seed) result means
+ROAR_CACHE_VERSION = 2
 
 
 def _instantiate(spec):
@@ -174,35 +122,94 @@ def id_seeded_random_maps(ids: torch.Tensor, shape: tuple[int, int], seed: int =
     return (x.double() / 2**32).float().view(-1, 1, h, w)
 
 
-def _mean_over_unique_ids(ids: torch.Tensor, values: torch.Tensor) -> float:
-    """Mean of ``values`` counting each sample id once (a distributed sampler pads uneven splits by repeating)."""
-    ids, values = ids.reshape(-1).long(), values.reshape(-1)
-    uniq, inverse = torch.unique(ids, return_inverse=True)
-    first = torch.full((uniq.numel(),), ids.numel(), dtype=torch.long, device=ids.device)
-    first.scatter_reduce_(0, inverse, torch.arange(ids.numel(), device=ids.device), reduce="amin")
-    return float(values[first].mean())
+def cascade_summary(test: ModelRandomizationTest) -> dict:
+    """Plain per-stage results of a cascading randomisation test: ``order``, ``means`` (stage -> method -> measure
+    -> mean over the images whose map is defined), ``constant`` (stage -> method -> images whose map is constant)
+    and ``final_spearman_abs`` (method -> per-image Spearman |.| at the last stage, ``None`` where undefined).
 
-
-def cascade_summary(test: ModelRandomizationTest) -> tuple[dict, dict]:
-    """(stage -> method -> measure -> mean over images, stage -> method -> number of constant maps) of a cascading
-    randomisation test. A constant map has no rank correlation with the original (zero covariance) but its Spearman
-    is undefined (NaN): PruneGrad returns an all-zero map when its pruning cuts every path of a randomised network.
-    Such a map counts as Spearman 0 here (the metric's own mean would drop it, and a stage where every map is
-    constant would have no value at all); the counts are reported beside. SSIM and HOG keep the metric's means."""
+    A constant map (PruneGrad's all-zero map once its pruning cuts every path of a randomised network, Grad-CAM's
+    all-zero ReLU) has no rank correlation with the original: its Spearman is undefined, neither a pass nor a
+    failure, so it is left out of the means and counted; a stage where every map is constant has no mean (None)."""
     per = test.compute(per_sample=True)["cascading"]
-    means = test.compute()["cascading"]
-    out: dict = {}
-    constant: dict = {}
+    out: dict = {"order": list(test.order), "means": {}, "constant": {}}
     for stage, methods in per.items():
-        out[stage], constant[stage] = {}, {}
+        out["means"][stage], out["constant"][stage] = {}, {}
         for m, vals in methods.items():
-            row = dict(means[stage][m])
-            for k in ("spearman_abs", "spearman_no_abs"):
-                row[k] = torch.tensor(_mean_over_unique_ids(vals["ids"], torch.nan_to_num(vals[k].float(), nan=0.0)))
-            ids, undefined = vals["ids"].reshape(-1).long(), torch.isnan(vals["spearman_abs"]).reshape(-1)
-            constant[stage][m] = int(torch.unique(ids[undefined]).numel())  # each image once (padded DDP splits)
-            out[stage][m] = row
-    return out, constant
+            row = {}
+            for k in ("spearman_abs", "spearman_no_abs", "ssim", "hog"):
+                v = vals[k].float()
+                row[k] = float(v[~torch.isnan(v)].mean()) if (~torch.isnan(v)).any() else None
+            out["means"][stage][m] = row
+            out["constant"][stage][m] = int(torch.isnan(vals["spearman_abs"]).sum())
+    last = per[test.order[-1]]
+    out["final_spearman_abs"] = {m: [None if x != x else float(x) for x in vals["spearman_abs"].tolist()] for m, vals in last.items()}
+    out["images"] = int(next(iter(last.values()))["ids"].numel())
+    return out
+
+
+def evidence_precision(importance: torch.Tensor, evidence: torch.Tensor) -> torch.Tensor:
+    """(B,) share of each image's top-k pixels by ``importance`` that lie in ``evidence`` (k = its evidence pixels):
+    how far a ranking puts the class evidence (the scenes' head, MNIST's strokes) first. Ties by pixel index."""
+    imp, ev = importance.flatten(1), evidence.flatten(1).bool()
+    k = ev.sum(1)
+    order = imp.argsort(dim=1, descending=True, stable=True)
+    ranks = torch.empty_like(order).scatter_(1, order, torch.arange(imp.shape[1], device=imp.device).expand_as(order))
+    top = ranks < k[:, None]
+    return (top & ev).sum(1).float() / k.clamp(min=1).float()
+
+
+class TestRows(PerSampleMetric):
+    """Per test image (keyed by ``batch["id"]``, de-duplicated across processes): whether the prediction is correct,
+    PruneGrad's zero-score share and whether the official rule's map equals the plain gradient."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._add_row_states("correct", "zero_share", "official_equal")
+
+    def update(self, ids, correct, zero_share, official_equal) -> None:
+        self._append_rows(ids, correct.shape[0], correct.device, correct=correct.float(), zero_share=zero_share.float(),
+                          official_equal=official_equal.float())
+
+    def compute(self) -> dict:
+        return self._rows()
+
+
+class EvidenceRows(PerSampleMetric):
+    """Per test image: the evidence precision of one method's map (see ``evidence_precision``)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._add_row_states("precision")
+
+    def update(self, ids, precision) -> None:
+        self._append_rows(ids, precision.shape[0], precision.device, precision=precision.float())
+
+    def compute(self) -> torch.Tensor:
+        return self._rows()["precision"]
+
+
+def pixel_block(fractions, curves: dict, evidence: dict | None = None) -> dict:
+    """Plain pixel-perturbation results of one model: ``curves`` = method -> {"morf"|"lerf" -> {"logit"|"prob" ->
+    (N, K) per-image curves}} (same images, same order). The logit (our primary output) and the official code's
+    measure |p0 - p_k| / p0 of the predicted class's softmax probability (RoarTorch ``pixel_perturbation_analysis``)
+    per fraction (mean curve) and per image (mean over the fractions > 0: the claims' samples)."""
+    fr = [float(f) for f in fractions]
+    later = torch.tensor([f > 0 for f in fr])
+    out: dict = {"fractions": fr, "curves": {"logit": {}, "dp": {}}, "per_image": {"logit": {}, "dp": {}}}
+    for order in ("morf", "lerf"):
+        for key in ("logit", "dp"):
+            out["curves"][key][order], out["per_image"][key][order] = {}, {}
+        for m, c in curves.items():
+            logit, prob = c[order]["logit"].double(), c[order]["prob"].double()
+            p0 = prob[:, :1]
+            dp = ((p0 - prob) / p0).abs()
+            for key, v in (("logit", logit), ("dp", dp)):
+                out["curves"][key][order][m] = v.mean(0).tolist()
+                out["per_image"][key][order][m] = v[:, later].mean(1).tolist()
+    out["images"] = int(next(iter(curves.values()))["morf"]["logit"].shape[0])
+    if evidence:
+        out["evidence_precision"] = {m: v.double().tolist() for m, v in evidence.items()}
+    return out
 
 
 class Khakzar2019Replication(ReplicationModule):
@@ -279,20 +286,23 @@ class Khakzar2019Replication(ReplicationModule):
             {k: v for k, v in self.explainers.items() if k != "random"}, order, modes=("cascading",),
             init=sanity_init, std=sanity_std, seed=0, keep_examples=3,
         )
-        self.morf = torch.nn.ModuleDict({m: PixelPerturbation("morf", self.pixel_fractions, pixel_substrate, pixel_output) for m in self.explainers})
-        self.lerf = torch.nn.ModuleDict({m: PixelPerturbation("lerf", self.pixel_fractions, pixel_substrate, pixel_output) for m in self.explainers})
+        # (b) per method, order and output: the logit (our primary output) and the softmax probability (the official
+        # code's |p0 - p| / p0 measure is computed from it)
+        self.pixel = torch.nn.ModuleDict({
+            f"{m}__{order}__{out}": PixelPerturbation(order, self.pixel_fractions, pixel_substrate, out)
+            for m in self.explainers for order in ("morf", "lerf") for out in ("logit", "prob")
+        })
+        self.evidence = torch.nn.ModuleDict({m: EvidenceRows() for m in self.explainers})
         self.roar_rows: dict[str, list[dict]] = {}
         self.roar_info: dict[str, dict] = {}
+        self.roar_results: dict[str, dict] = {}
         #: (a) and (b) on the ROAR reference models (datasets with their own data, e.g. the MNIST CNN): name -> results
         self.reference_benchmarks: dict[str, dict] = {}
-        # (id, correct) per test image, synced over processes; duplicates from a padded split dropped in compute
-        self.test_ids, self.test_correct = CatMetric(), CatMetric()
-        # PruneGrad's threshold rules on the explained model, per test image (same order as test_ids): the share of
-        # ReLU neurons with a zero NeuronMCT score, and whether the official rule's map equals the plain gradient
+        # per test image: correct, PruneGrad's zero-score share, official rule == plain gradient (de-duplicated by id)
+        self.test_rows = TestRows()
         pg = self.explainers["prunegrad"]
         self._pg_official = PruneGrad(getattr(pg, "percentile", 70.0), scope="all")
         self._pg_plain = PruneGrad(0.0)
-        self.pg_zero_share, self.pg_official_equal = CatMetric(), CatMetric()
         self.val_accuracy = MeanMetric()
 
     def _resolve_roar_setups(self) -> dict[str, dict]:
@@ -340,16 +350,15 @@ class Khakzar2019Replication(ReplicationModule):
         ids = batch.get("id")
         if ids is None:
             raise ValueError("khakzar2019 needs batch['id'] (the sample's index in its split; docs/CONVENTIONS.md)")
-        self.test_ids.update(ids.float())
-        self.test_correct.update((targets == batch["label"]).float())
-        self.pg_zero_share.update(self._pg_official.score_sparsity(self.model, images, targets))
         official, plain = self._pg_official(self.model, images, targets), self._pg_plain(self.model, images, targets)
-        self.pg_official_equal.update((official == plain).flatten(1).all(1).float())
+        self.test_rows.update(ids, targets == batch["label"], self._pg_official.score_sparsity(self.model, images, targets),
+                              (official == plain).flatten(1).all(1))
         # The sanity images are the split's first ``sanity_images`` samples by id: the same set on any number of
         # processes (a per-process counter would pick a different set under a distributed sampler).
         chosen = ids < self.hparams.sanity_images
         if chosen.any():
             self.sanity.update(self.model, images[chosen], targets[chosen], ids[chosen])
+        evidence = batch.get("head_mask")  # the scenes' class evidence (the head of the label's objects)
         for name, explainer in self.explainers.items():
             if name == "random":
                 maps = id_seeded_random_maps(ids, tuple(images.shape[-2:])).to(images.dtype)
@@ -359,25 +368,38 @@ class Khakzar2019Replication(ReplicationModule):
             # checks' Spearman |.|): signed maps (PruneGrad keeps the sign) would otherwise rank strongly negative
             # evidence as "least relevant" while abs-reduced maps (gradient) cannot.
             importance = maps.abs()
-            self.morf[name].update(self.model, images, importance, targets, ids=ids)
-            self.lerf[name].update(self.model, images, importance, targets, ids=ids)
+            for order in ("morf", "lerf"):
+                for out in ("logit", "prob"):
+                    self.pixel[f"{name}__{order}__{out}"].update(self.model, images, importance, targets, ids=ids)
+            if evidence is not None:
+                self.evidence[name].update(ids, evidence_precision(importance, evidence))
 
     def on_test_epoch_end(self):
-        cascade, self.sanity_constant = cascade_summary(self.sanity)
-        self.sanity_results = {"cascading": cascade}
-        self.morf_curves = {m: metric.compute().cpu() for m, metric in self.morf.items()}
-        self.lerf_curves = {m: metric.compute().cpu() for m, metric in self.lerf.items()}
-        self.n_test_images = int(next(iter(self.morf.values())).per_sample()["ids"].numel())
-        first = self.sanity.compute(per_sample=True)["cascading"][self.sanity.order[0]]
-        self.n_sanity_images = int(next(iter(next(iter(first.values())).values())).numel())
-        ids = self.test_ids.compute()
-        self.classifier_accuracy = _mean_over_unique_ids(ids, self.test_correct.compute())
-        zero = self.pg_zero_share.compute()
+        self.sanity_results = cascade_summary(self.sanity)
+        curves, ids = {}, None
+        for m in self.explainers:
+            curves[m] = {}
+            for order in ("morf", "lerf"):
+                curves[m][order] = {}
+                for out in ("logit", "prob"):
+                    ps = self.pixel[f"{m}__{order}__{out}"].per_sample()
+                    curves[m][order][out] = ps["curves"].cpu()
+                    ids = ps["ids"] if ids is None else ids
+                    if not torch.equal(ps["ids"], ids):
+                        raise AssertionError("pixel-perturbation metrics saw different images")
+        has_evidence = bool(self.evidence[next(iter(self.explainers))].sample_ids)
+        evidence = {m: e.compute().cpu() for m, e in self.evidence.items()} if has_evidence else None
+        self.pixel_results = pixel_block(self.pixel_fractions, curves, evidence)
+        self.n_test_images = int(ids.numel())
+        self.n_sanity_images = self.sanity_results["images"]
+        rows = self.test_rows.compute()
+        self.classifier_accuracy = float(rows["correct"].mean())
+        zero = rows["zero_share"]
         self.prunegrad_rules = {"explained": {
-            "zero_score_share_mean": _mean_over_unique_ids(ids, zero), "zero_score_share_min": float(zero.min()),
+            "zero_score_share_mean": float(zero.mean()), "zero_score_share_min": float(zero.min()),
             "zero_score_share_max": float(zero.max()),
-            "official_equals_gradient_share": _mean_over_unique_ids(ids, self.pg_official_equal.compute()),
-            "relu_neurons": self._relu_neuron_count(self.model, self._input_shape),
+            "official_equals_gradient_share": float(rows["official_equal"].mean()),
+            "relu_neurons": self._relu_neuron_count(self.model, self._input_shape), "images": int(zero.numel()),
         }}
         if self.trainer.is_global_zero:
             self.roar_rows = {name: self.run_roar(name, setup) for name, setup in self.roar_setups.items()}
@@ -416,9 +438,16 @@ class Khakzar2019Replication(ReplicationModule):
         else:
             data = type(dm).__name__ + json.dumps({k: v for k, v in sorted(vars(dm).items()) if isinstance(v, (str, int, float, bool, Path)) and not k.startswith("_")}, default=str)
         explained = ("reference" if setup["data"] is not None else json.dumps(hp.classifier, sort_keys=True) if hp.classifier else f"blackbox:{hp.blackbox_profile}")
+        if setup["data"] is None:  # the explained weights themselves: another black box never reuses stale results
+            digest = hashlib.sha256()
+            for k, v in sorted(self.model.state_dict().items()):
+                digest.update(k.encode())
+                digest.update(v.detach().cpu().contiguous().numpy().tobytes())
+            explained += ":" + digest.hexdigest()[:16]
         keys = ("methods", "train_size", "test_size", "model", "model_kwargs", "epochs", "batch_size", "lr", "weight_decay",
                 "optimizer", "scheduler", "downsample", "threads")
-        blob = json.dumps({"data": data, "explained": explained, **{k: setup[k] for k in keys}}, sort_keys=True, default=str)
+        blob = json.dumps({"version": ROAR_CACHE_VERSION, "data": data, "explained": explained, **{k: setup[k] for k in keys}},
+                          sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
     def _work_dir(self, name: str, key: str) -> Path:
@@ -504,29 +533,82 @@ class Khakzar2019Replication(ReplicationModule):
         info["reused_wall_s"] = sum(t.get("wall_s", 0.0) for t in reused)
         info["reused_cpu_s"] = sum(t.get("cpu_s", 0.0) for t in reused)
         info["retraining_wall_s"] = sum(pipeline.timing(r).get("wall_s", 0.0) for r in rows)
+        info["retraining_cpu_s"] = sum(pipeline.timing(r).get("cpu_s", 0.0) for r in rows)
+        self.roar_results[name] = self._roar_plain(setup, rows, train, test, attributions, self._roar_evidence(setup, dm, test[0]), num_classes)
         return rows
+
+    def _roar_evidence(self, setup: dict, dm, images: torch.Tensor) -> tuple[str, torch.Tensor] | None:
+        """The class evidence of the ROAR test images, (kind, (N, 1, H, W) bool): the scenes' head masks, or the
+        strokes (pixels > 0) of a single-channel black-background dataset (MNIST); None for other data."""
+        if setup["data"] is None and hasattr(dm, "dataset"):  # the synthetic scenes of the test DataModule
+            head = dm.dataset("test").__getitems__(list(range(images.shape[0]))).get("head_mask")
+            if head is not None:
+                return "head", head.bool()
+        if images.shape[1] == 1:
+            return "stroke", images > 0
+        return None
+
+    def _roar_plain(self, setup: dict, rows: list[dict], train, test, attributions: dict, evidence, num_classes: int) -> dict:
+        """Plain ROAR results of one benchmark: test accuracy per method, fraction and seed (the seeds' order), the
+        reference row per seed, and two measured mechanisms at the highest fraction: the share of the class evidence
+        the removal erases (``evidence``), and how well the removal mask *alone* predicts the class
+        (nearest class-mean mask on the training masks, applied to the test masks): class information that a
+        retrained model can read from the removal pattern instead of from the kept pixels (Rong et al. 2022)."""
+        seeds, fractions = list(setup["seeds"]), [float(f) for f in setup["fractions"]]
+        by = {(r["method"], float(r["fraction"]), int(r["seed"])): float(r["test_accuracy"]) for r in rows}
+        out = {
+            "fractions": fractions, "seeds": seeds, "methods": list(attributions), "num_classes": num_classes,
+            "reference": [by[(REFERENCE, 0.0, s)] for s in seeds if (REFERENCE, 0.0, s) in by],
+            "accuracy": {m: {str(f): [by[(m, f, s)] for s in seeds] for f in fractions} for m in attributions},
+            "evidence": evidence[0] if evidence else None,
+        }
+        hi = max(fractions)
+        ones = lambda x: torch.ones(x.shape[0], 1, *x.shape[-2:])  # noqa: E731
+        y_train, y_test = train[1], test[1]
+        out["evidence_removed"], out["evidence_all_removed"], out["mask_only_accuracy"] = {}, {}, {}
+        for m, (a_train, a_test) in attributions.items():
+            # the removed pixels: remove_top_fraction on an all-ones image with fill 0 (the pipeline's own ranking)
+            removed_test = remove_top_fraction(ones(a_test), a_test, hi, torch.zeros(1)) == 0
+            removed_train = remove_top_fraction(ones(a_train), a_train, hi, torch.zeros(1)) == 0
+            if evidence:
+                ev = evidence[1]
+                n_ev = ev.flatten(1).sum(1).clamp(min=1)
+                gone = (removed_test & ev).flatten(1).sum(1)
+                out["evidence_removed"][m] = float((gone / n_ev).mean())
+                out["evidence_all_removed"][m] = float((gone == ev.flatten(1).sum(1)).float().mean())
+            centroids = torch.stack([removed_train.flatten(1)[y_train == c].float().mean(0) for c in range(num_classes)])
+            t = removed_test.flatten(1).float()
+            dist = (t * t).sum(1, keepdim=True) - 2 * t @ centroids.T + (centroids * centroids).sum(1)[None]
+            out["mask_only_accuracy"][m] = float((dist.argmin(1) == y_test).float().mean())
+        return out
 
     def _reference_benchmarks(self, model, images: torch.Tensor, targets: torch.Tensor) -> dict:
         """(a) sanity checks and (b) pixel perturbation on a ROAR reference model (e.g. the MNIST CNN), with the
         ``methods`` of the test passes, on the first ``reference_sanity_images`` / ``reference_pixel_images`` test
-        images; batched in chunks of ``roar_attribution_batch``."""
+        images; batched in chunks of ``roar_attribution_batch``. The evidence of a single-channel image (MNIST) is
+        its strokes (pixels > 0)."""
         hp = self.hparams
         out: dict = {}
         bs = hp.roar_attribution_batch
         n_pixel = min(hp.reference_pixel_images, images.shape[0])
         if n_pixel:
-            curves = {}
+            curves, evidence = {}, {}
             for m, explainer in self.explainers.items():
-                morf = PixelPerturbation("morf", self.pixel_fractions, hp.pixel_substrate, hp.pixel_output).to(self.device)
-                lerf = PixelPerturbation("lerf", self.pixel_fractions, hp.pixel_substrate, hp.pixel_output).to(self.device)
+                metrics = {(o, k): PixelPerturbation(o, self.pixel_fractions, hp.pixel_substrate, k).to(self.device)
+                           for o in ("morf", "lerf") for k in ("logit", "prob")}
+                prec = []
                 for i in range(0, n_pixel, bs):
                     x, t = images[i : min(i + bs, n_pixel)].to(self.device), targets[i : min(i + bs, n_pixel)].to(self.device)
                     ids = torch.arange(i, i + x.shape[0], device=self.device)
                     maps = id_seeded_random_maps(ids, tuple(x.shape[-2:])).to(x.dtype) if m == "random" else explainer(model, x, t)
-                    morf.update(model, x, maps.abs(), t, ids=ids)
-                    lerf.update(model, x, maps.abs(), t, ids=ids)
-                curves[m] = (morf.compute().cpu(), lerf.compute().cpu())
-            out["pixel"] = {"images": n_pixel, "morf": {m: c[0] for m, c in curves.items()}, "lerf": {m: c[1] for m, c in curves.items()}}
+                    for metric in metrics.values():
+                        metric.update(model, x, maps.abs(), t, ids=ids)
+                    if x.shape[1] == 1:
+                        prec.append(evidence_precision(maps.abs(), x > 0).cpu())
+                curves[m] = {o: {k: metrics[(o, k)].per_sample()["curves"].cpu() for k in ("logit", "prob")} for o in ("morf", "lerf")}
+                if prec:
+                    evidence[m] = torch.cat(prec)
+            out["pixel"] = pixel_block(self.pixel_fractions, curves, evidence or None)
         n_sanity = min(hp.reference_sanity_images, images.shape[0])
         if n_sanity:
             test = ModelRandomizationTest(
@@ -535,8 +617,7 @@ class Khakzar2019Replication(ReplicationModule):
             ).to(self.device)
             x, t = images[:n_sanity].to(self.device), targets[:n_sanity].to(self.device)
             test.update(model, x, t, torch.arange(n_sanity, device=self.device))
-            cascade, constant = cascade_summary(test)
-            out["sanity"] = {"images": n_sanity, "order": list(test.order), "cascading": cascade, "constant": constant}
+            out["sanity"] = cascade_summary(test)
         return out
 
     @staticmethod
@@ -561,328 +642,23 @@ class Khakzar2019Replication(ReplicationModule):
         with torch.no_grad():
             return int(self.model(torch.rand(1, *self.data_config.input_size, device=self.device)).shape[1])
 
-    # ------------------------------------------------------------------ report
-    def build_report(self, report: Report) -> None:
+    # ------------------------------------------------------------------ results and report
+    def plain_results(self) -> dict:
+        """Every number the claims read (``claims.build_claims``): per model (``explained`` = the classifier of the test
+        passes; ``<roar name>`` = a ROAR reference model) the sanity-check and pixel-perturbation results with their
+        per-image values, PruneGrad's threshold-rule measurements, and per ROAR benchmark the accuracies per seed."""
         hp = self.hparams
-        final_stage = self.sanity.order[-1]
-        cascade = self.sanity_results["cascading"]
-        pg = self.methods["prunegrad"].get("percentile", 85)
-        if hp.classifier:
-            model_text = (f"`{hp.classifier['name']}`{' (published weights)' if hp.classifier.get('pretrained') else ''} on "
-                          f"{self.n_test_images} test images ({type(self.trainer.datamodule).__name__})")
-        else:
-            model_text = (f"the synthetic-scenes black box (`{self.data_config.name}`, profile `{hp.blackbox_profile}`, "
-                          f"{self.sanity.examples['images'].shape[-1]} px scenes) on {self.n_test_images} test scenes")
-        text = (
-            f"Explained: {model_text}, the predicted class (top-1 accuracy of the explained model on these images: "
-            f"{self.classifier_accuracy:.3f}). PruneGrad prunes {pg}% of the ReLU neurons per input (the official "
-            f"sanity-check setting is 70%, the method's default 85%; see its threshold rule below). (a) Sanity checks on {self.n_sanity_images} images, "
-            f"cascading randomisation from the logits down ({len(self.sanity.order)} stages), weights re-initialised "
-            f"{'N(0, %g)' % hp.sanity_std if hp.sanity_init == 'normal' else 'with their own initialisers'} as in the "
-            f"official code. (b) Pixel perturbation: {hp.pixel_substrate} substrate, target {hp.pixel_output}, fractions "
-            f"{', '.join(f'{f:.0%}' for f in self.pixel_fractions)}. "
-        )
-        pg_kw = self.methods["prunegrad"]
-        if pg_kw.get("scope") == "active":
-            text += ("PruneGrad's threshold rule (`scope: active`, our documented deviation): the percentile is taken over the "
-                     "neurons with a nonzero NeuronMCT score only (zero-score neurons go as well). The official rule (one global "
-                     "percentile over all neurons) is the row `prunegrad_official`: in our small CNNs most scores are exactly "
-                     "zero (table `prunegrad_threshold_rules`), its threshold is then 0 and it equals the plain gradient. ")
-        else:
-            text += "PruneGrad's threshold rule: the official global percentile over all ReLU neurons (`scope: all`). "
-        for name, setup in self.roar_setups.items():
-            info = self.roar_info.get(name, {})
-            own = setup["data"] is not None
-            split = info.get("split") or {}
-            pooled = (f", on {setup['downsample']}x{setup['downsample']} average-pooled copies of the modified images (pixels "
-                      "removed at full resolution)") if setup["downsample"] > 1 else ""
-            text += (
-                f"(c) ROAR `{name}`: {info.get('train_images')} training / {info.get('test_images')} test images "
-                f"{'x'.join(str(v) for v in info.get('image_size', []))} "
-                f"({(info.get('data', '') + (' (' + split.get('source', '') + ')' if split else '') + ', attributions of the model retrained on the unmodified data, seed ' + str(setup['seeds'][0]) + ' (RoarTorch)') if own else 'the scenes of the test DataModule, attributions of the explained model'}; "
-                f"the explaining model's test accuracy {info.get('explained_model_test_accuracy', float('nan')):.3f}), top pixels by the squared "
-                f"attribution replaced by the per-channel training mean, a fresh `{setup['model']}` {setup['model_kwargs'] or ''} "
-                f"retrained for {setup['epochs']} epochs ({setup['optimizer']}, lr {setup['lr']:g}, {setup['scheduler']} schedule, "
-                f"batch {setup['batch_size']}, {setup['threads'] or 'default'} CPU thread(s)) per (method, fraction, seed)"
-                f"{pooled}, fractions "
-                f"{', '.join(f'{f:.0%}' for f in setup['fractions'])}, seeds {setup['seeds']}; the row `none` retrains on "
-                "the unmodified data (the accuracy every other row is read against). "
-            )
-            reused = info.get("runs_reused_from_cache", 0)
-            cache = Path(info.get("work_dir", "")).name
-            text += (f"This run reused {reused} of {info.get('runs', '?')} retrainings and {info.get('reused_attributions', 0)} "
-                     f"attribution sets from the cache `{cache}`: they took {info.get('reused_wall_s', 0):.0f} s wall "
-                     f"({info.get('reused_cpu_s', 0):.0f} s CPU) when computed (recorded beside them), which the wall time "
-                     "below excludes. " if reused or info.get("reused_attributions") else
-                     f"All {info.get('runs', '?')} retrainings ran in this run ({info.get('retraining_wall_s', 0):.0f} s wall in "
-                     f"total; cache `{cache}`). ")
-        if not self.roar_setups:
-            text += "(c) ROAR was not run in this profile (`roar_methods` is empty). "
-        reused_wall = sum(i.get("reused_wall_s", 0.0) for i in self.roar_info.values())
-        if reused_wall:
-            text += (f"In all, the reused ROAR work took {reused_wall:.0f} s wall when computed: from scratch this profile "
-                     f"takes about the wall time below plus {reused_wall:.0f} s. ")
-        if self.profile != "paper":
-            text += (
-                "Deviations from the papers (ImageNet ResNet50 for (a) and (b), 1,000 images; CIFAR-10 ResNet8 for ROAR, 50 "
-                "epochs, 5 retrainings per point): small CNNs on synthetic scenes and on real MNIST, few images, epochs and "
-                "seeds, so that the whole benchmark runs in <= 30 minutes on 2 CPU cores. "
-            )
-        report.add_section("Setting", text)
-        # (a) sanity checks
-        rows = []
-        for method in self.sanity.explainers:
-            r = {"method": method}
-            for stage in self.sanity.order:
-                r[stage] = float(cascade[stage][method]["spearman_abs"])
-            rows.append(r)
-        report.add_table(
-            "sanity_cascading_spearman_abs",
-            rows,
-            caption="Spearman rank correlation (absolute values) between the original map and the map after "
-            "cascading randomisation down to each layer (mean over images; a constant map counts as 0, see "
-            "`sanity_constant_maps`). Low = the map depends on the weights (passes).",
-        )
-        self._constant_maps_table(report, "sanity_constant_maps", self.sanity_constant, self.sanity.order, self.n_sanity_images)
-        final = {m: float(cascade[final_stage][m]["spearman_abs"]) for m in self.sanity.explainers}
-        final_ssim = {m: float(cascade[final_stage][m]["ssim"]) for m in self.sanity.explainers}
-        report.add_figure("sanity_curves", self._sanity_figure(cascade), caption="Similarity to the original map vs randomised layer (cascading).")
-        self._sanity_claims(report, final, "")
-        # (b) pixel perturbation
-        fr = self.pixel_fractions
-        rows = []
-        for m in self.explainers:
-            rows.append({"method": m, **{f"MoRF {f:.0%}": float(v) for f, v in zip(fr, self.morf_curves[m])},
-                         **{f"LeRF {f:.0%}": float(v) for f, v in zip(fr, self.lerf_curves[m])}})
-        report.add_table("pixel_perturbation", rows, caption=f"Target {hp.pixel_output} after removing the given share of pixels, most (MoRF) or least (LeRF) relevant first.")
-        report.add_figure("pixel_perturbation", self._pp_figure(), caption="Pixel perturbation curves (mean over test images).")
-        lerf_mean = {m: float(self.lerf_curves[m][1:].mean()) for m in self.explainers}
-        morf_mean = {m: float(self.morf_curves[m][1:].mean()) for m in self.explainers}
-        self._pixel_claims(report, lerf_mean, morf_mean, "")
-        reference_metrics = self._reference_benchmarks_report(report)
-        # PruneGrad's threshold rules: how sparse the NeuronMCT scores are on each explaining model
-        rules = [{"model": "explained classifier (test passes)", **self.prunegrad_rules["explained"]}]
-        rules += [{"model": f"ROAR `{n}` reference model", **{k: v for k, v in i["prunegrad_rules"].items() if k != "images"}}
-                  for n, i in self.roar_info.items() if "prunegrad_rules" in i]
-        report.add_table(
-            "prunegrad_threshold_rules", rules,
-            caption=f"PruneGrad at {pg}%: share of ReLU neurons whose NeuronMCT score |a * dy/da| is exactly zero (mean, "
-            "min and max over images), and the share of images whose map under the official global rule (`scope: all`) "
-            "equals the plain gradient exactly (same channel reduction). When the zero share exceeds the percentile the "
-            "official threshold is 0 and the pruning removes only neurons that carry no gradient.",
-        )
-        # (c) ROAR, one table, figure and claim set per benchmark
-        roar_acc = {}
-        for name, setup in self.roar_setups.items():
-            acc = summarize(self.roar_rows.get(name, []))
-            if acc:
-                self._roar_report(report, name, setup, acc)
-                roar_acc[name] = {m: {str(f): v for f, v in d.items()} for m, d in acc.items()}
-        report.add_figure("maps", self._maps_figure(), caption="Example maps (rows: images; columns: methods).")
-        report.metrics.update({"sanity_final_spearman_abs": final, "sanity_final_ssim": final_ssim,
-                               "pixel_lerf_mean": lerf_mean, "pixel_morf_mean": morf_mean, "roar_accuracy": roar_acc,
-                               "roar_accuracy_per_seed": {n: [dict(r) for r in rows] for n, rows in self.roar_rows.items()},
-                               "classifier_test_accuracy": self.classifier_accuracy, "test_images": self.n_test_images,
-                               "sanity_images": self.n_sanity_images, "roar": self.roar_info, "prunegrad_rules": rules,
-                               "reference_models": reference_metrics})
-
-    def _roar_report(self, report: Report, name: str, setup: dict, acc: dict) -> None:
-        fractions, seeds = setup["fractions"], setup["seeds"]
-        reference = acc.pop(REFERENCE, {}).get(0.0)
-        # spread over seeds (max - min) at the highest fraction, so a reader can judge the differences
-        per_seed: dict[str, list[float]] = {}
-        hi = max(fractions)
-        for r in self.roar_rows[name]:
-            if r["method"] == REFERENCE or float(r["fraction"]) == hi:
-                per_seed.setdefault(r["method"], []).append(r["test_accuracy"])
-        columns = ["0%"] + [f"{f:.0%}" for f in fractions]
-        rows = []
-        if reference is not None:
-            ref = per_seed.get(REFERENCE, [reference])
-            rows.append({"method": "none (unmodified data)", **{c: (reference if c == "0%" else None) for c in columns},
-                         "seed range": max(ref) - min(ref)})
-        rows += [{"method": m, "0%": None, **{f"{f:.0%}": acc[m].get(f) for f in fractions},
-                  "seed range": (max(per_seed[m]) - min(per_seed[m])) if m in per_seed else None} for m in acc]
-        info = self.roar_info.get(name, {})
-        n_cls = info.get("num_classes")
-        report.add_table(
-            f"roar_{name}_test_accuracy", rows,
-            caption=f"ROAR on `{name}`: test accuracy of a model retrained from scratch after removing the top-t pixels "
-            f"(per-channel mean), mean over seeds {seeds}; `seed range` = max - min over the seeds at {hi:.0%} (0% for the "
-            f"reference). Lower = the removed pixels mattered more. Reference: `none` = retrained on the unmodified data"
-            f"{'; chance = %.3f' % (1 / n_cls) if n_cls else ''}.",
-        )
-        report.add_figure(f"roar_{name}", self._roar_figure(acc, reference), caption=f"ROAR on `{name}`: test accuracy vs fraction removed (dotted: unmodified data).")
-        roar_hi = {m: acc[m][hi] for m in acc}
-        for base in ("gradient", "integrated_gradients", "guided_backprop"):
-            if base in roar_hi and "random" in roar_hi:
-                self._add_claim(report, self._roar_claim(
-                    f"roar.{name}.random_not_worse_than_{base}", f"{name}: at {hi:.0%} removed, {base} is no better than a random ranking (accuracy >= random's)",
-                    Relation.ge(base, "random"), {base: roar_hi[base], "random": roar_hi["random"]}, paper.HOOKER_RANDOM_BEATS_BASE,
-                ))
-        for ens in ("smoothgrad_sq", "vargrad"):
-            if ens in roar_hi and "random" in roar_hi:
-                self._add_claim(report, self._roar_claim(
-                    f"roar.{name}.{ens}_beats_random", f"{name}: at {hi:.0%} removed, {ens} degrades accuracy more than a random ranking",
-                    Relation.lt(ens, "random"), {ens: roar_hi[ens], "random": roar_hi["random"]}, paper.HOOKER_ENSEMBLES_BEAT_RANDOM,
-                ))
-        if "prunegrad" in roar_hi and "random" in roar_hi:
-            self._add_claim(report, self._roar_claim(
-                f"roar.{name}.prunegrad_beats_random", f"{name}: at {hi:.0%} removed, PruneGrad degrades accuracy more than a random ranking",
-                Relation.lt("prunegrad", "random"), {"prunegrad": roar_hi["prunegrad"], "random": roar_hi["random"]}, paper.PRUNEGRAD_PASSES_ALL,
-            ))
-        if reference is not None:
-            acc[REFERENCE] = {0.0: reference}
-
-    def _sanity_claims(self, report: Report, final: dict, tag: str) -> None:
-        """Khakzar's sanity-check claims on the final cascading stage (``tag``: "" for the explained classifier,
-        "<roar name>." for a ROAR reference model)."""
-        hp = self.hparams
-        where = f"{tag[:-1]}: " if tag else ""
-        self._add_claim(report, Claim(
-            f"sanity.{tag}prunegrad_passes", "sanity_checks",
-            f"{where}PruneGrad maps change under full cascading randomisation (Spearman |.| < {hp.pass_threshold})",
-            Relation.lt("prunegrad", hp.pass_threshold), {"prunegrad": final["prunegrad"]},
-            paper={"prunegrad": paper.PRUNEGRAD_SANITY},
-        ))
-        if "guided_backprop" in final:
-            self._add_claim(report, Claim(
-                f"sanity.{tag}prunegrad_more_sensitive_than_guided_backprop", "sanity_checks",
-                f"{where}PruneGrad is more sensitive to model randomisation than guided backprop (lower final Spearman |.|)",
-                Relation.lt("prunegrad", "guided_backprop"), {"prunegrad": final["prunegrad"], "guided_backprop": final["guided_backprop"]},
-                paper={"guided_backprop": paper.GUIDED_BACKPROP_FAILS_SANITY},
-            ))
-
-    def _pixel_claims(self, report: Report, lerf_mean: dict, morf_mean: dict, tag: str) -> None:
-        """Khakzar's pixel-perturbation claims on the mean LeRF / MoRF curves (``tag`` as in ``_sanity_claims``)."""
-        where = f"{tag[:-1]}: " if tag else ""
-        self._add_claim(report, Claim(
-            f"pixel.{tag}lerf_prunegrad_beats_gradient", "pixel_perturbation",
-            f"{where}Removing the least relevant pixels by PruneGrad keeps the output higher than by the plain gradient (mean LeRF curve)",
-            Relation.gt("prunegrad", "gradient"), {"prunegrad": lerf_mean["prunegrad"], "gradient": lerf_mean["gradient"]},
-            paper={"prunegrad": paper.PRUNEGRAD_PASSES_ALL},
-        ))
-        self._add_claim(report, Claim(
-            f"pixel.{tag}morf_prunegrad_beats_random", "pixel_perturbation",
-            f"{where}Removing the most relevant pixels by PruneGrad lowers the output more than removing random pixels (mean MoRF curve)",
-            Relation.lt("prunegrad", "random"), {"prunegrad": morf_mean["prunegrad"], "random": morf_mean["random"]},
-            paper={"prunegrad": paper.PRUNEGRAD_PASSES_ALL},
-        ))
-        self._add_claim(report, Claim(
-            f"pixel.{tag}lerf_prunegrad_beats_random", "pixel_perturbation",
-            f"{where}Removing the least relevant pixels by PruneGrad keeps the output higher than removing random pixels (mean LeRF curve)",
-            Relation.gt("prunegrad", "random"), {"prunegrad": lerf_mean["prunegrad"], "random": lerf_mean["random"]},
-            paper={"prunegrad": paper.PRUNEGRAD_PASSES_ALL},
-        ))
-
-    @staticmethod
-    def _constant_maps_table(report: Report, name: str, constant: dict, order: list, n_images: int) -> None:
-        """Per method and stage: images whose map is constant (e.g. all zero); only if there are any."""
-        methods = list(constant[order[0]])
-        if not any(constant[st][m] for st in order for m in methods):
-            return
-        report.add_table(
-            name, [{"method": m, **{st: constant[st][m] for st in order}} for m in methods],
-            caption=f"Images (of {n_images}) whose map is constant after cascading randomisation down to each layer "
-            "(PruneGrad: its pruning cuts every path of the randomised network, so the input gradient is zero; Grad-CAM: "
-            "the ReLU of the weighted activations is zero everywhere). Their Spearman correlation is undefined and counts "
-            "as 0 in the similarity table.",
-        )
-
-    def _reference_benchmarks_report(self, report: Report) -> dict:
-        """Tables and claims of (a) and (b) on the ROAR reference models; returns their metrics."""
-        hp = self.hparams
-        metrics: dict = {}
+        models = {"explained": {"sanity": self.sanity_results, "pixel": self.pixel_results,
+                                "prunegrad_rules": self.prunegrad_rules["explained"]}}
         for name, res in self.reference_benchmarks.items():
-            model_text = f"the ROAR `{name}` reference model (`{self.roar_setups[name]['model']}`, retrained on the unmodified data, seed {self.roar_setups[name]['seeds'][0]})"
-            metrics[name] = {}
-            if "sanity" in res:
-                cascade, order = res["sanity"]["cascading"], res["sanity"]["order"]
-                methods = list(cascade[order[0]])
-                report.add_table(
-                    f"sanity_{name}_cascading_spearman_abs",
-                    [{"method": m, **{st: float(cascade[st][m]["spearman_abs"]) for st in order}} for m in methods],
-                    caption=f"Sanity checks on {model_text}: Spearman |.| between the original map and the map after cascading "
-                    f"randomisation down to each layer, mean over {res['sanity']['images']} test images.",
-                )
-                self._constant_maps_table(report, f"sanity_{name}_constant_maps", res["sanity"]["constant"], order, res["sanity"]["images"])
-                final = {m: float(cascade[order[-1]][m]["spearman_abs"]) for m in methods}
-                self._sanity_claims(report, final, f"{name}.")
-                metrics[name]["sanity_final_spearman_abs"] = final
-            if "pixel" in res:
-                morf, lerf, fr = res["pixel"]["morf"], res["pixel"]["lerf"], self.pixel_fractions
-                report.add_table(
-                    f"pixel_perturbation_{name}",
-                    [{"method": m, **{f"MoRF {f:.0%}": float(v) for f, v in zip(fr, morf[m])},
-                      **{f"LeRF {f:.0%}": float(v) for f, v in zip(fr, lerf[m])}} for m in morf],
-                    caption=f"Pixel perturbation on {model_text}: target {hp.pixel_output} after removing the given share of "
-                    f"pixels ({hp.pixel_substrate} substrate), mean over {res['pixel']['images']} test images.",
-                )
-                lerf_mean = {m: float(c[1:].mean()) for m, c in lerf.items()}
-                morf_mean = {m: float(c[1:].mean()) for m, c in morf.items()}
-                self._pixel_claims(report, lerf_mean, morf_mean, f"{name}.")
-                metrics[name].update(pixel_lerf_mean=lerf_mean, pixel_morf_mean=morf_mean)
-        return metrics
+            models[name] = {**res, "prunegrad_rules": self.roar_info.get(name, {}).get("prunegrad_rules")}
+        return {
+            "methods": list(self.explainers), "pass_threshold": float(hp.pass_threshold), "pixel_output": hp.pixel_output,
+            "classifier_test_accuracy": self.classifier_accuracy, "test_images": self.n_test_images, "models": models,
+            "roar": self.roar_results,
+        }
 
-    @staticmethod
-    def _add_claim(report: Report, claim: Claim) -> None:
-        claim.known_deviation = KNOWN_DEVIATIONS.get(claim.id)
-        report.add_claim(claim)
+    def build_report(self, report: Report) -> None:
+        from replications.khakzar2019 import tables
 
-    @staticmethod
-    def _roar_claim(cid, text, relation, measured, paper_value) -> Claim:
-        return Claim(cid, "roar", text, relation, measured, paper={"claim": paper_value})
-
-    # ------------------------------------------------------------------ figures
-    def _sanity_figure(self, cascade):
-        measures = ("spearman_abs", "spearman_no_abs", "ssim", "hog")
-        fig, axes = plt.subplots(1, len(measures), figsize=(4 * len(measures), 3.2), sharey=True)
-        stages = self.sanity.order
-        for ax, measure in zip(axes, measures):
-            for m in self.sanity.explainers:
-                ax.plot(range(len(stages)), [float(cascade[s][m][measure]) for s in stages], marker="o", label=m)
-            ax.set_xticks(range(len(stages)), [s.split(".")[-1] for s in stages], rotation=60, fontsize=7)
-            ax.set_title(measure)
-            ax.set_xlabel("randomised down to layer")
-            ax.set_ylim(-0.2, 1.05)
-        axes[0].set_ylabel("similarity to original map")
-        axes[-1].legend(fontsize=7)
-        return fig
-
-    def _pp_figure(self):
-        fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), sharey=True)
-        for ax, curves, name in ((axes[0], self.morf_curves, "MoRF (most relevant first)"), (axes[1], self.lerf_curves, "LeRF (least relevant first)")):
-            for m, c in curves.items():
-                ax.plot([100 * f for f in self.pixel_fractions], c.numpy(), marker="o", label=m)
-            ax.set_title(name)
-            ax.set_xlabel("pixels removed (%)")
-        axes[0].set_ylabel(f"target {self.hparams.pixel_output}")
-        axes[1].legend(fontsize=7)
-        return fig
-
-    def _roar_figure(self, acc, reference=None):
-        fig, ax = plt.subplots(figsize=(5, 3.4))
-        if reference is not None:
-            ax.axhline(reference, color="k", linestyle=":", label="none (unmodified)")
-        for m, d in acc.items():
-            ax.plot([100 * f for f in d], list(d.values()), marker="o", label=m, linestyle="--" if m == "random" else "-")
-        ax.set_xlabel("pixels removed (%)")
-        ax.set_ylabel("test accuracy after retraining")
-        ax.legend(fontsize=7)
-        return fig
-
-    def _maps_figure(self):
-        ex = self.sanity.examples
-        images, originals = ex["images"], ex["original"]
-        methods = list(originals)
-        n = images.shape[0]
-        fig, axes = plt.subplots(n, len(methods) + 1, figsize=(1.6 * (len(methods) + 1), 1.6 * n), squeeze=False)
-        for i in range(n):
-            axes[i, 0].imshow(images[i].permute(1, 2, 0).clamp(0, 1).numpy())
-            for j, m in enumerate(methods):
-                axes[i, j + 1].imshow(originals[m][i, 0].abs().numpy(), cmap="inferno")
-                if i == 0:
-                    axes[i, j + 1].set_title(m, fontsize=7)
-        for ax in axes.flat:
-            ax.axis("off")
-        return fig
+        tables.build(self, report, self.plain_results())
