@@ -4,7 +4,10 @@ import json
 
 import pytest
 
+from lightning_modules.reporting import check_results
+from replications.contract import rebuild
 from replications.khakzar2019.__main__ import main
+from snapshots import assert_matches_snapshot
 
 
 def test_smoke_fit_writes_report_with_all_three_benchmarks(tmp_path, monkeypatch):
@@ -14,25 +17,39 @@ def test_smoke_fit_writes_report_with_all_three_benchmarks(tmp_path, monkeypatch
     results = json.loads((out / "results.json").read_text())
     experiments = {c["experiment"] for c in results["claims"]}
     assert experiments == {"sanity_checks", "pixel_perturbation", "roar"}
-    assert all(c["status"] in ("holds", "fails", "deviation") for c in results["claims"])
+    assert all(c["status"] in ("holds", "fails", "inconclusive", "deviation") for c in results["claims"])
     # two ROAR benchmarks: the scenes of the test DataModule and real MNIST (roar_extra)
     for name in ("scenes", "mnist"):
         roar = results["tables"][f"roar_{name}_test_accuracy"]["rows"]
         assert [r["method"] for r in roar] == ["none (unmodified data)", "prunegrad", "gradient", "random"]
         assert 0.0 <= roar[0]["0%"] <= 1.0 and roar[0]["90%"] is None  # the reference row: unmodified data only
         assert all(0.0 <= r["30%"] <= 1.0 and 0.0 <= r["90%"] <= 1.0 for r in roar[1:])
+        assert all(0.0 <= r["mask-only accuracy 90%"] <= 1.0 for r in roar[1:])
         assert any(c.startswith(f"roar.{name}.") for c in (c["id"] for c in results["claims"]))
+        plain = results["results"]["roar"][name]
+        assert all(len(v) == len(plain["seeds"]) for acc in plain["accuracy"].values() for v in acc.values())
+    assert results["results"]["roar"]["scenes"]["evidence"] == "head"
+    assert results["results"]["roar"]["mnist"]["evidence"] == "stroke"
     info = results["metrics"]["roar"]
     assert info["mnist"]["data"] == "MNISTDataModule" and info["mnist"]["image_size"] == [1, 28, 28]
     assert info["mnist"]["train_images"] == 256 and info["scenes"]["image_size"] == [3, 32, 32]
-    methods = {"prunegrad", "prunegrad_official", "gradient", "guided_backprop", "gradcam"}
+    methods = {"prunegrad", "prunegrad_active", "gradient", "guided_backprop", "gradcam"}
     sanity = {r["method"]: r for r in results["tables"]["sanity_cascading_spearman_abs"]["rows"]}
     assert set(sanity) == methods
-    # (a) and (b) also on the MNIST reference model, with their claims
+    # (a) and (b) also on the MNIST reference model, with their claims; both pixel measures
     assert {r["method"] for r in results["tables"]["sanity_mnist_cascading_spearman_abs"]["rows"]} == methods
-    assert {r["method"] for r in results["tables"]["pixel_perturbation_mnist"]["rows"]} == methods | {"random"}
+    for name in ("pixel_perturbation", "pixel_perturbation_mnist", "pixel_perturbation_official_measure",
+                 "pixel_perturbation_mnist_official_measure"):
+        assert {r["method"] for r in results["tables"][name]["rows"]} == methods | {"random"}
+    dp = results["results"]["models"]["explained"]["pixel"]["curves"]["dp"]["morf"]
+    assert all(c[0] == 0.0 and all(v >= 0 for v in c) for c in dp.values())  # |p0 - p| / p0 is 0 before any removal
     ids = {c["id"] for c in results["claims"]}
-    assert {"sanity.mnist.prunegrad_passes", "pixel.mnist.lerf_prunegrad_beats_gradient"} <= ids
+    assert {"sanity.mnist.prunegrad_passes", "pixel.mnist.lerf_prunegrad_beats_gradient", "pixel.morf_prunegrad_best",
+            "pixel.lerf_official_measure_prunegrad_best", "roar.mnist.prunegrad_best"} <= ids
+    # orderings carry per-image samples (per seed for ROAR with several seeds), the mean of which is the measured value
+    best = next(c for c in results["claims"] if c["id"] == "pixel.lerf_prunegrad_best")
+    assert set(best["samples"]) == {"prunegrad", "gradient", "guided_backprop", "gradcam"}
+    assert len(best["samples"]["prunegrad"]) == results["results"]["test_images"] and best["intervals"]
     # PruneGrad's threshold rules measured on both explaining models
     rules = {r["model"]: r for r in results["tables"]["prunegrad_threshold_rules"]["rows"]}
     assert set(rules) == {"explained classifier (test passes)", "ROAR `mnist` reference model"}
@@ -43,6 +60,10 @@ def test_smoke_fit_writes_report_with_all_three_benchmarks(tmp_path, monkeypatch
         assert len(list((work / "results").glob("*.json"))) == 1 + 3 * 2  # reference + methods x fractions
     for name in ("sanity_curves", "pixel_perturbation", "roar_scenes", "roar_mnist", "maps"):
         assert (out / "figures" / f"{name}.png").is_file()
+    # the contract: the claims rebuilt from the stored results agree; only smoke-noise failures remain
+    problems = check_results(results, report_dir=out, rebuild=rebuild, check_freshness=False)
+    assert all(" fails" in p for p in problems), problems
+    assert_matches_snapshot("khakzar2019", results)
 
 
 def test_roar_extra_rejects_unknown_keys_and_repeated_names():
@@ -74,9 +95,10 @@ def test_id_seeded_random_maps_depend_on_the_sample_only():
     assert abs(float(big.mean()) - 0.5) < 0.01 and abs(float(big.std()) - 12 ** -0.5) < 0.01
 
 
-def test_cascade_summary_counts_constant_maps_as_zero_correlation_and_reports_them():
+def test_cascade_summary_leaves_constant_maps_undefined_and_counts_them():
     """A map that is constant (PruneGrad's all-zero map once every path of the randomised net is pruned) has an
-    undefined Spearman: it counts as 0 in the summary and is counted per stage; other maps keep their mean."""
+    undefined Spearman: it is left out of the means (a stage where every map is constant has none), counted per
+    stage, and its per-image final value is None; other maps keep the metric's mean."""
     import torch
     import torch.nn as nn
 
@@ -97,10 +119,45 @@ def test_cascade_summary_counts_constant_maps_as_zero_correlation_and_reports_th
                                   resolve_order(net), modes=("cascading",), seed=0, keep_examples=0)
     x = torch.rand(5, 1, 8, 8)
     test.update(net, x, torch.tensor([0, 1, 2, 0, 1]), torch.arange(5))
-    summary, constant = cascade_summary(test)
+    summary = cascade_summary(test)
     raw = test.compute()["cascading"]
+    assert summary["order"] == list(test.order) and summary["images"] == 5
     for stage in test.order:
-        assert constant[stage] == {"gradient": 0, "pruned": 5}
-        assert float(summary[stage]["pruned"]["spearman_abs"]) == 0.0
-        assert torch.isnan(raw[stage]["pruned"]["spearman_abs"])  # the metric's own mean has no value
-        assert float(summary[stage]["gradient"]["spearman_abs"]) == pytest.approx(float(raw[stage]["gradient"]["spearman_abs"]))
+        assert summary["constant"][stage] == {"gradient": 0, "pruned": 5}
+        assert summary["means"][stage]["pruned"]["spearman_abs"] is None
+        assert summary["means"][stage]["gradient"]["spearman_abs"] == pytest.approx(float(raw[stage]["gradient"]["spearman_abs"]))
+    assert summary["final_spearman_abs"]["pruned"] == [None] * 5
+    assert all(v is not None for v in summary["final_spearman_abs"]["gradient"])
+
+
+def test_sanity_claim_counts_undefined_maps_as_undefined_not_a_pass():
+    """All-zero maps after randomisation: the claim has no defined value and fails, it does not pass with Spearman 0;
+    with a minority undefined it is judged on the defined maps."""
+    from replications.khakzar2019.claims import _sanity
+
+    def block(pg):
+        return {"final_spearman_abs": {"prunegrad": pg, "guided_backprop": [0.9] * len(pg)}}
+
+    (c,) = [c for c in _sanity(block([None] * 8), "", "", 0.5) if c.id == "sanity.prunegrad_passes"]
+    assert c.status == "fails" and c.measured["defined_share"] == 0.0
+    cs = {c.id: c for c in _sanity(block([0.1, 0.12, 0.08, 0.11, 0.09, 0.1, None, None]), "", "", 0.5)}
+    assert cs["sanity.prunegrad_passes"].status == "holds"
+    assert cs["sanity.prunegrad_passes"].measured["defined_share"] == 0.75
+    assert len(cs["sanity.prunegrad_more_sensitive_than_guided_backprop"].samples["prunegrad"]) == 6
+
+
+def test_evidence_precision_and_official_pixel_measure():
+    """Known answers: a map that ranks the evidence first has precision 1, the reverse 0; |p0 - p| / p0 per fraction."""
+    import torch
+
+    from replications.khakzar2019.experiments import evidence_precision, pixel_block
+
+    ev = torch.zeros(2, 1, 2, 2, dtype=torch.bool)
+    ev[:, 0, 0, 0] = True
+    good = torch.tensor([[[[1.0, 0.0], [0.0, 0.0]]], [[[0.0, 1.0], [1.0, 1.0]]]])
+    assert evidence_precision(good, ev).tolist() == [1.0, 0.0]
+    curves = {"m": {o: {"logit": torch.tensor([[2.0, 1.0, 0.0]]), "prob": torch.tensor([[0.5, 0.25, 0.75]])} for o in ("morf", "lerf")}}
+    b = pixel_block([0.0, 0.5, 0.9], curves)
+    assert b["curves"]["dp"]["morf"]["m"] == pytest.approx([0.0, 0.5, 0.5])
+    assert b["per_image"]["dp"]["lerf"]["m"] == pytest.approx([0.5])
+    assert b["per_image"]["logit"]["morf"]["m"] == pytest.approx([0.5])

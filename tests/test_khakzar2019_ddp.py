@@ -35,7 +35,7 @@ def _numbers(out) -> dict:
     r = json.loads((out / "results.json").read_text())
     return {"tables": {k: v["rows"] for k, v in r["tables"].items()},
             "claims": {c["id"]: c["measured"] for c in r["claims"]},
-            "metrics": r["metrics"]}
+            "results": r["results"]}
 
 
 def test_two_processes_give_the_same_report_numbers_as_one(tmp_path):
@@ -45,9 +45,18 @@ def test_two_processes_give_the_same_report_numbers_as_one(tmp_path):
     _run(0, 1, str(one))
     assert run_ddp(_run, world_size=2, args=(str(two),), timeout_s=600) == [0, 1]
     a, b = _numbers(one), _numbers(two)
-    assert a["metrics"]["test_images"] == b["metrics"]["test_images"] == N_TEST  # the padded duplicate counted once
-    assert a["metrics"]["sanity_images"] == b["metrics"]["sanity_images"] == 5
+    assert a["results"]["test_images"] == b["results"]["test_images"] == N_TEST  # the padded duplicate counted once
+    explained = [x["results"]["models"]["explained"] for x in (a, b)]
+    assert explained[0]["sanity"]["images"] == explained[1]["sanity"]["images"] == 5
     assert "roar_test_accuracy" not in a["tables"] and not any(c.startswith("roar.") for c in a["claims"])
-    assert_same_report_numbers(a, b, abs_tol=1e-5)
-    for key in ("classifier_test_accuracy", "sanity_final_spearman_abs", "pixel_lerf_mean", "pixel_morf_mean"):
-        assert a["metrics"][key] == pytest.approx(b["metrics"][key], abs=1e-5), key
+    assert_same_report_numbers({k: a[k] for k in ("tables", "claims")}, {k: b[k] for k in ("tables", "claims")}, abs_tol=1e-5, nan_ok=True)
+    assert a["results"]["classifier_test_accuracy"] == pytest.approx(b["results"]["classifier_test_accuracy"], abs=1e-5)
+    for key in ("logit", "dp"):  # per-image values in the same (id) order on one and two processes
+        for order in ("morf", "lerf"):
+            one, two = (e["pixel"]["per_image"][key][order] for e in explained)
+            assert one.keys() == two.keys()
+            for m in one:
+                assert one[m] == pytest.approx(two[m], abs=1e-5), (key, order, m)
+    pg = [e["sanity"]["final_spearman_abs"]["prunegrad"] for e in explained]
+    assert [v is None for v in pg[0]] == [v is None for v in pg[1]]
+    assert [v for v in pg[0] if v is not None] == pytest.approx([v for v in pg[1] if v is not None], abs=1e-5)

@@ -517,7 +517,7 @@ class Khakzar2019Replication(ReplicationModule):
                 self._attributions(setup, work, m, explained, test[0], t_test, "test"))
             for m in setup["methods"]
         }
-        info = {"work_dir": str(work), "train_images": int(train[0].shape[0]), "test_images": int(test[0].shape[0]),
+        info = {"cache": work.name, "train_images": int(train[0].shape[0]), "test_images": int(test[0].shape[0]),
                 "image_size": list(train[0].shape[1:]), "explained_model_test_accuracy": float((t_test == test[1]).float().mean()),
                 "num_classes": num_classes, "runs_reused_from_cache": cached_before,
                 "data": type(dm).__name__, "split": getattr(dm, "split_info", None) or None}

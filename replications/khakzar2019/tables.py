@@ -4,8 +4,6 @@ The claims are not made here (``claims.py``); this module only lays the measured
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import matplotlib
 
 matplotlib.use("Agg")
@@ -105,7 +103,7 @@ def _setting(module, report: Report, results: dict) -> None:
             "the seeds); the row `none` retrains on the unmodified data. "
         )
         reused = info.get("runs_reused_from_cache", 0)
-        cache = Path(info.get("work_dir", "")).name
+        cache = info.get("cache", "")
         text += (f"This run reused {reused} of {info.get('runs', '?')} retrainings and {info.get('reused_attributions', 0)} "
                  f"attribution sets from the cache `{cache}` (their recorded cost is in results.json `metrics.roar`). "
                  if reused or info.get("reused_attributions") else
