@@ -17,6 +17,8 @@ EQUAL_SHARE = 0.9
 #: a ranking "removes all the evidence" of an image when every evidence pixel is among the removed ones; it does
 #: so for the benchmark when that holds on at least this share of the test images
 ALL_REMOVED_SHARE = 0.9
+#: the registry is written for the default profile's numbers (the smoke profile's claims are noise)
+PROFILES = ("default",)
 
 
 def _mean(v) -> float:
@@ -41,6 +43,7 @@ def official_is_gradient(claim_id: str, model: str = "explained", what: str = ""
         "the rule prunes active neurons (a deep-model setting, benchmark v2).",
         Diagnostic(f"the official rule's map equals the plain gradient on >= {EQUAL_SHARE:.0%} of the images",
                    Relation.at_least("official_equals_gradient", EQUAL_SHARE), measure),
+        PROFILES,
     )
 
 
@@ -69,6 +72,7 @@ def winner_ranks_evidence_first(claim_id: str, model: str, measure_key: str, ord
         "next to the strokes high.",
         Diagnostic("the best compared method's top-k pixels lie on the strokes more often than PruneGrad's",
                    Relation.gt("precision_best_other", "precision_prunegrad"), measure),
+        PROFILES,
     )
 
 
@@ -77,7 +81,7 @@ def _hi(roar: dict) -> str:
     return str(max(roar["fractions"]))
 
 
-def removes_all_evidence(claim_id: str, name: str, method: str) -> Deviation:
+def removes_all_evidence(claim_id: str, name: str, method: str, what: str = "") -> Deviation:
     """``method``'s ranking removes every evidence pixel (IG with a black baseline is zero on MNIST's background)."""
     def measure(r):
         roar = r["roar"][name]
@@ -91,10 +95,11 @@ def removes_all_evidence(claim_id: str, name: str, method: str) -> Deviation:
         "ranking removes the stroke pixels first: at the highest fraction it removes every stroke pixel of "
         "{all_removed_share:.0%} of the test digits ({evidence_removed:.1%} of all stroke pixels; random removal "
         "{random_evidence_removed:.1%}). The modified image holds no digit and the retrained model falls towards chance, "
-        "below random removal, which keeps part of every digit. Hooker's IG maps on ImageNet photos spread over the "
-        "whole image; on MNIST the IG ranking is an exact digit mask.",
+        + (what or "below random removal, which keeps part of every digit.") + " Hooker's IG maps on ImageNet photos "
+        "spread over the whole image; on MNIST the IG ranking is an exact digit mask.",
         Diagnostic(f"{method}'s removal erases every stroke pixel on >= {ALL_REMOVED_SHARE:.0%} of the test digits",
                    Relation.at_least("all_removed_share", ALL_REMOVED_SHARE), measure),
+        PROFILES,
     )
 
 
@@ -111,13 +116,14 @@ def mask_leaks_class(claim_id: str, name: str, method: str) -> Deviation:
         claim_id,
         "On MNIST the removal pattern itself carries the class: the removed pixels are filled with the training mean "
         f"(grey) on a black background, so the filled region is visible, and {method}'s map is large on the background "
-        "around the strokes. The removal mask alone (no pixel values; nearest class-mean mask) predicts the digit with "
+        "around the strokes. The removal mask alone (no pixel values; a ridge-regression classifier on the masks) predicts the digit with "
         "accuracy {mask_only_accuracy:.3f} (random removal's mask: {random_mask_only_accuracy:.3f}), above the "
         "{random_retrained_accuracy:.3f} of the model retrained after random removal: the retrained model can read the "
         "mask instead of the kept pixels. This is the class-information leakage through ROAR's removal masks described "
         "by Rong et al. 2022 (ROAD, ICML); Hooker's ImageNet photos have no constant background that exposes the mask.",
         Diagnostic("the removal mask alone predicts the class at least as well as the model retrained after random removal",
                    Relation.ge("mask_only_accuracy", "random_retrained_accuracy"), measure),
+        PROFILES,
     )
 
 
@@ -136,6 +142,7 @@ def erases_more_evidence(claim_id: str, name: str, method: str) -> Deviation:
         "the evidence is spread over the object and its context.",
         Diagnostic("the method's removal erases more of the head pixels than random removal",
                    Relation.gt("evidence_removed", "random_evidence_removed"), measure),
+        PROFILES,
     )
 
 
@@ -154,7 +161,40 @@ def keeps_more_evidence(claim_id: str, name: str, method: str) -> Deviation:
         "ImageNet-scale ResNet-50s, whose plain gradients are noisy.",
         Diagnostic("the method's removal erases less of the head pixels than random removal",
                    Relation.lt("evidence_removed", "random_evidence_removed"), measure),
+        PROFILES,
     )
 
 
-DEVIATIONS = register()
+_ROAR_TIE = ("PruneGrad's ROAR ranking is then the gradient's (the squared attribution ranks the same pixels), so its "
+             "retrained accuracy ties the gradient's.")
+
+DEVIATIONS = register(
+    # (b) on the explained black box: the official rule is the plain gradient there
+    official_is_gradient("sanity.prunegrad_more_sensitive_than_guided_backprop",
+                         what="Its sanity-check curve is then the gradient's, which on this shallow CNN is not more "
+                              "sensitive than guided backprop's at the last stage."),
+    official_is_gradient("pixel.lerf_prunegrad_beats_gradient"),
+    official_is_gradient("pixel.lerf_prunegrad_best"),
+    official_is_gradient("pixel.morf_prunegrad_best"),
+    official_is_gradient("pixel.lerf_official_measure_prunegrad_best"),
+    official_is_gradient("pixel.morf_official_measure_prunegrad_best"),
+    # (b) on the MNIST reference model: the winner puts the strokes first
+    winner_ranks_evidence_first("pixel.mnist.lerf_prunegrad_best", "mnist", "logit", "lerf", higher_is_better=True),
+    winner_ranks_evidence_first("pixel.mnist.morf_prunegrad_best", "mnist", "logit", "morf", higher_is_better=False),
+    winner_ranks_evidence_first("pixel.mnist.lerf_official_measure_prunegrad_best", "mnist", "dp", "lerf", higher_is_better=False),
+    winner_ranks_evidence_first("pixel.mnist.morf_official_measure_prunegrad_best", "mnist", "dp", "morf", higher_is_better=True),
+    # (c) ROAR on MNIST
+    removes_all_evidence("roar.mnist.random_not_worse_than_integrated_gradients", "mnist", "integrated_gradients"),
+    mask_leaks_class("roar.mnist.smoothgrad_sq_beats_random", "mnist", "smoothgrad_sq"),
+    mask_leaks_class("roar.mnist.vargrad_beats_random", "mnist", "vargrad"),
+    mask_leaks_class("roar.mnist.prunegrad_beats_random", "mnist", PG),
+    removes_all_evidence("roar.mnist.prunegrad_best", "mnist", "integrated_gradients",
+                         what="Integrated gradients, not PruneGrad, therefore degrades the retrained model most; PruneGrad's "
+                              "own removal is read back through its mask (claim `roar.mnist.prunegrad_beats_random`)."),
+    # (c) ROAR on the scenes
+    erases_more_evidence("roar.scenes.random_not_worse_than_gradient", "scenes", "gradient"),
+    erases_more_evidence("roar.scenes.random_not_worse_than_guided_backprop", "scenes", "guided_backprop"),
+    keeps_more_evidence("roar.scenes.smoothgrad_sq_beats_random", "scenes", "smoothgrad_sq"),
+    keeps_more_evidence("roar.scenes.vargrad_beats_random", "scenes", "vargrad"),
+    official_is_gradient("roar.scenes.prunegrad_best", what=_ROAR_TIE),
+)

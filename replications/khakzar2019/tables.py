@@ -185,8 +185,8 @@ def _roar_tables(module, report: Report, name: str, roar: dict) -> None:
         f"roar_{name}_test_accuracy", rows,
         caption=f"ROAR on `{name}`: test accuracy of a model retrained from scratch after removing the top-t pixels "
         f"(per-channel mean), mean over seeds {seeds}; `seed range` = max - min over the seeds at {_pct(float(hi))}. Lower = "
-        f"the removed pixels mattered more. `mask-only accuracy`: the class predicted from the removal mask alone (nearest "
-        "class-mean mask of the training masks), i.e. class information in the removal pattern itself"
+        f"the removed pixels mattered more. `mask-only accuracy`: the class predicted from the removal mask alone (a ridge-"
+        "regression classifier fitted on the training masks), i.e. class information in the removal pattern itself"
         + (f"; `{roar['evidence']} removed`: share of the class evidence pixels removed" if roar.get("evidence") else "")
         + (f"; chance = {chance:.3f}" if chance else "") + ".",
     )
