@@ -413,6 +413,10 @@ def write_report(results: dict, out_dir: Path) -> None:
               "- Pointing values are class-mean hit rates (TorchRay); the difficult subset is evaluated only where it "
               "has >= 10 images. v1's difficult images hold extra objects *of the same class*, v2's a distractor "
               "object of another class or a small primary object.",
+              "- Model table: v2 numbers are those measured on the test split when the model was trained "
+              "(`embedded_info`); v1's evidence-removed / non-evidence (feet) removed accuracies are its black box's "
+              "recorded validation-split numbers. Blurred image score: mean softmax of the label on the whole image "
+              "blurred with the insertion kernel (chance = 1 / classes).",
               "- The v1 black box is scored with the same 64 px protocol parameters as the v2 models (not the v1 "
               "reports' 147-px deletion steps), so the table compares the settings, not the parameters.",
               ""]
