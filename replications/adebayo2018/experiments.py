@@ -377,8 +377,8 @@ class AdebayoReplication(ReplicationModule):
     def _model(self, exp: DataRandomisationExperiment, kind: str, train, test, n_classes: int, kw: dict):
         """Model ``kind`` of ``exp`` and its metrics: loaded from the shipped weights, or trained (and shipped)."""
         from lightning_modules.models import load_model, unwrap
-        from lightning_modules.shipped import ShippedWeightsError, load_shipped, ship, shipped_entry, weights_dir
-        from lightning_modules.utils import file_lock
+        from lightning_modules.shipped import ShippedWeightsError, load_shipped, ship, shipped_entry
+        from lightning_modules.utils import data_root, file_lock
 
         x, labels, y_true, cfg, seed = self._training_data(exp, kind, train)
         config_hash = hashlib.sha256(json.dumps({
@@ -391,7 +391,8 @@ class AdebayoReplication(ReplicationModule):
             try:
                 state, info = load_shipped(name, config_hash=config_hash)
             except ShippedWeightsError as e:
-                raise ShippedWeightsError(f"{e}; with model.trained_models: retrain the run trains and ships {name}") from None
+                raise ShippedWeightsError(f"{e}; with model.trained_models: ship_missing (or retrain) the run trains and "
+                                          f"ships {name}") from None
             model, _ = load_model(cfg.model_name, num_classes=n_classes, freeze=True, **dict(cfg.model_kwargs))
             unwrap(model).load_state_dict({k: v.float() for k, v in state.items()})
             source = f"shipped `weights/{name}.safetensors`"
@@ -403,7 +404,7 @@ class AdebayoReplication(ReplicationModule):
             if self.trained_models in ("retrain", "ship_missing"):
                 # Shipped in half precision (half the size); the run explains the shipped weights, as later runs will.
                 # The lock keeps concurrent trainings from losing each other's manifest entries.
-                with file_lock(weights_dir() / ".manifest.lock"):
+                with file_lock(data_root() / ".adebayo2018_ship.lock"):
                     ship(name, {k: v.half() for k, v in unwrap(model).state_dict().items()}, info, config_hash=config_hash)
                 state, info = load_shipped(name, config_hash=config_hash)
                 unwrap(model).load_state_dict({k: v.float() for k, v in state.items()})
