@@ -146,21 +146,29 @@ def erases_more_evidence(claim_id: str, name: str, method: str) -> Deviation:
     )
 
 
-def keeps_more_evidence(claim_id: str, name: str, method: str) -> Deviation:
-    """A noise-averaged ranking leaves more of the scenes' head than random removal does."""
+def mask_carries_class(claim_id: str, name: str, method: str) -> Deviation:
+    """The scenes' head is erased completely, yet the retrained model beats random removal: the class is read from
+    the removal pattern (a shape around the head), not from surviving evidence."""
     def measure(r):
         roar = r["roar"][name]
-        return {"evidence_removed": roar["evidence_removed"][method], "random_evidence_removed": roar["evidence_removed"]["random"]}
+        return {"evidence_removed": roar["evidence_removed"][method], "random_evidence_removed": roar["evidence_removed"]["random"],
+                "mask_only_accuracy": roar["mask_only_accuracy"][method],
+                "random_mask_only_accuracy": roar["mask_only_accuracy"]["random"]}
 
     return Deviation(
         claim_id,
-        f"In the scenes {method}'s removal at the highest fraction erases only {{evidence_removed:.1%}} of the head pixels "
-        "(the class evidence), less than random removal's {random_evidence_removed:.1%}: the noise-averaged map spreads "
-        "over the head's surroundings and ranks part of the head itself below the rest, so more of the evidence survives "
-        "and the retrained model stays above random removal. Hooker's advantage of the ensembles was measured with "
-        "ImageNet-scale ResNet-50s, whose plain gradients are noisy.",
-        Diagnostic("the method's removal erases less of the head pixels than random removal",
-                   Relation.lt("evidence_removed", "random_evidence_removed"), measure),
+        f"In the scenes {method}'s removal at the highest fraction erases {{evidence_removed:.1%}} of the head pixels (the "
+        "class evidence; random removal {random_evidence_removed:.1%}), so its retrained model's accuracy above random "
+        "removal does not come from evidence that survived. The removal pattern itself carries class information: a "
+        "linear (ridge) classifier that sees only the removal masks predicts the class with accuracy "
+        "{mask_only_accuracy:.3f}, against {random_mask_only_accuracy:.3f} for random removal's masks; the noise-averaged "
+        "map's removed region follows the head's outline, which a retrained CNN reads more fully than a linear model. "
+        "This is ROAR's class leakage through the mask (Rong et al. 2022); Hooker's advantage of the ensembles was "
+        "measured on ImageNet photos.",
+        Diagnostic("the removal erases at least as much of the head as random removal, and its mask alone predicts the "
+                   "class better than random removal's mask",
+                   Relation.all_of(Relation.ge("evidence_removed", "random_evidence_removed"),
+                                   Relation.gt("mask_only_accuracy", "random_mask_only_accuracy")), measure),
         PROFILES,
     )
 
@@ -181,7 +189,6 @@ DEVIATIONS = register(
     # (b) on the MNIST reference model: the winner puts the strokes first
     winner_ranks_evidence_first("pixel.mnist.lerf_prunegrad_best", "mnist", "logit", "lerf", higher_is_better=True),
     winner_ranks_evidence_first("pixel.mnist.morf_prunegrad_best", "mnist", "logit", "morf", higher_is_better=False),
-    winner_ranks_evidence_first("pixel.mnist.lerf_official_measure_prunegrad_best", "mnist", "dp", "lerf", higher_is_better=False),
     winner_ranks_evidence_first("pixel.mnist.morf_official_measure_prunegrad_best", "mnist", "dp", "morf", higher_is_better=True),
     # (c) ROAR on MNIST
     removes_all_evidence("roar.mnist.random_not_worse_than_integrated_gradients", "mnist", "integrated_gradients"),
@@ -193,8 +200,7 @@ DEVIATIONS = register(
                               "own removal is read back through its mask (claim `roar.mnist.prunegrad_beats_random`)."),
     # (c) ROAR on the scenes
     erases_more_evidence("roar.scenes.random_not_worse_than_gradient", "scenes", "gradient"),
-    erases_more_evidence("roar.scenes.random_not_worse_than_guided_backprop", "scenes", "guided_backprop"),
-    keeps_more_evidence("roar.scenes.smoothgrad_sq_beats_random", "scenes", "smoothgrad_sq"),
-    keeps_more_evidence("roar.scenes.vargrad_beats_random", "scenes", "vargrad"),
+    mask_carries_class("roar.scenes.smoothgrad_sq_beats_random", "scenes", "smoothgrad_sq"),
+    mask_carries_class("roar.scenes.vargrad_beats_random", "scenes", "vargrad"),
     official_is_gradient("roar.scenes.prunegrad_best", what=_ROAR_TIE),
 )
