@@ -83,8 +83,11 @@ def _reductions(module, h: int) -> str:
         "excitation backprop; Fong's blurred-circle occlusion, `" + str(module.explainer_kwargs.get("blurred_circle_occlusion", {}))
         + "` (defaults: radius 1/8 of the image, stride 1/16, the 224-px blurs scaled)); signed maps clamped at 0. "
         "Contrastive excitation backprop has no Table 1 value in the sources read.",
-        "- Adversarial (e, f): I-FGSM settings of the paper not read (8/255, step 1/255, 10 iterations used); "
+        f"- Adversarial (e, f): I-FGSM settings of the paper not read (eps {module.adv_spec.get('eps', 0) * 255:.3g}/255, "
+        f"step {module.adv_spec.get('eps_step', 0) * 255:.3g}/255, {module.adv_spec.get('max_iter')} iterations used); "
         f"{module.adv_spec.get('images', 'all')} images; clean maps are the test pass's (ground-truth target).",
+        f"- Artifacts (a): {module.artifact_spec['images']} images (the first test ids); smallest suppressing box (d): "
+        f"the official {len(module.boxes['mask'].alphas)}-level alpha grid.",
         "- Timings: the machine is shared with other engineers' jobs (CPU time and load average are recorded with the "
         "wall time): wall times and the benchmark are inflated and noisy; the benchmark takes the minimum of "
         "alternating repeats.",

@@ -16,7 +16,7 @@ CONVERGED_AUC_SPREAD = 0.02
 #: RISE's time against its N masked forward passes
 TIME_RATIO_BOUND = 1.10
 #: the protocol's resolution rule: one deletion step is at most this share of the median evidence area
-MAX_STEP_SHARE_OF_EVIDENCE = 0.25
+MAX_STEP_SHARE_OF_EVIDENCE = 0.5
 
 
 def _mean(v: list[float]) -> float:

@@ -547,7 +547,7 @@ class RiseReplication(ReplicationModule):
         step_txt = (f"{c['pixels_per_step']} px per step ({c['n_steps']} steps)"
                     + (f"; the ground-truth evidence (the head of the target class) covers {ev['median']:g} px in the "
                        f"median image (min {ev['min']:g}), so one step is {c['pixels_per_step'] / ev['median']:.2f} of "
-                       "it (rule: at most a quarter of the median evidence area, so the metric resolves the order "
+                       "it (rule: at most half the median evidence area, so the metric resolves the order "
                        "within the evidence; the paper's 224*8 px per step scaled to the image area would be "
                        f"{default_pixels_per_step(h, w)} px, {default_pixels_per_step(h, w) / ev['median']:.2f} of it)" if ev else ""))
         lines = [
