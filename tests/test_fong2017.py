@@ -37,7 +37,7 @@ def test_smoke_run_writes_the_report_with_every_experiment(smoke_report):
     assert (smoke_report / "README.md").is_file()
     results = json.loads((smoke_report / "results.json").read_text())
     ids = {c["id"] for c in results["claims"]}
-    for prefix in ("a_", "b_", "c_", "d_", "e_", "f_", "g_", "h_", "benchmark"):
+    for prefix in ("a_", "b_", "c_", "d_", "e_", "f_", "g_", "h_"):
         assert any(i.startswith(prefix) for i in ids), (prefix, sorted(ids))
     assert all(c["status"] in ("holds", "fails", "inconclusive", "deviation", "sanity") for c in results["claims"])
     by_id = {c["id"]: c for c in results["claims"]}
@@ -68,6 +68,10 @@ def test_smoke_report_passes_the_contract_and_matches_its_snapshot(smoke_report)
     again = [c.to_dict() for c in claims_for("fong2017", json.loads(json.dumps(res["results"])), "smoke")]
     assert again == res["claims"]
     assert set(DEVIATIONS) <= {c.id for c in C.build_claims(res["results"], "default")}
+    # the benchmark's timings are machine noise (VOLATILE skips *_s and ratio, not the pipeline share)
+    res["results"]["benchmark"] = {}
+    res["tables"].pop("benchmark", None)
+    res["tables"].pop("explainer_time", None)
     assert_matches_snapshot("fong2017", res)
 
 

@@ -42,8 +42,9 @@ def test_smoke_end_to_end_writes_the_report(smoke_run):
         assert (tmp_path / "figures" / f"{fig}.png").stat().st_size > 1000
     ids = {c["id"] for c in res["claims"]}
     assert {"rise_best_deletion", "rise_best_insertion", "deletion_order", "insertion_order", "rise_beats_center_all",
-            "protocol_oracle_beats_random", "protocol_step_below_evidence", "rise_maps_converge_with_n",
-            "rise_time_overhead", "rise_memory_within_budget"} <= ids
+            "protocol_oracle_beats_random", "protocol_step_below_evidence", "rise_maps_converge_with_n"} <= ids
+    # timing claims are made by the default profile only (the smoke timings measure nothing)
+    assert not ids & {"rise_time_overhead", "rise_memory_within_budget"}
     for c in res["claims"]:
         assert c["status"] in ("holds", "fails", "inconclusive", "deviation", "sanity") and c["measured"]
     # every ordering between methods is judged on per-image samples (the same 8 images)

@@ -100,5 +100,6 @@ DEVIATIONS = register(
             "backward (then no implementation of the pipeline around this network can meet the bound)",
             Relation.at_least("pipeline_share", BENCH_RATIO_BOUND - 1), _pipeline,
         ),
+        profiles=("default",),
     ),
 )
