@@ -62,7 +62,7 @@ def test_smoke_end_to_end_writes_the_report(smoke_run):
     assert res["results"]["causal"]["blur_kernel"] == 3 and abs(res["results"]["causal"]["blur_sigma"] - 5 * 32 / 224) < 1e-9
     pg = {r["method"]: r for r in res["tables"]["pointing_game"]["rows"]}
     assert "center" in pg and 0.0 <= pg["rise"]["all (ours)"] <= 100.0
-    bench = res["metrics"]["benchmark"]
+    bench = res["results"]["benchmark"]
     assert bench["time_ratio"] > 0 and bench["forward_passes"] >= 1 and bench["peak_mb"] >= 0
     # The smoke profile never writes the committed report.
     assert res["profile"] == "smoke"
