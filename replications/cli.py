@@ -225,14 +225,21 @@ def _plain(cfg):
 
 
 def rerender_report(paper: str, report_path: str | os.PathLike | None = None) -> Path:
-    """``python -m replications.<paper> report [DIR]``: re-render README.md from the report's results.json."""
+    """``python -m replications.<paper> report [DIR]``: re-derive the claims from the report's stored results with the
+    current ``claims.py`` / ``deviations.py`` and re-render README.md, without re-running the experiments."""
     from lightning_modules.reporting import rerender, write_index
 
     out = Path(report_path) if report_path else REPO_ROOT / "reports" / paper
     if not (out / "results.json").is_file():
         raise SystemExit(f"no report to re-render: {out / 'results.json'} does not exist; run "
                          f"`python -m replications.{paper} fit` first")
-    changed = rerender(out)
+    from lightning_modules.reporting import load_results
+
+    stored = load_results(out / "results.json")
+    claims = None
+    if contract(paper).build_claims is not None and stored.get("results") is not None:
+        claims = [c.to_dict() for c in claims_for(paper, stored["results"], stored["profile"])]
+    changed = rerender(out, claims)
     if report_path is None:
         write_index()
     print(f"{out / 'README.md'}: {'re-rendered' if changed else 'already up to date'} from results.json")

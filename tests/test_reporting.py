@@ -140,7 +140,7 @@ def test_claim_status_and_validation():
     ok = Claim("c1", "exp", "a below b", Relation.lt("a", "b"), {"a": 1, "b": 2})
     assert ok.status == "holds"
     bad = Claim("c2", "exp", "a below b", Relation.lt("a", "b"), {"a": 3, "b": 2})
-    assert bad.status == "fails" and "without a registered deviation" in bad.problem
+    assert bad.status == "fails" and "not reproduced" in bad.problem and not bad.blocking
     sanity = Claim("c3", "exp", "labels kept", Relation.at_least("kept", 1.0), {"kept": 1.0}, kind="sanity")
     assert sanity.status == "sanity"
     with pytest.raises(ValueError, match="not in measured"):
@@ -299,7 +299,11 @@ def test_tamper_relabel_a_failing_claim_as_a_deviation(tmp_path, monkeypatch):
     repo = _fake_repo(tmp_path)
     res = dict(TOY_RESULTS, samples={"mask": _samples(0.6, n=32), "gradient": _samples(0.5, n=32, seed=1)})
     out = _report(repo, monkeypatch, res).write(repo / "reports" / "toy")
-    assert any("mask_best fails" in p for p in _check(repo, out))
+    stored = json.loads((out / "results.json").read_text())
+    # a claim that does not reproduce is a result: reported as failing, counted, and the report is valid
+    assert next(c for c in stored["claims"] if c["id"] == "mask_best")["status"] == "fails"
+    assert stored["claim_counts"]["fails"] == 1 and "not reproduced" in (out / "README.md").read_text()
+    assert _check(repo, out) == []
 
     def edit(r):
         c = next(c for c in r["claims"] if c["id"] == "mask_best")
@@ -381,8 +385,27 @@ def test_check_detects_stale_sources(toy):
     assert _check(repo, out) == []
     (repo / "configs/toy/paper.yaml").write_text("trainer: {devices: 8}\n")  # another profile: not this report's input
     assert _check(repo, out) == []
-    (repo / "replications/toy/deviations.py").write_text("DEVIATIONS = {}\n")  # any file of the package counts
+    # the registry acts on stored results only: check verifies it by rebuilding the claims, not by the hash
+    (repo / "replications/toy/deviations.py").write_text("DEVIATIONS = {}\n")
+    assert _check(repo, out) == []
+    (repo / "replications/toy/experiments.py").write_text("N = 1\n")  # any other file of the package counts
     assert any("older than the paper's sources" in p for p in _check(repo, out))
+
+
+def test_claims_re_derived_from_stored_results_after_a_registry_change(toy):
+    """A registry change needs no re-run: the claims are re-derived from the stored results (``report``)."""
+    repo, out = toy
+    global TOY_DEVIATIONS
+    saved = TOY_DEVIATIONS
+    try:
+        TOY_DEVIATIONS = {}
+        assert any("x_above_y: deviation: stored" in p for p in _check(repo, out))
+        stored = json.loads((out / "results.json").read_text())
+        assert report_mod.rerender(out, [c.to_dict() for c in toy_rebuild(stored)])
+        assert _check(repo, out) == []
+        assert json.loads((out / "results.json").read_text())["claim_counts"]["fails"] == 1
+    finally:
+        TOY_DEVIATIONS = saved
 
 
 def test_check_on_malformed_results():

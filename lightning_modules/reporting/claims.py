@@ -15,6 +15,9 @@ that tests that mechanism. Applied to a claim (:func:`apply_deviations`):
 - the claim fails and the diagnostic does not hold: status ``fails`` (the stated mechanism is not supported);
 - the claim holds: status ``fails`` with "newly holds: remove the deviation", so the registry stays true;
 - the claim is inconclusive: it stays ``inconclusive`` (a deviation does not excuse what the run cannot decide).
+
+The last two and a failing sanity check are *blocking*: ``check`` rejects the report. A claim that fails without a
+registered deviation is a result ("not reproduced"), reported and counted as failing.
 """
 
 from __future__ import annotations
@@ -191,7 +194,16 @@ class Claim:
         if self.deviation is not None:
             d = self.deviation["diagnostic"]
             return f"the deviation's diagnostic does not hold ({d['relation_text']} with {d['measured']}): its stated mechanism is not supported by this run"
-        return "fails without a registered deviation"
+        return "not reproduced: no registered mechanism explains it"
+
+    @property
+    def blocking(self) -> bool:
+        """A failure that makes the report invalid (``check`` fails): a sanity check that fails, a value that cannot
+        be judged (NaN, a missing name), or a misused registry (a deviation whose diagnostic fails or whose claim
+        holds). A claim that simply does not reproduce is reported as failing; it is a result, not a broken report."""
+        if self.status != FAILS:
+            return False
+        return bool(self.verdict.problems) or self.kind == SANITY or self.deviation is not None
 
     # -- serialisation
     def to_dict(self) -> dict:

@@ -39,14 +39,21 @@ def file_sha256(path: str | os.PathLike) -> str | None:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+#: the one file of a paper package that does not make a report stale: the deviation registry acts on the stored
+#: results only, ``check`` verifies it by rebuilding the claims, and ``python -m replications.<paper> report``
+#: re-derives the claims from the stored results after it changes
+REDERIVABLE = "deviations.py"
+
+
 def paper_source_files(paper: str, repo_root: Path | None = None, config_file: str | os.PathLike | None = None) -> list[Path]:
-    """The files a report's freshness is tied to: every file of ``replications/<paper>/`` and the run's config
+    """The files a report's freshness is tied to: every file of ``replications/<paper>/`` but ``deviations.py``
+    (``REDERIVABLE``), and the run's config
     (``config_file``, relative to the repository; every file of ``configs/<paper>/`` when not given). Another profile's
     config (``paper.yaml``) does not change the default report, so it does not make it stale."""
     root = repo_root or REPO_ROOT
     package = root / "replications" / paper
-    files = [p for p in package.rglob("*") if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"] \
-        if package.is_dir() else []
+    files = [p for p in package.rglob("*") if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
+             and p.relative_to(package) != Path(REDERIVABLE)] if package.is_dir() else []
     if config_file is not None:
         cfg = Path(config_file)
         files.append(cfg if cfg.is_absolute() else root / cfg)
@@ -190,7 +197,7 @@ def render_readme(results: dict) -> str:
         out.append(f"_{results['citation']}_\n")
     counts = results["claim_counts"]
     out.append(
-        f"**Profile `{results['profile']}`** · claims: {counts[HOLDS]} hold, {counts[FAILS]} fail, "
+        f"**Profile `{results['profile']}`** · claims: {counts[HOLDS]} hold, {counts[FAILS]} fail (not reproduced), "
         f"{counts[INCONCLUSIVE]} inconclusive, {counts[DEVIATION]} known deviations (each with a diagnostic measured in "
         f"this run), {counts[SANITY]} sanity checks · wall time {results['wall_time_s']:.0f} s · generated "
         f"{results['generated_at']} by `python -m replications.{paper} fit --config {results['config_file']}`\n"
@@ -484,13 +491,17 @@ def jsonable(v):
     return v
 
 
-def rerender(report_dir: str | os.PathLike) -> bool:
-    """Re-render README.md of a written report from its results.json (no re-run); the folder is replaced as one
-    unit with README.md's new hash recorded. Returns whether README.md changed."""
+def rerender(report_dir: str | os.PathLike, claims: list[dict] | None = None) -> bool:
+    """Re-render README.md of a written report from its results.json (no re-run), with ``claims`` (re-derived from
+    the stored results by the current code) in place of the stored ones when given; the folder is replaced as one
+    unit with the new hashes recorded. Returns whether anything changed."""
     report_dir = Path(report_dir)
     results = load_results(report_dir / "results.json")
+    if claims is not None:
+        results["claims"] = claims
+        results["claim_counts"] = count_statuses(claims)
     readme = render_readme(results)
-    if (report_dir / "README.md").is_file() and (report_dir / "README.md").read_text() == readme:
+    if claims is None and (report_dir / "README.md").is_file() and (report_dir / "README.md").read_text() == readme:
         return False
     built = report_dir.with_name(f".{report_dir.name}.tmp-{os.getpid()}")
     shutil.rmtree(built, ignore_errors=True)

@@ -91,7 +91,7 @@ def check_results(results, report_dir: Path | None = None, repo_root: Path = REP
         if raw.get("status") != status:
             problems.append(f"{where}: claim {cid} is stored as {raw.get('status')!r} but its relation "
                             f"`{claim.relation.describe()}` on the stored numbers gives {status!r}")
-        if status == FAILS:
+        if claim.blocking:
             problems.append(f"{where}: claim {cid} fails: {claim.text} — `{claim.relation.describe()}` with "
                             f"{claim.measured}: {claim.problem}")
     counts = count_statuses(r for r in stored.values())
