@@ -30,31 +30,63 @@ def _smoke(tmp_path, monkeypatch, sub: str) -> dict:
 
 
 def test_smoke_run_end_to_end(tmp_path, monkeypatch):
-    """One CLI run (determinism of the attacks is tested in test_fragility_attacks.py, cheaper)."""
+    """One CLI run (determinism of the attacks is tested in test_fragility_attacks.py, cheaper): the report, its
+    plain results, the claims contract (check on the smoke report) and the committed smoke snapshot."""
+    from lightning_modules.reporting import check_results
+    from replications.contract import rebuild
+    from snapshots import assert_matches_snapshot
+
     first = _smoke(tmp_path, monkeypatch, "a")
     claims = {c["id"]: c for c in first["claims"]}
-    assert "label_preserved" in claims and claims["label_preserved"]["status"] == "holds"
+    assert claims["label_preserved"]["kind"] == "sanity" and claims["label_preserved"]["status"] == "sanity"
     for method in ("gradient", "integrated_gradients", "deeplift"):
-        assert f"topk_attack_beats_random_{method}" in claims
-        assert claims[f"topk_attack_beats_random_{method}"]["status"] in ("holds", "fails", "deviation")
-    res = first["metrics"]["results"]
-    assert set(res) == {"gradient", "integrated_gradients", "deeplift"}
-    cell = res["gradient"]["topk"]["8.0"]
+        c = claims[f"topk_attack_beats_random_{method}"]
+        assert c["status"] in ("holds", "fails", "inconclusive", "deviation")
+        # orderings carry per-image samples, one per attacked image, and their paired-bootstrap interval
+        assert len(c["samples"]["topk_attack"]) == len(c["samples"]["random_sign"]) == 6 and c["intervals"]
+    parts = first["results"]["parts"]
+    scenes = parts["scenes"]
+    assert first["results"]["methods"] == ["gradient", "integrated_gradients", "deeplift"]
+    cell = scenes["cells"]["gradient"]["topk"]["8.0"]
     assert 0 <= cell["topk_intersection"] <= 1 and cell["n"] == 6 and cell["label_kept_rate"] == 1.0
-    # the smoke report is never the committed one
-    assert "profile" in json.dumps(first)
-    # the real-MNIST part: its own model, budgets, table, claims and figures
-    mnist = first["metrics"]["mnist"]
+    assert len(cell["samples"]["center_shift_px"]) == 6 and len(scenes["ids"]) == 6
+    assert first["results"]["setting"]["beta"] == 1.0 and first["results"]["setting"]["measure"] == "intersection"
+    # the stated variant: the guided attacks at the claim budget through softplus(beta=10), and both surrogates'
+    # agreement with the model
+    assert set(scenes["variant"]["deeplift"]) == {"topk", "center"}
+    assert {v["beta"] for v in scenes["surrogate_maps"].values()} == {1.0, 10.0}
+    assert "softplus_beta_variant" in first["tables"] and "run_cost" in first["tables"]
+    # the real-MNIST part: its own model, budgets, step, table, claims and figures
+    mnist = parts["mnist"]
     assert mnist["image_size"] == [28, 28] and mnist["k"] == round(1000 / 227**2 * 28 * 28)
-    assert mnist["epsilons"] == [2.0, 8.0] and mnist["counts"]["images"] == 4
-    assert mnist["model"]["model_name"] == "mnist_cnn" and mnist["model"]["split"]["test_images"] == 2000
-    cell = mnist["results"]["integrated_gradients"]["center"]["8.0"]
+    assert mnist["epsilons"] == [2.0, 8.0] and mnist["counts"]["images"] == 4 and mnist["alpha"] == 1.0
+    assert first["metrics"]["models"]["mnist"]["model_name"] == "mnist_cnn"
+    assert first["metrics"]["models"]["mnist"]["split"]["test_images"] == 2000
+    cell = mnist["cells"]["integrated_gradients"]["center"]["8.0"]
     assert cell["n"] == 4 and cell["label_kept_rate"] == 1.0 and 0 <= cell["topk_intersection"] <= 1
-    assert claims["label_preserved_mnist"]["status"] == "holds"
+    assert claims["label_preserved_mnist"]["status"] == "sanity"
     assert {f"{c}_mnist" for c in ("topk_attack_beats_random_gradient", "center_attack_moves_center_deeplift")} <= set(claims)
     assert "fragility_vs_epsilon_mnist" in first["tables"]
     out = tmp_path / "a" / "figures"
     assert {"metrics_vs_epsilon_mnist.png", "examples_deeplift_mnist.png"} <= {p.name for p in out.iterdir()}
+    # the contract: the claims rebuild from the stored plain results; on smoke numbers (noise) only fails may remain
+    problems = check_results(first, report_dir=tmp_path / "a", rebuild=rebuild, check_freshness=False)
+    assert all(" fails: " in p for p in problems), problems
+    assert_matches_snapshot("ghorbani2019", first)
+
+
+def test_claims_are_a_pure_function_of_the_plain_results(tmp_path, monkeypatch):
+    """build_claims reads only the results: the same results give the same claims, and a moved number moves them."""
+    from replications.ghorbani2019.claims import build_claims
+
+    results = json.loads((REPO_ROOT / "tests" / "snapshots" / "ghorbani2019_smoke.json").read_text())["results"]
+    a = [c.to_dict() for c in build_claims(results, "smoke")]
+    b = [c.to_dict() for c in build_claims(json.loads(json.dumps(results)), "smoke")]
+    assert a == b
+    cell = results["parts"]["scenes"]["cells"]["gradient"]["topk"]["8.0"]["samples"]
+    cell["topk_intersection"] = [1.0] * len(cell["topk_intersection"])
+    moved = {c.id: c for c in build_claims(results, "smoke")}["topk_attack_beats_random_gradient"]
+    assert moved.measured["topk_attack"] == 1.0 and moved.status == "fails"
 
 
 def test_default_and_paper_configs_instantiate():

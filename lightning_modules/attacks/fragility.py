@@ -5,7 +5,10 @@ Networks is Fragile", AAAI 2019, Sec. 3 "Methods: Adversarial attacks on interpr
 The attacker looks for ``x' = x + delta`` with ``||delta||_inf <= epsilon`` and ``x'`` in the pixel range, such
 that the network's label is unchanged but the saliency map ``I(x')`` differs as much as possible from ``I(x)``.
 Iterative, FGSM-like (Sec. 3, Algorithm 1): each step adds ``alpha * sign(direction)`` and projects back onto the
-L-inf ball around ``x`` and onto [0, 1]; a step that changes an image's label is rejected for that image.
+L-inf ball around ``x`` and onto [0, 1]. As in the official ``iterative_attack``, the returned image is the iterate
+with the best success measure among those that keep the label (default: the lowest top-k intersection, the
+official ``measure="intersection"``, for every attack); an iterate that changes the label is never returned, but the
+attack keeps iterating from it (``on_flip="continue"``; ``"reject"`` instead keeps the image where it was).
 
 Attacks (``direction``):
 
@@ -44,6 +47,8 @@ import torch.nn as nn
 
 ATTACKS = ("random", "topk", "center", "targeted")
 METHODS = ("gradient", "integrated_gradients", "deeplift")
+MEASURES = ("intersection", "mass_center")
+ON_FLIP = ("continue", "reject")
 
 
 # --------------------------------------------------------------------------------------------- surrogate
@@ -188,10 +193,10 @@ def linf_project(x: torch.Tensor, x0: torch.Tensor, epsilon: float) -> torch.Ten
 class AttackResult:
     """What one attack run returns (tensors on the model's device, batch first).
 
-    ``images``: the attacked images (the best accepted iterate per image; the original where no step was
-    accepted); ``maps`` / ``attacked_maps``: original-model saliency of the clean / attacked images; ``labels``:
-    the original predictions; ``attacked_labels``: the original model's predictions on ``images``;
-    ``accepted_steps`` / ``rejected_steps``: per-image counts of steps kept / rejected (label flips).
+    ``images``: the attacked images (the best label-keeping iterate per image; the original where no iterate
+    improved on it); ``maps`` / ``attacked_maps``: original-model saliency of the clean / attacked images;
+    ``labels``: the original predictions; ``attacked_labels``: the original model's predictions on ``images``;
+    ``accepted_steps`` / ``rejected_steps``: per-image counts of iterates that keep / change the label.
     """
 
     images: torch.Tensor
@@ -224,14 +229,20 @@ class FragilityAttack:
         baseline: IG / DeepLIFT reference image, a float (constant in [0, 1]) or a (1|B, C, H, W) tensor
             (paper: the mean image, i.e. zero after mean subtraction).
         seed: the random-sign generator's seed.
-        keep_best: return the accepted iterate with the best criterion (top-k intersection for random / topk,
-            centre shift for center, region mass for targeted), as the official code does; False = the last.
+        keep_best: return the label-keeping iterate with the best ``measure``, as the official code does;
+            False = the last label-keeping iterate.
+        measure: the best-iterate criterion of the random / topk / center attacks: ``"intersection"`` (lowest
+            top-k intersection; the official default for every attack) or ``"mass_center"`` (largest centre shift;
+            the official code's alternative). The targeted attack keeps the iterate with the most region mass.
+            An iterate is kept only if it beats the original image (official: intersection below 1).
+        on_flip: ``"continue"`` (official: the next step starts from the label-flipping iterate, which is never
+            returned) or ``"reject"`` (the step is undone for that image).
     """
 
     def __init__(self, attack: str = "topk", method: str = "gradient", epsilon: float = 8 / 255,
                  alpha: float | None = None, steps: int = 20, k: int = 100, beta: float = 10.0, ig_steps: int = 16,
                  baseline: float | torch.Tensor = 0.0, seed: int = 0, keep_best: bool = True,
-                 attack_ig_steps: int | None = None):
+                 attack_ig_steps: int | None = None, measure: str = "intersection", on_flip: str = "continue"):
         if attack not in ATTACKS:
             raise ValueError(f"unknown attack {attack!r}; use one of {ATTACKS}")
         if method not in METHODS:
@@ -250,6 +261,11 @@ class FragilityAttack:
         self.attack_ig_steps = int(attack_ig_steps) if attack_ig_steps is not None else self.ig_steps
         if self.attack_ig_steps < 1:
             raise ValueError(f"attack_ig_steps must be >= 1, got {attack_ig_steps}")
+        if measure not in MEASURES:
+            raise ValueError(f"unknown best-iterate measure {measure!r}; use one of {MEASURES}")
+        if on_flip not in ON_FLIP:
+            raise ValueError(f"on_flip must be one of {ON_FLIP}, got {on_flip!r}")
+        self.measure, self.on_flip = measure, on_flip
 
     # -- helpers
     def _baseline(self, images: torch.Tensor) -> torch.Tensor:
@@ -277,9 +293,11 @@ class FragilityAttack:
 
     def _criterion(self, maps, ref: dict) -> torch.Tensor:
         """Per-image score of an evaluated (original-model) map; higher = more successful attack."""
-        if self.attack in ("random", "topk"):
+        if self.attack == "targeted":
+            return self._objective(maps, ref)
+        if self.measure == "intersection":
             return -(topk_mask(maps, self.k) & ref["topk"]).flatten(1).float().sum(1)
-        return self._objective(maps, ref)
+        return (center_of_mass(maps) - ref["center"]).pow(2).sum(1)
 
     def _direction(self, surrogate, x, targets, ref, gen) -> torch.Tensor:
         if self.attack == "random":
@@ -323,23 +341,25 @@ class FragilityAttack:
             ref["region"] = region.to(x0.device).float()
         gen = torch.Generator(device=x0.device).manual_seed(self.seed)
         x = x0.clone()
-        best_x, best_crit = x0.clone(), torch.full((b,), -float("inf"), device=x0.device)
+        # an iterate must beat the original image itself (official: criterion below that of x, intersection 1)
+        best_x, best_crit = x0.clone(), self._criterion(maps0, ref)
+        last_kept = x0.clone()
         accepted = torch.zeros(b, dtype=torch.long, device=x0.device)
         rejected = torch.zeros_like(accepted)
         for _ in range(self.steps):
             cand = linf_project(x + self.alpha * self._direction(surrogate, x, labels, ref, gen), x0, self.epsilon)
             with torch.no_grad():
                 keep = model(cand).argmax(1) == labels
-            # a step that flips an image's label is rejected for that image only (it stays where it was)
-            x = torch.where(keep.view(-1, 1, 1, 1), cand, x)
             accepted += keep
             rejected += ~keep
+            x = cand if self.on_flip == "continue" else torch.where(keep.view(-1, 1, 1, 1), cand, x)
+            last_kept = torch.where(keep.view(-1, 1, 1, 1), cand, last_kept)
             if self.keep_best:
-                crit = self._criterion(self.maps(model, x, labels), ref)
+                crit = self._criterion(self.maps(model, cand, labels), ref)
                 better = keep & (crit > best_crit)
                 best_crit = torch.where(better, crit, best_crit)
-                best_x = torch.where(better.view(-1, 1, 1, 1), x, best_x)
-        final = best_x if self.keep_best else x
+                best_x = torch.where(better.view(-1, 1, 1, 1), cand, best_x)
+        final = best_x if self.keep_best else last_kept
         with torch.no_grad():
             final_labels = model(final).argmax(1)
         return AttackResult(final, maps0, self.maps(model, final, labels), labels, final_labels, accepted, rejected)

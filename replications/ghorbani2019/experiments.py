@@ -2,10 +2,14 @@
 
 For every saliency method (simple gradient, Integrated Gradients, DeepLIFT), attack (random sign, top-k,
 centre of mass) and L-inf budget epsilon (1, 2, 4, 8 / 255), the images are attacked with
-``lightning_modules.attacks.FragilityAttack`` (label-keeping iterative L-inf steps through a softplus surrogate,
-Sec. 3), and the original and attacked maps are compared with the paper's three metrics (Sec. 4): top-k
-intersection, Spearman rank correlation and centre-of-mass shift (``lightning_modules.metrics.fragility``,
-torchmetrics, per-sample, DDP-synced). Label preservation of the attacked images is counted as well.
+``lightning_modules.attacks.FragilityAttack`` (iterative L-inf sign steps through a softplus surrogate, Sec. 3;
+the official code's rule: the returned image is the label-keeping iterate with the lowest top-k intersection, and
+the attack iterates on past label flips), and the original and attacked maps are compared with the paper's three
+metrics (Sec. 4): top-k intersection, Spearman rank correlation and centre-of-mass shift
+(``lightning_modules.metrics.fragility``, torchmetrics, per-sample, DDP-synced). Label preservation of the attacked
+images is counted as well. A stated variant (``variant_beta``) re-runs the guided attacks at the claim budget
+through a surrogate of another softplus sharpness, and the surrogates' own simple-gradient maps are compared with
+the model's on the clean images (how closely each surrogate follows the map it is meant to attack).
 
 Two parts, each a dataset with its own model (the paper attacks ImageNet and CIFAR-10 models): the primary
 part (``data.source``: the synthetic scenes and their black box, or ImageNet / CIFAR-10 at paper scale) and,
@@ -53,25 +57,31 @@ class FragilityPart:
     """
 
     def __init__(self, name: str, model_cfg: dict, epsilons: list[float], claim_epsilon: float,
-                 k: int | None, suffix: str = ""):
+                 k: int | None, suffix: str = "", alpha: float | None = None):
         self.name, self.model_cfg, self.suffix = name, dict(model_cfg), suffix
+        self.alpha = None if alpha is None else float(alpha)
         self.epsilons = [float(e) for e in epsilons]
         self.claim_epsilon, self.k_cfg = float(claim_epsilon), k
         _check_epsilons(self.epsilons, self.claim_epsilon, f"{name}:")
         self.model: nn.Module | None = None
         self.surrogate: nn.Module | None = None
+        self.variant_surrogate: nn.Module | None = None
         self.data_config = None
         self.info: dict = {}
         self.reset()
 
     def reset(self) -> None:
         self.results: dict = {}
+        self.variant: dict = {}
+        self.surrogate_maps: dict = {}
+        self.ids: list[int] = []
         self.examples: dict = {}
         self.k: int | None = None
         self.image_size: tuple | None = None
         self.counts: dict = {}
         self.attack_s: dict = {}
         self.test_s: float | None = None
+        self.test_cpu_s: float | None = None
 
     @property
     def is_mnist(self) -> bool:
@@ -88,8 +98,14 @@ class FragilityReplication(ReplicationModule):
         attacks: ``random`` (baseline), ``topk``, ``center`` (``targeted`` needs a region; not run here).
         epsilons: L-inf budgets in 0-255 units (divided by 255 for the [0, 1] images).
         steps: attack iterations.
-        alpha: step size in 0-255 units; None = epsilon / 4.
-        beta: softplus sharpness of the surrogate.
+        alpha: step size in 0-255 units; None = epsilon / 4 (official: 0.5).
+        beta: softplus sharpness of the surrogate (official: 1, Keras softplus).
+        variant_beta: a stated variant (None = none): the guided attacks are re-run at ``claim_epsilon`` through a
+            softplus surrogate of this sharpness, as side rows of the report.
+        measure: best-iterate criterion (``FragilityAttack``): ``intersection`` (official default) or
+            ``mass_center``.
+        on_flip: ``continue`` (official: iterate on past a label flip, never return the flipped image) or
+            ``reject``.
         k: top-k size; None = the paper's fraction (1000 of 227^2 pixels) of the image area.
         ig_steps: Integrated Gradients steps of the evaluated maps.
         attack_ig_steps: IG steps of the surrogate map the IG / DeepLIFT attacks differentiate (None = ig_steps).
@@ -103,7 +119,8 @@ class FragilityReplication(ReplicationModule):
         n_example_images: images in the example-maps figure.
         mnist: the real-MNIST part (None = none): ``{"model": <lightning_modules.mnist_model profile, default
             "default">, "epsilons": [...] (default: epsilons), "claim_epsilon": ... (default: claim_epsilon),
-            "k": ... (default: the paper's fraction)}``; the data come from ``data.mnist`` (same profile).
+            "k": ... (default: the paper's fraction), "alpha": ... (default: alpha)}``; the data come from
+            ``data.mnist`` (same profile).
     """
 
     paper = "ghorbani2019"
@@ -118,7 +135,10 @@ class FragilityReplication(ReplicationModule):
         epsilons: list[float] | None = None,
         steps: int = 20,
         alpha: float | None = None,
-        beta: float = 10.0,
+        beta: float = 1.0,
+        variant_beta: float | None = None,
+        measure: str = "intersection",
+        on_flip: str = "continue",
         k: int | None = None,
         ig_steps: int = 16,
         attack_ig_steps: int | None = None,
@@ -147,6 +167,10 @@ class FragilityReplication(ReplicationModule):
         if isinstance(baseline, str) and baseline != "mean":
             raise ValueError(f"baseline must be 'mean' or a constant in [0, 1], got {baseline!r}")
         self.steps, self.alpha, self.beta = int(steps), alpha, float(beta)
+        self.variant_beta = None if variant_beta is None else float(variant_beta)
+        if self.variant_beta is not None and not self.variant_beta > 0:
+            raise ValueError(f"variant_beta must be > 0 (a softplus sharpness) or null, got {variant_beta}")
+        self.measure, self.on_flip = measure, on_flip
         self.k_cfg, self.ig_steps, self.baseline_cfg = k, int(ig_steps), baseline
         self.attack_ig_steps = int(attack_ig_steps) if attack_ig_steps is not None else self.ig_steps
         self.only_correct, self.keep_best, self.seed = bool(only_correct), bool(keep_best), int(seed)
@@ -155,20 +179,21 @@ class FragilityReplication(ReplicationModule):
         # validate the attack settings now (fails early with the reason)
         FragilityAttack("topk", self.methods[0], epsilon=max(self.epsilons) / 255, steps=self.steps, beta=self.beta,
                         ig_steps=self.ig_steps, alpha=None if alpha is None else alpha / 255,
-                        attack_ig_steps=self.attack_ig_steps)
+                        attack_ig_steps=self.attack_ig_steps, measure=self.measure, on_flip=self.on_flip)
         primary = "scenes" if "blackbox" in self.model_cfg else "primary"
         self.parts: list[FragilityPart] = [FragilityPart(primary, self.model_cfg, self.epsilons, self.claim_epsilon,
-                                                         self.k_cfg)]
+                                                         self.k_cfg, alpha=alpha)]
         self.mnist_cfg = None if mnist is None else dict(mnist)
         if self.mnist_cfg is not None:
-            unknown = set(self.mnist_cfg) - {"model", "epsilons", "claim_epsilon", "k"}
+            unknown = set(self.mnist_cfg) - {"model", "epsilons", "claim_epsilon", "k", "alpha"}
             if unknown:
-                raise ValueError(f"unknown model.mnist keys {sorted(unknown)}; known: model, epsilons, claim_epsilon, k")
+                raise ValueError(f"unknown model.mnist keys {sorted(unknown)}; known: model, epsilons, claim_epsilon, k, "
+                                 "alpha")
             self.parts.append(FragilityPart(
                 "mnist", {"mnist_model": self.mnist_cfg.get("model", "default")},
                 self.mnist_cfg.get("epsilons") or self.epsilons,
                 float(self.mnist_cfg.get("claim_epsilon", self.claim_epsilon)), self.mnist_cfg.get("k"),
-                suffix="_mnist"))
+                suffix="_mnist", alpha=self.mnist_cfg.get("alpha", alpha)))
         self.timings: dict = {}
         self.metrics = nn.ModuleDict()
 
@@ -213,6 +238,8 @@ class FragilityReplication(ReplicationModule):
             part.model = model.to(self.device).eval()
             t0 = time.time()
             part.surrogate = softplus_surrogate(part.model, self.beta).to(self.device)
+            if self.variant_beta is not None:
+                part.variant_surrogate = softplus_surrogate(part.model, self.variant_beta).to(self.device)
             self.timings[f"surrogate_s{part.suffix}"] = round(time.time() - t0, 3)
 
     def _part(self, dataloader_idx: int) -> FragilityPart:
@@ -274,6 +301,10 @@ class FragilityReplication(ReplicationModule):
             self.log(f"val/{p.name}/images", n)
 
     # ------------------------------------------------------------------ evaluation
+    def _betas(self) -> list[tuple[str, float]]:
+        """The surrogates of the run: ("main", beta) and, if set, ("variant", variant_beta)."""
+        return [("main", self.beta)] + ([("variant", self.variant_beta)] if self.variant_beta is not None else [])
+
     def on_test_start(self) -> None:
         self._ensure_models()
         self._check_data()
@@ -281,28 +312,51 @@ class FragilityReplication(ReplicationModule):
         for part in self.parts:
             part.reset()
             pm = {}
-            for method in self.methods:
-                for attack in self.attacks:
-                    for eps in part.epsilons:
-                        key = _key(method, attack, eps)
-                        pm[f"{key}__topk"] = TopKIntersection(k=1)  # k set on the first batch (image size)
-                        pm[f"{key}__spearman"] = RankCorrelation()
-                        pm[f"{key}__shift"] = CenterOfMassShift()
-                        pm[f"{key}__kept"] = SumMetric()
-                        pm[f"{key}__accepted"] = SumMetric()
-                        pm[f"{key}__rejected"] = SumMetric()
+            cells = [(method, attack, eps, "") for method in self.methods for attack in self.attacks
+                     for eps in part.epsilons]
+            if self.variant_beta is not None:
+                cells += [(method, attack, part.claim_epsilon, "variant__") for method in self.methods
+                          for attack in self.attacks if attack != "random"]
+            for method, attack, eps, prefix in cells:
+                key = prefix + _key(method, attack, eps)
+                pm[f"{key}__topk"] = TopKIntersection(k=1)  # k set on the first batch (image size)
+                pm[f"{key}__spearman"] = RankCorrelation()
+                pm[f"{key}__shift"] = CenterOfMassShift()
+                pm[f"{key}__kept"] = SumMetric()
+                pm[f"{key}__accepted"] = SumMetric()
+                pm[f"{key}__rejected"] = SumMetric()
+            for name, _ in self._betas():
+                pm[f"surrogate__{name}__topk"] = TopKIntersection(k=1)
+                pm[f"surrogate__{name}__spearman"] = RankCorrelation()
+                pm[f"surrogate__{name}__agrees"] = SumMetric()
             pm["images"] = SumMetric()
             pm["attacked_images"] = SumMetric()
             m[part.name] = nn.ModuleDict(pm)
             part.attack_s = {method: 0.0 for method in self.methods}
-            part.test_s = 0.0
+            part.test_s = part.test_cpu_s = 0.0
         self.metrics = nn.ModuleDict(m).to(self.device)
         self._test_started = time.time()
+
+    def _attack(self, part, method, attack, eps, baseline, batch_idx, surrogate, beta):
+        return FragilityAttack(attack, method, epsilon=eps / 255,
+                               alpha=None if part.alpha is None else part.alpha / 255, steps=self.steps,
+                               k=part.k, beta=beta, ig_steps=self.ig_steps, baseline=baseline,
+                               seed=self.seed + batch_idx, keep_best=self.keep_best,
+                               attack_ig_steps=self.attack_ig_steps, measure=self.measure, on_flip=self.on_flip)
+
+    @staticmethod
+    def _update(metrics, key, res, ids) -> None:
+        metrics[f"{key}__topk"].update(res.maps, res.attacked_maps, ids)
+        metrics[f"{key}__spearman"].update(res.maps, res.attacked_maps, ids)
+        metrics[f"{key}__shift"].update(res.maps, res.attacked_maps, ids)
+        metrics[f"{key}__kept"].update(res.label_kept.float().sum())
+        metrics[f"{key}__accepted"].update(res.accepted_steps.float().sum())
+        metrics[f"{key}__rejected"].update(res.rejected_steps.float().sum())
 
     def test_step(self, batch, batch_idx, dataloader_idx=0):
         part = self._part(dataloader_idx)
         metrics = self.metrics[part.name]
-        started = time.time()
+        started, started_cpu = time.time(), time.process_time()
         images, labels, ids = batch["image"], batch["label"], batch["id"]
         model = part.model
         with torch.no_grad():
@@ -310,7 +364,7 @@ class FragilityReplication(ReplicationModule):
         metrics["images"].update(torch.tensor(float(images.shape[0]), device=self.device))
         if self.only_correct:
             keep = preds == labels
-            images, ids = images[keep], ids[keep]
+            images, ids, preds = images[keep], ids[keep], preds[keep]
         if images.shape[0] == 0:
             return None
         metrics["attacked_images"].update(torch.tensor(float(images.shape[0]), device=self.device))
@@ -321,86 +375,129 @@ class FragilityReplication(ReplicationModule):
             for name, metric in metrics.items():
                 if name.endswith("__topk"):
                     metric.k = part.k
+        # how closely each surrogate follows the model it stands in for: its simple-gradient map (and label) on the
+        # clean images against the model's own
+        maps = saliency(model, images, preds, "gradient")
+        for name, beta in self._betas():
+            surrogate = part.surrogate if name == "main" else part.variant_surrogate
+            with torch.no_grad():
+                agrees = (surrogate(images).argmax(1) == preds).float().sum()
+            smaps = saliency(surrogate, images, preds, "gradient")
+            metrics[f"surrogate__{name}__topk"].update(maps, smaps, ids)
+            metrics[f"surrogate__{name}__spearman"].update(maps, smaps, ids)
+            metrics[f"surrogate__{name}__agrees"].update(agrees)
         baseline = self._baseline(part, images)
         for method in self.methods:
             t0 = time.time()
             for attack in self.attacks:
                 for eps in part.epsilons:
-                    atk = FragilityAttack(attack, method, epsilon=eps / 255,
-                                          alpha=None if self.alpha is None else self.alpha / 255, steps=self.steps,
-                                          k=part.k, beta=self.beta, ig_steps=self.ig_steps, baseline=baseline,
-                                          seed=self.seed + batch_idx, keep_best=self.keep_best,
-                                          attack_ig_steps=self.attack_ig_steps)
-                    res = atk(model, images, surrogate=part.surrogate)
-                    key = _key(method, attack, eps)
-                    metrics[f"{key}__topk"].update(res.maps, res.attacked_maps, ids)
-                    metrics[f"{key}__spearman"].update(res.maps, res.attacked_maps, ids)
-                    metrics[f"{key}__shift"].update(res.maps, res.attacked_maps, ids)
-                    metrics[f"{key}__kept"].update(res.label_kept.float().sum())
-                    metrics[f"{key}__accepted"].update(res.accepted_steps.float().sum())
-                    metrics[f"{key}__rejected"].update(res.rejected_steps.float().sum())
+                    res = self._attack(part, method, attack, eps, baseline, batch_idx, part.surrogate, self.beta)(
+                        model, images, surrogate=part.surrogate)
+                    self._update(metrics, _key(method, attack, eps), res, ids)
                     if (method, attack) not in part.examples and eps == max(part.epsilons):
                         n = self.n_example_images
                         part.examples[(method, attack)] = {
                             "image": images[:n].detach().cpu(), "attacked": res.images[:n].detach().cpu(),
                             "map": res.maps[:n].cpu(), "attacked_map": res.attacked_maps[:n].cpu(),
                         }
+                if attack != "random" and self.variant_beta is not None:
+                    eps = part.claim_epsilon
+                    res = self._attack(part, method, attack, eps, baseline, batch_idx, part.variant_surrogate,
+                                       self.variant_beta)(model, images, surrogate=part.variant_surrogate)
+                    self._update(metrics, "variant__" + _key(method, attack, eps), res, ids)
             part.attack_s[method] += time.time() - t0
         part.test_s += time.time() - started
+        part.test_cpu_s += time.process_time() - started_cpu
         return None
 
     def on_test_epoch_end(self) -> None:
         for part in self.parts:
             self._collect(part, self.metrics[part.name])
         self.timings["test_s"] = round(time.time() - self._test_started, 1)
-        self.timings["attack_s_per_method"] = {m: round(s, 1) for m, s in self.primary.attack_s.items()}
         for part in self.parts:
             self.timings[f"test_s_{part.name}"] = round(part.test_s or 0.0, 1)
             self.timings[f"attack_s_per_method_{part.name}"] = {m: round(s, 1) for m, s in part.attack_s.items()}
 
+    def _cell(self, part, metrics, key: str, n_attacked: float) -> dict:
+        """Means and per-image values (sorted by sample id, the same images in every cell) of one attack run."""
+        per = {q: metrics[f"{key}__{name}"].per_sample() for q, name in
+               (("topk_intersection", "topk"), ("spearman", "spearman"), ("center_shift_px", "shift"))}
+        ids = per["topk_intersection"]["ids"].tolist()
+        if not part.ids:
+            part.ids = ids
+        if ids != part.ids or any(v["ids"].tolist() != ids for v in per.values()):
+            raise RuntimeError(f"{part.name} {key}: the attack cells saw different images; the per-image values "
+                               "would not be paired")
+        samples = {q: [float(x) for x in v["values"].double().cpu()] for q, v in per.items()}
+        steps = float(metrics[f"{key}__accepted"].compute()) + float(metrics[f"{key}__rejected"].compute())
+        shift = float(torch.tensor(samples["center_shift_px"], dtype=torch.float64).mean())
+        return {
+            **{q: float(torch.tensor(v, dtype=torch.float64).mean()) for q, v in samples.items()},
+            "center_shift_fraction": shift / max(part.image_size),
+            "label_kept_rate": float(metrics[f"{key}__kept"].compute()) / n_attacked,
+            "accepted_step_rate": float(metrics[f"{key}__accepted"].compute()) / max(steps, 1.0),
+            "n": len(ids),
+            "samples": samples,
+        }
+
     def _collect(self, part: FragilityPart, metrics: nn.ModuleDict) -> None:
         res: dict = {}
+        variant: dict = {}
         n_attacked = float(metrics["attacked_images"].compute())
         if n_attacked > 0:
             for method in self.methods:
                 for attack in self.attacks:
                     for eps in part.epsilons:
-                        key = _key(method, attack, eps)
-                        shift = float(metrics[f"{key}__shift"].compute())
-                        steps = float(metrics[f"{key}__accepted"].compute()) + float(metrics[f"{key}__rejected"].compute())
-                        res.setdefault(method, {}).setdefault(attack, {})[str(eps)] = {
-                            "topk_intersection": float(metrics[f"{key}__topk"].compute()),
-                            "spearman": float(metrics[f"{key}__spearman"].compute()),
-                            "center_shift_px": shift,
-                            "center_shift_fraction": shift / max(part.image_size),
-                            "label_kept_rate": float(metrics[f"{key}__kept"].compute()) / n_attacked,
-                            "accepted_step_rate": float(metrics[f"{key}__accepted"].compute()) / max(steps, 1.0),
-                            "n": int(metrics[f"{key}__topk"].per_sample()["values"].numel()),
-                        }
+                        res.setdefault(method, {}).setdefault(attack, {})[str(eps)] = self._cell(
+                            part, metrics, _key(method, attack, eps), n_attacked)
+                    if attack != "random" and self.variant_beta is not None:
+                        variant.setdefault(method, {})[attack] = self._cell(
+                            part, metrics, "variant__" + _key(method, attack, part.claim_epsilon), n_attacked)
+            for name, beta in self._betas():
+                per_t = metrics[f"surrogate__{name}__topk"].per_sample()["values"].double().cpu()
+                per_s = metrics[f"surrogate__{name}__spearman"].per_sample()["values"].double().cpu()
+                part.surrogate_maps[name] = {
+                    "beta": beta, "topk_intersection": float(per_t.mean()), "spearman": float(per_s.mean()),
+                    "label_agreement": float(metrics[f"surrogate__{name}__agrees"].compute()) / n_attacked,
+                    "samples": {"topk_intersection": [float(x) for x in per_t],
+                                "spearman": [float(x) for x in per_s]},
+                }
         part.results = res
+        part.variant = variant
         part.counts = {"images": int(metrics["images"].compute()), "attacked": int(n_attacked)}
 
-    # ------------------------------------------------------------------ report
+    # ------------------------------------------------------------------ results and report
+    def plain_results(self) -> dict:
+        """Everything the claims read (``claims.build_claims``): per part, the means and per-image values of every
+        method x attack x epsilon cell, the variant cells, the surrogates' map agreement, and the setting."""
+        return {
+            "methods": list(self.methods),
+            "attacks": list(self.attacks),
+            "claim_margin": self.claim_margin,
+            "setting": {"steps": self.steps, "beta": self.beta, "variant_beta": self.variant_beta,
+                        "measure": self.measure, "on_flip": self.on_flip, "keep_best": self.keep_best,
+                        "ig_steps": self.ig_steps, "attack_ig_steps": self.attack_ig_steps},
+            "parts": {p.name: {
+                "suffix": p.suffix, "is_mnist": p.is_mnist, "epsilons": p.epsilons, "claim_epsilon": p.claim_epsilon,
+                "alpha": p.alpha, "k": p.k, "image_size": list(p.image_size or ()), "counts": p.counts,
+                "ids": p.ids, "cells": p.results, "variant": p.variant, "surrogate_maps": p.surrogate_maps,
+            } for p in self.parts},
+        }
+
     def build_report(self, report) -> None:
-        from replications.ghorbani2019 import claims, figures
+        from replications.ghorbani2019 import figures, tables
 
         for part in self.parts:
             if not part.results:
                 raise RuntimeError(f"{part.name}: no image was attacked (none correctly classified, or no {part.name} "
                                    "test loader?): set only_correct: false, use more images, or check data.mnist")
-        report.add_section("Setting", claims.setting_text(self))
+        report.add_section("Setting", tables.setting_text(self))
         for part in self.parts:
-            claims.add_tables(self, part, report)
-        for part in self.parts:
-            claims.add_claims(self, part, report)
+            tables.add_tables(self, part, report)
         for part in self.parts:
             figures.add_figures(self, part, report)
-        report.add_section("Deviations from the paper", claims.deviations_text(self))
-        p = self.primary
-        report.metrics.update({"results": p.results, "counts": p.counts, "k": p.k,
-                               "image_size": list(p.image_size or ()), "timings_s": self.timings,
-                               "blackbox": {k: v for k, v in p.info.items() if k != "config"}})
-        for part in self.parts[1:]:
-            report.metrics[part.name] = {"results": part.results, "counts": part.counts, "k": part.k,
-                                         "image_size": list(part.image_size or ()), "epsilons": part.epsilons,
-                                         "claim_epsilon": part.claim_epsilon, "model": part.info}
+        tables.add_cost_table(self, report)
+        report.add_section("Deviations from the paper", tables.deviations_text(self))
+        report.metrics.update({"timings_s": self.timings,
+                               "models": {p.name: {k: v for k, v in p.info.items() if k != "config"}
+                                          for p in self.parts}})
