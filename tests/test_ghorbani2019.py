@@ -182,3 +182,65 @@ def test_paper_values_are_the_notebook_example():
     assert P.NOTEBOOK_SPEARMAN.value == pytest.approx(0.25)
     assert P.NOTEBOOK_CENTER_SHIFT_PX.value == pytest.approx(86.3)
     assert not P.TARGETED_BEATS_RANDOM.confirmed
+
+
+def _boundary_model():
+    """logit_c = mean ReLU(channel c), c = 0, 1, on images with nearly equal red and green means: they sit on the
+    decision boundary, so large random steps flip labels."""
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 2, 1, bias=False), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                                torch.nn.Flatten(), torch.nn.Linear(2, 2, bias=False)).double().eval()
+    with torch.no_grad():
+        model[0].weight.zero_()
+        model[0].weight[0, 0] = model[0].weight[1, 1] = 1.0
+        model[4].weight.copy_(torch.eye(2))
+    x = torch.rand(8, 3, 12, 12, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    x[:, 1] = (x[:, 0] + 0.002 * torch.tensor([1.0, -1.0] * 4).view(-1, 1, 1)).clamp(0, 1)
+    return model, x
+
+
+def test_official_attack_rule_iterates_past_label_flips():
+    """Official ``iterative_attack``: a label-flipping iterate is never returned, but the attack continues from it
+    (``on_flip="continue"``), so its trajectory differs from undoing the step (``"reject"``)."""
+    from lightning_modules.attacks import FragilityAttack
+
+    model, x = _boundary_model()
+    kw = dict(epsilon=0.5, alpha=0.25, steps=12, k=20, seed=0)
+    cont = FragilityAttack("random", "gradient", on_flip="continue", **kw)(model, x)
+    rej = FragilityAttack("random", "gradient", on_flip="reject", **kw)(model, x)
+    assert cont.rejected_steps.sum() > 0, "the test needs label-flipping iterates"
+    assert cont.label_kept.all() and rej.label_kept.all()
+    assert torch.equal(model(cont.images).argmax(1), model(x).argmax(1))
+    assert not torch.equal(cont.accepted_steps, rej.accepted_steps)
+    with pytest.raises(ValueError, match="on_flip"):
+        FragilityAttack("random", "gradient", on_flip="undo")
+    with pytest.raises(ValueError, match="measure"):
+        FragilityAttack("center", "gradient", measure="shift")
+
+
+@pytest.mark.parametrize("attack", ["topk", "center"])
+def test_best_iterate_measures_pick_their_extremes_of_one_trajectory(attack):
+    """The trajectory does not depend on the best-iterate measure, so per image the ``intersection`` rule returns
+    at most the ``mass_center`` rule's intersection, the ``mass_center`` rule at least its centre shift, and the best
+    iterate is at least as good as the last one."""
+    from lightning_modules.attacks import FragilityAttack
+    from lightning_modules.metrics.fragility import center_of_mass, topk_intersection
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 8, 3, padding=1),
+                                torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(2), torch.nn.Flatten(),
+                                torch.nn.Linear(32, 4)).double().eval()
+    x = torch.rand(4, 3, 12, 12, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    kw = dict(epsilon=8 / 255, alpha=1 / 255, steps=10, k=20, beta=10.0)
+    by_int = FragilityAttack(attack, "gradient", measure="intersection", **kw)(model, x)
+    by_cen = FragilityAttack(attack, "gradient", measure="mass_center", **kw)(model, x)
+    last = FragilityAttack(attack, "gradient", keep_best=False, **kw)(model, x)
+
+    def inter(r):
+        return topk_intersection(r.maps, r.attacked_maps, 20)
+
+    def shift(r):
+        return (center_of_mass(r.maps) - center_of_mass(r.attacked_maps)).norm(dim=1)
+
+    assert (inter(by_int) <= inter(by_cen) + 1e-12).all() and (inter(by_int) <= inter(last) + 1e-12).all()
+    assert (shift(by_cen) >= shift(by_int) - 1e-9).all() and (shift(by_cen) >= shift(last) - 1e-9).all()
+    assert (inter(by_int) < 1).any()
