@@ -104,9 +104,9 @@ def test_bad_input():
 
 
 class SparseTwoLayer(nn.Module):
-    """y = W2 relu(x) on a 1x1x6 'image': with x = [-1, -1, 1, 1, 1, 1] two ReLUs are dead, the scores
-    |a * dy0/da| are [0, 0, 1, 2, 3, 4]: a third of the neurons score exactly zero (as dead ReLUs do in
-    small CNNs)."""
+    """y = W2 relu(x - 1/2) on a 1x1x6 [0, 1] 'image': with x = [0, 0, 1, 1, 1, 1] two ReLUs are dead, the scores
+    |a * dy0/da| are [0, 0, 1, 2, 3, 4] / 2: a third of the neurons score exactly zero (as dead ReLUs do in
+    small CNNs); the input gradient is W2's row on the active neurons."""
 
     def __init__(self):
         super().__init__()
@@ -118,12 +118,12 @@ class SparseTwoLayer(nn.Module):
             self.fc2.weight.copy_(torch.tensor([[5.0, 5.0, 1.0, 2.0, 3.0, 4.0], [1.0] * 6]))
 
     def forward(self, x):
-        return self.fc2(self.relu(self.flatten(x)))
+        return self.fc2(self.relu(self.flatten(x) - 0.5))
 
 
 def test_official_rule_equals_the_gradient_when_zero_scores_exceed_the_percentile_and_active_scope_prunes():
     model = SparseTwoLayer().eval()
-    x = torch.tensor([-1.0, -1.0, 1.0, 1.0, 1.0, 1.0]).view(1, 1, 1, 6)
+    x = torch.tensor([0.0, 0.0, 1.0, 1.0, 1.0, 1.0]).view(1, 1, 1, 6)
     t = torch.tensor([0])
     gradient = torch.tensor([0.0, 0.0, 1.0, 2.0, 3.0, 4.0])
     assert PruneGrad().score_sparsity(model, x, t).tolist() == [pytest.approx(2 / 6)]
@@ -140,7 +140,7 @@ def test_official_rule_equals_the_gradient_when_zero_scores_exceed_the_percentil
 
 def test_active_scope_thresholds_per_image_in_a_batch():
     model = SparseTwoLayer().eval()
-    x = torch.tensor([[-1.0, -1.0, 1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 1.0, 1.0, 1.0, 1.0], [-1.0] * 6]).view(3, 1, 1, 6)
+    x = torch.tensor([[0.0, 0.0, 1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 1.0, 1.0, 1.0, 1.0], [0.0] * 6]).view(3, 1, 1, 6)
     t = torch.tensor([0, 0, 0])
     e = PruneGrad(50, scope="active")
     assert torch.allclose(e.score_sparsity(model, x, t), torch.tensor([2 / 6, 0.0, 1.0]))

@@ -316,7 +316,7 @@ class FragilityAttack:
         ``region`` (B, 1, H, W) bool is required by the targeted attack. ``surrogate``: a prebuilt
         ``softplus_surrogate(model, beta)`` (built here if None; pass one to reuse it across calls).
         """
-        from lightning_modules.utils import check_images
+        from lightning_modules.validation import check_images
 
         check_images(images)
         if self.attack == "targeted" and (region is None or region.shape[0] != images.shape[0] or region.shape[1] != 1):

@@ -23,6 +23,8 @@ import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader
 
+from lightning_modules.validation import check_batch as validate_batch  # noqa: F401  (the schema's validator)
+
 #: per-key padding value used when samples carry different numbers of objects / keypoints
 PAD_VALUES = {"boxes": 0.0, "box_labels": -1}
 
@@ -66,48 +68,6 @@ def collate_batch(samples) -> dict:
         else:
             batch[key] = values
     return batch
-
-
-def validate_batch(batch: Mapping, num_classes: int | None = None, channels: int | None = None) -> None:
-    """Raise a ``ValueError`` naming the fix when ``batch`` does not follow the schema."""
-    if not isinstance(batch, Mapping) or "image" not in batch or "label" not in batch:
-        keys = sorted(batch) if isinstance(batch, Mapping) else type(batch).__name__
-        raise ValueError(f"a batch is a dict with at least 'image' and 'label' (docs/CONVENTIONS.md); got {keys}")
-    x, y = batch["image"], batch["label"]
-    if not isinstance(x, torch.Tensor) or x.dim() != 4 or not x.is_floating_point():
-        raise ValueError(f"batch['image'] must be a float (B, C, H, W) tensor, got {getattr(x, 'dtype', type(x))} "
-                         f"{tuple(getattr(x, 'shape', ()))}")
-    b = x.shape[0]
-    if channels is not None and x.shape[1] != channels:
-        raise ValueError(f"batch['image'] has {x.shape[1]} channels, the model expects {channels}")
-    if not torch.isfinite(x).all():
-        raise ValueError("batch['image'] contains NaN or Inf values; check the dataset / transforms")
-    if x.numel() and (x.min() < 0 or x.max() > 1):
-        raise ValueError(
-            f"batch['image'] must be in [0, 1] pixel space (models normalise themselves), got values in "
-            f"[{float(x.min()):.3g}, {float(x.max()):.3g}]; drop the Normalize transform or divide by 255"
-        )
-    if not isinstance(y, torch.Tensor) or y.dtype != torch.long or y.shape != (b,):
-        raise ValueError(f"batch['label'] must be a long tensor of shape ({b},), got {getattr(y, 'dtype', type(y))} "
-                         f"{tuple(getattr(y, 'shape', ()))}")
-    if num_classes is not None and y.numel() and (y.min() < 0 or y.max() >= num_classes):
-        raise ValueError(
-            f"batch['label'] has classes in [{int(y.min())}, {int(y.max())}] but the model has num_classes={num_classes}; "
-            "set num_classes to the dataset's class count"
-        )
-    if "mask" in batch:
-        m = batch["mask"]
-        if m.dtype != torch.bool or m.shape != (b, 1, *x.shape[-2:]):
-            raise ValueError(f"batch['mask'] must be bool (B, 1, H, W) = {(b, 1, *x.shape[-2:])}, got {m.dtype} {tuple(m.shape)}")
-    if "boxes" in batch:
-        bx, bl = batch["boxes"], batch.get("box_labels")
-        if bx.dim() != 3 or bx.shape[0] != b or bx.shape[-1] != 4:
-            raise ValueError(f"batch['boxes'] must be (B, N, 4), got {tuple(bx.shape)}")
-        if bl is None or bl.shape != bx.shape[:2]:
-            raise ValueError("batch['box_labels'] must accompany batch['boxes'] with shape (B, N) (-1 = padding)")
-    for name, kp in (batch.get("keypoints") or {}).items():
-        if kp.dim() != 3 or kp.shape[0] != b or kp.shape[-1] != 2:
-            raise ValueError(f"batch['keypoints'][{name!r}] must be (B, K, 2) (x, y) with NaN padding, got {tuple(kp.shape)}")
 
 
 class ArrayDataset(torch.utils.data.Dataset):

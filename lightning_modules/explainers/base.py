@@ -18,7 +18,7 @@ from typing import Callable, Iterator
 import torch
 import torch.nn as nn
 
-from lightning_modules.utils import check_images, check_targets
+from lightning_modules.validation import check_images, check_targets, input_size_error
 
 _REGISTRY: dict[str, type["Explainer"]] = {}
 
@@ -122,8 +122,9 @@ def num_classes_of(model: nn.Module, images: torch.Tensor) -> int | None:
 class Explainer:
     """Base class. Subclasses implement ``attribute(model, images, targets) -> (B, 1, H, W)``.
 
-    ``__call__`` validates the inputs, puts the model in eval mode, restores its state afterwards,
-    and checks the output shape, so every method behaves the same way.
+    ``__call__`` validates the inputs (``lightning_modules.validation``: [0, 1] float images of the model's dtype,
+    channels and size; ``(B,)`` long targets within the model's classes) before any work, puts the model in eval
+    mode, restores its state afterwards, and checks the output shape, so every method behaves the same way.
     """
 
     name: str = "explainer"
@@ -134,15 +135,17 @@ class Explainer:
         raise NotImplementedError
 
     def __call__(self, model: nn.Module, images: torch.Tensor, targets) -> torch.Tensor:
-        check_images(images)
+        check_images(images, model=model)
         targets = check_targets(targets, images.shape[0], num_classes_of(model, images)).to(images.device)
-        with model_state_guard(model):
-            if self.black_box:
-                with torch.no_grad():
+        try:
+            with model_state_guard(model):
+                with torch.no_grad() if self.black_box else torch.enable_grad():
                     maps = self.attribute(model, images, targets)
-            else:
-                with torch.enable_grad():
-                    maps = self.attribute(model, images, targets)
+        except RuntimeError as e:
+            too_small = input_size_error(e, images)
+            if too_small is not None:
+                raise too_small from e
+            raise
         maps = maps.detach()
         if maps.dim() != 4 or maps.shape[1] != 1 or maps.shape[0] != images.shape[0]:
             raise RuntimeError(f"{type(self).__name__} returned shape {tuple(maps.shape)}, expected (B, 1, H, W)")

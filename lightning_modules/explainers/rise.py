@@ -265,7 +265,7 @@ class RISE(Explainer):
         this gives the map of any class and of any prefix of the masks (the first n of N i.i.d. masks are a
         RISE estimator with n masks) from one pass, as the convergence study needs."""
         from lightning_modules.explainers.base import model_state_guard
-        from lightning_modules.utils import check_images
+        from lightning_modules.validation import check_images
 
         check_images(images)
         out = None
@@ -309,7 +309,7 @@ class RISE(Explainer):
     def explain_all_classes(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
         """Public all-classes entry point with the same validation and model-state guard as ``__call__``."""
         from lightning_modules.explainers.base import model_state_guard
-        from lightning_modules.utils import check_images
+        from lightning_modules.validation import check_images
 
         check_images(images)
         with model_state_guard(model), torch.no_grad():

@@ -20,8 +20,7 @@ import torch.nn as nn
 from lightning_modules.metrics._progressive import (
     Substrate, blur, eval_mode, make_substrate, pixel_ranks, progressive_scores, trapezoid_auc,
 )
-from lightning_modules.metrics._samples import PerSampleMetric
-from lightning_modules.utils import check_heatmaps, check_images, check_targets
+from lightning_modules.metrics._samples import PerSampleMetric, fingerprint
 
 #: RISE's batch evaluation uses 224 * 8 pixels per step at 224 x 224, i.e. 28 steps; we keep 28 steps at any size.
 RISE_STEPS_AT_224 = 28
@@ -77,12 +76,10 @@ class DeletionInsertion(PerSampleMetric):
     def curves(self, model: nn.Module, images: torch.Tensor, heatmaps: torch.Tensor,
                targets: torch.Tensor | int | None = None) -> torch.Tensor:
         """The per-image curves ``(B, N + 1)``, without touching the metric state."""
-        check_images(images)
-        check_heatmaps(heatmaps, images)
+        targets = self._check_model_inputs(model, images, heatmaps, targets, allow_none=True)
         if targets is None:
             with eval_mode(model):
                 targets = model(images).argmax(1)
-        targets = check_targets(targets, images.shape[0]).to(images.device)
         ranks = pixel_ranks(heatmaps, descending=True)
         if self.mode == "deletion":
             start = images
@@ -101,7 +98,7 @@ class DeletionInsertion(PerSampleMetric):
         if isinstance(seen, torch.Tensor) and seen.shape[1] != curves.shape[1]:
             raise ValueError(f"this batch has {curves.shape[1]} steps but earlier ones had {seen.shape[1]}: "
                              "use one image size per metric (or fix pixels_per_step)")
-        self._append_rows(ids, images.shape[0], images.device, auc=trapezoid_auc(curves), step_scores=curves)
+        self._append_rows(ids, images.shape[0], images.device, key=fingerprint(images), auc=trapezoid_auc(curves), step_scores=curves)
 
     def compute(self) -> torch.Tensor:
         return self._rows()["auc"].mean()

@@ -14,7 +14,7 @@ import torch
 
 from lightning_modules.metrics._samples import PerSampleMetric
 from lightning_modules.metrics.similarity import spearman
-from lightning_modules.utils import check_heatmaps
+from lightning_modules.validation import check_heatmaps
 
 
 def _check_pair(maps: torch.Tensor, perturbed: torch.Tensor) -> None:

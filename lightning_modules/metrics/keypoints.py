@@ -17,8 +17,8 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from lightning_modules.metrics._samples import PerSampleMetric
-from lightning_modules.utils import check_heatmaps
+from lightning_modules.metrics._samples import PerSampleMetric, fingerprint
+from lightning_modules.validation import check_heatmaps, check_targets
 
 #: half-size of the window at 224 px (the paper's window size is unconfirmed; configurable), scaled with size.
 WINDOW_RADIUS_AT_224 = 5
@@ -50,17 +50,22 @@ class KeypointIntensity(PerSampleMetric):
                ids: torch.Tensor | None = None) -> None:
         check_heatmaps(heatmaps)
         b, _, h, w = heatmaps.shape
+        if labels is None:
+            labels = torch.full((b,), -1, dtype=torch.long, device=heatmaps.device)
+        else:
+            labels = check_targets(labels, b, self.num_classes, name="labels").to(heatmaps.device)
         missing = [n for n in self.names if n not in keypoints]
         if missing:
             raise KeyError(f"keypoints {missing} not in the batch; it has {sorted(keypoints)}")
         r = self.radius if self.radius is not None else max(1, round(WINDOW_RADIUS_AT_224 * math.sqrt(h * w) / 224))
         window_mean = F.avg_pool2d(normalise_maps(heatmaps), 2 * r + 1, stride=1, padding=r,
                                    count_include_pad=False)[:, 0].flatten(1)  # (B, H*W)
-        per_name = []
+        per_name, points = [], []
         for name in self.names:  # a handful of names, not a per-image loop
             kp = torch.as_tensor(keypoints[name], device=heatmaps.device, dtype=torch.float32)
             if kp.dim() != 3 or kp.shape[0] != b or kp.shape[-1] != 2:
                 raise ValueError(f"keypoints[{name!r}] must be (B, K, 2) x, y pixels with B={b}, got {tuple(kp.shape)}")
+            points.append(kp)
             valid = torch.isfinite(kp).all(-1)  # (B, K)
             x, y = kp[..., 0].nan_to_num(0.0), kp[..., 1].nan_to_num(0.0)
             outside = valid & ((x < 0) | (y < 0) | (x >= w) | (y >= h))
@@ -71,10 +76,7 @@ class KeypointIntensity(PerSampleMetric):
             values = window_mean.gather(1, idx) * valid
             count = valid.sum(1)
             per_name.append(torch.where(count > 0, values.sum(1) / count.clamp_min(1), torch.full_like(values[:, 0], float("nan"))))
-        if labels is None:
-            labels = torch.full((b,), -1, dtype=torch.long, device=heatmaps.device)
-        labels = torch.as_tensor(labels, device=heatmaps.device).reshape(-1).long()
-        self._append_rows(ids, b, heatmaps.device, intensity=torch.stack(per_name, 1), classes=labels)
+        self._append_rows(ids, b, heatmaps.device, key=fingerprint(*points, labels[:, None]), intensity=torch.stack(per_name, 1), classes=labels)
 
     def compute(self) -> dict[str, torch.Tensor]:
         values = self._rows()["intensity"]

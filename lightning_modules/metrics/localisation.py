@@ -22,9 +22,8 @@ from typing import Sequence
 
 import torch
 
-from lightning_modules.metrics._samples import PerSampleMetric
+from lightning_modules.metrics._samples import PerSampleMetric, fingerprint
 from lightning_modules.metrics.pointing import check_class_boxes
-from lightning_modules.utils import check_heatmaps, check_targets
 
 #: Fong's search grids (localization.ipynb): 0..0.95 step 0.05 for value/energy, 0..10 step 0.5 for mean.
 DEFAULT_ALPHAS = {
@@ -110,18 +109,17 @@ class WeakLocalisation(PerSampleMetric):
 
     def update(self, heatmaps: torch.Tensor, targets: torch.Tensor | int, boxes: torch.Tensor,
                box_labels: torch.Tensor, ids: torch.Tensor | None = None) -> None:
-        check_heatmaps(heatmaps)
+        targets = self._check_map_inputs(heatmaps, targets)
         if (heatmaps < 0).any():
             raise ValueError("heatmaps must be non-negative for Fong's thresholds: pass heatmaps.abs() or "
                              "heatmaps.clamp(min=0) (state which in the report)")
         b, _, h, w = heatmaps.shape
-        targets = check_targets(targets, b).to(heatmaps.device)
         boxes, box_labels = boxes.to(heatmaps.device).float(), box_labels.to(heatmaps.device)
         of_class = check_class_boxes(boxes, box_labels, targets, h, w)
         pred = self.predicted_boxes(heatmaps)
         iou = box_iou(pred, boxes)
         correct = ((iou >= self.iou_threshold) & of_class[:, None, :]).any(-1)
-        self._append_rows(ids, b, heatmaps.device, errors=(~correct).float(), boxes_pred=pred)
+        self._append_rows(ids, b, heatmaps.device, key=fingerprint(boxes, box_labels, targets[:, None]), errors=(~correct).float(), boxes_pred=pred)
 
     def compute(self) -> torch.Tensor:
         """Error per alpha ``(A,)`` (torchmetrics squeezes it to a scalar when A == 1)."""

@@ -14,8 +14,7 @@ import torch
 import torch.nn as nn
 
 from lightning_modules.metrics._progressive import Substrate, make_substrate, pixel_ranks, progressive_scores
-from lightning_modules.metrics._samples import PerSampleMetric
-from lightning_modules.utils import check_heatmaps, check_images, check_targets
+from lightning_modules.metrics._samples import PerSampleMetric, fingerprint
 
 DEFAULT_FRACTIONS = tuple(round(0.1 * i, 1) for i in range(11))
 
@@ -50,9 +49,7 @@ class PixelPerturbation(PerSampleMetric):
     def curves(self, model: nn.Module, images: torch.Tensor, heatmaps: torch.Tensor,
                targets: torch.Tensor | int) -> torch.Tensor:
         """Per-image curves ``(B, K)`` without touching the state."""
-        check_images(images)
-        check_heatmaps(heatmaps, images)
-        targets = check_targets(targets, images.shape[0]).to(images.device)
+        targets = self._check_model_inputs(model, images, heatmaps, targets)
         n_pix = images.shape[-2] * images.shape[-1]
         counts = torch.round(self.fractions * n_pix).long().to(images.device)
         ranks = pixel_ranks(heatmaps, descending=self.order == "morf")
@@ -62,7 +59,7 @@ class PixelPerturbation(PerSampleMetric):
     def update(self, model: nn.Module, images: torch.Tensor, heatmaps: torch.Tensor, targets: torch.Tensor | int,
                ids: torch.Tensor | None = None) -> None:
         curves = self.curves(model, images, heatmaps, targets)
-        self._append_rows(ids, images.shape[0], images.device, curve_rows=curves)
+        self._append_rows(ids, images.shape[0], images.device, key=fingerprint(images), curve_rows=curves)
 
     def compute(self) -> torch.Tensor:
         return self._rows()["curve_rows"].mean(0)

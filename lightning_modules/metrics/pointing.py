@@ -14,8 +14,7 @@ import math
 
 import torch
 
-from lightning_modules.metrics._samples import PerSampleMetric
-from lightning_modules.utils import check_heatmaps, check_targets
+from lightning_modules.metrics._samples import PerSampleMetric, fingerprint
 
 TOLERANCE_AT_224 = 15.0
 
@@ -99,9 +98,8 @@ class PointingGame(PerSampleMetric):
     def update(self, heatmaps: torch.Tensor, targets: torch.Tensor | int, masks: torch.Tensor | None = None,
                boxes: torch.Tensor | None = None, box_labels: torch.Tensor | None = None,
                difficult: torch.Tensor | None = None, ids: torch.Tensor | None = None) -> None:
-        check_heatmaps(heatmaps)
+        targets = self._check_map_inputs(heatmaps, targets)
         b, _, h, w = heatmaps.shape
-        targets = check_targets(targets, b).to(heatmaps.device)
         if (masks is None) == (boxes is None):
             raise ValueError("pass exactly one of masks (B, 1, H, W) or boxes (B, N, 4) + box_labels (B, N)")
         if masks is None:
@@ -124,7 +122,7 @@ class PointingGame(PerSampleMetric):
         difficult = torch.as_tensor(difficult, device=heatmaps.device).reshape(-1).bool()
         if difficult.numel() != b:
             raise ValueError(f"difficult has {difficult.numel()} entries for a batch of {b}")
-        self._append_rows(ids, b, heatmaps.device, hits=hits.float(), classes=targets, difficult=difficult)
+        self._append_rows(ids, b, heatmaps.device, key=fingerprint(masks, targets[:, None]), hits=hits.float(), classes=targets, difficult=difficult)
 
     @staticmethod
     def _class_mean_accuracy(hits: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:

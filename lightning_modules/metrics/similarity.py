@@ -27,7 +27,7 @@ from torchmetrics.functional.image import structural_similarity_index_measure
 
 from lightning_modules.metrics._samples import PerSampleMetric
 from lightning_modules.metrics.keypoints import normalise_maps
-from lightning_modules.utils import check_heatmaps
+from lightning_modules.validation import check_heatmaps
 
 
 HOG_CORRELATIONS = ("pearson", "spearman")

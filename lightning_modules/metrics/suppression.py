@@ -19,9 +19,8 @@ import torch
 import torch.nn as nn
 
 from lightning_modules.metrics._progressive import blur, eval_mode, target_scores
-from lightning_modules.metrics._samples import PerSampleMetric
+from lightning_modules.metrics._samples import PerSampleMetric, fingerprint
 from lightning_modules.metrics.localisation import kept_regions, region_boxes
-from lightning_modules.utils import check_heatmaps, check_images, check_targets
 
 DEFAULT_ALPHAS = tuple(round(0.01 * i, 2) for i in range(100))  # np.arange(0, 1, 0.01) in the official script
 
@@ -62,13 +61,11 @@ class SmallestSuppressingBox(PerSampleMetric):
 
     def update(self, model: nn.Module, images: torch.Tensor, heatmaps: torch.Tensor, targets: torch.Tensor | int,
                ids: torch.Tensor | None = None) -> None:
-        check_images(images)
-        check_heatmaps(heatmaps, images)
+        targets = self._check_model_inputs(model, images, heatmaps, targets)
         if (heatmaps < 0).any():
             raise ValueError("heatmaps must be non-negative for Fong's thresholds: pass heatmaps.abs() or "
                              "heatmaps.clamp(min=0)")
         b, _, h, w = images.shape
-        targets = check_targets(targets, b).to(images.device)
         null = null_blur(images, self.blur_sigma)
         boxes = region_boxes(kept_regions(heatmaps, self.alphas.to(images.device), self.method)).long()  # (B, A, 4)
         n_alpha = boxes.shape[1]
@@ -92,7 +89,7 @@ class SmallestSuppressingBox(PerSampleMetric):
         best = torch.where(reach.any(1), last_reach, lowest)
         best_area = areas.gather(1, best[:, None]).squeeze(1)
         best_area = torch.where(torch.isfinite(scores).all(1), best_area, torch.full_like(best_area, float("nan")))
-        self._append_rows(ids, b, images.device, best_area=best_area, normalised_scores=scores, areas=areas)
+        self._append_rows(ids, b, images.device, key=fingerprint(images), best_area=best_area, normalised_scores=scores, areas=areas)
 
     def compute(self) -> torch.Tensor:
         return torch.nanmean(self._rows()["best_area"])

@@ -38,7 +38,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torchvision.transforms.v2.functional import gaussian_blur
 
-from lightning_modules.utils import check_images, check_targets
+from lightning_modules.validation import check_images, check_targets
 
 GAMES = ("deletion", "preservation")
 PERTURBATIONS = ("blur", "constant", "noise")
