@@ -350,6 +350,6 @@ def check_report_destination(path: str | os.PathLike, argument: str = "report de
         with tempfile.TemporaryFile(dir=probe, prefix=".write-check-"):
             pass
     except OSError as e:
-        raise DataRootError(argument, f"a writable folder at {path}", f"{probe} not writable ({e.strerror})",
+        raise DataRootError(argument, f"a writable folder at {path}", f"{probe}, where no file can be created ({e.strerror})",
                             fix) from None
     return path

@@ -28,22 +28,31 @@ from replications import list_papers, paper_info
 
 
 def cmd_list() -> int:
+    """One row per paper, readable at 80 columns: name, claims and profile never wrap; the title and the
+    experiments (one per line) share the remaining width."""
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title="saliency-replications")
-    for col in ("paper", "title", "experiments", "profile", "hold", "fail", "deviation"):
-        table.add_column(col)
+    table = Table(title="saliency-replications", show_lines=True, expand=False)
+    table.add_column("paper", no_wrap=True, style="bold")
+    table.add_column("title and experiments", ratio=1, overflow="fold")
+    table.add_column("claims\nhold/fail/dev", no_wrap=True, justify="right")
+    table.add_column("profile", no_wrap=True)
     for name in list_papers():
         info = paper_info(name)
         res_path = REPO_ROOT / "reports" / name / "results.json"
         if res_path.is_file():
             r = load_results(res_path)
             c = r.get("claim_counts", {})
-            counts = (r.get("profile", "?"), str(c.get("holds", 0)), str(c.get("fails", 0)), str(c.get("deviation", 0)))
+            claims = f"{c.get('holds', 0)}/{c.get('fails', 0)}/{c.get('deviation', 0)}"
+            profile = str(r.get("profile", "?"))
         else:
-            counts = ("no report", "–", "–", "–")
-        table.add_row(name, info["title"], ", ".join(info["experiments"]) or "–", *counts)
+            claims, profile = "–", "no report"
+        details = Text(info["title"], style="italic")
+        for exp in info["experiments"]:
+            details.append(f"\n- {exp}")
+        table.add_row(name, details, claims, profile)
     Console().print(table)
     return 0
 

@@ -10,9 +10,12 @@ Two additions make ``fit`` a whole replication:
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -21,6 +24,7 @@ from lightning.pytorch.cli import LightningCLI
 
 from lightning_modules.reporting import Report
 from lightning_modules.utils import REPO_ROOT
+from lightning_modules.validation import InputError, check_report_destination
 from replications.contract import claims_for, contract, plain
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
@@ -130,8 +134,36 @@ class ReplicationModule(pl.LightningModule):
             self.write_report()
 
 
+#: Lightning's messages for a fit loop with nothing to train, which is by design for the papers that learn inside
+#: ``test`` or in nested runs (``max_epochs: 0``, an empty ``train_dataloader``): noise for a newcomer.
+_NOTHING_TO_TRAIN_INFO = re.compile(r"^`Trainer\.fit` stopped: (No training batches\.|`max_epochs=0` reached\.)$|"
+                                    r"^💡 Tip: For seamless cloud logging")
+_NOTHING_TO_TRAIN_WARNINGS = (
+    r"Total length of `(list|CombinedLoader)` across ranks is zero\. Please make sure this was your intention\.",
+    r"`LightningModule\.configure_optimizers` returned `None`, this fit will run with no optimizer",
+    r"`isinstance\(treespec, LeafSpec\)` is deprecated",  # Lightning's own call into torch's pytree, every run
+)
+
+
+class _DropInfo(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not _NOTHING_TO_TRAIN_INFO.search(record.getMessage())
+
+
+def quiet_nothing_to_train() -> None:
+    """Silence exactly Lightning's messages about a fit with nothing to train (and its litlogger tip)."""
+    for pattern in _NOTHING_TO_TRAIN_WARNINGS:
+        warnings.filterwarnings("ignore", message=pattern)
+    log = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, _DropInfo) for f in log.filters):
+        log.addFilter(_DropInfo())
+
+
 class ReplicationCLI(LightningCLI):
-    """LightningCLI for one paper; see the module docstring."""
+    """LightningCLI for one paper; see the module docstring.
+
+    At startup, before anything is built, the report destination is validated (exists or can be created, is a
+    writable folder): a bad ``$SALIENCY_REPORT_DIR`` fails at once instead of after the whole run."""
 
     def __init__(self, model_class, paper: str, datamodule_class=None, args=None, **kwargs):
         self.paper = paper
@@ -139,6 +171,12 @@ class ReplicationCLI(LightningCLI):
         if argv and argv[0] in SUBCOMMANDS and not any(a == "--config" or a.startswith("--config=") for a in argv):
             argv[1:1] = ["--config", str(REPO_ROOT / "configs" / paper / "default.yaml")]
         self._config_path = self._find_config(argv)
+        if argv and argv[0] in ("fit", "test"):
+            profile = self._config_path.stem if self._config_path else "default"
+            check_report_destination(report_dir(paper, profile) or REPO_ROOT / "reports" / paper,
+                                     argument="report destination" + (" ($SALIENCY_REPORT_DIR)"
+                                                                       if os.environ.get("SALIENCY_REPORT_DIR") else ""))
+        quiet_nothing_to_train()
         self._started_at = time.time()
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         kwargs.setdefault(
@@ -153,6 +191,16 @@ class ReplicationCLI(LightningCLI):
         )
         kwargs.setdefault("seed_everything_default", 0)
         super().__init__(model_class, datamodule_class, args=argv, **kwargs)
+
+    def parse_arguments(self, parser, args) -> None:
+        # ``args`` already holds the command line (with the default config inserted); hiding sys.argv avoids
+        # Lightning's warning about getting both, which every paper command would otherwise print.
+        saved = sys.argv
+        sys.argv = saved[:1]
+        try:
+            super().parse_arguments(parser, args)
+        finally:
+            sys.argv = saved
 
     @staticmethod
     def _find_config(argv: list[str]) -> Path | None:
@@ -247,7 +295,16 @@ def rerender_report(paper: str, report_path: str | os.PathLike | None = None) ->
 
 
 def run(model_class, paper: str, datamodule_class=None, args=None, **kwargs) -> ReplicationCLI | Path:
+    """The paper's command. From the command line (``args=None``) a bad input (``InputError``: a bad destination,
+    data root, image, target ...) ends the run with its message and exit status 2 instead of a traceback
+    (``SALIENCY_DEBUG=1`` keeps the traceback); from Python (``args=[...]``) the error propagates."""
     argv = list(sys.argv[1:] if args is None else args)
     if argv and argv[0] == "report":
         return rerender_report(paper, argv[1] if len(argv) > 1 else None)
-    return ReplicationCLI(model_class, paper, datamodule_class=datamodule_class, args=argv, **kwargs)
+    if args is not None or os.environ.get("SALIENCY_DEBUG"):
+        return ReplicationCLI(model_class, paper, datamodule_class=datamodule_class, args=argv, **kwargs)
+    try:
+        return ReplicationCLI(model_class, paper, datamodule_class=datamodule_class, args=argv, **kwargs)
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
