@@ -318,17 +318,26 @@ def resolve_data_path(path: str | os.PathLike | None, default: str | None = None
     return p
 
 
+def missing_data_error(what: str, root: str | os.PathLike, layout: str = "", argument: str = "root",
+                       env: str = "SALIENCY_DATA") -> DataRootError:
+    """The error for data not found under ``root``: the folder, the expected layout, the config argument and
+    ``$env`` (the data root the configs' ``data/...`` paths resolve against)."""
+    root = Path(root)
+    got = (f"{what} not found under {root}" if root.is_dir() else
+           f"{root}, which is a file" if root.exists() else f"nothing at {root} ({what} not found under {root})")
+    layout_note = f" with this layout:\n{layout}\n" if layout else " "
+    return DataRootError(argument, f"a folder holding {what}", got,
+                         f"put (or symlink) the files there{layout_note}pass {argument}=<folder> in the config, or "
+                         f"set ${env} to the folder holding data/'s contents ({_env_note(env)}). Nothing is downloaded")
+
+
 def check_data_root(root: str | os.PathLike, what: str, layout: str = "", argument: str = "root",
                     env: str = "SALIENCY_DATA") -> Path:
-    """``root`` is an existing folder; otherwise a ``DataRootError`` naming the folder, the layout and ``$env``."""
+    """``root`` is an existing folder; otherwise ``missing_data_error``."""
     root = Path(root)
-    if root.is_dir():
-        return root
-    got = f"{root} is a file" if root.exists() else f"nothing at {root}"
-    layout_note = f" with this layout:\n{layout}\n" if layout else " "
-    raise DataRootError(argument, f"the folder holding {what}", got,
-                        f"put (or symlink) the files there{layout_note}pass {argument}=<folder> in the config, or "
-                        f"set ${env} to the folder holding data/'s contents ({_env_note(env)}). Nothing is downloaded")
+    if not root.is_dir():
+        raise missing_data_error(what, root, layout, argument, env)
+    return root
 
 
 def check_report_destination(path: str | os.PathLike, argument: str = "report destination") -> Path:

@@ -103,5 +103,5 @@ def test_paper_config_missing_weights_names_the_file(paper_data):
 
 def test_paper_config_missing_fashion_mnist_names_the_files(paper_data, tmp_path):
     imnet, mnist, _ = paper_data
-    with pytest.raises(FileNotFoundError, match=r"fashion_mnist: no test files .*t10k-images-idx3-ubyte"):
+    with pytest.raises(FileNotFoundError, match=r"fashion_mnist test files .*t10k-images-idx3-ubyte"):
         main(["validate", "--config", PAPER, *_overrides(imnet, mnist, tmp_path / "nowhere")])

@@ -38,6 +38,7 @@ import torch
 from torch.utils.data import Dataset
 
 from lightning_modules.data.imagenet import AnnotatedDataModule, image_size_hw, load_resized, missing_root_error
+from lightning_modules.validation import resolve_data_path
 
 log = logging.getLogger(__name__)
 
@@ -106,10 +107,10 @@ class AnimalPartsDataModule(AnnotatedDataModule):
         seed: int = 0,
     ):
         super().__init__(batch_size, num_workers, seed)
-        self.root, self.image_root = Path(root), Path(image_root)
+        self.root, self.image_root = resolve_data_path(root), resolve_data_path(image_root)
         self.size = image_size_hw(image_size)
-        self.synsets_file = Path(synsets_file) if synsets_file else self.image_root / "LOC_synset_mapping.txt"
-        self.val_labels_file = Path(val_labels_file) if val_labels_file else None
+        self.synsets_file = resolve_data_path(synsets_file) if synsets_file else self.image_root / "LOC_synset_mapping.txt"
+        self.val_labels_file = resolve_data_path(val_labels_file) if val_labels_file else None
         self.parts = {k: tuple(v) for k, v in (parts or DEFAULT_PARTS).items()}
         if any(len(v) != 2 for v in self.parts.values()):
             raise ValueError("parts maps a keypoint name to (sub-folder, point class), e.g. {'eyes': ['eye', 'eye']}")

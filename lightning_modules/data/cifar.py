@@ -17,7 +17,7 @@ import torch
 
 from lightning_modules.data.mnist import md5sum
 from lightning_modules.data.schema import ArrayDataset, SplitsDataModule, stratified_split
-from lightning_modules.utils import data_root
+from lightning_modules.validation import resolve_data_path
 
 FOLDER = "cifar-10-batches-py"
 TRAIN_BATCHES = {
@@ -79,7 +79,7 @@ class CIFAR10DataModule(SplitsDataModule):
                  seed: int = 0, val_size: int = 0, verify_md5: bool = True, download: bool = False,
                  num_workers: int = 0):
         super().__init__()
-        self.root = Path(root) if root is not None else data_root() / "cifar10"
+        self.root = resolve_data_path(root, "cifar10")
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
         self.seed = seed

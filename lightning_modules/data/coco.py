@@ -31,6 +31,7 @@ from torch.utils.data import Dataset
 
 from lightning_modules.data.imagenet import AnnotatedDataModule, image_size_hw, load_resized, missing_root_error
 from lightning_modules.data.voc import read_difficult_flags
+from lightning_modules.validation import resolve_data_path
 
 log = logging.getLogger(__name__)
 
@@ -122,11 +123,11 @@ class COCOPointingDataModule(AnnotatedDataModule):
         seed: int = 0,
     ):
         super().__init__(batch_size, num_workers, seed)
-        self.root = Path(root)
+        self.root = resolve_data_path(root)
         self.size = image_size_hw(image_size)
         self.split = split
-        self.ann_file = Path(ann_file) if ann_file else self.root / "annotations" / f"instances_{split}.json"
-        self.difficult_list = difficult_list
+        self.ann_file = resolve_data_path(ann_file) if ann_file else self.root / "annotations" / f"instances_{split}.json"
+        self.difficult_list = resolve_data_path(difficult_list) if difficult_list else None
         self.limit = limit
         self.eval_set: COCOPointingDataset | None = None
 

@@ -38,6 +38,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from lightning_modules.data.schema import collate_batch
+from lightning_modules.validation import missing_data_error, resolve_data_path
 
 log = logging.getLogger(__name__)
 
@@ -159,11 +160,9 @@ def load_resized(
     return image, new_boxes, new_mask, orig
 
 
-def missing_root_error(what: str, root: Path, layout: str, env_hint: str = "") -> FileNotFoundError:
-    return FileNotFoundError(
-        f"{what} not found under {root}. Expected layout:\n{layout}\n"
-        f"Place (or symlink) the files there, or pass the root in the config{env_hint}. Nothing is downloaded."
-    )
+def missing_root_error(what: str, root: Path, layout: str, argument: str = "root") -> FileNotFoundError:
+    """``lightning_modules.validation.missing_data_error``: names the folder, the layout and ``$SALIENCY_DATA``."""
+    return missing_data_error(what, root, layout, argument)
 
 
 class AnnotatedDataModule(pl.LightningDataModule):
@@ -282,19 +281,19 @@ class ImageNetValDataModule(AnnotatedDataModule):
         seed: int = 0,
     ):
         super().__init__(batch_size, num_workers, seed)
-        self.root = Path(root)
+        self.root = resolve_data_path(root)
         self.size = image_size_hw(image_size)
         self.split_dir = split_dir
-        self.labels_file = Path(labels_file) if labels_file else None
-        self.devkit_root = Path(devkit_root) if devkit_root else None
-        self.synsets_file = Path(synsets_file) if synsets_file else None
-        self.annotations_dir = Path(annotations_dir) if annotations_dir else None
+        self.labels_file = resolve_data_path(labels_file) if labels_file else None
+        self.devkit_root = resolve_data_path(devkit_root) if devkit_root else None
+        self.synsets_file = resolve_data_path(synsets_file) if synsets_file else None
+        self.annotations_dir = resolve_data_path(annotations_dir) if annotations_dir else None
         self.require_boxes = require_boxes
         self.limit = limit
         self.limit_seed = limit_seed
         self.heldout_size = heldout_size
         self.train_dir = train_dir
-        self.train_annotations_dir = Path(train_annotations_dir) if train_annotations_dir else None
+        self.train_annotations_dir = resolve_data_path(train_annotations_dir) if train_annotations_dir else None
         self.val_set: ILSVRCBoxesDataset | None = None
         self.heldout_set: ILSVRCBoxesDataset | None = None
         self.wnids: list[str] = []

@@ -6,8 +6,11 @@ With only the test set present the DataModule says so (once) and uses a fixed, s
 split of it, 8,000 train / 2,000 test by default, recorded in ``datamodule.split_info`` for the reports.
 With the official training images present in the same root it uses the official 60,000 / 10,000 split.
 
-Known files are verified against their published MD5 sums (a mismatch is an error naming the file); no
-download happens unless ``download=True`` (then torchvision fetches the files into the root).
+Known files are verified under both their ``.gz`` and their gunzipped names: the published MD5 of the gzipped
+files, the MD5 of the gunzipped MNIST files (computed from the verified shipped ``.gz`` files; the training images
+and Fashion-MNIST are not shipped, so those gunzipped files get the size check only) and the exact size an idx
+file of the official shape has. A mismatch is an error naming the file; no download happens unless
+``download=True`` (then torchvision fetches the files into the root).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import numpy as np
 import torch
 
 from lightning_modules.data.schema import ArrayDataset, SplitsDataModule, stratified_split
-from lightning_modules.utils import data_root
+from lightning_modules.validation import DataRootError, missing_data_error, resolve_data_path
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +49,22 @@ MD5 = {
         "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
     },
 }
+#: MD5 of the gunzipped files, from the shipped .gz files that match the published sums above
+RAW_MD5 = {
+    "mnist": {
+        "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+        "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
+        "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+    },
+    "fashion_mnist": {},
+}
+#: bytes of the gunzipped official files: 16-byte (images) / 8-byte (labels) header + 28 * 28 or 1 byte per sample
+RAW_SIZES = {
+    "train-images-idx3-ubyte": 16 + 60000 * 784,
+    "train-labels-idx1-ubyte": 8 + 60000,
+    "t10k-images-idx3-ubyte": 16 + 10000 * 784,
+    "t10k-labels-idx1-ubyte": 8 + 10000,
+}
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"),
                0x0E: np.dtype(">f8")}
 _ANNOUNCED: set = set()
@@ -59,18 +78,25 @@ def read_idx(path: str | Path) -> np.ndarray:
         with opener(path, "rb") as fh:
             raw = fh.read()
     except (OSError, EOFError) as e:
-        raise ValueError(f"cannot read idx file {path}: {e}") from None
+        raise DataRootError(str(path), "a readable idx file", f"a read error ({e})", _REPLACE) from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
-        raise ValueError(f"{path} is not an idx file (bad magic number {raw[:4].hex()})")
+        raise DataRootError(str(path), "an idx file (magic number 0 0 <dtype> <ndim>)",
+                            f"magic number {raw[:4].hex() or 'none (empty file)'}: not an idx file", _REPLACE)
     ndim = raw[3]
+    if len(raw) < 4 + 4 * ndim:
+        raise DataRootError(str(path), f"an idx header of {4 + 4 * ndim} bytes ({ndim} dimensions)",
+                            f"a file of {len(raw)} bytes, cut inside its header", _REPLACE)
     dims = np.frombuffer(raw, dtype=">i4", count=ndim, offset=4).astype(np.int64)
     dtype = np.dtype(_IDX_DTYPES[raw[2]])
     offset = 4 + 4 * ndim
     expected = int(np.prod(dims)) * dtype.itemsize
     if len(raw) - offset != expected:
-        raise ValueError(f"{path}: header says {tuple(dims)} ({expected} bytes of data) but the file has "
-                         f"{len(raw) - offset}; the file is truncated or corrupt")
+        raise DataRootError(str(path), f"{expected} bytes of data (the header says {tuple(dims)})",
+                            f"{len(raw) - offset} bytes: the file is truncated or corrupt", _REPLACE)
     return np.frombuffer(raw, dtype=dtype, offset=offset).reshape(tuple(dims)).astype(dtype.newbyteorder("="))
+
+
+_REPLACE = "replace the file with the official one (or re-download it with download=True on a connected machine)"
 
 
 def md5sum(path: Path) -> str:
@@ -96,7 +122,7 @@ class IdxDataModule(SplitsDataModule):
                  seed: int = 0, test_only_train_size: int = 8000, val_size: int = 0, verify_md5: bool = True,
                  download: bool = False, num_workers: int = 0):
         super().__init__()
-        self.root = Path(root) if root is not None else data_root() / self.name
+        self.root = resolve_data_path(root, self.name)
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
         self.seed = seed
@@ -117,20 +143,29 @@ class IdxDataModule(SplitsDataModule):
         return None
 
     def _missing_error(self) -> FileNotFoundError:
-        return FileNotFoundError(
-            f"{self.name}: no test files in {self.root}. Put {FILES['test_images']}(.gz) and "
-            f"{FILES['test_labels']}(.gz) there (and {FILES['train_images']}(.gz) / {FILES['train_labels']}(.gz) for "
-            f"the official split), pass root=<folder that holds them>, or download=True on a connected machine."
-        )
+        layout = (f"  <root>/{FILES['test_images']}(.gz) and <root>/{FILES['test_labels']}(.gz)\n"
+                  f"  (+ {FILES['train_images']}(.gz) and {FILES['train_labels']}(.gz) for the official split; "
+                  "download=True fetches them on a connected machine)")
+        return missing_data_error(f"the {self.name} test files {FILES['test_images']}(.gz) and "
+                                  f"{FILES['test_labels']}(.gz)", self.root, layout)
 
     def _verify(self, path: Path) -> None:
-        known = MD5[self.name].get(path.name)
-        if not self.verify_md5 or known is None:
+        """MD5 (and, gunzipped, the size) of a known file: under its ``.gz`` and its gunzipped name alike."""
+        if not self.verify_md5:
+            return
+        fix = f"{_REPLACE}; or pass verify_md5=False for your own idx files"
+        size = RAW_SIZES.get(path.name)
+        if size is not None and path.stat().st_size != size:
+            raise DataRootError(str(path), f"{size} bytes (the official {path.name})",
+                                f"{path.stat().st_size} bytes: the file is corrupt, truncated or not the official one",
+                                fix)
+        known = MD5[self.name].get(path.name) or RAW_MD5[self.name].get(path.name)
+        if known is None:
             return
         got = md5sum(path)
         if got != known:
-            raise ValueError(f"{path} has MD5 {got}, but the published file has {known}: the file is corrupt or not the "
-                             f"official one; replace it (or pass verify_md5=False for your own idx files)")
+            raise DataRootError(str(path), f"MD5 {known} (the official file)",
+                                f"MD5 {got}: the file is corrupt or not the official one", fix)
 
     def _load(self, key: str) -> torch.Tensor:
         path = self._find(key)

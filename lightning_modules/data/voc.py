@@ -42,6 +42,7 @@ from lightning_modules.data.imagenet import (
     parse_voc_style_xml,
     voc_boxes_to_pixels,
 )
+from lightning_modules.validation import resolve_data_path
 
 log = logging.getLogger(__name__)
 
@@ -192,11 +193,11 @@ class VOC2007DataModule(AnnotatedDataModule):
         seed: int = 0,
     ):
         super().__init__(batch_size, num_workers, seed)
-        self.root = Path(root)
+        self.root = resolve_data_path(root)
         self.size = image_size_hw(image_size)
         self.split = split
         self.train_split = train_split
-        self.difficult_list = difficult_list
+        self.difficult_list = resolve_data_path(difficult_list) if difficult_list else None
         self.limit = limit
         self.eval_set: VOCPointingDataset | None = None
         self.train_set: VOCPointingDataset | None = None
