@@ -20,6 +20,7 @@ import torch
 import torch.nn as nn
 
 from lightning_modules.utils import data_root
+from lightning_modules.validation import InputError, check_num_classes, resolve_data_path
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -122,10 +123,20 @@ def weights_dirs(extra: str | os.PathLike | None = None) -> list[Path]:
 
 
 def safe_load(path: str | os.PathLike) -> dict:
-    """``torch.load`` with ``weights_only=True`` and errors that name the fix."""
+    """``torch.load`` with ``weights_only=True`` (``safetensors`` for ``.safetensors`` files) and errors that name
+    the fix."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist; pass the path of a saved state dict or .ckpt")
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as e:
+            raise ValueError(f"cannot read checkpoint {path} (corrupt or truncated .safetensors file: {e}); "
+                             "replace it with a fresh copy of the published file") from None
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
@@ -268,13 +279,7 @@ def _timm_model(arch: str, pretrained: bool, num_classes: int | None, in_chans: 
             candidates.insert(0, Path(cfg.url).name)
         path = find_pretrained_file(candidates, weights_dir)
         model = timm.create_model(arch, pretrained=False, **{k: v for k, v in kwargs.items() if k != "num_classes"})
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            obj = load_file(str(path))
-        else:
-            obj = safe_load(path)
-        _load_into(model, obj, path, getattr(model, "num_classes", None))
+        _load_into(model, safe_load(path), path, getattr(model, "num_classes", None))
         if num_classes is not None and num_classes != model.num_classes:
             raise ValueError(f"pretrained {arch} has {model.num_classes} classes, not num_classes={num_classes}")
     else:
@@ -390,6 +395,15 @@ def load_model(
     - ``normalize_inputs``: wrap in ``Normalized`` so the model takes [0, 1] images (the project's convention).
     """
     _ensure_local_registered()
+    if not isinstance(name, str) or not name:
+        raise InputError("name", "a model name (see lightning_modules.models.list_models())", repr(name),
+                         f"pass one of: {', '.join(list_models())}, or any timm model name")
+    if num_classes is not None:
+        check_num_classes(num_classes)
+    if in_chans is not None:
+        check_num_classes(in_chans, "in_chans", "the images' channel count")
+    if checkpoint is not None:
+        checkpoint = resolve_data_path(checkpoint)
     source = None
     if "/" in name and name.split("/", 1)[0] in ("timm", "torchvision", "local"):
         source, name = name.split("/", 1)

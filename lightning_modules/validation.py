@@ -244,13 +244,13 @@ def check_heatmaps(heatmaps, images: torch.Tensor | None = None, name: str = "he
                          "the explainer produced invalid maps: check its inputs (NaN images, a zero normaliser)")
 
 
-def check_num_classes(num_classes, name: str = "num_classes") -> int:
-    """A positive class count (an int, not a bool)."""
+def check_num_classes(num_classes, name: str = "num_classes", what: str = "the dataset's class count") -> int:
+    """A positive count (an int, not a bool): a class count, or (``what``) a channel count."""
     if isinstance(num_classes, bool) or not isinstance(num_classes, int):
-        raise InputError(name, "a positive int", f"{num_classes!r} ({type(num_classes).__name__})",
-                         f"pass the dataset's class count as an int, e.g. {name}=10")
+        raise InputError(name, f"a positive int ({what})", f"{num_classes!r} ({type(num_classes).__name__})",
+                         f"pass {what} as an int, e.g. {name}=10")
     if num_classes <= 0:
-        raise InputError(name, "a positive int", str(num_classes), f"pass the dataset's class count, e.g. {name}=10")
+        raise InputError(name, f"a positive int ({what})", str(num_classes), f"pass {what}, e.g. {name}=10")
     return num_classes
 
 
