@@ -17,7 +17,7 @@ import torch
 
 from lightning_modules.data.mnist import md5sum
 from lightning_modules.data.schema import ArrayDataset, SplitsDataModule, stratified_split
-from lightning_modules.validation import resolve_data_path
+from lightning_modules.validation import missing_data_error, resolve_data_path
 
 FOLDER = "cifar-10-batches-py"
 TRAIN_BATCHES = {
@@ -103,10 +103,10 @@ class CIFAR10DataModule(SplitsDataModule):
     def _read(self, batches: dict[str, str]) -> tuple[torch.Tensor, torch.Tensor]:
         missing = [n for n in batches if not (self.folder / n).is_file()]
         if missing:
-            raise FileNotFoundError(
-                f"CIFAR-10: {', '.join(missing)} not found in {self.folder}. Extract cifar-10-python.tar.gz "
-                f"(https://www.cs.toronto.edu/~kriz/cifar.html) into {self.root} so that {self.folder}/data_batch_1 "
-                "... test_batch exist, pass root=<its parent>, or download=True on a connected machine."
+            raise missing_data_error(
+                f"the CIFAR-10 batches {', '.join(missing)} in {FOLDER}/", self.root,
+                f"  <root>/{FOLDER}/data_batch_1 ... data_batch_5, test_batch   (extract cifar-10-python.tar.gz from "
+                "https://www.cs.toronto.edu/~kriz/cifar.html into <root>, or download=True on a connected machine)",
             )
         xs, ys = [], []
         for name, md5 in batches.items():
