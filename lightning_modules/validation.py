@@ -324,7 +324,7 @@ def missing_data_error(what: str, root: str | os.PathLike, layout: str = "", arg
     ``$env`` (the data root the configs' ``data/...`` paths resolve against)."""
     root = Path(root)
     got = (f"{what} not found under {root}" if root.is_dir() else
-           f"{root}, which is a file" if root.exists() else f"nothing at {root}")
+           f"{root}, which is a file" if root.exists() else f"nothing at {root} ({what} not found)")
     layout_note = f" with this layout:\n{layout}\n" if layout else " "
     return DataRootError(argument, f"a folder holding {what}", got,
                          f"put (or symlink) the files there{layout_note}pass {argument}=<folder> in the config, or "

@@ -318,7 +318,7 @@ class FragilityAttack:
         """
         from lightning_modules.validation import check_images
 
-        check_images(images)
+        check_images(images, model=model)
         if self.attack == "targeted" and (region is None or region.shape[0] != images.shape[0] or region.shape[1] != 1):
             raise ValueError("the targeted attack needs region=(B, 1, H, W) bool: the pixels whose saliency to raise")
         was_training = model.training

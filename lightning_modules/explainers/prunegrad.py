@@ -86,7 +86,7 @@ class PruneGrad(Explainer):
         """(B,) share of ReLU neurons whose score is exactly zero (they carry no gradient to the target logit).
         Above ``percentile``/100, the official rule (``scope="all"``) prunes nothing that matters. Checks its
         input and keeps the model's state like an explainer call (usable under ``no_grad``)."""
-        check_images(images)
+        check_images(images, model=model)
         targets = check_targets(targets, images.shape[0], num_classes_of(model, images)).to(images.device)
         with model_state_guard(model), torch.enable_grad():
             flat = torch.cat([s.flatten(1) for s in self.neuron_scores(model, images, targets)], dim=1)

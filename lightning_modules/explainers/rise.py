@@ -267,7 +267,7 @@ class RISE(Explainer):
         from lightning_modules.explainers.base import model_state_guard
         from lightning_modules.validation import check_images
 
-        check_images(images)
+        check_images(images, model=model)
         out = None
         with model_state_guard(model), torch.no_grad():
             for bs, ms, scores in self._chunks(model, images):
@@ -311,6 +311,6 @@ class RISE(Explainer):
         from lightning_modules.explainers.base import model_state_guard
         from lightning_modules.validation import check_images
 
-        check_images(images)
+        check_images(images, model=model)
         with model_state_guard(model), torch.no_grad():
             return self.attribute_all_classes(model, images).detach()

@@ -230,9 +230,10 @@ def learn_masks(model: nn.Module, images: torch.Tensor, targets, config: MaskCon
                 record: bool = True) -> MaskResult:
     """Learn one mask per image, all jointly (see the module docstring). ``model`` maps [0, 1] images to logits."""
     cfg = MaskConfig.from_dict(config)
-    check_images(images)
+    check_images(images, model=model)
     b, _, h, w = images.shape
-    targets = check_targets(targets, b).to(images.device)
+    n_classes = getattr(model, "num_classes", None)
+    targets = check_targets(targets, b, n_classes if isinstance(n_classes, int) else None).to(images.device)
     if h < cfg.mask_scale or w < cfg.mask_scale:
         raise ValueError(f"images of {h}x{w} px are smaller than the mask cell (mask_scale={cfg.mask_scale}); lower mask_scale")
     px = cfg.scaled(min(h, w))
