@@ -10,7 +10,9 @@
   status against the committed report (``replications/reproduce.py``).
 - ``train-embedded NAME...``: retrains shipped embedded models and ships their weights (``weights/``).
 - ``bench explainers|metrics [options]``: the benchmarks that print ratios to their measured floors
-  (on a shared machine: ``bench explainers --threads 1 --clock process``).
+  (on a shared machine: ``bench explainers --threads 1 --clock process --rounds 3``; ``--model scenes_cnn`` (v1,
+  default), a v2 architecture with random weights (``scenes_vgg``, ``scenes_resnet``) or a shipped v2 model
+  (``scenes_v2_vgg``, ``scenes_v2_resnet``)).
 - ``bench validity``: whether each protocol can tell methods apart on the embedded benchmarks (oracle map best,
   random worst, methods CI-separated, no saturation): ``reports/benchmarks/validity.md``.
 - ``train-embedded NAME``: retrain a shipped embedded model and ship it (e.g. ``scenes_v2_vgg``).

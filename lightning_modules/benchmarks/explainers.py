@@ -24,9 +24,10 @@ random weights, 64x64, CPU), one run measures
 - ``speed-up vs loop`` (at the largest B): per-image time of B single-image calls / per-image time of
   the batched call, i.e. ms/img at B=1 over ms/img at B.
 
-``--model``: the v1 black box ``scenes_cnn`` (random weights, the default) or a benchmark-v2 model
-(``scenes_v2_vgg``, ``scenes_v2_resnet``: the shipped trained weights, ``embedded_v2.load_embedded_v2``), at
-the model's own input size unless ``--image-size`` is given.
+``--model``: the v1 black box ``scenes_cnn`` (random weights, the default), any registered architecture with
+random weights (the v2 ones: ``scenes_vgg``, ``scenes_resnet``) or a shipped benchmark-v2 model
+(``scenes_v2_vgg``, ``scenes_v2_resnet``: the trained weights, ``embedded_v2.load_embedded_v2``), at the model's
+own input size unless ``--image-size`` is given. The costs do not depend on the weights.
 
 ``python -m lightning_modules.benchmarks.explainers`` (or ``python -m replications bench explainers``)
 writes ``reports/benchmarks/explainers.md``.
