@@ -299,10 +299,10 @@ def run(out_path: str | Path = "reports/benchmarks/explainers.md", batch_sizes=(
             print(f"{name:34s} failed: {type(e).__name__}: {e}", flush=True)
             rows.append(dict(method=name, settings=kwargs, floor="–", per_batch={}, speedup=math.nan,
                              target=RATIO_TARGETS.get(name, ratio_target), error=f"{type(e).__name__}: {e}"))
-    load = (load_before, os.getloadavg()[0])
-    if out_path is not None:
-        write_markdown(rows, out_path, batch_sizes, model_name, image_size, dev, ratio_target, load, clock, command,
-                       rounds=rounds, weights=weights)
+        if out_path is not None:  # after every method, so an interrupted run still leaves the rows it measured
+            load = (load_before, os.getloadavg()[0])
+            write_markdown(rows, out_path, batch_sizes, model_name, image_size, dev, ratio_target, load, clock, command,
+                           rounds=rounds, weights=weights)
     return rows
 
 
