@@ -183,8 +183,8 @@ VOLATILE = re.compile(r"(^|[_\s(/])(time|times|seconds|wall|cpu|elapsed|timing|t
                       r"|config_sha256")
 _SKIP_TOP = {"generated_at", "wall_time_s", "environment", "files_sha256", "source_sha256", "config_sha256", "config",
              "config_file", "sections", "claim_counts"}
-#: prose (it quotes timings of the run) and the claims whose subject is a cost on this machine
-_SKIP_ANY = {"caption"}
+#: prose: captions quote timings of the run; a claim's problem text is derived from its status, which is compared
+_SKIP_ANY = {"caption", "problem"}
 
 
 def diff_reports(expected: dict, actual: dict, rtol: float, atol: float, max_items: int = 200) -> list[str]:
