@@ -225,7 +225,7 @@ def test_paper_config_fit_runs_every_pass_on_tiny_files(paper_files, tmp_path):
            "--model.adversarial.hidden", "16", "--model.benchmark.iterations", "1", "--model.benchmark.repeats", "1",
            "--model.benchmark.batch", "2", "--model.keypoints_data.limit", "4",
            "--model.smallest_box", "{level: 0.01, alphas: [0.0, 0.5]}",
-           "--model.explainer_kwargs", "{occlusion: {window: 32, stride: 32}}"]
+           "--model.explainer_kwargs", "{blurred_circle_occlusion: {radius: 0.25, stride: 0.5}}"]
     run(FongReplication, "fong2017", args=["fit", "--config", "configs/fong2017/paper.yaml", *_overrides(paper_files), *cut])
     r = json.loads((tmp_path / "report" / "results.json").read_text())
     tables = r["tables"]

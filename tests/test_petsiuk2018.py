@@ -11,7 +11,7 @@ import torch.nn as nn
 
 from replications.cli import run
 from replications.petsiuk2018.data import RiseData
-from replications.petsiuk2018.experiments import RiseReplication, _pearson_rows
+from replications.petsiuk2018.experiments import RiseReplication, _pearson_rows, evidence_precision, scaled_blur
 
 torch.set_num_threads(1)
 
@@ -42,19 +42,57 @@ def test_smoke_end_to_end_writes_the_report(smoke_run):
         assert (tmp_path / "figures" / f"{fig}.png").stat().st_size > 1000
     ids = {c["id"] for c in res["claims"]}
     assert {"rise_best_deletion", "rise_best_insertion", "deletion_order", "insertion_order", "rise_beats_center_all",
-            "rise_maps_converge_with_n", "rise_time_overhead", "rise_memory_within_budget"} <= ids
+            "protocol_oracle_beats_random", "protocol_step_below_evidence", "rise_maps_converge_with_n"} <= ids
+    # timing claims are made by the default profile only (the smoke timings measure nothing)
+    assert not ids & {"rise_time_overhead", "rise_memory_within_budget"}
     for c in res["claims"]:
-        assert c["status"] in ("holds", "fails", "deviation") and c["measured"]
+        assert c["status"] in ("holds", "fails", "inconclusive", "deviation", "sanity") and c["measured"]
+    # every ordering between methods is judged on per-image samples (the same 8 images)
+    by_id = {c["id"]: c for c in res["claims"]}
+    for cid in ("rise_best_deletion", "deletion_order", "rise_beats_center_all", "protocol_oracle_beats_random"):
+        assert by_id[cid]["samples"] and all(len(v) == 8 for v in by_id[cid]["samples"].values()), cid
+        assert by_id[cid]["intervals"], cid
+    assert by_id["protocol_step_below_evidence"]["status"] == "sanity"
     rows = {r["method"]: r for r in res["tables"]["deletion_insertion"]["rows"]}
-    assert set(rows) == {"rise", "gradcam", "occlusion", "lime", "gradient"}
+    assert set(rows) == {"rise", "gradcam", "occlusion", "lime", "gradient", "oracle (reference)", "random (reference)"}
     for r in rows.values():
-        assert 0.0 <= r["deletion (ours) ↓"] <= 1.0 and 0.0 <= r["insertion (ours) ↑"] <= 1.0 and r["images"] == 8
+        assert 0.0 <= r["deletion, mean colour (ours) ↓"] <= 1.0 and 0.0 <= r["insertion (ours) ↑"] <= 1.0
+        assert 0.0 <= r["deletion, blurred (ours) ↓"] <= 1.0 and r["images"] == 8
+    # the insertion blur is the paper's 224-px blur scaled to the 32-px smoke images
+    assert res["results"]["causal"]["blur_kernel"] == 3 and abs(res["results"]["causal"]["blur_sigma"] - 5 * 32 / 224) < 1e-9
     pg = {r["method"]: r for r in res["tables"]["pointing_game"]["rows"]}
     assert "center" in pg and 0.0 <= pg["rise"]["all (ours)"] <= 100.0
-    bench = res["metrics"]["benchmark"]
+    bench = res["results"]["benchmark"]
     assert bench["time_ratio"] > 0 and bench["forward_passes"] >= 1 and bench["peak_mb"] >= 0
     # The smoke profile never writes the committed report.
     assert res["profile"] == "smoke"
+
+
+def test_smoke_report_passes_the_contract_and_matches_its_snapshot(smoke_run):
+    """The stored claims are what the code makes of the stored results (only smoke-noise ``fails`` remain), and
+    the smoke numbers equal the committed snapshot."""
+    from lightning_modules.reporting import check_results
+    from replications.contract import rebuild
+    from snapshots import assert_matches_snapshot
+
+    out, res = smoke_run
+    problems = check_results(res, report_dir=out, rebuild=rebuild, check_freshness=False)
+    assert all(" fails: " in p for p in problems), problems
+    assert_matches_snapshot("petsiuk2018", res)
+
+
+def test_build_claims_is_pure_and_deviations_are_by_exact_id(smoke_run):
+    from replications.contract import claims_for
+    from replications.petsiuk2018 import claims as C
+    from replications.petsiuk2018.deviations import DEVIATIONS
+
+    _, res = smoke_run
+    first = [c.to_dict() for c in claims_for("petsiuk2018", res["results"], "smoke")]
+    again = [c.to_dict() for c in claims_for("petsiuk2018", json.loads(json.dumps(res["results"])), "smoke")]
+    assert first == again == res["claims"]
+    made = {c.id for c in C.build_claims(res["results"], "default")}
+    assert set(DEVIATIONS) <= made, "every registered deviation names a claim the code makes"
+    assert not hasattr(C, "KNOWN_DEVIATIONS")
 
 
 def test_runs_are_deterministic(smoke_run, tmp_path):
@@ -94,7 +132,7 @@ def test_paper_source_runs_on_tiny_real_format_files(tmp_path):
         pointing_model={"name": "scenes_cnn", "num_classes": 20, "width": 4},
         methods={"rise": {"n_masks": 16, "grid_size": 4}, "gradient": {}},
         stability={"n_values": [8, 16], "seeds": [1], "n_images": 2},
-        benchmark={"enabled": False}, n_example_images=1,
+        benchmark={"enabled": False}, n_example_images=1, causal={"references": ["random"]},
     )
     module.run_info.update(profile="paper", write_report=False)
     trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False, inference_mode=False,
@@ -111,6 +149,23 @@ def test_paper_source_runs_on_tiny_real_format_files(tmp_path):
 
 
 # --------------------------------------------------------------------------------------------- units and bad input
+def test_scaled_blur_is_the_papers_at_224_px():
+    assert scaled_blur(224) == (11, 5.0)
+    k, sigma = scaled_blur(64)
+    assert k == 3 and abs(sigma - 5 * 64 / 224) < 1e-12
+    assert scaled_blur(448) == (21, 10.0)
+
+
+def test_evidence_precision_known_answers():
+    maps = torch.zeros(2, 1, 4, 4)
+    maps[0, 0, 0, :2] = 1.0  # exactly the evidence first
+    maps[1, 0, 3, 3] = 1.0  # one pixel off the evidence, then ties in raster order (the first evidence pixel)
+    ev = torch.zeros(2, 1, 4, 4, dtype=torch.bool)
+    ev[:, 0, 0, :2] = True
+    torch.testing.assert_close(evidence_precision(maps, ev), torch.tensor([1.0, 0.5]))
+    torch.testing.assert_close(evidence_precision(ev.float(), ev), torch.ones(2))
+
+
 def test_pearson_rows_known_answers():
     a = torch.arange(12.0).view(2, 1, 2, 3)
     torch.testing.assert_close(_pearson_rows(a, 2 * a + 1), torch.ones(2))
@@ -140,6 +195,8 @@ def test_rise_maps_for_two_targets_come_from_one_pass():
         ({"methods": {"rise": {}, "no_such_method": {}}}, KeyError, "unknown explainer"),
         ({"methods": {"rise": {"p": 2.0}}}, ValueError, "p must"),
         ({"pointing_reference": "VOC12"}, ValueError, "pointing_reference"),
+        ({"causal": {"substrate": "mean"}}, ValueError, "substrate is gone"),
+        ({"causal": {"references": ["oracle", "bogus"]}}, ValueError, "references"),
     ],
 )
 def test_bad_configuration_fails_early(kwargs, exc, match):

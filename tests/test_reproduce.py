@@ -13,7 +13,7 @@ from lightning_modules.utils import data_root
 from replications import reproduce as rep
 
 REPO = Path(__file__).resolve().parents[1]
-PAPER = "adebayo2018"  # a smoke profile under the contract whose maps include Grad-CAM
+PAPER = "petsiuk2018"  # the fastest smoke profile that runs several explainers
 
 
 def test_diff_reports_compares_numbers_statuses_and_skips_timings():

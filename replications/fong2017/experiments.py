@@ -33,9 +33,9 @@ from lightning_modules.explainers import create_explainer
 from lightning_modules.metrics._samples import PerSampleMetric
 from lightning_modules.metrics.keypoints import KeypointIntensity
 from lightning_modules.metrics.localisation import WeakLocalisation, tune_and_evaluate
-from lightning_modules.metrics.pointing import PointingGame, center_heatmaps
+from lightning_modules.metrics.localisation import box_iou, region_boxes
+from lightning_modules.metrics.pointing import PointingGame, boxes_to_mask, center_heatmaps
 from lightning_modules.metrics.suppression import SmallestSuppressingBox
-from lightning_modules.reporting import Claim, Relation
 from lightning_modules.tasks.mask_learning import (
     MaskConfig,
     compose,
@@ -51,8 +51,11 @@ MASK = "mask"
 LABELS = {
     "gradient": "Gradient", "guided_backprop": "Guided backprop", "excitation_backprop": "Excitation backprop",
     "contrastive_excitation_backprop": "Contrastive excitation BP", "gradcam": "Grad-CAM", "occlusion": "Occlusion",
+    "blurred_circle_occlusion": "Occlusion (Fong's blurred circle)",
     MASK: "Mask (ours)", "center": "Centre baseline", "ground_truth": "Ground truth (head mask)",
 }
+#: our method name -> the row of the paper's tables (Fong's occlusion baseline is the blurred circle)
+PAPER_KEY = {"blurred_circle_occlusion": "occlusion"}
 THRESHOLDS = ("value", "energy", "mean")
 
 
@@ -196,7 +199,9 @@ class FongReplication(ReplicationModule):
         self.mask_rows = SampleRows("clean", "null", "final", "area", "init_radius", "loss_first", "loss_last")
         self.gen_rows = SampleRows(*[f"{s}_{p}" for s in ("smooth", "binary", "moved") for p in ("blur", "constant", "noise")])
         self.artifact_rows = SampleRows("area_reg", "area_art", "ns_reg_blur", "ns_art_blur", "ns_reg_constant",
-                                        "ns_art_constant", "tv_reg", "tv_art")
+                                        "ns_art_constant", "tv_reg", "tv_art", "head_share_reg", "head_share_art")
+        # compactness of the main masks against the ground truth (the scenes): object box, head (evidence) box
+        self.compact_rows = SampleRows("box_area", "mass_in_box", "head_box_iou")
         self.adversarial = None
         if self.adv_spec.get("enabled"):
             from replications.fong2017.adversarial import AdversarialExperiment
@@ -362,12 +367,15 @@ class FongReplication(ReplicationModule):
                               init_radius=res.init_radius if res.init_radius is not None else torch.full_like(res.clean_score, float("nan")),
                               loss_first=res.loss_history[:k].mean(0) if it else res.final_score * float("nan"),
                               loss_last=res.loss_history[-k:].mean(0) if it else res.final_score * float("nan"))
+        if "head_mask" in batch:
+            self._compactness(batch, res.mask)
         # b. generalisation of simplified masks
         self._generalisation(images, labels, ids, res)
         # a. artifacts on the first images (selected by id, so the set does not depend on the process count)
         sel = ids < int(self.artifact_spec["images"])
         if sel.any():
-            self._artifacts(images[sel], labels[sel], ids[sel], res.mask[sel], res.mask_lowres[sel])
+            head = batch["head_mask"][sel].float() if "head_mask" in batch else None
+            self._artifacts(images[sel], labels[sel], ids[sel], res.mask[sel], res.mask_lowres[sel], head)
         # e./f. adversarial detection and label recovery
         if self.adversarial is not None:
             self.adversarial.update(self, batch, maps)
@@ -406,8 +414,27 @@ class FongReplication(ReplicationModule):
                 rows[f"{name}_{kind}"] = self._perturbed_scores(images, labels, m, kind, classes)
         self.gen_rows.update(ids, **rows)
 
-    def _artifacts(self, images, labels, ids, mask_reg, lowres_reg) -> None:
+    def _compactness(self, batch, mask: torch.Tensor) -> None:
+        """How much the deletion mask deletes against the ground truth: the object's box area (union of the
+        class's boxes, fraction of the image), the share of the deleted mass 1 - m inside it, and the IoU of the
+        evidence's (head's) bounding box with the best object box of the class (the localisation protocol's
+        target; < 0.5 means that a map finding exactly the evidence counts as a localisation error)."""
+        labels = batch["label"]
+        b, _, h, w = mask.shape
+        inside = boxes_to_mask(batch["boxes"].float(), batch["box_labels"], labels, h, w).float()
+        deleted = (1 - mask).clamp(0, 1)
+        mass = deleted.flatten(1).sum(1)
+        head_box = region_boxes(batch["head_mask"].float())  # (B, 1, 4) bounding box of the head pixels
+        of_class = (batch["box_labels"] == labels[:, None]).float()
+        iou = box_iou(head_box, batch["boxes"].float())[:, 0] * of_class  # (B, N) against every box
+        self.compact_rows.update(batch["id"], box_area=inside.flatten(1).mean(1),
+                                 mass_in_box=(deleted * inside).flatten(1).sum(1) / mass.clamp_min(1e-12),
+                                 head_box_iou=iou.max(1).values)
+
+    def _artifacts(self, images, labels, ids, mask_reg, lowres_reg, head=None) -> None:
         art = learn_masks(self.blackbox, images, labels, self.artifact_config)
+        share = lambda m: (((1 - m) * head).flatten(1).sum(1) / (1 - m).flatten(1).sum(1).clamp_min(1e-12)  # noqa: E731
+                           if head is not None else torch.full((m.shape[0],), float("nan"), device=m.device))
         classes = art.extras["classes"]
         tv = lambda m: ((m[..., 1:, :] - m[..., :-1, :]).abs().mean(dim=(1, 2, 3))  # noqa: E731
                         + (m[..., :, 1:] - m[..., :, :-1]).abs().mean(dim=(1, 2, 3)))
@@ -418,7 +445,7 @@ class FongReplication(ReplicationModule):
             ns_art_blur=self._perturbed_scores(images, labels, art.mask, "blur", classes),
             ns_reg_constant=self._perturbed_scores(images, labels, mask_reg, "constant", classes),
             ns_art_constant=self._perturbed_scores(images, labels, art.mask, "constant", classes),
-            tv_reg=tv(mask_reg), tv_art=tv(art.mask),
+            tv_reg=tv(mask_reg), tv_art=tv(art.mask), head_share_reg=share(mask_reg), head_share_art=share(art.mask),
         )
         if "artifact" not in self.examples_extra:
             self.examples_extra["artifact"] = {"images": images.cpu(), "reg": mask_reg.cpu(), "art": art.mask.cpu()}
@@ -458,13 +485,29 @@ class FongReplication(ReplicationModule):
                 torch.cuda.synchronize()
             return time.perf_counter() - t0
 
-        reference(); masks()  # warm-up
-        refs, ms = [], []
+        # the pipeline's own work: the same optimisation with the network replaced by one linear layer
+        with torch.no_grad():
+            k = model(x[:1]).shape[1]
+        linear = nn.Sequential(nn.Flatten(), nn.Linear(x[0].numel(), k)).to(x.device).eval()
+        for p in linear.parameters():
+            p.requires_grad_(False)
+
+        def pipeline() -> float:
+            t0 = time.perf_counter()
+            learn_masks(linear, x, t, cfg, record=False)
+            if x.is_cuda:
+                torch.cuda.synchronize()
+            return time.perf_counter() - t0
+
+        reference(); masks(); pipeline()  # warm-up
+        refs, ms, pipe = [], [], []
         for _ in range(int(self.bench_spec["repeats"])):
             refs.append(reference())
             ms.append(masks())
+            pipe.append(pipeline())
         return {"batch": n, "iterations": it, "mask_s": min(ms), "forward_backward_s": min(refs),
-                "ratio": min(ms) / min(refs), "device": str(x.device)}
+                "ratio": min(ms) / min(refs), "pipeline_s": min(pipe), "pipeline_share": min(pipe) / min(refs),
+                "device": str(x.device)}
 
     # ------------------------------------------------------------------------------------------ results
     def on_test_epoch_end(self) -> None:
@@ -484,23 +527,64 @@ class FongReplication(ReplicationModule):
             means = self.keypoint_metrics[MASK].per_class()
             r["keypoints_per_class"] = [{"class": int(c), "images": int(n), **{p: means[p][int(c)] for p in per["names"]}}
                                         for c, n in zip(classes.tolist(), counts.tolist())]
+        r["localisation_per_image"] = {}
+        for m in self.all_methods:
+            r["localisation_per_image"][m] = {}
+            for t in THRESHOLDS:
+                ps = self.loc_test[m][t].per_sample()
+                i = int(torch.nonzero(ps["alphas"] == r["localisation"][m][t]["alpha"])[0, 0])
+                r["localisation_per_image"][m][t] = ps["errors"][:, i].cpu().tolist()
+        r["pointing_per_image"] = {m: {"hits": self.pointing[m].per_sample()["hits"].cpu().tolist(),
+                                       "difficult": self.pointing[m].per_sample()["difficult"].bool().cpu().tolist()}
+                                   for m in self.all_methods + ["center"]}
+        r["keypoints_per_image"] = {m: {p: self.keypoint_metrics[m].per_sample()["intensity"][:, i].cpu().tolist()
+                                        for i, p in enumerate(("eyes", "feet"))}
+                                    for m in self.all_methods + ["ground_truth"] if self.keypoint_metrics[m].update_count}
+        r["boxes_per_image"] = {}
         for m in self.all_methods:
             r["boxes"][m] = float(self.boxes[m].compute())
+            r["boxes_per_image"][m] = self.boxes[m].per_sample()["best_area"].cpu().tolist()
         r["mask"] = {k: _mean(v) for k, v in self.mask_rows.compute().items() if k != "sample_ids"}
         rows = self.mask_rows.compute()
         ns = normalized_score(rows["final"], rows["clean"], rows["null"])
         r["mask"]["normalized_score"] = _mean(ns)
         r["mask"]["n"] = int(rows["final"].numel())
         r["mask"]["n_defined"] = int(torch.isfinite(ns).sum())
-        r["generalisation"] = {k: _mean(v) for k, v in self.gen_rows.compute().items() if k != "sample_ids"}
+        r["mask_per_image"] = {"normalised_score": ns.cpu().tolist(),
+                               **{k: rows[k].cpu().tolist() for k in ("area", "loss_first", "loss_last")}}
+        if self.compact_rows.update_count:
+            comp = self.compact_rows.compute()
+            r["compactness_per_image"] = {k: v.cpu().tolist() for k, v in comp.items() if k != "sample_ids"}
+            r["mask"].update({k: _mean(v) for k, v in comp.items() if k != "sample_ids"})
+        gen = self.gen_rows.compute()
+        r["generalisation"] = {k: _mean(v) for k, v in gen.items() if k != "sample_ids"}
+        r["generalisation_per_image"] = {k: v.cpu().tolist() for k, v in gen.items() if k != "sample_ids"}
         art = self.artifact_rows.compute()
         r["artifacts"] = {k: _mean(v) for k, v in art.items() if k != "sample_ids"}
         r["artifacts"]["n"] = int(art["area_reg"].numel())
+        r["artifacts_per_image"] = {k: v.cpu().tolist() for k, v in art.items() if k != "sample_ids"}
         if self.adversarial is not None:
             r["adversarial"] = self.adversarial.compute(self)
         r["benchmark"] = self.bench
         r["timings_s"] = dict(self.timings)
         self.results = r
+
+    def plain_results(self) -> dict:
+        """Every number the claims read (``claims.build_claims``): the per-image values of every experiment (sorted
+        by sample id; the same images for every method), their means, and the run's settings."""
+        r = self.results
+        out = {k: v for k, v in r.items() if k != "timings_s"}
+        out["methods"] = list(self.methods)
+        out["all_methods"] = list(self.all_methods)
+        out["paper_keys"] = {m: PAPER_KEY.get(m, m) for m in self.all_methods}
+        out["n_test"] = r["mask"]["n"]
+        out["n_heldout"] = self.data_spec.get("heldout_images")
+        out["num_classes"] = int(getattr(self.blackbox, "num_classes", 0) or 0)
+        out["mask_config"] = {"l1_coeff": self.mask_config.l1_coeff, "objective": self.mask_config.objective,
+                              "iterations": self.mask_config.iterations}
+        out["box_level"] = self.box_spec["level"]
+        out["n_box_alphas"] = int(self.boxes[MASK].alphas.numel())
+        return out
 
     def build_report(self, report) -> None:
         from replications.fong2017.report import build_report

@@ -2,8 +2,10 @@
 
 a. Deletion / insertion AUC (paper Sec. 4.1, Table 1) of RISE, Grad-CAM, sliding-window occlusion, LIME and the
    gradient, with the paper's protocol (``lightning_modules.metrics.causal``): pixels in decreasing saliency
-   order, 28 steps (224*8 px per step at 224 px, scaled to the image area), deletion to the model's mean colour,
-   insertion from a Gaussian blur (kernel 11, sigma 5), softmax probability of the top-1 class.
+   order, deletion to the model's mean colour (the paper's substrate) and, beside it, to a blurred copy;
+   insertion from a Gaussian blur (kernel 11, sigma 5 at 224 px, scaled with the image side), softmax probability
+   of the top-1 class. Two reference rows bound the metric: the *oracle* map (the ground-truth evidence, the head
+   mask of the scenes' target class) and uniform random maps.
 b. Pointing game (Sec. 4.2, Table 2; TorchRay's protocol), all and difficult samples, plus the centre baseline.
 c. Stability of RISE: maps and AUCs vs the number of masks N and across mask seeds (the first n of the N
    i.i.d. masks are a RISE estimator with n masks, so one pass per seed gives every n).
@@ -30,7 +32,6 @@ from lightning_modules.metrics.causal import DeletionAUC, InsertionAUC, default_
 from lightning_modules.metrics.pointing import PointingGame, center_heatmaps, default_tolerance
 from lightning_modules.metrics._progressive import trapezoid_auc
 from lightning_modules.metrics._samples import PerSampleMetric
-from lightning_modules.reporting import Claim, Relation
 from replications.cli import ReplicationModule
 from replications.petsiuk2018 import paper as P
 
@@ -39,12 +40,22 @@ DEFAULT_METHODS = {
     "rise": {"n_masks": 1000, "grid_size": 7, "p": 0.5, "seed": 0},
     "gradcam": {},
     "occlusion": {"window": 16, "stride": 4, "fill": 0.5, "output": "prob"},
-    "lime": {"n_samples": 200, "segmentation": "slic", "segmentation_kwargs": {"n_segments": 50}},
+    "lime": {"n_samples": 1000, "segmentation": "slic", "segmentation_kwargs": {"n_segments": 100}},
     "gradient": {},
 }
 PAPER_METHODS = ("rise", "lime", "gradcam", "occlusion")  # Table 1's order by deletion / insertion (ResNet50)
 LABELS = {"rise": "RISE", "gradcam": "Grad-CAM", "occlusion": "sliding window", "lime": "LIME", "gradient": "gradient",
-          "center": "centre baseline"}
+          "center": "centre baseline", "oracle": "oracle (head mask)", "random": "random"}
+#: the deletion substrates: the paper's mean colour, and a blurred copy (mean colour leaves a grey silhouette)
+DELETION_SUBSTRATES = ("mean", "blur")
+
+
+def scaled_blur(side: int) -> tuple[int, float]:
+    """RISE's insertion blur (kernel 11, sigma 5 at 224 px) scaled with the image side: sigma = 5 * side / 224,
+    the kernel the odd integer nearest 11 * side / 224 (at least 3)."""
+    sigma = P.INSERTION_BLUR["sigma"] * side / 224
+    k = max(3, 2 * int(round((P.INSERTION_BLUR["kernel"] * side / 224 - 1) / 2)) + 1)
+    return k, float(sigma)
 
 
 class HitRate(PerSampleMetric):
@@ -62,6 +73,20 @@ class HitRate(PerSampleMetric):
 
     def count(self) -> int:
         return int(self._rows()["hits"].numel())
+
+    def values(self) -> torch.Tensor:
+        """The per-sample values, sorted by sample id."""
+        return self._rows()["hits"]
+
+
+def evidence_precision(maps: torch.Tensor, evidence: torch.Tensor) -> torch.Tensor:
+    """Per image: the share of the map's top-A pixels (A = the evidence's area; ties by pixel index, as the
+    deletion order) that lie on the evidence. 1 for the oracle; what deletion with small steps rewards."""
+    flat, ev = maps.flatten(1), evidence.flatten(1).bool()
+    area = ev.sum(1, keepdim=True)
+    order = torch.argsort(flat, dim=1, descending=True, stable=True)
+    rank = torch.empty_like(order).scatter_(1, order, torch.arange(flat.shape[1], device=flat.device).expand_as(order))
+    return ((rank < area) & ev).sum(1).float() / area[:, 0].clamp_min(1).float()
 
 
 def _pearson_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -112,8 +137,16 @@ class RiseReplication(ReplicationModule):
         if "rise" not in self.method_kwargs:
             raise ValueError("methods must include 'rise' (the paper's method); add `rise: {n_masks: ...}`")
         self.methods = list(self.method_kwargs)
-        self.causal_cfg = {"pixels_per_step": None, "substrate": "mean", "blur_kernel": 11, "blur_sigma": 5.0,
-                           "max_batch": 256, **(causal or {})}
+        self.causal_cfg = {"pixels_per_step": None, "blur_kernel": None, "blur_sigma": None, "max_batch": 256,
+                           "references": ["oracle", "random"], **(causal or {})}
+        if "substrate" in self.causal_cfg:
+            raise ValueError("causal.substrate is gone: deletion runs on every substrate of DELETION_SUBSTRATES "
+                             f"{DELETION_SUBSTRATES}; remove the key")
+        bad_refs = set(self.causal_cfg["references"]) - {"oracle", "random"}
+        if bad_refs:
+            raise ValueError(f"causal.references must be among ['oracle', 'random'], got {sorted(bad_refs)}")
+        self.references = list(self.causal_cfg.pop("references"))
+        self._random_maps = create_explainer("random", seed=0)
         self.pointing_cfg = {"tolerance": None, **(pointing or {})}
         self.stability_cfg = {"n_values": [50, 100, 250, 500, 1000], "seeds": [1, 2], "n_images": 6, **(stability or {})}
         n_max = self.method_kwargs["rise"].get("n_masks", 4000)
@@ -143,6 +176,8 @@ class RiseReplication(ReplicationModule):
         self.bench: dict = {}
         self._bench_images = None
         self._image_size = None
+        self._evidence_area: list[torch.Tensor] = []
+        self.causal_used: dict = {}
 
     # ------------------------------------------------------------------ models
     def _load(self, cfg: dict) -> nn.Module:
@@ -176,15 +211,20 @@ class RiseReplication(ReplicationModule):
     def configure_optimizers(self):
         return None
 
-    def training_step(self, batch, batch_idx):
-        started = time.time()
-        self._ensure_models()
-        dm = self.trainer.datamodule
+    def _input_size(self) -> tuple[int, int] | None:
+        dm = self.trainer.datamodule if self.trainer is not None else None
         size = getattr(getattr(self.blackbox, "scenes_config", None), "image_size", None)
         if size is None and getattr(dm, "imagenet", None) is not None:
             size = dm.imagenet.get("image_size", 224)
+        if size is None:
+            return None
+        return (size, size) if isinstance(size, int) else tuple(size)
+
+    def training_step(self, batch, batch_idx):
+        started = time.time()
+        self._ensure_models()
+        size = self._input_size()
         if size is not None:
-            size = (size, size) if isinstance(size, int) else tuple(size)
             self.rise.masks(size, self.device)
         self.timings["fit_masks_s"] = round(time.time() - started, 2)
         return None
@@ -241,11 +281,22 @@ class RiseReplication(ReplicationModule):
         self._ensure_models()
         self._check_pointing_classes()
         self._reset_state()
-        ckw = {k: v for k, v in self.causal_cfg.items()}
+        ckw = dict(self.causal_cfg)
+        if ckw["blur_kernel"] is None or ckw["blur_sigma"] is None:
+            size = self._input_size()
+            if size is None:
+                raise ValueError("the image size is unknown: set causal.blur_kernel and causal.blur_sigma")
+            k, sigma = scaled_blur(min(size))
+            ckw["blur_kernel"] = ckw["blur_kernel"] or k
+            ckw["blur_sigma"] = ckw["blur_sigma"] or sigma
+        self.causal_used = ckw
         m = {}
-        for name in self.methods:
-            m[f"del_{name}"] = DeletionAUC(**ckw)
+        for name in self.methods + self.references:
+            for sub in DELETION_SUBSTRATES:
+                m[f"del_{sub}_{name}"] = DeletionAUC(substrate=sub, **ckw)
             m[f"ins_{name}"] = InsertionAUC(**ckw)
+            m[f"prec_{name}"] = HitRate()
+        for name in self.methods:
             m[f"pg_{name}"] = PointingGame(tolerance=self.pointing_cfg["tolerance"])
         m["pg_center"] = PointingGame(tolerance=self.pointing_cfg["tolerance"])
         self.metrics = nn.ModuleDict(m).to(self.device)
@@ -293,9 +344,23 @@ class RiseReplication(ReplicationModule):
                 preds = model(images).argmax(1)  # RISE evaluates the top-1 class of the unperturbed image
             labels = batch["label"].to(self.device) if scenes else None
             maps = self._maps(model, images, preds, also=labels)
-            for name, (m_pred, _, _) in maps.items():
-                self._timed("deletion_insertion_s", self.metrics[f"del_{name}"].update, model, images, m_pred, preds, ids)
-                self._timed("deletion_insertion_s", self.metrics[f"ins_{name}"].update, model, images, m_pred, preds, ids)
+            causal_maps = {name: v[0] for name, v in maps.items()}
+            if "random" in self.references:
+                causal_maps["random"] = self._random_maps(model, images, preds)
+            if "oracle" in self.references:
+                if "head_mask" not in batch:
+                    raise ValueError("the oracle reference needs the ground-truth evidence (the scenes' head_mask); "
+                                     "remove 'oracle' from causal.references for this data")
+                causal_maps["oracle"] = self._oracle(batch)
+            for name, m_map in causal_maps.items():
+                for sub in DELETION_SUBSTRATES:
+                    self._timed("deletion_insertion_s", self.metrics[f"del_{sub}_{name}"].update, model, images, m_map, preds, ids)
+                self._timed("deletion_insertion_s", self.metrics[f"ins_{name}"].update, model, images, m_map, preds, ids)
+            if "head_mask" in batch:
+                head = batch["head_mask"].to(self.device)
+                self._evidence_area.append(head.flatten(1).sum(1).float())
+                for name, m_map in causal_maps.items():
+                    self.metrics[f"prec_{name}"].update(evidence_precision(m_map, head), ids)
             if batch_idx == 0:
                 self._first_batch(model, images, preds, batch, maps)
             if scenes:
@@ -305,6 +370,16 @@ class RiseReplication(ReplicationModule):
             labels = batch["label"].to(self.device)
             maps = self._maps(model, images, labels)
             self._pointing(batch, labels, {n: v[0] for n, v in maps.items()}, ids, use_mask="mask" in batch)
+
+    def _oracle(self, batch) -> torch.Tensor:
+        """The ground-truth evidence as a map: the head of the target class (1) over everything else (0); ties
+        are broken by a faint blur of the mask, so the head's centre goes first and the head's surroundings
+        before the far background."""
+        head = batch["head_mask"].to(self.device).float()
+        from torchvision.transforms.functional import gaussian_blur
+
+        k, sigma = scaled_blur(head.shape[-1])
+        return head + 1e-3 * gaussian_blur(head, [k, k], [sigma, sigma])
 
     def _pointing(self, batch, labels, maps: dict, ids, use_mask: bool):
         """Scenes: the boxes of the ground-truth class (VOC-style); paper data: the loaders' pointing mask (VOC:
@@ -345,7 +420,7 @@ class RiseReplication(ReplicationModule):
             ex = RISE(**{**self.method_kwargs["rise"], "seed": s})
             explainers[s] = ex
             per_seed_scores[s] = pick(ex.class_scores(model, images))
-        del_m, ins_m = self.metrics["del_rise"], self.metrics["ins_rise"]
+        del_m, ins_m = self.metrics["del_mean_rise"], self.metrics["ins_rise"]
         n_values = [int(n) for n in self.stability_cfg["n_values"]]
         res = {"n_values": n_values, "seeds": seeds, "n_images": n_img, "deletion": {}, "insertion": {}, "seed_corr": {},
                "ref_corr": {}}
@@ -356,7 +431,11 @@ class RiseReplication(ReplicationModule):
             res["deletion"][n] = [float(trapezoid_auc(del_m.curves(model, images, maps_n[n][s], preds)).mean()) for s in seeds]
             res["insertion"][n] = [float(trapezoid_auc(ins_m.curves(model, images, maps_n[n][s], preds)).mean()) for s in seeds]
             pairs = [(a, b) for i, a in enumerate(seeds) for b in seeds[i + 1:]]
-            res["seed_corr"][n] = float(torch.stack([_pearson_rows(maps_n[n][a], maps_n[n][b]) for a, b in pairs]).mean()) if pairs else float("nan")
+            if not pairs:
+                raise ValueError("the stability study needs at least one seed besides RISE's own: set stability.seeds")
+            per_image = torch.stack([_pearson_rows(maps_n[n][a], maps_n[n][b]) for a, b in pairs]).mean(0)
+            res.setdefault("seed_corr_per_image", {})[n] = per_image.tolist()
+            res["seed_corr"][n] = float(per_image.mean())
             res["ref_corr"][n] = float(_pearson_rows(maps_n[n][seeds[0]], ref).mean())
         res["example_maps"] = {n: {s: maps_n[n][s][:1].cpu() for s in seeds[:2]} for n in n_values}
         res["example_image"] = images[:1].cpu()
@@ -364,14 +443,24 @@ class RiseReplication(ReplicationModule):
 
     def on_test_epoch_end(self) -> None:
         res = {}
-        for name in self.methods:
-            res[name] = {
-                "deletion": float(self.metrics[f"del_{name}"].compute()),
-                "insertion": float(self.metrics[f"ins_{name}"].compute()),
-                "deletion_curve": self.metrics[f"del_{name}"].mean_curve().cpu(),
-                "insertion_curve": self.metrics[f"ins_{name}"].mean_curve().cpu(),
-                "n_causal": int(self.metrics[f"del_{name}"].per_sample()["auc"].numel()),
-            }
+        for name in self.methods + self.references:
+            r = {}
+            for sub in DELETION_SUBSTRATES:
+                key = "deletion" if sub == "mean" else f"deletion_{sub}"
+                metric = self.metrics[f"del_{sub}_{name}"]
+                r[f"{key}_per_image"] = metric.per_sample()["auc"].cpu().tolist()
+                r[key] = sum(r[f"{key}_per_image"]) / len(r[f"{key}_per_image"])
+                r[f"{key}_curve"] = metric.mean_curve().cpu()
+            ins = self.metrics[f"ins_{name}"]
+            r["insertion_per_image"] = ins.per_sample()["auc"].cpu().tolist()
+            r["insertion"] = sum(r["insertion_per_image"]) / len(r["insertion_per_image"])
+            r["insertion_curve"] = ins.mean_curve().cpu()
+            r["n_causal"] = len(r["insertion_per_image"])
+            prec = self.metrics[f"prec_{name}"]
+            if prec.update_count:
+                r["evidence_precision_per_image"] = prec.values().cpu().tolist()
+                r["evidence_precision"] = sum(r["evidence_precision_per_image"]) / r["n_causal"]
+            res[name] = r
         for name in self.methods + ["center"]:
             pg = self.metrics[f"pg_{name}"]
             vals = pg.compute()
@@ -379,6 +468,8 @@ class RiseReplication(ReplicationModule):
             res.setdefault(name, {}).update({
                 "pointing_all": 100 * float(vals["all"]), "pointing_difficult": 100 * float(vals["difficult"]),
                 "n_pointing": int(ps["hits"].numel()), "n_difficult": int(ps["difficult"].sum()),
+                # per image (sorted by sample id): the paired unit of the pointing claims
+                "pointing_hits": ps["hits"].cpu().tolist(), "pointing_difficult_flags": ps["difficult"].cpu().bool().tolist(),
             })
         self.results = res
         self.timings["test_s"] = round(time.time() - self._test_started, 1)
@@ -392,33 +483,73 @@ class RiseReplication(ReplicationModule):
             self.timings["benchmark_s"] = round(time.time() - t0, 1)
 
     # ------------------------------------------------------------------ report
-    def build_report(self, report) -> None:
-        from replications.petsiuk2018 import figures, claims
+    def _steps(self) -> tuple[int, int]:
+        h, w = self._image_size or (0, 0)
+        step = self.causal_cfg["pixels_per_step"] or default_pixels_per_step(h, w)
+        return int(step), math.ceil(h * w / step)
 
-        report.add_section("Setting", self._setting_text())
-        claims.add_causal(self, report)
-        claims.add_pointing(self, report)
-        claims.add_stability(self, report)
-        claims.add_benchmark(self, report)
+    def plain_results(self) -> dict:
+        """Every number the claims read (``claims.build_claims``): per method the mean and per-image AUCs (sorted
+        by sample id, the same images for every method), per-image pointing hits, the stability study's per-image
+        map correlations, the benchmark, and the protocol's settings."""
+        step, n_steps = self._steps()
+        per_method = {m: {k: v for k, v in r.items() if not k.endswith("_curve")} for m, r in self.results.items()}
+        out = {
+            "model": {"embedded": "blackbox" in self.model_cfg, "is_vgg16": "vgg16" in str(self.model_cfg.get("name", "")),
+                      "config": self.model_cfg},
+            "methods": list(self.methods),
+            "references": list(self.references),
+            "paper_methods": [m for m in PAPER_METHODS if m in self.methods],
+            "image_size": list(self._image_size or ()),
+            "causal": {"pixels_per_step": step, "n_steps": n_steps, "substrates": list(DELETION_SUBSTRATES),
+                       "blur_kernel": self.causal_used.get("blur_kernel"), "blur_sigma": self.causal_used.get("blur_sigma")},
+            "per_method": per_method,
+            "pointing_reference": self.pointing_reference,
+            "rise": {"n_masks": int(self.rise.n_masks), "paper_n_masks": P.RISE_PAPER_TEXT["n_masks"]},
+            "lime": dict(self.method_kwargs.get("lime", {})),
+            "benchmark": {k: v for k, v in self.bench.items() if isinstance(v, (int, float, str)) or v is None},
+        }
+        if self._evidence_area:
+            area = torch.cat(self._evidence_area)
+            out["evidence_area_px"] = {"median": float(area.median()), "min": float(area.min()),
+                                       "max": float(area.max()), "n": int(area.numel())}
+        s = self.stability
+        if s:
+            out["stability"] = {k: s[k] for k in ("n_values", "seeds", "n_images", "deletion", "insertion", "seed_corr",
+                                                  "seed_corr_per_image", "ref_corr")}
+        return out
+
+    def build_report(self, report) -> None:
+        from replications.petsiuk2018 import figures, tables
+        from replications.contract import plain
+
+        results = plain(self.plain_results())
+        report.add_section("Setting", self._setting_text(results))
+        tables.add_tables(results, report)
         figures.add_figures(self, report)
-        report.add_section("Deviations from the paper", self._deviations_text())
-        report.metrics.update({"results": {k: {kk: vv for kk, vv in v.items() if not kk.endswith("_curve")}
-                                           for k, v in self.results.items()},
-                               "timings_s": self.timings, "benchmark": self.bench, "blackbox": self.blackbox_info})
+        report.add_section("Deviations from the paper", self._deviations_text(results))
+        report.metrics.update({"timings_s": self.timings, "blackbox": self.blackbox_info})
         if self.validation:
             report.metrics["validation"] = self.validation
 
-    def _setting_text(self) -> str:
+    def _setting_text(self, res: dict) -> str:
         r = self.results["rise"]
         h, w = self._image_size or (0, 0)
-        step = self.causal_cfg["pixels_per_step"] or default_pixels_per_step(h, w)
+        c = res["causal"]
         tol = self.pointing_cfg["tolerance"] or default_tolerance(h, w)
         bb = self.blackbox_info
         acc = bb.get("test_accuracy", bb.get("val_accuracy"))
-        model_txt = (f"the cached synthetic-scenes black box `load_blackbox('{self.model_cfg['blackbox']}')`"
+        model_txt = (f"the shipped synthetic-scenes black box `load_blackbox('{self.model_cfg['blackbox']}')`"
                      + (f" (test accuracy {acc:.3f})" if isinstance(acc, (int, float)) else "")
                      if "blackbox" in self.model_cfg else f"`load_model({self.model_cfg})`")
         rk = self.rise.__dict__
+        ev = res.get("evidence_area_px")
+        step_txt = (f"{c['pixels_per_step']} px per step ({c['n_steps']} steps)"
+                    + (f"; the ground-truth evidence (the head of the target class) covers {ev['median']:g} px in the "
+                       f"median image (min {ev['min']:g}), so one step is {c['pixels_per_step'] / ev['median']:.2f} of "
+                       "it (rule: at most half the median evidence area, so the metric resolves the order "
+                       "within the evidence; the paper's 224*8 px per step scaled to the image area would be "
+                       f"{default_pixels_per_step(h, w)} px, {default_pixels_per_step(h, w) / ev['median']:.2f} of it)" if ev else ""))
         lines = [
             f"- Model: {model_txt}; images {h}x{w}; {r['n_causal']} images for deletion/insertion, "
             f"{r['n_pointing']} for the pointing game ({r['n_difficult']} difficult: several objects or a small object).",
@@ -426,14 +557,18 @@ class RiseReplication(ReplicationModule):
             f"{rk['baseline']} (the paper's zeros in normalised space), softmax scores; chunk = {self.rise.last_chunk_size} "
             f"masked images per forward pass (memory budget {rk['memory_budget_mb']:g} MB).",
             "- Other methods: " + "; ".join(f"{LABELS.get(m, m)} `{self.method_kwargs[m]}`" for m in self.methods if m != "rise") + ".",
-            f"- Deletion / insertion: {step} px per step ({math.ceil(h * w / step)} steps; the paper's 224*8 px at 224x224 "
-            f"scaled to the image area), deletion substrate `{self.causal_cfg['substrate']}` (model mean colour), insertion "
-            f"from a Gaussian blur (kernel {self.causal_cfg['blur_kernel']}, sigma {self.causal_cfg['blur_sigma']}); "
-            "softmax probability of the model's top-1 class; AUC by the trapezoid rule on [0, 1].",
+            f"- Deletion / insertion: {step_txt}; deletion to the model's mean colour (the paper's substrate) and, as a "
+            f"second column, to the blurred image; insertion from a Gaussian blur with kernel {c['blur_kernel']}, sigma "
+            f"{c['blur_sigma']:.3g} (the paper's 11 / 5 at 224 px scaled with the image side, {h} / 224); softmax "
+            "probability of the model's top-1 class; AUC by the trapezoid rule on [0, 1]. Reference rows: "
+            + ", ".join(LABELS[m] for m in self.references) + " (the oracle ranks the head of the target class first).",
             f"- Pointing game: TorchRay's protocol (argmax of the map within {tol:.2f} px of a box of the ground-truth "
-            "class; 15 px at 224 px scaled), mean over classes; the map is computed for the ground-truth class.",
+            "class; 15 px at 224 px scaled); the table gives TorchRay's mean over classes, the claims compare per-image "
+            "hit rates (the paired unit of the bootstrap).",
             f"- Stability: RISE maps of the first {self.stability.get('n_images', 0)} images for N in "
             f"{self.stability.get('n_values')} and mask seeds {self.stability.get('seeds')}.",
+            "- Orderings between methods are judged by a paired bootstrap over the images (95% interval of the mean "
+            "difference; inconclusive when it contains zero).",
             "- Timings (s, this run; the machine is shared with other engineers' jobs, so they are inflated): "
             + ", ".join(f"{k} {v}" for k, v in self.timings.items()) + ".",
         ]
@@ -443,7 +578,7 @@ class RiseReplication(ReplicationModule):
                 for k, v in self.validation.items()) + ".")
         return "\n".join(lines)
 
-    def _deviations_text(self) -> str:
+    def _deviations_text(self, res: dict) -> str:
         if "blackbox" not in self.model_cfg:  # real data and published models (paper*.yaml)
             return "\n".join([
                 "- Images are resized to the model's square input (no crop) by the shared loaders; TorchRay's pointing "
@@ -452,15 +587,21 @@ class RiseReplication(ReplicationModule):
                 "not available); the Table 1 values are unconfirmed (PAPERS.md), the pointing references are TorchRay's "
                 "re-run, not the RISE paper's Table 2.",
             ])
+        h, w = self._image_size or (0, 0)
+        lime = res["lime"]
+        n_img = res["per_method"]["rise"]["n_causal"]
         return "\n".join([
-            "- Data and model: synthetic scenes (64x64, 10 classes) and a small CNN instead of ImageNet val with "
+            f"- Data and model: synthetic scenes ({h}x{w}, the shipped black box) instead of ImageNet val with "
             "ResNet50/VGG16 (the `paper` profile has that setting, for GPUs; it was not run here).",
-            f"- Fewer images and masks than the paper (ImageNet val 50k images in Table 1, N = 4000 (unconfirmed) or 8000 "
-            f"(TorchRay)): here N = {self.rise.n_masks} and a few dozen images, to fit the CPU budget; the stability "
-            "study shows how far the maps and AUCs are from convergence at this N.",
-            "- LIME uses SLIC superpixels sized for 64 px images instead of LIME's quickshift defaults for 224 px, and "
-            "fewer samples; the sliding window is 16 px (1/4 of the image) with stride 4 and a grey (mean-colour) "
-            "occluder: the paper's exact window settings were not available.",
+            f"- {n_img} images instead of ImageNet val's 50,000, and N = {res['rise']['n_masks']} masks instead of the "
+            f"paper's {res['rise']['paper_n_masks']} (unconfirmed; TorchRay {P.RISE_TORCHRAY['n_masks']}), to fit the "
+            "CPU budget; the stability table measures the maps' and AUCs' agreement across mask seeds at this N.",
+            f"- LIME: {lime.get('n_samples')} samples (the lime package's default for images), SLIC superpixels sized "
+            "for the image (`" + str(lime.get("segmentation_kwargs")) + "`) instead of lime's quickshift, which is "
+            "tuned for 224-px images; the sliding window and its grey occluder are ours (the paper's exact window "
+            "settings were not available).",
+            "- Deletion steps are smaller than the paper's 28 (see Setting) and a blurred substrate is reported beside "
+            "the mean colour; the insertion blur is scaled with the image side.",
             "- The paper's Table 1 numbers are unconfirmed (recalled, PAPERS.md); the pointing-game references are "
             "TorchRay's re-run, not the RISE paper's Table 2.",
         ])

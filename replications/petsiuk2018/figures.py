@@ -8,7 +8,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-LABELS = {"rise": "RISE", "gradcam": "Grad-CAM", "occlusion": "sliding window", "lime": "LIME", "gradient": "gradient"}
+LABELS = {"rise": "RISE", "gradcam": "Grad-CAM", "occlusion": "sliding window", "lime": "LIME", "gradient": "gradient",
+          "oracle": "oracle (head mask)", "random": "random"}
 
 
 def _img(t):
@@ -18,10 +19,11 @@ def _img(t):
 def curves_figure(module):
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for ax, kind in zip(axes, ("deletion", "insertion")):
-        for m in module.methods:
+        for m in module.methods + module.references:
             c = module.results[m][f"{kind}_curve"].numpy()
             x = np.linspace(0, 1, len(c))
-            ax.plot(x, c, label=f"{LABELS.get(m, m)} (AUC {module.results[m][kind]:.3f})", lw=2 if m == "rise" else 1.2)
+            ax.plot(x, c, label=f"{LABELS.get(m, m)} (AUC {module.results[m][kind]:.3f})", lw=2 if m == "rise" else 1.2,
+                    ls=":" if m in module.references else "-")
         ax.set_xlabel("fraction of pixels " + ("removed" if kind == "deletion" else "inserted"))
         ax.set_ylabel("softmax probability of the top-1 class")
         ax.set_title(f"{kind} (mean over images)")
