@@ -318,6 +318,17 @@ def resolve_data_path(path: str | os.PathLike | None, default: str | None = None
     return p
 
 
+def portable_data_path(path: str | os.PathLike) -> str:
+    """``path`` as recorded in results and cache keys: ``data/<rel>`` when it lies under the data root (the form the
+    configs use, resolved against ``$SALIENCY_DATA``), otherwise as given; so a report or a cache key does not
+    depend on where the checkout or the data root sits on a machine."""
+    p = Path(path).expanduser()
+    try:
+        return str(Path("data") / p.resolve().relative_to(data_root().resolve()))
+    except ValueError:
+        return str(p)
+
+
 def missing_data_error(what: str, root: str | os.PathLike, layout: str = "", argument: str = "root",
                        env: str = "SALIENCY_DATA") -> DataRootError:
     """The error for data not found under ``root``: the folder, the expected layout, the config argument and

@@ -237,6 +237,24 @@ def test_data_roots_follow_saliency_data_and_the_error_names_it(tmp_path, monkey
     assert resolve_data_path(str(tmp_path / "abs")) == tmp_path / "abs"  # absolute paths are kept
 
 
+def test_recorded_data_paths_do_not_depend_on_where_the_data_root_is(tmp_path, monkeypatch):
+    """Results and ROAR cache keys record ``data/mnist``, not the machine's absolute path (a clone elsewhere
+    must reproduce the committed snapshot and reuse nothing stale)."""
+    from lightning_modules.data.mnist import MNISTDataModule
+    from lightning_modules.validation import portable_data_path
+
+    recorded = []
+    for where in ("a", "b/c"):
+        monkeypatch.setenv("SALIENCY_DATA", str(tmp_path / where))
+        dm = MNISTDataModule()
+        assert dm.root == tmp_path / where / "mnist"
+        # the public attributes are what khakzar2019's ROAR cache key hashes
+        recorded.append((dm.data_path, {k: v for k, v in vars(dm).items()
+                                        if isinstance(v, (str, os.PathLike)) and not k.startswith("_")}))
+    assert recorded[0] == recorded[1] and recorded[0][0] == "data/mnist"
+    assert portable_data_path(tmp_path / "elsewhere") == str(tmp_path / "elsewhere")  # outside the data root: as given
+
+
 def test_load_model_rejects_bad_names_counts_and_corrupt_files(tmp_path):
     with pytest.raises(KeyError, match=r"scenes_cnn.*mnist_cnn"):
         load_model("scenes_cn")

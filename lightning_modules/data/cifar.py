@@ -17,7 +17,7 @@ import torch
 
 from lightning_modules.data.mnist import md5sum
 from lightning_modules.data.schema import ArrayDataset, SplitsDataModule, stratified_split
-from lightning_modules.validation import missing_data_error, resolve_data_path
+from lightning_modules.validation import missing_data_error, portable_data_path, resolve_data_path
 
 FOLDER = "cifar-10-batches-py"
 TRAIN_BATCHES = {
@@ -134,6 +134,6 @@ class CIFAR10DataModule(SplitsDataModule):
             train_x, train_y = train_x[keep], train_y[keep]
         self.datasets = {"train": ArrayDataset(train_x, train_y), "test": ArrayDataset(test_x, test_y)}
         self.datasets["val"] = val if val is not None else self.datasets["test"]
-        self.split_info = {"dataset": "cifar10", "root": str(self.root), "train_images": int(train_y.numel()),
+        self.split_info = {"dataset": "cifar10", "root": portable_data_path(self.root), "train_images": int(train_y.numel()),
                            "val_images": self.val_size, "test_images": int(test_y.numel()), "seed": self.seed}
 

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from lightning_modules.data.schema import ArrayDataset, SplitsDataModule, stratified_split
-from lightning_modules.validation import DataRootError, missing_data_error, resolve_data_path
+from lightning_modules.validation import DataRootError, missing_data_error, portable_data_path, resolve_data_path
 
 log = logging.getLogger(__name__)
 
@@ -118,11 +118,18 @@ class IdxDataModule(SplitsDataModule):
     num_classes = 10
     classes: tuple[str, ...] = tuple(str(i) for i in range(10))
 
+    @property
+    def root(self) -> Path:
+        """The folder read (resolved against ``$SALIENCY_DATA``); a property so that a DataModule's plain attributes,
+        which cache keys hash, hold only the portable ``data_path``."""
+        return self._root
+
     def __init__(self, root: str | None = None, batch_size: int = 128, eval_batch_size: int | None = None,
                  seed: int = 0, test_only_train_size: int = 8000, val_size: int = 0, verify_md5: bool = True,
                  download: bool = False, num_workers: int = 0):
         super().__init__()
-        self.root = resolve_data_path(root, self.name)
+        self._root = resolve_data_path(root, self.name)
+        self.data_path = portable_data_path(self._root)  # what results and cache keys record
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
         self.seed = seed
@@ -219,7 +226,7 @@ class IdxDataModule(SplitsDataModule):
         self.datasets["val"] = ArrayDataset(val_x.unsqueeze(1), val_y) if val_idx is not None else self.datasets["test"]
         self.split_info = {
             "dataset": self.name,
-            "root": str(self.root),
+            "root": self.data_path,
             "official": official,
             "source": source,
             "seed": self.seed,

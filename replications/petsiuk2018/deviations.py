@@ -57,6 +57,8 @@ _PRECISION_REASON = (
     "insertion; the oracle's precision is {precision_oracle:.2f}). "
 )
 
+# No deviation is registered for Table 1's full deletion / insertion orderings: the evidence-precision
+# hypothesis was measured on the default run and did not rank the AUCs, so they are reported as not reproduced.
 DEVIATIONS = register(
     Deviation(
         "rise_maps_converged",
@@ -84,19 +86,5 @@ DEVIATIONS = register(
                             Relation.at_most("spearman_precision_deletion", -0.8)),
             _precision,
         ),
-    ),
-    Deviation(
-        "deletion_order",
-        _PRECISION_REASON + "Table 1's order on ImageNet need not hold where the maps' evidence precision orders them "
-        "otherwise: RISE {rise:.4f}, LIME {lime:.4f}, Grad-CAM {gradcam:.4f}, sliding window {occlusion:.4f}.",
-        Diagnostic("Evidence precision ranks the deletion AUCs of all maps (Spearman <= -0.8)",
-                   Relation.at_most("spearman_precision_deletion", -0.8), _precision),
-    ),
-    Deviation(
-        "insertion_order",
-        _PRECISION_REASON + "Table 1's order on ImageNet need not hold where the maps' evidence precision orders them "
-        "otherwise: RISE {rise:.4f}, LIME {lime:.4f}, Grad-CAM {gradcam:.4f}, sliding window {occlusion:.4f}.",
-        Diagnostic("Evidence precision ranks the insertion AUCs of all maps (Spearman >= 0.8)",
-                   Relation.at_least("spearman_precision_insertion", 0.8), _precision),
     ),
 )
