@@ -20,6 +20,16 @@ SNAPSHOTS = Path(__file__).resolve().parent / "snapshots"
 #: (another reduction order, as on another CPU) changed none of their stored numbers; these bounds leave room for
 #: kernels that round differently (README, "Same numbers on every machine").
 RTOL, ATOL = 1e-4, 1e-6
+#: Papers whose smoke numbers depend on the CPU beyond float rounding, each with its measured bound. ghorbani2019
+#: differentiates max-pool networks (the scenes black box and the MNIST CNN) at inputs where about 90% of the
+#: positive first-layer pooling windows of the smoke MNIST CNN hold mathematically tied maxima (measured along the
+#: IG path): which element of a tie receives the gradient follows the last bit of the conv kernel's rounding, so a
+#: map can move by a pixel, and the iterated sign-gradient attacks amplify it. Measured between two 2-core x86
+#: machines: 71 numbers beyond 1e-4, the largest 3.2e-2 relative (one image's IG centre shift under the softplus
+#: beta=10 variant attack), every status and text equal. A code change that moves a status still fails; one that
+#: moves only ghorbani2019's numbers by less than this bound is caught by its default report (`reproduce`) and by
+#: the same-machine determinism test of the attacks (tests/test_fragility_attacks.py), not here.
+PAPER_RTOL = {"ghorbani2019": 5e-2}
 
 
 def snapshot_path(paper: str, profile: str = "smoke") -> Path:
@@ -35,7 +45,7 @@ def assert_matches_snapshot(paper: str, results: dict, profile: str = "smoke") -
         return
     assert path.is_file(), f"no snapshot {path.name}: create it with UPDATE_SNAPSHOTS=1 python -m pytest tests/test_{paper}.py"
     expected = json.loads(path.read_text())
-    diffs = diff_reports(expected, results, rtol=RTOL, atol=ATOL)
+    diffs = diff_reports(expected, results, rtol=PAPER_RTOL.get(paper, RTOL), atol=ATOL)
     assert not diffs, (f"{paper} {profile} numbers moved from the committed snapshot ({len(diffs)} differences; if the "
                        f"change is intended, regenerate with UPDATE_SNAPSHOTS=1 and re-run the default report):\n  "
                        + "\n  ".join(diffs[:40]))

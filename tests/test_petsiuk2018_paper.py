@@ -26,6 +26,7 @@ from lightning_modules.utils import REPO_ROOT
 from replications.petsiuk2018 import pointing_models as pm
 from paper_files import save_with_sha_prefix, write_imagenet_val
 from replications.petsiuk2018.__main__ import main
+from replications.petsiuk2018.experiments import DELETION_SUBSTRATES
 
 torch.set_num_threads(1)
 
@@ -149,7 +150,9 @@ def test_paper_configs_hold_the_published_setting(name, arch, dataset):
     assert m["model"] == {"name": f"torchvision/{arch}", "pretrained": True}
     assert m["pointing_model"] == {"torchray": arch, "dataset": dataset}
     assert m["pointing_reference"] == f"{'VOC07' if dataset == 'voc07' else 'COCO'} {'ResNet50' if arch == 'resnet50' else 'VGG16'}"
-    assert m["causal"]["blur_kernel"] == 11 and m["causal"]["blur_sigma"] == 5.0 and m["causal"]["substrate"] == "mean"
+    assert m["causal"]["blur_kernel"] == 11 and m["causal"]["blur_sigma"] == 5.0
+    # deletion runs on every substrate, the paper's mean colour first; a config cannot pick another one
+    assert "substrate" not in m["causal"] and DELETION_SUBSTRATES[0] == "mean"
     assert m["causal"].get("pixels_per_step") is None  # None = 224 * 8 px per step at 224 px
     assert d["source"] == "paper" and d["imagenet"]["image_size"] == 224 and d["pointing"]["image_size"] == 224
     assert d["pointing_dataset"] == dataset and d["n_images"] == 50000
