@@ -83,19 +83,11 @@ def cmd_check(papers: list[str] | None = None) -> int:
             problems.append(f"{name}: reports/{name}/results.json is not valid JSON ({e}); re-run `python -m replications.{name} fit`")
             continue
         has_code = contract(name).build_claims is not None
-        if isinstance(results, dict) and results.get("schema_version") == 1:
-            from lightning_modules.reporting.verify import LEGACY_WARNING
-
-            warnings.append(f"{name}: {LEGACY_WARNING}")
-            has_code = False
-        elif not has_code:
+        if not has_code:
             warnings.append(f"{name}: claims NOT rebuilt from the code (replications/{name}/claims.py has no build_claims)")
         problems += check_results(results, rebuild=rebuild if has_code else None)
         if isinstance(results, dict) and isinstance(results.get("claims"), list):
             checked += len(results["claims"])
-            legacy = [c.get("id") for c in results["claims"] if isinstance(c, dict) and c.get("known_deviation")]
-            if legacy:
-                warnings.append(f"{name}: {len(legacy)} deviations without a diagnostic (free text): {legacy}")
     for w in warnings:
         print(f"warning: {w}")
     if problems:

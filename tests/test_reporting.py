@@ -313,7 +313,7 @@ def test_tamper_relabel_a_failing_claim_as_a_deviation(tmp_path, monkeypatch):
 
     _tamper(out, edit)
     problems = _check(repo, out)
-    assert any("mask_best: known_deviation" in p for p in problems)
+    assert any("mask_best is malformed: a free-text known_deviation" in p for p in problems)
 
 
 def test_tamper_loosen_a_threshold(toy):

@@ -120,14 +120,9 @@ class Claim:
     kind: str = "claim"
     profile: str | None = None
     deviation: dict | None = None
-    #: a free-text reason without a diagnostic, from before the registry; `check` reports such claims as
-    #: unverified, and the papers are moving to ``deviations.py``
-    known_deviation: str | None = None
     _verdict: Any = field(default=None, repr=False, compare=False)
 
     def __post_init__(self):
-        if self.known_deviation is not None and not str(self.known_deviation).strip():
-            raise ValueError(f"claim {self.id}: a known deviation needs a written reason")
         if self.kind not in KINDS:
             raise ValueError(f"claim {self.id}: kind must be one of {KINDS}, got {self.kind!r}")
         self.measured = {k: float(v) for k, v in self.measured.items()}
@@ -170,8 +165,6 @@ class Claim:
         base = self.relation_status
         if self.kind == SANITY:
             return SANITY if base == HOLDS else FAILS
-        if self.deviation is None and self.known_deviation is not None:
-            return DEVIATION if base != HOLDS else HOLDS
         if self.deviation is None:
             return base
         if base == HOLDS:
@@ -220,7 +213,6 @@ class Claim:
             "intervals": [i.to_dict() for i in v.intervals],
             "paper": {k: p.to_dict() for k, p in self.paper.items()},
             "deviation": self.deviation,
-            "known_deviation": self.known_deviation,
             "profile": self.profile,
             "relation_status": v.status,
             "status": self.status,
@@ -231,11 +223,15 @@ class Claim:
     def from_dict(cls, d: dict) -> "Claim":
         if not isinstance(d, dict):
             raise TypeError(f"a claim must be a JSON object, got {type(d).__name__}")
+        if d.get("known_deviation") is not None:
+            # a free-text excuse with no diagnostic: the contract has none (reports written before it stored null)
+            raise ValueError("a free-text known_deviation is not part of the contract; register the deviation, "
+                             "with its diagnostic, in replications/<paper>/deviations.py")
         return cls(
             id=d["id"], experiment=d["experiment"], text=d["text"], relation=Relation.from_dict(d["relation"]),
             measured=d["measured"], paper={k: PaperValue.from_dict(v) for k, v in d.get("paper", {}).items()},
             samples=d.get("samples", {}), kind=d.get("kind", "claim"), profile=d.get("profile"),
-            deviation=d.get("deviation"), known_deviation=d.get("known_deviation"),
+            deviation=d.get("deviation"),
         )
 
 

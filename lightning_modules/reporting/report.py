@@ -168,8 +168,6 @@ def _claim_row(c: dict) -> dict:
         d = dev["diagnostic"]
         status += f": {dev['reason']} — diagnostic: {d['text']} (`{d['relation_text']}`, " + ", ".join(
             f"{k}={_fmt_cell(v)}" for k, v in d["measured"].items()) + f": {d['status']})"
-    elif c.get("known_deviation") and c["status"] == DEVIATION:
-        status += f": {c['known_deviation']} (no diagnostic: unverified)"
     if c.get("problem"):
         status += f" — {c['problem']}"
     return {"claim": f"`{c['id']}` {c['text']}", "paper": paper_txt, "ours": ours,

@@ -24,7 +24,7 @@ from lightning_modules.utils import REPO_ROOT
 
 REQUIRED = ("schema_version", "paper", "profile", "claims", "claim_counts", "source_sha256", "files_sha256", "results")
 #: the parts of a stored claim that must equal the rebuilt one
-_CLAIM_FIELDS = ("experiment", "kind", "text", "relation", "paper", "deviation", "known_deviation", "status",
+_CLAIM_FIELDS = ("experiment", "kind", "text", "relation", "paper", "deviation", "status",
                  "relation_status", "problem")
 
 
@@ -65,8 +65,6 @@ def check_results(results, report_dir: Path | None = None, repo_root: Path = REP
     if not isinstance(results, dict):
         return [f"results.json must hold a JSON object, got {type(results).__name__}; regenerate the report with the paper's fit"]
     where = f"{results.get('paper', '?')}/{results.get('profile', '?')}"
-    if results.get("schema_version") == 1:
-        return _check_legacy(results, where, repo_root, check_freshness)
     missing = [k for k in REQUIRED if k not in results]
     if missing:
         return [f"{where}: results.json lacks {missing} (written by an older version? re-run the paper's fit)"]
@@ -140,39 +138,6 @@ def check_results(results, report_dir: Path | None = None, repo_root: Path = REP
         for p in sorted(fig_dir.iterdir()):
             if f"figures/{p.name}" not in files:
                 problems.append(f"{where}: figures/{p.name} is not part of the run's report; remove it")
-    return problems
-
-
-LEGACY_WARNING = ("report written before the claims contract (schema 1): its claims are NOT rebuilt from the code, its "
-                  "deviations carry no diagnostic and its files no hashes; re-run the paper's default profile")
-
-
-def _check_legacy(results: dict, where: str, repo_root: Path, check_freshness: bool) -> list[str]:
-    """The rules a schema-1 report was written under: relations re-judged on the stored numbers, no failing claim
-    without a written reason, config and reference numbers unchanged since the run. The caller warns that this is
-    weaker than the contract (``LEGACY_WARNING``)."""
-    import hashlib as _h
-
-    problems = []
-    for raw in results.get("claims") or []:
-        if not isinstance(raw, dict):
-            problems.append(f"{where}: a claim entry is not an object")
-            continue
-        try:
-            claim = Claim.from_dict(raw)
-        except (KeyError, ValueError, TypeError) as e:
-            problems.append(f"{where}: claim {raw.get('id', '?')} is malformed: {e}")
-            continue
-        if raw.get("status") != claim.status:
-            problems.append(f"{where}: claim {claim.id} is stored as {raw.get('status')!r} but its relation gives {claim.status!r}")
-        if claim.status == FAILS:
-            problems.append(f"{where}: claim {claim.id} fails without a written reason")
-    if check_freshness:
-        for key, rel in (("config_sha256", results.get("config_file", "")), ("reference_sha256", f"replications/{results['paper']}/paper.py")):
-            path = repo_root / rel
-            current = _h.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
-            if current != results.get(key):
-                problems.append(f"{where}: the report is older than {rel}; re-run the paper's fit")
     return problems
 
 
