@@ -2,10 +2,11 @@
 status against the committed report (default profile: ``reports/<paper>/results.json``; other profiles: the
 committed smoke snapshot ``tests/snapshots/<paper>_<profile>.json``).
 
-Statuses, claim ids and texts must match exactly; numbers within ``|new - committed| <= ATOL + RTOL |committed|``.
-Timings and machine facts are not compared (``lightning_modules.reporting.verify.VOLATILE``). The shipped models
-(``weights/``) make the runs explain the same weights everywhere; what remains between machines is float rounding
-in CPU kernels, which the tolerances bound (measured: README, "Same numbers on every machine").
+Statuses, claim ids and texts must match exactly; numbers within ``|new - committed| <= atol + rtol |committed|``
+with the paper's ``TOLERANCES``. Timings and machine facts are not compared
+(``lightning_modules.reporting.verify.VOLATILE``). The shipped models (``weights/``) make the runs explain the same
+weights everywhere; what remains between machines is the CPU kernels' rounding, and where a paper differentiates
+max-pool networks, what that rounding does to gradients (README, "Same numbers on every machine").
 """
 
 from __future__ import annotations
@@ -16,13 +17,45 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from lightning_modules.reporting import diff_reports, load_results
 from lightning_modules.utils import REPO_ROOT
 
-#: default tolerances of ``reproduce`` (see the module docstring)
+#: tolerances of a paper without a measured entry below
 RTOL, ATOL = 1e-4, 1e-6
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    rtol: float
+    atol: float
+    measured: str  # what the bound rests on
+
+
+#: Per paper, from the smoke profiles re-run on a second 2-core x86 machine and compared with the committed
+#: snapshots (every status and text equal on both). Where the numbers move beyond float rounding, the cause is the
+#: gradient through max-pool networks (the scenes black box, the MNIST CNN): about 90% of the positive first-layer
+#: pooling windows of the MNIST CNN hold mathematically tied maxima (measured along the IG path), and which element
+#: of a tie receives the gradient follows the last bit of the conv kernel's rounding, so a Grad-CAM / IG map can
+#: move by a pixel; iterated attacks (ghorbani2019) amplify it. Each bound leaves a factor of at least 2 of room.
+TOLERANCES: dict[str, Tolerance] = {
+    "petsiuk2018": Tolerance(RTOL, ATOL, "no number moved beyond 1e-6"),
+    "fong2017": Tolerance(1e-3, ATOL, "1 number beyond 1e-4, the largest 1.5e-4 relative (a circle-occlusion "
+                                      "keypoint share)"),
+    "adebayo2018": Tolerance(1e-2, ATOL, "12 numbers beyond 1e-4, the largest 4.6e-3 relative (HOG similarity of "
+                                         "Grad-CAM maps)"),
+    # atol 1e-4: paired differences of methods near 0 (5e-4 on values of 0.1) move by 1e-5
+    "khakzar2019": Tolerance(2e-2, 1e-4, "41 numbers beyond 1e-4, the largest 7.5e-3 relative beyond atol 1e-4 "
+                                         "(MNIST Grad-CAM pixel perturbation and HOG means)"),
+    "ghorbani2019": Tolerance(6e-2, ATOL, "57 numbers beyond 1e-4, the largest 3.2e-2 relative (one image's IG "
+                                          "centre shift under the softplus beta=10 variant attack)"),
+}
+
+
+def tolerance(paper: str) -> Tolerance:
+    return TOLERANCES.get(paper, Tolerance(RTOL, ATOL, "default"))
 
 
 def committed_results(paper: str, profile: str, repo_root: Path = REPO_ROOT) -> Path:
@@ -45,9 +78,12 @@ def run_profile(paper: str, profile: str, out_dir: Path, repo_root: Path = REPO_
     return out_dir / "results.json"
 
 
-def reproduce(paper: str, profile: str = "default", rtol: float = RTOL, atol: float = ATOL,
+def reproduce(paper: str, profile: str = "default", rtol: float | None = None, atol: float | None = None,
               repo_root: Path = REPO_ROOT, keep: Path | None = None) -> tuple[list[str], dict]:
-    """``(differences, summary)`` of a fresh run of ``paper``/``profile`` against the committed numbers."""
+    """``(differences, summary)`` of a fresh run of ``paper``/``profile`` against the committed numbers (``rtol`` /
+    ``atol`` None: the paper's ``TOLERANCES``)."""
+    rtol = tolerance(paper).rtol if rtol is None else rtol
+    atol = tolerance(paper).atol if atol is None else atol
     expected_path = committed_results(paper, profile, repo_root)
     if not expected_path.is_file():
         raise FileNotFoundError(f"nothing committed to reproduce: {expected_path} does not exist")
@@ -69,8 +105,8 @@ def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m replications reproduce", description=__doc__.split("\n\n")[0])
     p.add_argument("paper")
     p.add_argument("--profile", default="default")
-    p.add_argument("--rtol", type=float, default=RTOL)
-    p.add_argument("--atol", type=float, default=ATOL)
+    p.add_argument("--rtol", type=float, default=None, help="default: the paper's measured tolerance (TOLERANCES)")
+    p.add_argument("--atol", type=float, default=None)
     p.add_argument("--keep", type=Path, default=None, help="write the new report here instead of a temporary folder")
     args = p.parse_args(argv)
     from replications import list_papers

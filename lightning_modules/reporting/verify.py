@@ -148,8 +148,11 @@ VOLATILE = re.compile(r"(^|[_\s(/])(time|times|seconds|wall|cpu|elapsed|timing|t
                       r"|config_sha256")
 _SKIP_TOP = {"generated_at", "wall_time_s", "environment", "files_sha256", "source_sha256", "config_sha256", "config",
              "config_file", "sections", "claim_counts"}
-#: prose: captions quote timings of the run; a claim's problem text is derived from its status, which is compared
-_SKIP_ANY = {"caption", "problem"}
+#: prose: captions quote timings of the run; a claim's problem text is derived from its status, which is compared.
+#: ``n_to_decide``: a sample size derived from an interval's mean and spread (compared), ill-conditioned where the
+#: mean is near 0 (a 1e-5 move of a 5e-4 mean moves it by 5%). ``known_deviation``: always null in reports written
+#: before the field was dropped from the schema.
+_SKIP_ANY = {"caption", "problem", "n_to_decide", "known_deviation"}
 
 
 def diff_reports(expected: dict, actual: dict, rtol: float, atol: float, max_items: int = 200) -> list[str]:
