@@ -63,8 +63,9 @@ class EmbeddedV2Config:
 
 
 EMBEDDED_V2: dict[str, EmbeddedV2Config] = {
-    "scenes_v2_vgg": EmbeddedV2Config(model_name="scenes_vgg", model_kwargs={"width": 16}),
-    "scenes_v2_resnet": EmbeddedV2Config(model_name="scenes_resnet", model_kwargs={"width": 16}),
+    # 20 epochs: a 6-epoch pilot of the VGG reached 0.82 test accuracy, short of the benchmark's 0.90
+    "scenes_v2_vgg": EmbeddedV2Config(model_name="scenes_vgg", model_kwargs={"width": 16}, max_epochs=20),
+    "scenes_v2_resnet": EmbeddedV2Config(model_name="scenes_resnet", model_kwargs={"width": 16}, max_epochs=20),
     # seconds: for tests of the training / loading path (never shipped; its accuracy is whatever it reaches)
     "scenes_v2_smoke": EmbeddedV2Config(scenes=PROFILES["smoke"], model_name="scenes_vgg", model_kwargs={"width": 4},
                                         max_epochs=1),

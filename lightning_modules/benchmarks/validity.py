@@ -22,7 +22,7 @@ one is "not valid" on that model, with the numbers):
    <= 3x chance (it carries no class) and the best real method's mean curve has not reached 90% of its rise
    after the first step.
 
-Protocol parameters at 64 px (``ProtocolParams``): deletion substrate = the model's mean colour (RISE), 32 px per
+Protocol parameters at 64 px (``ProtocolParams``): deletion substrate = the model's mean colour (RISE), 48 px per
 step (86 steps, a quarter of the mean v2 evidence area of ~200 px; RISE's 28 steps would delete ~146 px per step,
 most of the evidence in one step); insertion
 start = Gaussian blur kernel 11, sigma 5 in pixels (RISE's kernel, kept in pixels rather than scaled to 64 px:

@@ -46,6 +46,7 @@ from lightning_modules.models import resolve_layer, unwrap
 #: layer from the network itself.
 DEFAULT_EXCITATION_LAYERS = {
     "scenescnn": "features.9",
+    "scenesvgg": "features.12",  # the last ReLU of the second stage (16 px), before its pool
     "resnet8": "layer2",
     "mnistcnn": "features.2",
     "vgg": "features.23",
