@@ -54,8 +54,19 @@ TOLERANCES: dict[str, Tolerance] = {
 }
 
 
-def tolerance(paper: str) -> Tolerance:
-    return TOLERANCES.get(paper, Tolerance(RTOL, ATOL, "default"))
+#: Default profiles measured the same way (a fresh clone on a second machine against the committed report); a
+#: paper without an entry here falls back to its smoke bound. fong2017's default has no bound that would still
+#: test anything: against the report of another machine its 19 science claims kept their statuses, but 3386
+#: numbers moved, among them adversarial-detection accuracies (guided backprop 0.969 -> 0.766: a detector network
+#: trained in the run on 64 maps, starting from maps of I-FGSM images) and per-image mask outcomes (300 Adam steps
+#: through the black box); so ``reproduce fong2017`` holds it to the smoke bound and fails across machines.
+DEFAULT_TOLERANCES: dict[str, Tolerance] = {}
+
+
+def tolerance(paper: str, profile: str = "smoke") -> Tolerance:
+    if profile == "default" and paper in DEFAULT_TOLERANCES:
+        return DEFAULT_TOLERANCES[paper]
+    return TOLERANCES.get(paper, Tolerance(RTOL, ATOL, "no measurement: float rounding only"))
 
 
 def committed_results(paper: str, profile: str, repo_root: Path = REPO_ROOT) -> Path:
@@ -82,8 +93,8 @@ def reproduce(paper: str, profile: str = "default", rtol: float | None = None, a
               repo_root: Path = REPO_ROOT, keep: Path | None = None) -> tuple[list[str], dict]:
     """``(differences, summary)`` of a fresh run of ``paper``/``profile`` against the committed numbers (``rtol`` /
     ``atol`` None: the paper's ``TOLERANCES``)."""
-    rtol = tolerance(paper).rtol if rtol is None else rtol
-    atol = tolerance(paper).atol if atol is None else atol
+    rtol = tolerance(paper, profile).rtol if rtol is None else rtol
+    atol = tolerance(paper, profile).atol if atol is None else atol
     expected_path = committed_results(paper, profile, repo_root)
     if not expected_path.is_file():
         raise FileNotFoundError(f"nothing committed to reproduce: {expected_path} does not exist")
