@@ -73,10 +73,12 @@ EMBEDDED_V2: dict[str, EmbeddedV2Config] = {
 SHIPPED_V2 = ("scenes_v2_vgg", "scenes_v2_resnet")
 #: a reduced schedule (about a CPU minute) whose test accuracy is recorded with the shipped VGG
 #: (``info["reduced_schedule"]``): the test that retraining reproduces a recorded accuracy runs this one, since the
-#: full trainings take tens of CPU minutes
+#: full trainings take tens of CPU minutes. Sized to end near a plateau, where another machine's rounding moves the
+#: accuracy less than the test's tolerance: across training seeds 0/1/2 it reached 0.939 / 0.948 / 0.934 (1000 test
+#: scenes), while 2 epochs on 1500 scenes gave 0.25 / 0.41 / 0.31 and 4 epochs on 3000 gave 0.83 / 0.84 / 0.78.
 REDUCED_SCHEDULE = EmbeddedV2Config(
-    scenes=SyntheticScenesV2Config(train_size=1500, val_size=200, test_size=500, heldout_size=0),
-    model_name="scenes_vgg", model_kwargs={"width": 16}, max_epochs=2)
+    scenes=SyntheticScenesV2Config(train_size=3000, val_size=200, test_size=1000, heldout_size=0),
+    model_name="scenes_vgg", model_kwargs={"width": 16}, max_epochs=6)
 
 
 def embedded_v2_config(name: str | EmbeddedV2Config) -> EmbeddedV2Config:
