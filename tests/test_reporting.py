@@ -546,3 +546,15 @@ def test_check_command_lists_problems_and_refuses_malformed_files(tmp_path, monk
     assert "not valid JSON" in capsys.readouterr().out
     assert cli.cmd_check(["nosuchpaper"]) == 1
     assert "unknown paper" in capsys.readouterr().out
+
+
+def test_a_benchmark_deviation_whose_diagnostic_fails_is_reported_not_blocking():
+    """A timing claim's diagnostic moves with the machine's load: its failure is a result; the same on a claim blocks."""
+    from lightning_modules.reporting import Claim
+
+    deviation = {"reason": "slow pipeline", "diagnostic": {"text": "share >= 0.2", "relation_text": "share >= 0.2",
+                                                           "measured": {"share": 0.1}, "status": "fails"}}
+    for kind, blocks in (("benchmark", False), ("claim", True)):
+        c = Claim(id="ratio_bound", experiment="x", text="t", relation=Relation.at_most("ratio", 1.2),
+                  measured={"ratio": 1.4}, kind=kind, deviation=deviation)
+        assert c.status == "fails" and c.blocking is blocks and "diagnostic does not hold" in c.problem
