@@ -33,7 +33,7 @@ def assert_matches_snapshot(paper: str, results: dict, profile: str = "smoke") -
         return
     assert path.is_file(), f"no snapshot {path.name}: create it with UPDATE_SNAPSHOTS=1 python -m pytest tests/test_{paper}.py"
     expected = json.loads(path.read_text())
-    tol = tolerance(paper, profile)
+    tol = tolerance(paper)
     diffs = diff_reports(expected, results, rtol=tol.rtol, atol=tol.atol)
     assert not diffs, (f"{paper} {profile} numbers moved from the committed snapshot ({len(diffs)} differences; if the "
                        f"change is intended, regenerate with UPDATE_SNAPSHOTS=1 and re-run the default report):\n  "

@@ -72,11 +72,10 @@ def explainer_cost(name: str, kwargs: dict | None, image_size: int) -> float:
         window, stride = kw.get("window", 32), kw.get("stride", 8)
         return float((math.floor((image_size - window) / stride) + 1) ** 2)
     if name == "blurred_circle_occlusion":
-        # one forward per disc centre (a grid of the stride, as BlurredCircleOcclusion.centres) plus the clean one
-        stride = kw.get("stride", 0.0625)
-        step = max(1, int(round(stride * image_size if stride < 1 else stride)))
-        per_axis = math.ceil((image_size - step // 2) / step)
-        return float(per_axis ** 2 + 1)
+        from lightning_modules.explainers.perturbation import BlurredCircleOcclusion
+
+        # one forward per disc centre plus the clean one
+        return float(BlurredCircleOcclusion(**kw).centres(image_size, image_size).shape[0] + 1)
     if name == "rise":
         return float(kw.get("n_masks", 4000))
     if name == "lime":

@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 from typing import Callable
 
-from lightning_modules.reporting.claims import FAILS, STATUSES, Claim
+from lightning_modules.reporting.claims import STATUSES, Claim
 from lightning_modules.reporting.report import SCHEMA_VERSION, count_statuses, paper_source_sha256
 from lightning_modules.utils import REPO_ROOT
 
