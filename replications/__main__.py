@@ -39,7 +39,7 @@ def cmd_list() -> int:
     table = Table(title="saliency-replications", show_lines=True, expand=False)
     table.add_column("paper", no_wrap=True, style="bold")
     table.add_column("title and experiments", ratio=1, overflow="fold")
-    table.add_column("claims\nhold/fail/dev", no_wrap=True, justify="right")
+    table.add_column("claims\nhold/fail/\ndev/n.v.", no_wrap=True, justify="right")
     table.add_column("profile", no_wrap=True)
     for name in list_papers():
         info = paper_info(name)
@@ -47,7 +47,7 @@ def cmd_list() -> int:
         if res_path.is_file():
             r = load_results(res_path)
             c = r.get("claim_counts", {})
-            claims = f"{c.get('holds', 0)}/{c.get('fails', 0)}/{c.get('deviation', 0)}"
+            claims = f"{c.get('holds', 0)}/{c.get('fails', 0)}/{c.get('deviation', 0)}/{c.get('not_valid', 0)}"
             profile = str(r.get("profile", "?"))
         else:
             claims, profile = "–", "no report"
@@ -56,6 +56,7 @@ def cmd_list() -> int:
             details.append(f"\n- {exp}")
         table.add_row(name, details, claims, profile)
     Console().print(table)
+    print("dev: known deviations; n.v.: not valid here (the claim's protocol fails its validity check in the run)")
     return 0
 
 

@@ -19,7 +19,7 @@ import json
 from dataclasses import dataclass
 from typing import Callable
 
-from lightning_modules.reporting import Claim, Deviation, apply_deviations, jsonable
+from lightning_modules.reporting import Claim, Deviation, apply_deviations, apply_validity, jsonable, protocol_verdicts
 
 
 @dataclass(frozen=True)
@@ -54,13 +54,15 @@ def plain(results: dict) -> dict:
 
 
 def claims_for(paper: str, results: dict, profile: str) -> list[Claim]:
-    """The claims of ``paper`` on plain ``results``, with the registered deviations of ``profile`` applied."""
+    """The claims of ``paper`` on plain ``results``, with the verdicts of the protocols they rest on (recomputed
+    from ``results["protocol_validity"]``) and the registered deviations of ``profile`` applied."""
     c = contract(paper)
     if c.build_claims is None:
         raise LookupError(f"replications/{paper}/claims.py has no build_claims(results, profile)")
     claims = list(c.build_claims(results, profile))
     for claim in claims:
         claim.profile = profile
+    claims = apply_validity(claims, protocol_verdicts(results.get("protocol_validity")))
     return apply_deviations(claims, c.deviations, results, profile)
 
 

@@ -260,7 +260,8 @@ def toy(tmp_path, monkeypatch):
 def test_report_write_and_check_roundtrip(toy):
     repo, out = toy
     results = json.loads((out / "results.json").read_text())
-    assert results["claim_counts"] == {"holds": 1, "fails": 0, "inconclusive": 0, "deviation": 1, "sanity": 1}
+    assert results["claim_counts"] == {"holds": 1, "fails": 0, "inconclusive": 0, "deviation": 1, "sanity": 1,
+                                      "not_valid": 0}
     assert (out / "figures" / "curve.png").read_bytes()[:4] == b"\x89PNG"
     readme = (out / "README.md").read_text()
     assert "mask beats gradient" in readme and "43.1" in readme and "known deviation" in readme

@@ -52,9 +52,9 @@ from pathlib import Path
 
 import torch
 
+from lightning_modules.reporting.validity import N_BOOT, bootstrap_weights, judge, statistic  # noqa: F401 (re-exported)
 from lightning_modules.utils import REPO_ROOT, atomic_write, torch_threads
 
-N_BOOT = 2000
 #: real methods scored (name -> constructor kwargs); RISE with ~1000 masks as issue 19 asks
 METHODS: dict[str, dict] = {
     "gradient": {},
@@ -82,99 +82,6 @@ class ProtocolParams:
     suppression_level: float = 0.01
     suppression_sigma: float = 10.0
     max_batch: int = 512
-
-
-# --------------------------------------------------------------------------------------------- statistics
-def bootstrap_weights(n: int, n_boot: int = N_BOOT, seed: int = 0) -> torch.Tensor:
-    """``(n_boot, n)`` multiplicities of the images in each bootstrap resample (one seeded draw, shared by every
-    map: the bootstrap is paired)."""
-    g = torch.Generator().manual_seed(seed)
-    idx = torch.randint(n, (n_boot, n), generator=g)
-    return torch.zeros(n_boot, n).scatter_add_(1, idx, torch.ones(n_boot, n))
-
-
-def statistic(values: torch.Tensor, weights: torch.Tensor | None = None, classes: torch.Tensor | None = None) -> torch.Tensor:
-    """Mean of per-image ``values`` (NaN left out), or with ``classes`` the mean over classes of the per-class
-    mean (the pointing game's accuracy), for the data itself (``weights=None``) or every resample ``(R,)``."""
-    v = values.double()
-    w = torch.ones(1, v.numel(), dtype=torch.float64) if weights is None else weights.double()
-    ok = ~torch.isnan(v)
-    vv = torch.where(ok, v, torch.zeros_like(v))
-    if classes is None:
-        out = (w @ vv) / (w @ ok.double())
-    else:
-        onehot = torch.nn.functional.one_hot(classes.long()).double() * ok.double()[:, None]
-        per_class = (w @ (vv[:, None] * onehot)) / (w @ onehot)
-        out = torch.nanmean(per_class, 1)
-    return out if weights is not None else out[0]
-
-
-def judge(values: dict[str, torch.Tensor], higher_is_better: bool, classes: torch.Tensor | None = None,
-          oracle: str = "oracle", random: str = "random", bound: float | None = None, n_boot: int = N_BOOT,
-          seed: int = 0, extra_checks: dict | None = None) -> dict:
-    """Validity of one protocol from per-image ``values`` of every map (same images, same order).
-
-    ``bound``: the saturation bound of the best real method (pointing 0.98 from below, localisation error 0.02
-    from above). ``extra_checks``: protocol-specific ``name -> (passed, detail)`` (e.g. deletion's first step).
-    Returns the per-map means and 95% CIs, the best / worst real method, each rule's outcome and ``valid``.
-    """
-    values = {k: v.detach().float().cpu() for k, v in values.items()}
-    classes = None if classes is None else classes.cpu()
-    names = list(values)
-    if oracle not in values or random not in values:
-        raise ValueError(f"values need the {oracle!r} and {random!r} maps, got {names}")
-    real = [n for n in names if n not in (oracle, random)]
-    if len(real) < 2:
-        raise ValueError("need at least two real methods to test separation")
-    n = next(iter(values.values())).numel()
-    if any(v.numel() != n for v in values.values()):
-        raise ValueError("every map needs one value per image (the same images)")
-    w = bootstrap_weights(n, n_boot, seed)
-    sign = 1.0 if higher_is_better else -1.0
-    point = {k: float(statistic(v, classes=classes)) for k, v in values.items()}
-    boots = {k: statistic(v, w, classes) for k, v in values.items()}
-
-    def ci(x: torch.Tensor) -> list[float]:
-        x = x[~torch.isnan(x)]
-        if x.numel() == 0:
-            return [math.nan, math.nan]
-        q = torch.quantile(x, torch.tensor([0.025, 0.975], dtype=x.dtype))
-        return [float(q[0]), float(q[1])]
-
-    def better_margin(a: str, b: str) -> torch.Tensor:  # > 0 where a is better than b
-        return sign * (boots[a] - boots[b])
-
-    key = lambda k: sign * point[k] if not math.isnan(point[k]) else -math.inf  # noqa: E731
-    best_real, worst_real = max(real, key=key), min(real, key=key)
-    best_all = max(names, key=key)
-    checks: dict[str, dict] = {}
-    if best_all == oracle:
-        checks["oracle_best"] = {"passed": True, "detail": "oracle is the best map"}
-    else:
-        m = ci(better_margin(best_all, oracle))
-        checks["oracle_best"] = {"passed": bool(m[0] <= 0), "detail": f"{best_all} beats the oracle by CI {m[0]:.4g}..{m[1]:.4g}"}
-    m = ci(better_margin(random, worst_real))
-    worse_than_random = not (key(random) <= key(worst_real)) and m[0] > 0
-    checks["random_worst"] = {"passed": not worse_than_random,
-                              "detail": f"random - worst real ({worst_real}) margin CI {m[0]:.4g}..{m[1]:.4g}"}
-    m = ci(better_margin(best_real, worst_real))
-    checks["separated"] = {"passed": bool(m[0] > 0), "detail": f"best ({best_real}) - worst ({worst_real}) margin CI "
-                                                               f"{m[0]:.4g}..{m[1]:.4g}"}
-    if bound is not None:
-        b = point[best_real]
-        ok = b < bound if higher_is_better else b > bound
-        checks["not_saturated"] = {"passed": bool(ok), "detail": f"best real {b:.4g} vs bound {bound}"}
-    for name, (passed, detail) in (extra_checks or {}).items():
-        checks[name] = {"passed": bool(passed), "detail": detail}
-    return {
-        "higher_is_better": higher_is_better,
-        "n_images": n,
-        "maps": {k: {"value": point[k], "ci95": ci(boots[k])} for k in names},
-        "best_real": best_real,
-        "worst_real": worst_real,
-        "checks": checks,
-        "valid": all(c["passed"] for c in checks.values()),
-    }
 
 
 # --------------------------------------------------------------------------------------------- data

@@ -3,6 +3,7 @@
 - :mod:`.relations`: relations over measured numbers, judged with a seeded paired bootstrap (holds / fails /
   inconclusive);
 - :mod:`.claims`: paper values, claims, sanity rows, registered deviations with diagnostics;
+- :mod:`.validity`: validity of an evaluation protocol in a run (oracle, random, separation, saturation);
 - :mod:`.report`: the report as one unit (rendered from results.json, written atomically, file hashes);
 - :mod:`.verify`: ``check`` (claims rebuilt from the code, hashes, freshness) and numeric diffs of two reports.
 """
@@ -10,6 +11,7 @@
 from lightning_modules.reporting.claims import (
     DEVIATION,
     KINDS,
+    NOT_VALID,
     SANITY,
     STATUSES,
     Claim,
@@ -17,6 +19,7 @@ from lightning_modules.reporting.claims import (
     Diagnostic,
     PaperValue,
     apply_deviations,
+    apply_validity,
     register,
 )
 from lightning_modules.reporting.relations import FAILS, HOLDS, INCONCLUSIVE, Interval, Relation, Verdict, judge
@@ -38,13 +41,14 @@ from lightning_modules.reporting.report import (
     swap_in,
     write_index,
 )
+from lightning_modules.reporting.validity import protocol_spec, protocol_verdicts
 from lightning_modules.reporting.verify import check_results, diff_reports
 from lightning_modules.utils import REPO_ROOT
 
 __all__ = [
-    "DEVIATION", "FAILS", "HOLDS", "INCONCLUSIVE", "KINDS", "REPO_ROOT", "SANITY", "SCHEMA_VERSION", "STATUSES", "Claim",
+    "DEVIATION", "FAILS", "HOLDS", "INCONCLUSIVE", "KINDS", "NOT_VALID", "REPO_ROOT", "SANITY", "SCHEMA_VERSION", "STATUSES", "Claim",
     "Deviation", "Diagnostic", "Interval", "PaperValue", "Relation", "Report", "Verdict", "apply_deviations",
-    "check_results", "count_statuses", "diff_reports", "environment_info", "file_sha256", "find_reports", "judge",
-    "jsonable", "load_results", "markdown_table", "paper_source_files", "paper_source_sha256", "recover_report_dir",
+    "apply_validity", "check_results", "count_statuses", "diff_reports", "environment_info", "file_sha256", "find_reports", "judge",
+    "jsonable", "load_results", "markdown_table", "paper_source_files", "paper_source_sha256", "protocol_spec", "protocol_verdicts", "recover_report_dir",
     "register", "render_readme", "rerender", "swap_in", "write_index",
 ]

@@ -16,6 +16,11 @@ that tests that mechanism. Applied to a claim (:func:`apply_deviations`):
 - the claim holds: status ``fails`` with "newly holds: remove the deviation", so the registry stays true;
 - the claim is inconclusive: it stays ``inconclusive`` (a deviation does not excuse what the run cannot decide).
 
+A claim that rests on an evaluation protocol names it (``protocols``); :func:`apply_validity` attaches the
+protocol's verdict measured in the same run (``lightning_modules.reporting.validity``). On a protocol that is not
+valid there, the claim's status is ``not_valid`` whatever its relation gives: it is reported with the failed checks
+and never counted as reproduced (nor as failing: the run cannot test it).
+
 The last two and a failing sanity check are *blocking*: ``check`` rejects the report. A claim that fails without a
 registered deviation is a result ("not reproduced"), reported and counted as failing.
 """
@@ -29,8 +34,8 @@ from typing import Any, Callable, Iterable, Mapping
 
 from lightning_modules.reporting.relations import FAILS, HOLDS, INCONCLUSIVE, Relation, judge
 
-SANITY, DEVIATION = "sanity", "deviation"
-STATUSES = (HOLDS, FAILS, INCONCLUSIVE, DEVIATION, SANITY)
+SANITY, DEVIATION, NOT_VALID = "sanity", "deviation", "not_valid"
+STATUSES = (HOLDS, FAILS, INCONCLUSIVE, DEVIATION, SANITY, NOT_VALID)
 #: ``benchmark``: a claim about a cost measured on this machine (a timing ratio); judged like a claim, but not
 #: compared between machines by ``reproduce`` and the smoke snapshots
 KINDS = ("claim", "sanity", "benchmark")
@@ -108,6 +113,8 @@ class Claim:
     ``kind``: ``claim``, ``sanity`` (holds by construction; reported, never counted as reproduced) or ``benchmark``
     (a cost measured on this machine).
     ``deviation``: filled by :func:`apply_deviations` from the paper's registry, never by hand.
+    ``protocols``: the evaluation protocols the measured numbers come from (names of the run's
+    ``protocol_validity``); ``validity``: their verdicts, filled by :func:`apply_validity`, never by hand.
     """
 
     id: str
@@ -120,12 +127,17 @@ class Claim:
     kind: str = "claim"
     profile: str | None = None
     deviation: dict | None = None
+    protocols: tuple[str, ...] = ()
+    validity: dict | None = None
     _verdict: Any = field(default=None, repr=False, compare=False)
 
     def __post_init__(self):
         if self.kind not in KINDS:
             raise ValueError(f"claim {self.id}: kind must be one of {KINDS}, got {self.kind!r}")
         self.measured = {k: float(v) for k, v in self.measured.items()}
+        self.protocols = tuple(self.protocols)
+        if self.protocols and self.kind != "claim":
+            raise ValueError(f"claim {self.id}: only kind 'claim' rests on a protocol, got kind {self.kind!r}")
         missing = self.relation.names() - set(self.measured)
         if missing:
             raise ValueError(f"claim {self.id}: relation reads {sorted(missing)} which are not in measured {sorted(self.measured)}")
@@ -165,6 +177,8 @@ class Claim:
         base = self.relation_status
         if self.kind == SANITY:
             return SANITY if base == HOLDS else FAILS
+        if self.protocols and not self.protocols_valid and not self.verdict.problems:
+            return NOT_VALID
         if self.deviation is None:
             return base
         if base == HOLDS:
@@ -172,6 +186,16 @@ class Claim:
         if base == INCONCLUSIVE:
             return INCONCLUSIVE
         return DEVIATION if self.deviation["diagnostic"]["status"] == HOLDS else FAILS
+
+    @property
+    def protocols_valid(self) -> bool:
+        """Every protocol the claim rests on is valid in this run (True for a claim that names none)."""
+        if not self.protocols:
+            return True
+        if self.validity is None:
+            raise ValueError(f"claim {self.id} rests on {list(self.protocols)} but no verdict is attached: "
+                             "build it with apply_validity (replications.contract.claims_for)")
+        return all(self.validity[p]["valid"] for p in self.protocols)
 
     @property
     def problem(self) -> str | None:
@@ -206,7 +230,7 @@ class Claim:
     # -- serialisation
     def to_dict(self) -> dict:
         v = self.verdict
-        return {
+        out = {
             "id": self.id,
             "experiment": self.experiment,
             "kind": self.kind,
@@ -223,6 +247,10 @@ class Claim:
             "status": self.status,
             "problem": self.problem,
         }
+        if self.protocols:  # absent otherwise, so reports without protocol verdicts keep their form
+            out["protocols"] = list(self.protocols)
+            out["validity"] = self.validity
+        return out
 
     @classmethod
     def from_dict(cls, d: dict) -> "Claim":
@@ -236,7 +264,7 @@ class Claim:
             id=d["id"], experiment=d["experiment"], text=d["text"], relation=Relation.from_dict(d["relation"]),
             measured=d["measured"], paper={k: PaperValue.from_dict(v) for k, v in d.get("paper", {}).items()},
             samples=d.get("samples", {}), kind=d.get("kind", "claim"), profile=d.get("profile"),
-            deviation=d.get("deviation"),
+            deviation=d.get("deviation"), protocols=tuple(d.get("protocols") or ()), validity=d.get("validity"),
         )
 
 
@@ -276,4 +304,21 @@ def apply_deviations(claims: Iterable[Claim], registry: Mapping[str, Deviation],
                            "relation_text": dev.diagnostic.relation.describe(), "measured": values,
                            "status": diag_status, "problem": diag_problem},
         }
+    return claims
+
+
+def apply_validity(claims: Iterable[Claim], verdicts: Mapping[str, Mapping]) -> list[Claim]:
+    """Attach to each claim the verdicts (``lightning_modules.reporting.validity.judge``) of the protocols it rests
+    on, from this run. A claim naming a protocol the run did not judge is an error."""
+    from lightning_modules.reporting.validity import verdict_summary
+
+    claims = list(claims)
+    for c in claims:
+        if not c.protocols:
+            continue
+        unknown = [p for p in c.protocols if p not in verdicts]
+        if unknown:
+            raise ValueError(f"claim {c.id} rests on protocols {unknown} that this run did not judge "
+                             f"(judged: {sorted(verdicts)}); store them in results['protocol_validity']")
+        c.validity = {p: verdict_summary(verdicts[p]) for p in c.protocols}
     return claims

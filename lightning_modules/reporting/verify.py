@@ -25,7 +25,7 @@ from lightning_modules.utils import REPO_ROOT
 REQUIRED = ("schema_version", "paper", "profile", "claims", "claim_counts", "source_sha256", "files_sha256", "results")
 #: the parts of a stored claim that must equal the rebuilt one
 _CLAIM_FIELDS = ("experiment", "kind", "text", "relation", "paper", "deviation", "status",
-                 "relation_status", "problem")
+                 "relation_status", "problem", "protocols", "validity")
 
 
 def _close(a, b, rel=1e-9, abs_=1e-12) -> bool:
