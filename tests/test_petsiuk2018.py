@@ -46,7 +46,7 @@ def test_smoke_end_to_end_writes_the_report(smoke_run):
     # timing claims are made by the default profile only (the smoke timings measure nothing)
     assert not ids & {"rise_time_overhead", "rise_memory_within_budget"}
     for c in res["claims"]:
-        assert c["status"] in ("holds", "fails", "inconclusive", "deviation", "sanity") and c["measured"]
+        assert c["status"] in ("holds", "fails", "inconclusive", "deviation", "sanity", "not_valid") and c["measured"]
     # every ordering between methods is judged on per-image samples (the same 8 images)
     by_id = {c["id"]: c for c in res["claims"]}
     for cid in ("rise_best_deletion", "deletion_order", "rise_beats_center_all", "protocol_oracle_beats_random"):
@@ -58,10 +58,21 @@ def test_smoke_end_to_end_writes_the_report(smoke_run):
     for r in rows.values():
         assert 0.0 <= r["deletion, mean colour (ours) ↓"] <= 1.0 and 0.0 <= r["insertion (ours) ↑"] <= 1.0
         assert 0.0 <= r["deletion, blurred (ours) ↓"] <= 1.0 and r["images"] == 8
-    # the insertion blur is the paper's 224-px blur scaled to the 32-px smoke images
-    assert res["results"]["causal"]["blur_kernel"] == 3 and abs(res["results"]["causal"]["blur_sigma"] - 5 * 32 / 224) < 1e-9
+    # benchmark v2: the insertion blur is the paper's kernel 11 / sigma 5 in pixels, set in the config
+    assert res["results"]["causal"]["blur_kernel"] == 11 and res["results"]["causal"]["blur_sigma"] == 5.0
     pg = {r["method"]: r for r in res["tables"]["pointing_game"]["rows"]}
-    assert "center" in pg and 0.0 <= pg["rise"]["all (ours)"] <= 100.0
+    assert {"center", "oracle (reference)", "random (reference)"} <= set(pg) and 0.0 <= pg["rise"]["all (ours)"] <= 100.0
+    assert pg["oracle (reference)"]["all, evidence GT (ours)"] == 100.0, "the oracle points at the evidence"
+    # every protocol with both reference rows is judged in the run, and the claims on it name it
+    judged = res["results"]["protocol_validity"]
+    assert {"deletion", "deletion_blur", "insertion", "pointing_object_all", "pointing_evidence_all"} <= set(judged)
+    for cid, protocol in (("rise_best_deletion", "deletion"), ("insertion_order", "insertion"),
+                          ("rise_beats_center_all", "pointing_object_all"),
+                          ("rise_beats_gradient_all_evidence", "pointing_evidence_all")):
+        assert by_id[cid]["protocols"] == [protocol] and set(by_id[cid]["validity"]) == {protocol}, cid
+        assert (by_id[cid]["status"] == "not_valid") == (not by_id[cid]["validity"][protocol]["valid"]), cid
+    verdicts = {r["protocol"].split(" (")[0]: r for r in res["tables"]["protocol_validity"]["rows"]}
+    assert set(verdicts) == set(judged)
     bench = res["results"]["benchmark"]
     assert bench["time_ratio"] > 0 and bench["forward_passes"] >= 1 and bench["peak_mb"] >= 0
     # The smoke profile never writes the committed report.
@@ -100,6 +111,30 @@ def test_runs_are_deterministic(smoke_run, tmp_path):
     again = _run_smoke(tmp_path, "--model.benchmark.enabled", "false")
     for table in ("deletion_insertion", "pointing_game", "stability"):
         assert again["tables"][table] == first["tables"][table]
+
+
+def test_v1_scenes_stay_available(tmp_path):
+    """The v1 setting (cached black box, v1 scenes, head-mask oracle, scaled blur) runs from the same code."""
+    res = _run_smoke(tmp_path, "--model.model", "{blackbox: smoke}", "--data.source", "scenes",
+                     "--model.causal.blur_kernel", "null", "--model.causal.blur_sigma", "null",
+                     "--model.causal.pixels_per_step", "10", "--model.benchmark.enabled", "false")
+    c = res["results"]["causal"]
+    assert c["blur_kernel"] == 3 and abs(c["blur_sigma"] - 5 * 32 / 224) < 1e-9, "the paper's blur scaled to 32 px"
+    assert res["results"]["image_size"] == [32, 32] and "protocol_validity" in res["results"]
+
+
+def test_config_sections_are_typed(monkeypatch, capsys):
+    """The sections are dataclasses: LightningCLI rejects a wrong type before any work and shows the defaults."""
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    with pytest.raises(SystemExit) as e:
+        run(RiseReplication, "petsiuk2018", datamodule_class=RiseData,
+            args=["fit", "--config", SMOKE, "--model.causal.pixels_per_step", "abc"])
+    assert e.value.code not in (0, None)
+    assert "pixels_per_step" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        run(RiseReplication, "petsiuk2018", datamodule_class=RiseData, args=["fit", "--config", SMOKE, "--print_config"])
+    out = capsys.readouterr().out
+    assert "pixels_per_step: 64" in out and "max_batch: 512" in out and "tolerance: null" in out and "repeats: 1" in out
 
 
 def test_paper_config_parses(monkeypatch, capsys):
@@ -195,7 +230,7 @@ def test_rise_maps_for_two_targets_come_from_one_pass():
         ({"methods": {"rise": {}, "no_such_method": {}}}, KeyError, "unknown explainer"),
         ({"methods": {"rise": {"p": 2.0}}}, ValueError, "p must"),
         ({"pointing_reference": "VOC12"}, ValueError, "pointing_reference"),
-        ({"causal": {"substrate": "mean"}}, ValueError, "substrate is gone"),
+        ({"causal": {"substrate": "mean"}}, ValueError, r"causal: unknown keys \['substrate'\]"),
         ({"causal": {"references": ["oracle", "bogus"]}}, ValueError, "references"),
     ],
 )

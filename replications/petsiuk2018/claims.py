@@ -2,7 +2,9 @@
 
 Every ordering between methods reads per-image values (the same images, sorted by sample id) and is judged by
 the paired bootstrap of ``lightning_modules.reporting``. Known deviations are registered, with a diagnostic
-measured in the same run, in ``deviations.py``.
+measured in the same run, in ``deviations.py``. Where the run judged a protocol's validity (the embedded scenes,
+with the oracle and random reference rows), every claim on that protocol names it and is reported as not valid when
+the protocol fails its checks in the run.
 """
 
 from __future__ import annotations
@@ -23,6 +25,12 @@ def _mean(v: list[float]) -> float:
     return sum(v) / len(v)
 
 
+def _on(res: dict, *protocols: str) -> tuple[str, ...]:
+    """The protocols (of those given) that this run judged: the ones a claim rests on."""
+    judged = res.get("protocol_validity") or {}
+    return tuple(p for p in protocols if p in judged)
+
+
 def _per_image(res: dict, metric: str, names) -> tuple[dict, dict]:
     pm = res["per_method"]
     samples = {m: pm[m][f"{metric}_per_image"] for m in names}
@@ -40,7 +48,7 @@ def _causal(res: dict, profile: str) -> list[Claim]:
             f"rise_best_{metric}", "a. deletion/insertion",
             f"RISE has the {word} {metric} AUC of all methods (Table 1: RISE best)",
             Relation.best("rise", others, op), measured, samples=samples,
-            paper={m: paper_tab[m] for m in order},
+            paper={m: paper_tab[m] for m in order}, protocols=_on(res, metric),
         ))
         if len(order) >= 3:
             names = " < " if op == "<" else " > "
@@ -49,7 +57,7 @@ def _causal(res: dict, profile: str) -> list[Claim]:
                 f"{metric.capitalize()} AUC ordering of Table 1 (ResNet50): "
                 + names.join({"rise": "RISE", "lime": "LIME", "gradcam": "Grad-CAM", "occlusion": "sliding window"}[m] for m in order),
                 Relation.order(order, op), {m: measured[m] for m in order}, samples={m: samples[m] for m in order},
-                paper={m: paper_tab[m] for m in order},
+                paper={m: paper_tab[m] for m in order}, protocols=_on(res, metric),
             ))
     refs = res["references"]
     if {"oracle", "random"} <= set(refs):
@@ -89,24 +97,32 @@ def _causal(res: dict, profile: str) -> list[Claim]:
 
 
 def _pointing(res: dict) -> list[Claim]:
+    """RISE against the centre baseline and the gradient, all and difficult images; against the object boxes of
+    the target class (the paper's ground truth) and, where the data has it, against the class evidence
+    (``_evidence`` claims: the valid test on benchmark v2, where the evidence is a part of the object)."""
     pm, ref = res["per_method"], res["pointing_reference"]
     flags = pm["rise"]["pointing_difficult_flags"]
     out = []
-    for subset in ("all", "difficult"):
-        keep = [True] * len(flags) if subset == "all" else flags
-        if not any(keep):
+    for gt, key, suffix, gt_text in (("object", "pointing", "", ""),
+                                     ("evidence", "pointing_evidence", "_evidence", "against the class evidence; ")):
+        if f"{key}_hits" not in pm["rise"]:
             continue
-        for other, note in (("center", ""), ("gradient", "; TorchRay: in every dataset/model column")):
-            if other != "center" and other not in res["methods"]:
+        for subset in ("all", "difficult"):
+            keep = [True] * len(flags) if subset == "all" else flags
+            if not any(keep):
                 continue
-            samples = {m: [100.0 * h for h, k in zip(pm[m]["pointing_hits"], keep) if k] for m in ("rise", other)}
-            out.append(Claim(
-                f"rise_beats_{other}_{subset}", "b. pointing game",
-                f"RISE points better than the {'centre baseline' if other == 'center' else other} ({subset}{note}; "
-                "per-image hit rate, %)",
-                Relation.gt("rise", other), {m: _mean(v) for m, v in samples.items()}, samples=samples,
-                paper={m: P.pointing_value(ref, m, subset) for m in ("rise", other)},
-            ))
+            for other, note in (("center", ""), ("gradient", "; TorchRay: in every dataset/model column")):
+                if other != "center" and other not in res["methods"]:
+                    continue
+                samples = {m: [100.0 * h for h, k in zip(pm[m][f"{key}_hits"], keep) if k] for m in ("rise", other)}
+                out.append(Claim(
+                    f"rise_beats_{other}_{subset}{suffix}", "b. pointing game",
+                    f"RISE points better than the {'centre baseline' if other == 'center' else other} ({gt_text}"
+                    f"{subset}{note}; per-image hit rate, %)",
+                    Relation.gt("rise", other), {m: _mean(v) for m, v in samples.items()}, samples=samples,
+                    paper={m: P.pointing_value(ref, m, subset) for m in ("rise", other)},
+                    protocols=_on(res, f"pointing_{gt}_{subset}"),
+                ))
     return out
 
 

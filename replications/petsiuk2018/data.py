@@ -1,7 +1,10 @@
 """The evaluation data of the RISE replication.
 
-``source="scenes"`` (default, smoke): the first ``n_images`` test scenes of the black box's scenes profile; they
-carry labels, boxes (pointing game) and the "difficult" flag (several objects or a small object).
+``source="scenes_v2"`` (default, smoke): the first ``n_images`` test scenes of benchmark v2
+(``lightning_modules.data.scenes_v2``, profile ``scenes_profile``): labels, object boxes, the class evidence
+(``evidence_mask``, the oracle and the evidence ground truth of the pointing game) and the "difficult" flag (a
+distractor object of another class, or a small object).
+``source="scenes"``: the v1 scenes of the cached black box (kept for comparison; the oracle is the head mask).
 ``source="paper"``: ImageNet val (``imagenet`` kwargs of ``ImageNetValDataModule``) for deletion/insertion and
 VOC07 test or COCO val2014 (``pointing`` kwargs, ``pointing_dataset``) for the pointing game.
 
@@ -19,6 +22,10 @@ from torch.utils.data import DataLoader, Subset
 from lightning_modules.data.schema import collate_batch
 
 
+#: the embedded sources: benchmark v2 and the v1 scenes
+SCENE_SOURCES = ("scenes_v2", "scenes")
+
+
 class _One(torch.utils.data.Dataset):
     def __len__(self):
         return 1
@@ -30,7 +37,7 @@ class _One(torch.utils.data.Dataset):
 class RiseData(pl.LightningDataModule):
     def __init__(
         self,
-        source: str = "scenes",
+        source: str = "scenes_v2",
         scenes_profile: str = "default",
         n_images: int = 32,
         batch_size: int = 16,
@@ -40,8 +47,9 @@ class RiseData(pl.LightningDataModule):
         root: str | None = None,
     ):
         super().__init__()
-        if source not in ("scenes", "paper"):
-            raise ValueError(f"source must be 'scenes' (embedded) or 'paper' (ImageNet + VOC07/COCO), got {source!r}")
+        if source not in SCENE_SOURCES + ("paper",):
+            raise ValueError(f"source must be 'scenes_v2' (benchmark v2), 'scenes' (v1) or 'paper' (ImageNet + "
+                             f"VOC07/COCO), got {source!r}")
         if pointing_dataset not in ("voc07", "coco"):
             raise ValueError(f"pointing_dataset must be 'voc07' or 'coco', got {pointing_dataset!r}")
         if n_images < 1 or batch_size < 1:
@@ -58,11 +66,16 @@ class RiseData(pl.LightningDataModule):
         self._paper: dict = {}
 
     def setup(self, stage: str | None = None) -> None:
-        if self.source == "scenes":
+        if self.source in SCENE_SOURCES:
             if self._scenes is None:
-                from lightning_modules.blackbox import blackbox_datamodule
+                if self.source == "scenes_v2":
+                    from lightning_modules.data.scenes_v2 import ScenesV2DataModule
 
-                dm = blackbox_datamodule(self.scenes_profile, root=self.root)
+                    dm = ScenesV2DataModule.from_profile(self.scenes_profile, root=self.root)
+                else:
+                    from lightning_modules.blackbox import blackbox_datamodule
+
+                    dm = blackbox_datamodule(self.scenes_profile, root=self.root)
                 ds = dm.dataset("test")
                 if self.n_images > len(ds):
                     raise ValueError(f"n_images={self.n_images} but the {self.scenes_profile} scenes test split has {len(ds)}")
@@ -92,6 +105,6 @@ class RiseData(pl.LightningDataModule):
         return self.test_dataloader()
 
     def test_dataloader(self):
-        if self.source == "scenes":
+        if self.source in SCENE_SOURCES:
             return DataLoader(self._scenes, batch_size=self.batch_size, shuffle=False, collate_fn=collate_batch)
         return [self._paper["causal"].test_dataloader(), self._paper["pointing"].test_dataloader()]

@@ -4,13 +4,20 @@ a. Deletion / insertion AUC (paper Sec. 4.1, Table 1) of RISE, Grad-CAM, sliding
    gradient, with the paper's protocol (``lightning_modules.metrics.causal``): pixels in decreasing saliency
    order, deletion to the model's mean colour (the paper's substrate) and, beside it, to a blurred copy;
    insertion from a Gaussian blur (kernel 11, sigma 5 at 224 px, scaled with the image side), softmax probability
-   of the top-1 class. Two reference rows bound the metric: the *oracle* map (the ground-truth evidence, the head
-   mask of the scenes' target class) and uniform random maps.
-b. Pointing game (Sec. 4.2, Table 2; TorchRay's protocol), all and difficult samples, plus the centre baseline.
+   of the top-1 class. Two reference rows bound the metric: the *oracle* map (the ground-truth evidence of the
+   target class: benchmark v2's ``evidence_mask``, the v1 scenes' head mask) and uniform random maps.
+b. Pointing game (Sec. 4.2, Table 2; TorchRay's protocol), all and difficult samples, plus the centre baseline;
+   on the embedded scenes against the object boxes of the target class (the paper's ground truth) and against the
+   class evidence (benchmark v2: the valid test there), with the oracle and random maps as reference rows.
 c. Stability of RISE: maps and AUCs vs the number of masks N and across mask seeds (the first n of the N
    i.i.d. masks are a RISE estimator with n masks, so one pass per seed gives every n).
 d. Figures: mean deletion / insertion curves with their AUCs, example maps of every method.
 Plus the RISE benchmark (time vs its N masked forward passes, peak memory vs the budget), measured in the run.
+
+Every protocol with both reference rows is judged for validity in the run (``lightning_modules.reporting.validity``:
+the oracle best, random worst, methods separated, not saturated, plus deletion's and insertion's first-step checks),
+from the per-image values stored in ``protocol_validity``; a claim on a protocol that is not valid there is
+reported as not valid, not as reproduced.
 
 ``fit`` learns nothing (RISE is training-free): ``training_step`` builds the RISE masks on the device, and
 the CLI then runs ``test``, which evaluates everything and writes the report. ``validate`` (also run inside ``fit``
@@ -22,6 +29,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn as nn
@@ -32,8 +40,10 @@ from lightning_modules.metrics.causal import DeletionAUC, InsertionAUC, default_
 from lightning_modules.metrics.pointing import PointingGame, center_heatmaps, default_tolerance
 from lightning_modules.metrics._progressive import trapezoid_auc
 from lightning_modules.metrics._samples import PerSampleMetric
+from lightning_modules.reporting import protocol_spec
 from replications.cli import ReplicationModule
 from replications.petsiuk2018 import paper as P
+from replications.petsiuk2018.data import SCENE_SOURCES
 
 #: the methods of Table 1 (+ the gradient, as the issue asks), in report order
 DEFAULT_METHODS = {
@@ -45,9 +55,74 @@ DEFAULT_METHODS = {
 }
 PAPER_METHODS = ("rise", "lime", "gradcam", "occlusion")  # Table 1's order by deletion / insertion (ResNet50)
 LABELS = {"rise": "RISE", "gradcam": "Grad-CAM", "occlusion": "sliding window", "lime": "LIME", "gradient": "gradient",
-          "center": "centre baseline", "oracle": "oracle (head mask)", "random": "random"}
+          "center": "centre baseline", "oracle": "oracle (ground-truth evidence)", "random": "random"}
 #: the deletion substrates: the paper's mean colour, and a blurred copy (mean colour leaves a grey silhouette)
 DELETION_SUBSTRATES = ("mean", "blur")
+#: the pointing game's ground truths on the embedded scenes: the target class's object boxes (the paper's) and its
+#: evidence (benchmark v2)
+POINTING_GTS = ("object", "evidence")
+#: validity rules of the protocols (as ``lightning_modules.benchmarks.validity``): the best real method's pointing
+#: accuracy below this (not saturated); after the first deletion / insertion step at most this share of the best
+#: method's mean drop / rise is done; one step at most this share of the mean evidence area; the blurred insertion
+#: start at most this many times chance; at least this many difficult images to judge the difficult subset
+POINTING_SATURATION = 0.98
+MAX_FIRST_STEP_SHARE = 0.9
+MAX_STEP_SHARE_OF_MEAN_EVIDENCE = 0.25
+MAX_BLURRED_START_OVER_CHANCE = 3.0
+MIN_DIFFICULT_FOR_VALIDITY = 10
+
+
+@dataclass
+class CausalConfig:
+    """Deletion / insertion (Sec. 4.1): pixels per step (None: the paper's 28 steps), the insertion start's blur
+    (None: the paper's kernel 11 / sigma 5 at 224 px scaled with the image side), the largest batch of perturbed
+    images per forward pass, and the reference rows (``oracle``: the ground-truth evidence; ``random``)."""
+
+    pixels_per_step: int | None = None
+    blur_kernel: int | None = None
+    blur_sigma: float | None = None
+    max_batch: int = 256
+    references: list[str] = field(default_factory=lambda: ["oracle", "random"])
+
+
+@dataclass
+class PointingConfig:
+    """Pointing game (Sec. 4.2): the hit tolerance in pixels (None: 15 px at 224 px, scaled)."""
+
+    tolerance: float | None = None
+
+
+@dataclass
+class StabilityConfig:
+    """RISE vs the number of masks: the N values (each <= ``methods.rise.n_masks``), the mask seeds besides
+    RISE's own, and the number of images."""
+
+    n_values: list[int] = field(default_factory=lambda: [50, 100, 250, 500, 1000])
+    seeds: list[int] = field(default_factory=lambda: [1, 2])
+    n_images: int = 6
+
+
+@dataclass
+class BenchmarkConfig:
+    """RISE's cost against its N masked forward passes, measured in the run."""
+
+    n_images: int = 1
+    repeats: int = 2
+    enabled: bool = True
+
+
+def _section(value, cls, name: str):
+    """A config section as its dataclass (LightningCLI passes the dataclass; Python callers may pass a dict)."""
+    if value is None:
+        return cls()
+    if isinstance(value, cls):
+        return value
+    if isinstance(value, dict):
+        unknown = set(value) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"{name}: unknown keys {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
+        return cls(**value)
+    raise TypeError(f"{name}: expected a {cls.__name__} or a dict, got {type(value).__name__}")
 
 
 def scaled_blur(side: int) -> tuple[int, float]:
@@ -104,11 +179,9 @@ class RiseReplication(ReplicationModule):
             (``{"name": "resnet50", "pretrained": true}``).
         pointing_model: the model of the pointing game (paper: VOC07 / COCO fine-tuned); None = ``model``.
         methods: explainer name -> constructor kwargs; must contain ``rise``.
-        causal: deletion / insertion settings (``pixels_per_step`` None = 28 steps, ``substrate``, ``blur_kernel``,
-            ``blur_sigma``, ``max_batch``).
-        pointing: ``{"tolerance": None}`` (None = 15 px at 224 px, scaled).
-        stability: ``n_values`` (masks), ``seeds`` (besides RISE's own), ``n_images``.
-        benchmark: ``n_images``, ``repeats``, ``enabled``.
+        causal, pointing, stability, benchmark: typed sections (``CausalConfig``, ``PointingConfig``,
+            ``StabilityConfig``, ``BenchmarkConfig``): LightningCLI checks their types and ``--print_config`` shows
+            their defaults.
         n_example_images: images in the example-maps figure.
         pointing_reference: the TorchRay column the pointing claims quote.
     """
@@ -123,10 +196,10 @@ class RiseReplication(ReplicationModule):
         model: dict | None = None,
         pointing_model: dict | None = None,
         methods: dict[str, dict] | None = None,
-        causal: dict | None = None,
-        pointing: dict | None = None,
-        stability: dict | None = None,
-        benchmark: dict | None = None,
+        causal: CausalConfig = CausalConfig(),  # noqa: B008 - read-only defaults, shown by --print_config
+        pointing: PointingConfig = PointingConfig(),  # noqa: B008
+        stability: StabilityConfig = StabilityConfig(),  # noqa: B008
+        benchmark: BenchmarkConfig = BenchmarkConfig(),  # noqa: B008
         n_example_images: int = 4,
         pointing_reference: str = "VOC07 ResNet50",
     ):
@@ -137,23 +210,19 @@ class RiseReplication(ReplicationModule):
         if "rise" not in self.method_kwargs:
             raise ValueError("methods must include 'rise' (the paper's method); add `rise: {n_masks: ...}`")
         self.methods = list(self.method_kwargs)
-        self.causal_cfg = {"pixels_per_step": None, "blur_kernel": None, "blur_sigma": None, "max_batch": 256,
-                           "references": ["oracle", "random"], **(causal or {})}
-        if "substrate" in self.causal_cfg:
-            raise ValueError("causal.substrate is gone: deletion runs on every substrate of DELETION_SUBSTRATES "
-                             f"{DELETION_SUBSTRATES}; remove the key")
+        self.causal_cfg = asdict(_section(causal, CausalConfig, "causal"))
         bad_refs = set(self.causal_cfg["references"]) - {"oracle", "random"}
         if bad_refs:
             raise ValueError(f"causal.references must be among ['oracle', 'random'], got {sorted(bad_refs)}")
         self.references = list(self.causal_cfg.pop("references"))
         self._random_maps = create_explainer("random", seed=0)
-        self.pointing_cfg = {"tolerance": None, **(pointing or {})}
-        self.stability_cfg = {"n_values": [50, 100, 250, 500, 1000], "seeds": [1, 2], "n_images": 6, **(stability or {})}
+        self.pointing_cfg = asdict(_section(pointing, PointingConfig, "pointing"))
+        self.stability_cfg = asdict(_section(stability, StabilityConfig, "stability"))
         n_max = self.method_kwargs["rise"].get("n_masks", 4000)
         bad = [n for n in self.stability_cfg["n_values"] if not 1 <= int(n) <= n_max]
         if bad:
             raise ValueError(f"stability n_values {bad} must lie in [1, rise.n_masks={n_max}]; raise methods.rise.n_masks")
-        self.benchmark_cfg = {"n_images": 1, "repeats": 2, "enabled": True, **(benchmark or {})}
+        self.benchmark_cfg = asdict(_section(benchmark, BenchmarkConfig, "benchmark"))
         self.n_example_images = int(n_example_images)
         if pointing_reference not in P.POINTING_TORCHRAY:
             raise ValueError(f"pointing_reference must be one of {sorted(P.POINTING_TORCHRAY)}, got {pointing_reference!r}")
@@ -177,6 +246,7 @@ class RiseReplication(ReplicationModule):
         self._bench_images = None
         self._image_size = None
         self._evidence_area: list[torch.Tensor] = []
+        self._pointing_labels: list[int] = []
         self.causal_used: dict = {}
 
     # ------------------------------------------------------------------ models
@@ -187,6 +257,15 @@ class RiseReplication(ReplicationModule):
 
             model, _ = load_blackbox(cfg.pop("blackbox"), **cfg)
             self.blackbox_info = dict(getattr(model, "blackbox_info", {}) or {})
+        elif "embedded_v2" in cfg:
+            # benchmark v2's shipped, hash-checked models (lightning_modules.embedded_v2)
+            from lightning_modules.embedded_v2 import load_embedded_v2
+
+            name = cfg.pop("embedded_v2")
+            if cfg:
+                raise ValueError(f"model.embedded_v2 takes no other keys, got {sorted(cfg)}")
+            model, _ = load_embedded_v2(name)
+            self.blackbox_info = {"name": name, **dict(getattr(model, "embedded_info", {}) or {})}
         elif "torchray" in cfg:
             # the pointing-game networks of Table 2 (Zhang et al.'s Caffe models, TorchRay's published files)
             from replications.petsiuk2018.pointing_models import load_torchray_model
@@ -231,7 +310,7 @@ class RiseReplication(ReplicationModule):
 
     # ------------------------------------------------------------------ validate: the models read the data
     def _scenes_source(self) -> bool:
-        return self.trainer.datamodule is None or getattr(self.trainer.datamodule, "source", "scenes") == "scenes"
+        return self.trainer.datamodule is None or getattr(self.trainer.datamodule, "source", "scenes_v2") in SCENE_SOURCES
 
     def _check_pointing_classes(self) -> None:
         """The pointing model must score the pointing dataset's classes (VOC07: 20, COCO: 80)."""
@@ -296,9 +375,10 @@ class RiseReplication(ReplicationModule):
                 m[f"del_{sub}_{name}"] = DeletionAUC(substrate=sub, **ckw)
             m[f"ins_{name}"] = InsertionAUC(**ckw)
             m[f"prec_{name}"] = HitRate()
-        for name in self.methods:
+        for name in self.methods + self.references + ["center"]:
             m[f"pg_{name}"] = PointingGame(tolerance=self.pointing_cfg["tolerance"])
-        m["pg_center"] = PointingGame(tolerance=self.pointing_cfg["tolerance"])
+            m[f"pg_evidence_{name}"] = PointingGame(tolerance=self.pointing_cfg["tolerance"])
+        m["labels"] = HitRate()  # the per-image target class, sorted by id (the validity's per-class means)
         self.metrics = nn.ModuleDict(m).to(self.device)
         self._test_started = time.time()
 
@@ -348,38 +428,51 @@ class RiseReplication(ReplicationModule):
             if "random" in self.references:
                 causal_maps["random"] = self._random_maps(model, images, preds)
             if "oracle" in self.references:
-                if "head_mask" not in batch:
-                    raise ValueError("the oracle reference needs the ground-truth evidence (the scenes' head_mask); "
-                                     "remove 'oracle' from causal.references for this data")
+                if self._evidence(batch) is None:
+                    raise ValueError("the oracle reference needs the ground-truth evidence (the scenes' evidence_mask "
+                                     "or head_mask); remove 'oracle' from causal.references for this data")
                 causal_maps["oracle"] = self._oracle(batch)
             for name, m_map in causal_maps.items():
                 for sub in DELETION_SUBSTRATES:
                     self._timed("deletion_insertion_s", self.metrics[f"del_{sub}_{name}"].update, model, images, m_map, preds, ids)
                 self._timed("deletion_insertion_s", self.metrics[f"ins_{name}"].update, model, images, m_map, preds, ids)
-            if "head_mask" in batch:
-                head = batch["head_mask"].to(self.device)
-                self._evidence_area.append(head.flatten(1).sum(1).float())
+            evidence = self._evidence(batch)
+            if evidence is not None:
+                self._evidence_area.append(evidence.flatten(1).sum(1).float())
                 for name, m_map in causal_maps.items():
-                    self.metrics[f"prec_{name}"].update(evidence_precision(m_map, head), ids)
+                    self.metrics[f"prec_{name}"].update(evidence_precision(m_map, evidence), ids)
             if batch_idx == 0:
                 self._first_batch(model, images, preds, batch, maps)
             if scenes:
-                self._pointing(batch, labels, {n: v[1] for n, v in maps.items()}, ids, use_mask=False)
+                point_maps = {n: v[1] for n, v in maps.items()}
+                if "random" in self.references:
+                    point_maps["random"] = causal_maps["random"]
+                if "oracle" in self.references:  # the evidence of the label (the pointing target)
+                    point_maps["oracle"] = self._oracle(batch)
+                self._pointing(batch, labels, point_maps, ids, use_mask=False)
         else:
             model = self.pointing_blackbox
             labels = batch["label"].to(self.device)
             maps = self._maps(model, images, labels)
             self._pointing(batch, labels, {n: v[0] for n, v in maps.items()}, ids, use_mask="mask" in batch)
 
+    def _evidence(self, batch) -> torch.Tensor | None:
+        """The ground-truth class evidence of the label's object: benchmark v2's ``evidence_mask`` (the textured
+        head, or head and body for the coat classes), the v1 scenes' head mask; None for data without it."""
+        for key in ("evidence_mask", "head_mask"):
+            if key in batch:
+                return batch[key].to(self.device)
+        return None
+
     def _oracle(self, batch) -> torch.Tensor:
-        """The ground-truth evidence as a map: the head of the target class (1) over everything else (0); ties
-        are broken by a faint blur of the mask, so the head's centre goes first and the head's surroundings
-        before the far background."""
-        head = batch["head_mask"].to(self.device).float()
+        """The ground-truth evidence as a map: the evidence (1) over everything else (0); ties are broken by a
+        faint blur of the mask, so the evidence's centre goes first and its surroundings before the far
+        background."""
+        evidence = self._evidence(batch).float()
         from torchvision.transforms.functional import gaussian_blur
 
-        k, sigma = scaled_blur(head.shape[-1])
-        return head + 1e-3 * gaussian_blur(head, [k, k], [sigma, sigma])
+        k, sigma = scaled_blur(evidence.shape[-1])
+        return evidence + 1e-3 * gaussian_blur(evidence, [k, k], [sigma, sigma])
 
     def _pointing(self, batch, labels, maps: dict, ids, use_mask: bool):
         """Scenes: the boxes of the ground-truth class (VOC-style); paper data: the loaders' pointing mask (VOC:
@@ -391,9 +484,13 @@ class RiseReplication(ReplicationModule):
         else:
             kw["boxes"] = batch["boxes"].to(self.device)
             kw["box_labels"] = batch["box_labels"].to(self.device)
+        maps = {**maps, "center": center_heatmaps(b, h, w, self.device)}
+        evidence = self._evidence(batch) if not use_mask else None
         for name, m in maps.items():
             self.metrics[f"pg_{name}"].update(m, labels, **kw)
-        self.metrics["pg_center"].update(center_heatmaps(b, h, w, self.device), labels, **kw)
+            if evidence is not None:  # the evidence of the label's object as the ground truth
+                self.metrics[f"pg_evidence_{name}"].update(m, labels, masks=evidence, difficult=kw["difficult"], ids=ids)
+        self.metrics["labels"].update(labels.float(), ids)
 
     def _first_batch(self, model, images, preds, batch, maps):
         """Examples for the figure, the stability study and the benchmark's images (rank zero reports them)."""
@@ -461,16 +558,24 @@ class RiseReplication(ReplicationModule):
                 r["evidence_precision_per_image"] = prec.values().cpu().tolist()
                 r["evidence_precision"] = sum(r["evidence_precision_per_image"]) / r["n_causal"]
             res[name] = r
-        for name in self.methods + ["center"]:
-            pg = self.metrics[f"pg_{name}"]
-            vals = pg.compute()
-            ps = pg.per_sample()
-            res.setdefault(name, {}).update({
-                "pointing_all": 100 * float(vals["all"]), "pointing_difficult": 100 * float(vals["difficult"]),
-                "n_pointing": int(ps["hits"].numel()), "n_difficult": int(ps["difficult"].sum()),
-                # per image (sorted by sample id): the paired unit of the pointing claims
-                "pointing_hits": ps["hits"].cpu().tolist(), "pointing_difficult_flags": ps["difficult"].cpu().bool().tolist(),
-            })
+        for name in self.methods + self.references + ["center"]:
+            for gt in POINTING_GTS:
+                pg = self.metrics[f"pg_{name}" if gt == "object" else f"pg_evidence_{name}"]
+                if pg.update_count == 0:  # no evidence ground truth (paper data)
+                    continue
+                vals = pg.compute()
+                ps = pg.per_sample()
+                key = "pointing" if gt == "object" else "pointing_evidence"
+                res.setdefault(name, {}).update({
+                    f"{key}_all": 100 * float(vals["all"]), f"{key}_difficult": 100 * float(vals["difficult"]),
+                    # per image (sorted by sample id): the paired unit of the pointing claims
+                    f"{key}_hits": ps["hits"].cpu().tolist(),
+                })
+                if gt == "object":
+                    res[name].update({"n_pointing": int(ps["hits"].numel()), "n_difficult": int(ps["difficult"].sum()),
+                                      "pointing_difficult_flags": ps["difficult"].cpu().bool().tolist()})
+        if self.metrics["labels"].update_count:
+            self._pointing_labels = [int(x) for x in self.metrics["labels"].values().cpu().tolist()]
         self.results = res
         self.timings["test_s"] = round(time.time() - self._test_started, 1)
         if self.benchmark_cfg["enabled"] and self._bench_images is not None and (self.trainer is None or self.trainer.is_global_zero):
@@ -513,11 +618,59 @@ class RiseReplication(ReplicationModule):
             area = torch.cat(self._evidence_area)
             out["evidence_area_px"] = {"median": float(area.median()), "min": float(area.min()),
                                        "max": float(area.max()), "n": int(area.numel())}
+        specs = self._validity_specs(step)
+        if specs:
+            out["protocol_validity"] = specs
         s = self.stability
         if s:
             out["stability"] = {k: s[k] for k in ("n_values", "seeds", "n_images", "deletion", "insertion", "seed_corr",
                                                   "seed_corr_per_image", "ref_corr")}
         return out
+
+    def _validity_specs(self, step: int) -> dict:
+        """The inputs of every protocol's validity verdict (``lightning_modules.reporting.validity``): per-image
+        values of the oracle, random and every method, and the protocol's own checks with this run's numbers."""
+        if not {"oracle", "random"} <= set(self.references):
+            return {}
+        names = self.methods + ["oracle", "random"]
+        res = self.results
+        specs = {}
+        evidence_mean = float(torch.cat(self._evidence_area).float().mean()) if self._evidence_area else math.nan
+        n_classes = getattr(getattr(self.blackbox, "scenes_config", None), "num_classes", None)
+        for protocol, key, higher in (("deletion", "deletion", False), ("deletion_blur", "deletion_blur", False),
+                                      ("insertion", "insertion", True)):
+            values = {n: res[n][f"{key}_per_image"] for n in names}
+            sign = 1 if higher else -1
+            best = max(self.methods, key=lambda n: sign * res[n][key])
+            mc = res[best][f"{key}_curve"]
+            span = float(mc[-1] - mc[0])
+            first = float((mc[1] - mc[0]) / span) if span != 0 else math.nan
+            checks = {"first_step": {"value": first, "op": "<=", "bound": MAX_FIRST_STEP_SHARE,
+                                     "text": f"share of {best}'s mean {'rise' if higher else 'drop'} done by the first step"}}
+            if not higher:
+                checks["step_below_evidence"] = {
+                    "value": step / evidence_mean, "op": "<=", "bound": MAX_STEP_SHARE_OF_MEAN_EVIDENCE,
+                    "text": f"one step ({step} px) over the mean evidence area ({evidence_mean:.0f} px)"}
+            elif n_classes:
+                start = float(res["random"]["insertion_curve"][0])
+                checks["blurred_start_uninformative"] = {
+                    "value": start * n_classes, "op": "<=", "bound": MAX_BLURRED_START_OVER_CHANCE,
+                    "text": f"the blurred start's score ({start:.3f}) over chance (1/{n_classes})"}
+            specs[protocol] = protocol_spec(values, higher, checks=checks)
+        flags = res["rise"].get("pointing_difficult_flags")
+        labels = self._pointing_labels
+        for gt in POINTING_GTS:
+            key = "pointing" if gt == "object" else "pointing_evidence"
+            if f"{key}_hits" not in res["rise"] or len(labels) != len(flags):
+                continue
+            hits = {n: res[n][f"{key}_hits"] for n in names}
+            specs[f"pointing_{gt}_all"] = protocol_spec(hits, True, classes=labels, bound=POINTING_SATURATION)
+            hard = [i for i, f in enumerate(flags) if f]
+            if len(hard) >= MIN_DIFFICULT_FOR_VALIDITY:
+                specs[f"pointing_{gt}_difficult"] = protocol_spec(
+                    {n: [v[i] for i in hard] for n, v in hits.items()}, True, classes=[labels[i] for i in hard],
+                    bound=POINTING_SATURATION)
+        return specs
 
     def build_report(self, report) -> None:
         from replications.petsiuk2018 import figures, tables
@@ -539,29 +692,43 @@ class RiseReplication(ReplicationModule):
         tol = self.pointing_cfg["tolerance"] or default_tolerance(h, w)
         bb = self.blackbox_info
         acc = bb.get("test_accuracy", bb.get("val_accuracy"))
-        model_txt = (f"the shipped synthetic-scenes black box `load_blackbox('{self.model_cfg['blackbox']}')`"
-                     + (f" (test accuracy {acc:.3f})" if isinstance(acc, (int, float)) else "")
-                     if "blackbox" in self.model_cfg else f"`load_model({self.model_cfg})`")
+        acc_txt = f" (test accuracy {acc:.3f})" if isinstance(acc, (int, float)) else ""
+        if "blackbox" in self.model_cfg:
+            model_txt = f"the shipped v1 synthetic-scenes black box `load_blackbox('{self.model_cfg['blackbox']}')`{acc_txt}"
+        elif "embedded_v2" in self.model_cfg:
+            model_txt = (f"benchmark v2's shipped `{self.model_cfg['embedded_v2']}` "
+                         f"(`load_embedded_v2`, SHA-256-checked weights){acc_txt}, on the v2 scenes (24 classes)")
+        else:
+            model_txt = f"`load_model({self.model_cfg})`"
         rk = self.rise.__dict__
         ev = res.get("evidence_area_px")
         step_txt = (f"{c['pixels_per_step']} px per step ({c['n_steps']} steps)"
-                    + (f"; the ground-truth evidence (the head of the target class) covers {ev['median']:g} px in the "
+                    + (f"; the ground-truth evidence of the target class covers {ev['median']:g} px in the "
                        f"median image (min {ev['min']:g}), so one step is {c['pixels_per_step'] / ev['median']:.2f} of "
                        "it (rule: at most half the median evidence area, so the metric resolves the order "
                        "within the evidence; the paper's 224*8 px per step scaled to the image area would be "
                        f"{default_pixels_per_step(h, w)} px, {default_pixels_per_step(h, w) / ev['median']:.2f} of it)" if ev else ""))
         lines = [
             f"- Model: {model_txt}; images {h}x{w}; {r['n_causal']} images for deletion/insertion, "
-            f"{r['n_pointing']} for the pointing game ({r['n_difficult']} difficult: several objects or a small object).",
+            f"{r['n_pointing']} for the pointing game ({r['n_difficult']} difficult: "
+            + ("a distractor object of another class, or a small primary object)." if self._source() == "scenes_v2"
+               else "several objects or a small object)."),
             f"- RISE: N = {rk['n_masks']} masks, s = {rk['grid_size']}, p = {rk['p']}, seed {rk['seed']}, removed pixels = "
             f"{rk['baseline']} (the paper's zeros in normalised space), softmax scores; chunk = {self.rise.last_chunk_size} "
             f"masked images per forward pass (memory budget {rk['memory_budget_mb']:g} MB).",
             "- Other methods: " + "; ".join(f"{LABELS.get(m, m)} `{self.method_kwargs[m]}`" for m in self.methods if m != "rise") + ".",
             f"- Deletion / insertion: {step_txt}; deletion to the model's mean colour (the paper's substrate) and, as a "
             f"second column, to the blurred image; insertion from a Gaussian blur with kernel {c['blur_kernel']}, sigma "
-            f"{c['blur_sigma']:.3g} (the paper's 11 / 5 at 224 px scaled with the image side, {h} / 224); softmax "
+            f"{c['blur_sigma']:.3g} ("
+            + ("set in the config: the paper's 11 / 5 in pixels, not scaled, because benchmark v2's class textures "
+               "have fixed periods of 4 and 8 px, as natural texture, and a blur scaled to the image side (sigma "
+               f"{scaled_blur(h)[1]:.2f} px) would keep the 8-px gratings; the blurred start's score is one of the "
+               "insertion protocol's validity checks" if self.causal_cfg["blur_sigma"] is not None
+               else f"the paper's 11 / 5 at 224 px scaled with the image side, {h} / 224")
+            + "); softmax "
             "probability of the model's top-1 class; AUC by the trapezoid rule on [0, 1]. Reference rows: "
-            + ", ".join(LABELS[m] for m in self.references) + " (the oracle ranks the head of the target class first).",
+            + ", ".join(LABELS[m] for m in self.references) + " (the oracle ranks the evidence of the target class "
+            "first).",
             f"- Pointing game: TorchRay's protocol (argmax of the map within {tol:.2f} px of a box of the ground-truth "
             "class; 15 px at 224 px scaled); the table gives TorchRay's mean over classes, the claims compare per-image "
             "hit rates (the paired unit of the bootstrap).",
@@ -578,8 +745,12 @@ class RiseReplication(ReplicationModule):
                 for k, v in self.validation.items()) + ".")
         return "\n".join(lines)
 
+    def _source(self) -> str:
+        dm = self.trainer.datamodule if self.trainer is not None else None
+        return getattr(dm, "source", "scenes_v2")
+
     def _deviations_text(self, res: dict) -> str:
-        if "blackbox" not in self.model_cfg:  # real data and published models (paper*.yaml)
+        if not self._scenes_source():  # real data and published models (paper*.yaml)
             return "\n".join([
                 "- Images are resized to the model's square input (no crop) by the shared loaders; TorchRay's pointing "
                 "benchmark resizes the shorter side to 224 px and keeps the aspect ratio.",
@@ -591,7 +762,9 @@ class RiseReplication(ReplicationModule):
         lime = res["lime"]
         n_img = res["per_method"]["rise"]["n_causal"]
         return "\n".join([
-            f"- Data and model: synthetic scenes ({h}x{w}, the shipped black box) instead of ImageNet val with "
+            f"- Data and model: synthetic scenes ({h}x{w}, "
+            + (f"benchmark v2 with its shipped `{self.model_cfg['embedded_v2']}`" if "embedded_v2" in self.model_cfg
+               else "the shipped black box") + ") instead of ImageNet val with "
             "ResNet50/VGG16 (the `paper` profile has that setting, for GPUs; it was not run here).",
             f"- {n_img} images instead of ImageNet val's 50,000, and N = {res['rise']['n_masks']} masks instead of the "
             f"paper's {res['rise']['paper_n_masks']} (unconfirmed; TorchRay {P.RISE_TORCHRAY['n_masks']}), to fit the "

@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 LABELS = {"rise": "RISE", "gradcam": "Grad-CAM", "occlusion": "sliding window", "lime": "LIME", "gradient": "gradient",
-          "oracle": "oracle (head mask)", "random": "random"}
+          "oracle": "oracle (ground-truth evidence)", "random": "random"}
 
 
 def _img(t):

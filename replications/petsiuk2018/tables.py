@@ -3,6 +3,7 @@ side by side with the published numbers (``paper.py``)."""
 
 from __future__ import annotations
 
+from lightning_modules.reporting import protocol_verdicts
 from replications.petsiuk2018 import paper as P
 
 
@@ -23,7 +24,7 @@ def add_tables(res: dict, report) -> None:
             "deletion, blurred (ours) ↓": r["deletion_blur"],
             "insertion (ours) ↑": r["insertion"],
             "insertion (paper, ResNet50)": P.INSERTION_RESNET50[m].render() if m in P.INSERTION_RESNET50 else "–",
-            "evidence precision (top-A pixels on the head)": r.get("evidence_precision", "–"),
+            "evidence precision (top-A pixels on the evidence)": r.get("evidence_precision", "–"),
             "images": r["n_causal"],
         })
     c = res["causal"]
@@ -34,15 +35,20 @@ def add_tables(res: dict, report) -> None:
                 "(unconfirmed values, PAPERS.md); the official notebook's RISE run gives "
                 f"{P.NOTEBOOK_RISE['deletion'].value} / {P.NOTEBOOK_RISE['insertion'].value} (confirmed). Reference rows "
                 "bound the metric: the oracle map (the ground-truth evidence) and uniform random maps. Evidence "
-                "precision: the share of a map's top-A pixels (A = the head's area) that lie on the head.",
+                "precision: the share of a map's top-A pixels (A = the evidence's area) that lie on the ground-truth "
+                "evidence.",
     )
     ref = res["pointing_reference"]
     rows = []
-    for m in res["methods"] + ["center"]:
+    for m in res["methods"] + ["center"] + [x for x in res["references"] if "pointing_hits" in pm[x]]:
         r = pm[m]
-        row = {"method": m, "all (ours)": r["pointing_all"], "difficult (ours)": r["pointing_difficult"],
+        row = {"method": m + (" (reference)" if m in res["references"] else ""),
+               "all (ours)": r["pointing_all"], "difficult (ours)": r["pointing_difficult"],
                "all, per image (ours)": _image_rate(r["pointing_hits"]),
                "difficult, per image (ours)": _image_rate(r["pointing_hits"], r["pointing_difficult_flags"])}
+        if "pointing_evidence_all" in r:
+            row["all, evidence GT (ours)"] = r["pointing_evidence_all"]
+            row["difficult, evidence GT (ours)"] = r["pointing_evidence_difficult"]
         if m in P.POINTING_TORCHRAY[ref]:
             row[f"all ({ref}, TorchRay)"] = P.POINTING_TORCHRAY[ref][m][0]
             row[f"difficult ({ref}, TorchRay)"] = P.POINTING_TORCHRAY[ref][m][1]
@@ -51,9 +57,34 @@ def add_tables(res: dict, report) -> None:
     report.add_table(
         "pointing_game", rows,
         caption="Table 2: pointing-game accuracy (%): mean over classes (TorchRay's definition) and per image (the "
-                "claims' paired unit). Reference: TorchRay's re-run (the RISE paper's own Table 2 was not read); LIME "
-                "and the sliding window were not in that table.",
+                "claims' paired unit), against the object boxes of the target class (the paper's ground truth) and, "
+                "where the data has it, against the class evidence. Reference: TorchRay's re-run (the RISE paper's own "
+                "Table 2 was not read); LIME and the sliding window were not in that table.",
     )
+    verdicts = protocol_verdicts(res.get("protocol_validity"))
+    if verdicts:
+        rows = []
+        for protocol, v in verdicts.items():
+            maps = v["maps"]
+            ci = lambda k: f"{maps[k]['value']:.4g} [{maps[k]['ci95'][0]:.4g}, {maps[k]['ci95'][1]:.4g}]"  # noqa: E731
+            rows.append({
+                "protocol": protocol + (" (higher better)" if v["higher_is_better"] else " (lower better)"),
+                "verdict": "valid" if v["valid"] else "**not valid**",
+                "oracle": ci("oracle"), "random": ci("random"),
+                "best method": f"{v['best_real']} {ci(v['best_real'])}",
+                "worst method": f"{v['worst_real']} {ci(v['worst_real'])}",
+                "failed checks": "; ".join(f"{k}: {c['detail']}" for k, c in v["checks"].items() if not c["passed"]) or "–",
+            })
+        report.add_table(
+            "protocol_validity", rows,
+            caption="Validity of each protocol in this run (lightning_modules.reporting.validity): the oracle map must "
+                    "be best (or within CI of the best), random must not beat any method, the best and worst methods "
+                    "must be CI-separated, pointing must not saturate (best method < 0.98), and deletion / insertion "
+                    "must not finish in their first step (and deletion's step must be at most a quarter of the mean "
+                    "evidence area; insertion's blurred start at most 3x chance). Means over images (pointing: over "
+                    "classes) with paired bootstrap 95% CIs. Claims on a protocol that is not valid here are reported "
+                    "as not valid, not as reproduced.",
+        )
     s = res.get("stability")
     if s:
         rows = []
