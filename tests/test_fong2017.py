@@ -39,18 +39,49 @@ def test_smoke_run_writes_the_report_with_every_experiment(smoke_report):
     ids = {c["id"] for c in results["claims"]}
     for prefix in ("a_", "b_", "c_", "d_", "e_", "f_", "g_", "h_"):
         assert any(i.startswith(prefix) for i in ids), (prefix, sorted(ids))
-    assert all(c["status"] in ("holds", "fails", "inconclusive", "deviation", "sanity") for c in results["claims"])
+    assert all(c["status"] in ("holds", "fails", "inconclusive", "deviation", "sanity", "not_valid")
+               for c in results["claims"])
     by_id = {c["id"]: c for c in results["claims"]}
     # orderings are judged on per-image samples; the ground-truth clause of g is a sanity row, not part of the claim
     for cid in ("c_value_mask_best", "d_mask_smallest_box", "e_mask_best_detector", "h_mask_beats_center"):
         assert by_id[cid]["samples"] and by_id[cid]["intervals"], cid
-    assert "ground_truth_eyes" not in by_id["g_mask_eyes_over_feet"]["measured"]
-    assert by_id["g_ground_truth_eyes_over_feet"]["kind"] == "sanity"
+    assert "ground_truth_head" not in by_id["g_mask_head_over_feet"]["measured"]
+    assert by_id["g_ground_truth_head_over_feet"]["kind"] == "sanity"
+    # benchmark v2: both ground truths, the reference maps, and every protocol judged in the run
+    judged = results["results"]["protocol_validity"]
+    assert {f"localisation_{gt}_{t}" for gt in ("object", "evidence") for t in ("value", "energy", "mean")} <= set(judged)
+    assert {"suppression", "pointing_object_all", "pointing_evidence_all"} <= set(judged)
+    for cid, protocol in (("c_value_mask_best", "localisation_object_value"),
+                          ("c_mean_mask_beats_gradcam_occlusion_evidence", "localisation_evidence_mean"),
+                          ("d_mask_smallest_box", "suppression"), ("h_gradient_beats_center_evidence", "pointing_evidence_all")):
+        assert by_id[cid]["protocols"] == [protocol], cid
+        assert (by_id[cid]["status"] == "not_valid") == (not by_id[cid]["validity"][protocol]["valid"]), cid
+    oracle = results["results"]["localisation_evidence"]["oracle"]
+    assert all(oracle[t]["test_error"] == 0.0 for t in ("value", "energy", "mean")), "the oracle finds the evidence box"
     assert len(by_id["e_mask_best_detector"]["samples"]["mask"]) == results["results"]["adversarial"]["n_test"]
     for fig in ("masks.png", "heatmap_grid.png", "artifacts.png"):
         assert (smoke_report / "figures" / fig).is_file()
     text = (smoke_report / "README.md").read_text()
     assert "weak_localisation" in text and "pointing_game" in text and "adversarial_detection" in text
+    assert "weak_localisation_evidence" in text and "protocol_validity" in text
+
+
+def test_v1_scenes_stay_available(tmp_path, monkeypatch):
+    """The v1 setting (cached black box, v1 scenes, head-mask evidence, eyes vs feet) runs from the same code."""
+    from replications.cli import run
+    from replications.fong2017.experiments import FongReplication
+
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    monkeypatch.setenv("SALIENCY_REPORT_DIR", str(tmp_path))
+    run(FongReplication, "fong2017", args=[
+        "fit", "--config", "configs/fong2017/smoke.yaml", "--model.model", "null", "--model.blackbox_profile", "smoke",
+        "--model.data.kind", "scenes", "--model.keypoints.parts", "[eyes, feet]", "--model.adversarial.enabled", "false",
+        "--model.data.test_images", "4", "--model.data.heldout_images", "4"])
+    res = json.loads((tmp_path / "results.json").read_text())
+    ids = {c["id"] for c in res["claims"]}
+    assert {"g_mask_eyes_over_feet", "c_value_mask_best", "c_value_mask_best_evidence"} <= ids
+    assert res["results"]["localisation_evidence"]["oracle"]["value"]["test_error"] == 0.0
+    assert "protocol_validity" in res["results"]
 
 
 def test_smoke_report_passes_the_contract_and_matches_its_snapshot(smoke_report):

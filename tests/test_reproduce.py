@@ -26,6 +26,10 @@ def test_diff_reports_compares_numbers_statuses_and_skips_timings():
     diffs = diff_reports(expected, moved, rtol=1e-4, atol=0)
     assert any("/claims[a]/status: expected 'holds', got 'fails'" in d for d in diffs)
     assert any("/claims[a]/measured/x: expected 1, got 1.1" in d for d in diffs)
+    # a paper's cost measurements (times, their ratios and shares) move with the machine's load: not compared
+    timed = {"results": {"benchmark": {"pipeline_share": 0.2055, "batch": 16}, "auc": 0.5}}
+    loaded = {"results": {"benchmark": {"pipeline_share": 0.31, "batch": 16}, "auc": 0.5}}
+    assert diff_reports(timed, loaded, rtol=1e-9, atol=0) == []
 
 
 def test_unchanged_checkout_reproduces_the_committed_smoke_snapshot(monkeypatch):

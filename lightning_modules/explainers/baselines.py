@@ -58,3 +58,17 @@ class RandomBaseline(Explainer):
         gen = torch.Generator(device="cpu").manual_seed(self.seed)
         b, _, h, w = images.shape
         return torch.rand(b, 1, h, w, generator=gen).to(images.device, images.dtype)
+
+
+def id_seeded_random_maps(ids: torch.Tensor, shape: tuple[int, int], seed: int = 0) -> torch.Tensor:
+    """The random reference map as a function of the sample id: ``(B, 1, H, W)`` uniform values in [0, 1) from an
+    integer hash of (seed, id, pixel index). The ``random`` explainer draws the same noise for every batch of a
+    given shape, so a sample's map depends on its batch and process; here it depends on the sample only, so one
+    and N processes score the same maps (batched, no per-image loop)."""
+    h, w = shape
+    pix = torch.arange(h * w, device=ids.device, dtype=torch.int64)
+    x = (ids.reshape(-1, 1).long() * (h * w) + pix + seed * 1_000_003) & 0xFFFFFFFF
+    for _ in range(2):  # the "hash32" integer mixer (x ^= x >> 16; x *= 0x45d9f3b), kept below 2**63
+        x = ((x ^ (x >> 16)) * 0x45D9F3B) & 0xFFFFFFFF
+    x = x ^ (x >> 16)
+    return (x.double() / 2**32).float().view(-1, 1, h, w)

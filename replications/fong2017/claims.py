@@ -2,7 +2,11 @@
 
 Every comparison between methods or masks reads per-image values (the same images, sorted by sample id; per test
 map for the adversarial detector) and is judged by the paired bootstrap of ``lightning_modules.reporting``.
-Known deviations are registered, each with a diagnostic measured in the same run, in ``deviations.py``.
+Known deviations are registered, each with a diagnostic measured in the same run, in ``deviations.py``. Where the
+run judged a protocol's validity (the scenes, with the oracle and random reference maps), every claim on it names
+the protocol and is reported as not valid when the protocol fails its checks in the run. Table 1 and the pointing
+game are claimed on both ground truths where the data has the evidence: the object boxes (the paper's) and the
+class evidence (``_evidence`` claims).
 """
 
 from __future__ import annotations
@@ -34,14 +38,21 @@ def _finite_rows(columns: dict[str, list]) -> dict[str, list[float]]:
     return {k: [float(columns[k][i]) for i in keep] for k in names}
 
 
-def _claim(cid, experiment, text, relation, samples, paper=None, extra=None, kind="claim") -> Claim | None:
+def _on(res: dict, *protocols: str) -> tuple[str, ...]:
+    """The protocols (of those given) that this run judged: the ones a claim rests on."""
+    judged = res.get("protocol_validity") or {}
+    return tuple(p for p in protocols if p in judged)
+
+
+def _claim(cid, experiment, text, relation, samples, paper=None, extra=None, kind="claim", protocols=()) -> Claim | None:
     """The claim on per-image ``samples``; None where no image has every value defined (e.g. a normalised score,
     undefined where the perturbation itself hardly changes the score: the smoke profile's weak model)."""
     if any(not v for v in samples.values()):
         return None
     measured = {k: _mean(v) for k, v in samples.items()}
     measured.update(extra or {})
-    return Claim(cid, experiment, text, relation, measured, paper or {}, samples=samples, kind=kind)
+    return Claim(cid, experiment, text, relation, measured, paper or {}, samples=samples, kind=kind,
+                 protocols=protocols)
 
 
 def _mask(res: dict) -> list[Claim]:
@@ -102,33 +113,41 @@ def _generalisation(res: dict) -> list[Claim]:
 
 
 def _localisation(res: dict) -> list[Claim]:
-    loc = res["localisation_per_image"]
     key = res["paper_keys"]
     methods = res["methods"]
     in_table = [m for m in methods if key[m] in P.TABLE1_ERROR["value"]]
+    out = []
+    for gt, suffix, gt_text in (("object", "", ""), ("evidence", "_evidence", " (against the class evidence's boxes)")):
+        loc = res.get(f"localisation{'_evidence' if gt == 'evidence' else ''}_per_image") or {}
+        if MASK not in loc:
+            continue
 
-    def samples(t, ms):
-        return {f"{m}_{t}": loc[m][t] for m in ms}
+        def samples(t, ms, loc=loc):
+            return {f"{m}_{t}": loc[m][t] for m in ms}
 
-    def paper(t, ms):
-        return {f"{m}_{t}": P.table1(t, key[m]) for m in ms if P.table1(t, key[m]) is not None}
+        def paper(t, ms):
+            return {f"{m}_{t}": P.table1(t, key[m]) for m in ms if P.table1(t, key[m]) is not None}
 
-    out = [_claim("c_value_mask_best", "c", "Value thresholding: the mask has the lowest localisation error of all "
-                  "methods in the paper's Table 1 (44.0% vs 46.0-53.0%).",
-                  Relation.best(f"{MASK}_value", [f"{m}_value" for m in in_table]),
-                  samples("value", in_table + [MASK]), paper("value", in_table + [MASK]))]
-    pair = [m for m in methods if key[m] in ("gradcam", "occlusion")]
-    for t in THRESHOLDS:
-        out.append(_claim(f"c_{t}_mask_beats_gradcam_occlusion", "c", f"{t.capitalize()} thresholding: the mask "
-                          "localises better than Grad-CAM and occlusion (Table 1: true for all three threshold types).",
-                          Relation.best(f"{MASK}_{t}", [f"{m}_{t}" for m in pair]), samples(t, pair + [MASK]),
-                          paper(t, pair + [MASK])))
-    if "excitation_backprop" in methods:
-        for t in ("energy", "mean"):
-            out.append(_claim(f"c_{t}_excitation_beats_mask", "c", f"{t.capitalize()} thresholding: excitation "
-                              "backprop localises better than the mask (Table 1: 38.7 vs 43.1 energy, 39.0 vs 43.2 mean).",
-                              Relation.lt(f"excitation_backprop_{t}", f"{MASK}_{t}"),
-                              samples(t, ["excitation_backprop", MASK]), paper(t, ["excitation_backprop", MASK])))
+        out.append(_claim(f"c_value_mask_best{suffix}", "c", f"Value thresholding{gt_text}: the mask has the lowest "
+                          "localisation error of all methods in the paper's Table 1 (44.0% vs 46.0-53.0%).",
+                          Relation.best(f"{MASK}_value", [f"{m}_value" for m in in_table]),
+                          samples("value", in_table + [MASK]), paper("value", in_table + [MASK]),
+                          protocols=_on(res, f"localisation_{gt}_value")))
+        pair = [m for m in methods if key[m] in ("gradcam", "occlusion")]
+        for t in THRESHOLDS:
+            out.append(_claim(f"c_{t}_mask_beats_gradcam_occlusion{suffix}", "c", f"{t.capitalize()} thresholding"
+                              f"{gt_text}: the mask localises better than Grad-CAM and occlusion (Table 1: true for all "
+                              "three threshold types).",
+                              Relation.best(f"{MASK}_{t}", [f"{m}_{t}" for m in pair]), samples(t, pair + [MASK]),
+                              paper(t, pair + [MASK]), protocols=_on(res, f"localisation_{gt}_{t}")))
+        if "excitation_backprop" in methods:
+            for t in ("energy", "mean"):
+                out.append(_claim(f"c_{t}_excitation_beats_mask{suffix}", "c", f"{t.capitalize()} thresholding"
+                                  f"{gt_text}: excitation backprop localises better than the mask (Table 1: 38.7 vs "
+                                  "43.1 energy, 39.0 vs 43.2 mean).",
+                                  Relation.lt(f"excitation_backprop_{t}", f"{MASK}_{t}"),
+                                  samples(t, ["excitation_backprop", MASK]), paper(t, ["excitation_backprop", MASK]),
+                                  protocols=_on(res, f"localisation_{gt}_{t}")))
     return out
 
 
@@ -136,7 +155,8 @@ def _boxes(res: dict) -> list[Claim]:
     s = _finite_rows({m: res["boxes_per_image"][m] for m in res["all_methods"]})
     return [_claim("d_mask_smallest_box", "d", "The mask's heatmaps give the smallest suppressing boxes of all methods "
                    f"(Sec. 5; value threshold, {res['n_box_alphas']} levels).",
-                   Relation.best(MASK, res["methods"]), s, {"paper": P.SMALLEST_BOX})]
+                   Relation.best(MASK, res["methods"]), s, {"paper": P.SMALLEST_BOX},
+                   protocols=_on(res, "suppression"))]
 
 
 def _adversarial(res: dict) -> list[Claim]:
@@ -157,44 +177,57 @@ def _adversarial(res: dict) -> list[Claim]:
 
 
 def _keypoints(res: dict) -> list[Claim]:
+    """The mask at the evidence part (the paper's eyes; benchmark v2's head centre) against the feet; the
+    ground-truth evidence map's own contrast is a sanity row (true by construction), never part of the claim."""
     k = res.get("keypoints_per_image") or {}
     if MASK not in k:
         return []
-    out = [_claim("g_mask_eyes_over_feet", "g", "The mask is more salient at the eyes than at the feet (Sec. 5, animal "
-                  "parts).", Relation.gt("mask_eyes", "mask_feet"),
-                  _finite_rows({"mask_eyes": k[MASK]["eyes"], "mask_feet": k[MASK]["feet"]}),
+    part, other = res.get("keypoint_parts", ["eyes", "feet"])
+    where = "the eyes" if part == "eyes" else f"the {part} (where the scenes' class evidence is)"
+    out = [_claim(f"g_mask_{part}_over_{other}", "g", f"The mask is more salient at {where} than at the {other} "
+                  "(Sec. 5, animal parts: eyes over feet).", Relation.gt(f"mask_{part}", f"mask_{other}"),
+                  _finite_rows({f"mask_{part}": k[MASK][part], f"mask_{other}": k[MASK][other]}),
                   {"paper": P.EYES_MORE_SALIENT, "hamster_eyes_mask_value": P.HAMSTER_EYES,
                    "hamster_feet_mask_value": P.HAMSTER_FEET})]
-    if "ground_truth" in k:  # the scenes: the head (with the eyes) is the evidence by construction
-        out.append(_claim("g_ground_truth_eyes_over_feet", "g", "The ground-truth evidence map (the head mask) is more "
-                          "salient at the eyes than at the feet (true by construction of the scenes; checks the "
-                          "keypoint windows).", Relation.gt("ground_truth_eyes", "ground_truth_feet"),
-                          _finite_rows({"ground_truth_eyes": k["ground_truth"]["eyes"],
-                                        "ground_truth_feet": k["ground_truth"]["feet"]}), kind="sanity"))
+    if "ground_truth" in k:  # the scenes: the evidence part is known by construction
+        out.append(_claim(f"g_ground_truth_{part}_over_{other}", "g", f"The ground-truth evidence map is more salient "
+                          f"at {where} than at the {other} (true by construction of the scenes; checks the keypoint "
+                          "windows).", Relation.gt(f"ground_truth_{part}", f"ground_truth_{other}"),
+                          _finite_rows({f"ground_truth_{part}": k["ground_truth"][part],
+                                        f"ground_truth_{other}": k["ground_truth"][other]}), kind="sanity"))
     return out
 
 
 def _pointing(res: dict) -> list[Claim]:
-    p = res["pointing_per_image"]
-    flags = p["center"]["difficult"]
+    flags = res["pointing_per_image"]["center"]["difficult"]
+    out = []
+    for gt, suffix, gt_text in (("object", "", "at the object"), ("evidence", "_evidence", "at the class evidence")):
+        p = res.get(f"pointing{'_evidence' if gt == 'evidence' else ''}_per_image") or {}
+        if MASK not in p:
+            continue
 
-    def hits(m, subset):
-        return [h for h, d in zip(p[m]["hits"], flags) if subset == "all" or d]
+        def hits(m, subset, p=p):
+            return [h for h, d in zip(p[m]["hits"], flags) if subset == "all" or d]
 
-    samples = {"mask_all": hits(MASK, "all"), "center_all": hits("center", "all")}
-    rels = [Relation.gt("mask_all", "center_all")]
-    if any(flags):
-        samples.update(mask_difficult=hits(MASK, "difficult"), center_difficult=hits("center", "difficult"))
-        rels.append(Relation.gt("mask_difficult", "center_difficult"))
-    out = [_claim("h_mask_beats_center", "h", "The mask points at the object more often than the centre baseline, on "
-                  "all images and on the difficult subset (per-image hits).", Relation.all_of(*rels), samples,
-                  {"center_all": P.POINTING_CENTER_COCO[0], "center_difficult": P.POINTING_CENTER_COCO[1]})]
-    if "gradient" in res["methods"]:
-        out.append(_claim("h_gradient_beats_center", "h", "Gradient beats the centre baseline on all images (VOC07: "
-                          "67.0% per the official notebook; TorchRay: 76.3 vs 69.6; per-image hits).",
-                          Relation.gt("gradient_all", "center_all"),
-                          {"gradient_all": hits("gradient", "all"), "center_all": hits("center", "all")},
-                          {"gradient_all": P.POINTING_GRADIENT_VOC}))
+        samples = {"mask_all": hits(MASK, "all"), "center_all": hits("center", "all")}
+        rels = [Relation.gt("mask_all", "center_all")]
+        protocols = [f"pointing_{gt}_all"]
+        if any(flags):
+            samples.update(mask_difficult=hits(MASK, "difficult"), center_difficult=hits("center", "difficult"))
+            rels.append(Relation.gt("mask_difficult", "center_difficult"))
+            protocols.append(f"pointing_{gt}_difficult")
+        out.append(_claim(f"h_mask_beats_center{suffix}", "h", f"The mask points {gt_text} more often than the centre "
+                          "baseline, on all images and on the difficult subset (per-image hits).",
+                          Relation.all_of(*rels), samples,
+                          {"center_all": P.POINTING_CENTER_COCO[0], "center_difficult": P.POINTING_CENTER_COCO[1]},
+                          protocols=_on(res, *protocols)))
+        if "gradient" in res["methods"]:
+            out.append(_claim(f"h_gradient_beats_center{suffix}", "h", f"Gradient points {gt_text} more often than the "
+                              "centre baseline on all images (VOC07: 67.0% per the official notebook; TorchRay: 76.3 vs "
+                              "69.6; per-image hits).",
+                              Relation.gt("gradient_all", "center_all"),
+                              {"gradient_all": hits("gradient", "all"), "center_all": hits("center", "all")},
+                              {"gradient_all": P.POINTING_GRADIENT_VOC}, protocols=_on(res, f"pointing_{gt}_all")))
     return out
 
 

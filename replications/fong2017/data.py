@@ -2,8 +2,11 @@
 
 Every pass reads one of the project's loaders (batch schema of docs/CONVENTIONS.md); nothing here parses files:
 
-- ``kind: scenes`` (embedded default): the synthetic scenes of the cached black box (``blackbox_datamodule``);
-  ``test`` / ``heldout`` splits; boxes, keypoints (eyes, feet) and the head masks come with them.
+- ``kind: scenes_v2`` (embedded default): benchmark v2 (``lightning_modules.data.scenes_v2``, profile ``profile``),
+  ``test`` / ``heldout`` splits; object boxes, the class evidence (``evidence_mask``, ``evidence_boxes``), keypoints
+  (head, feet) and the difficult flags (a distractor of another class, or a small object) come with them.
+- ``kind: scenes``: the v1 synthetic scenes of the cached black box (``blackbox_datamodule``), kept for comparison;
+  boxes, keypoints (eyes, feet) and the head masks (the evidence) come with them.
 - ``kind: imagenet`` (Table 1): ILSVRC'12 validation images with their XML boxes
   (:class:`lightning_modules.data.ImageNetValDataModule`). The held-out split of the threshold search is, as in
   the paper, annotated *training* images (``heldout_from: train``: ``<root>/train/<wnid>/*.JPEG`` with
@@ -41,6 +44,12 @@ def main_datasets(spec: dict) -> dict[str, Dataset]:
     """``{"test": ..., "heldout": ...}`` of the main pass (mask statistics, Table 1, and, for the scenes, every
     experiment): ``test_images`` / ``heldout_images`` first images of each split."""
     kind = spec["kind"]
+    if kind == "scenes_v2":
+        from lightning_modules.data.scenes_v2 import ScenesV2DataModule
+
+        dm = ScenesV2DataModule.from_profile(spec["profile"], batch_size=spec["batch_size"])
+        return {"test": _first(dm.dataset("test"), spec.get("test_images"), "test"),
+                "heldout": _first(dm.dataset("heldout"), spec.get("heldout_images"), "held-out")}
     if kind == "scenes":
         from lightning_modules.blackbox import blackbox_datamodule
 
@@ -66,7 +75,8 @@ def main_datasets(spec: dict) -> dict[str, Dataset]:
                 raise ValueError(f"heldout_images={n_held} leaves no test image of the {len(val)} validation images")
             held, test = Subset(val, range(n_held)), Subset(val, range(n_held, len(val)))
         return {"test": _first(test, spec.get("test_images"), "test"), "heldout": held}
-    raise ValueError(f"unknown data kind {kind!r}; use 'scenes' (embedded) or 'imagenet' (paper profile)")
+    raise ValueError(f"unknown data kind {kind!r}; use 'scenes_v2' (benchmark v2), 'scenes' (v1) or 'imagenet' "
+                     "(paper profile)")
 
 
 def pass_dataset(spec: dict, what: str) -> Dataset:

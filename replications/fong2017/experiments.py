@@ -16,6 +16,12 @@ sample id, so one process and N give the same tables.
 - h. pointing game (Table 2) with the centre baseline (the scenes, or, in the paper profile, a separate pass over
   COCO val2014 with its own COCO classifier: ``pointing.data`` / ``pointing.model``);
 - benchmark: time of the mask optimisation / (iterations x forward+backward at the same batch).
+
+Where the data carries the class evidence (benchmark v2's ``evidence_mask`` / ``evidence_boxes``; the v1 scenes'
+head), c., d. and h. also score two reference maps, the *oracle* (the evidence as a heatmap) and a *random* map
+seeded by sample id, and Table 1 and the pointing game are scored against both ground truths: the object boxes (the
+paper's) and the evidence. From those per-image values every protocol is judged for validity in the run
+(``lightning_modules.reporting.validity``); claims on a protocol that is not valid there are reported as not valid.
 """
 
 from __future__ import annotations
@@ -29,7 +35,9 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader
 
+from lightning_modules.benchmarks.validity import oracle_maps
 from lightning_modules.explainers import create_explainer
+from lightning_modules.explainers.baselines import id_seeded_random_maps
 from lightning_modules.metrics._samples import PerSampleMetric
 from lightning_modules.metrics.keypoints import KeypointIntensity
 from lightning_modules.metrics.localisation import WeakLocalisation, tune_and_evaluate
@@ -44,15 +52,26 @@ from lightning_modules.tasks.mask_learning import (
     perturbation_substrate,
     upsample_mask,
 )
+from lightning_modules.reporting import protocol_spec
 from replications.cli import ReplicationModule
 from replications.fong2017 import paper as P
 
 MASK = "mask"
+#: reference maps scored beside the methods where the data has the ground-truth evidence
+REFERENCES = ("oracle", "random")
+#: the ground truths of Table 1 and the pointing game: the object boxes (the paper's) and the class evidence
+GROUND_TRUTHS = ("object", "evidence")
+#: validity rules (as ``lightning_modules.benchmarks.validity``): pointing must stay below this accuracy, the
+#: localisation error above this (not saturated); the difficult subset needs this many images to be judged
+POINTING_SATURATION = 0.98
+LOCALISATION_SATURATION = 0.02
+MIN_DIFFICULT_FOR_VALIDITY = 10
 LABELS = {
     "gradient": "Gradient", "guided_backprop": "Guided backprop", "excitation_backprop": "Excitation backprop",
     "contrastive_excitation_backprop": "Contrastive excitation BP", "gradcam": "Grad-CAM", "occlusion": "Occlusion",
     "blurred_circle_occlusion": "Occlusion (Fong's blurred circle)",
-    MASK: "Mask (ours)", "center": "Centre baseline", "ground_truth": "Ground truth (head mask)",
+    MASK: "Mask (ours)", "center": "Centre baseline", "ground_truth": "Ground truth (evidence mask)",
+    "oracle": "Oracle (evidence map, reference)", "random": "Random (reference)",
 }
 #: our method name -> the row of the paper's tables (Fong's occlusion baseline is the blurred circle)
 PAPER_KEY = {"blurred_circle_occlusion": "occlusion"}
@@ -89,6 +108,24 @@ def _relu_modules(model: nn.Module) -> nn.Module:
             m.relu = nn.ReLU()
             m.forward = types.MethodType(lambda self, x: self.relu(self.bn(self.conv(x))), m)
     return model
+
+
+def _evidence(batch) -> torch.Tensor | None:
+    """The class evidence of the label's object: benchmark v2's ``evidence_mask``, the v1 scenes' head mask."""
+    for key in ("evidence_mask", "head_mask"):
+        if key in batch:
+            return batch[key]
+    return None
+
+
+def _primary_keypoints(batch, parts) -> dict:
+    """The keypoints of the labelled object: benchmark v2 lists every object's (row j = object j; feet rows 2j,
+    2j+1), the v1 scenes only the labelled creature's."""
+    kp = batch["keypoints"]
+    if "n_objects" not in batch:
+        return kp
+    per_object = {"head": 1, "feet": 2}
+    return {p: kp[p][:, : per_object.get(p, kp[p].shape[1])] for p in parts}
 
 
 def _mean(t: torch.Tensor) -> float:
@@ -158,13 +195,19 @@ class FongReplication(ReplicationModule):
                                         "contrastive_excitation_backprop", "gradcam", "occlusion"])
         self.explainer_kwargs = dict(explainer_kwargs or {})
         self.mask_config = MaskConfig.from_dict(mask)
-        self.artifact_spec = {"images": 4, "mask": {"mask_scale": 1, "mask_blur_sigma": 0.0, "tv_coeff": 0.0, "jitter": 0,
-                                                    "init": "ones"}, **(artifacts or {})}
+        # the artifacts' masks are the paper's masks without the regularisers (TV, upsampling, mask blur, jitter);
+        # the optimiser's set-up (the initialisation included) stays the paper's
+        self.artifact_spec = {"images": 4, "mask": {"mask_scale": 1, "mask_blur_sigma": 0.0, "tv_coeff": 0.0, "jitter": 0},
+                              **(artifacts or {})}
         self.artifact_config = MaskConfig.from_dict({**asdict(self.mask_config), **self.artifact_spec["mask"]})
         self.gen_spec = {"binarise_at": 0.5, "smooth_sigma": 10.0, **(generalisation or {})}
         self.loc_spec = {"iou": 0.5, **(localisation or {})}
         self.box_spec = {"level": 0.01, **(smallest_box or {})}
-        self.kp_spec = {"radius": None, **(keypoints or {})}
+        self.kp_spec = {"radius": None, "parts": ["eyes", "feet"], **(keypoints or {})}
+        self.kp_parts = tuple(self.kp_spec["parts"])
+        if len(self.kp_parts) != 2:
+            raise ValueError(f"keypoints.parts must name two parts (the evidence part, then a non-evidence part), "
+                             f"got {self.kp_parts}")
         extra = {"data": keypoints_data, "mask": keypoints_mask}
         self.kp_spec.update({k: v for k, v in extra.items() if v is not None})
         extra = {"data": pointing_data, "model": pointing_model, "mask": pointing_mask}
@@ -180,28 +223,37 @@ class FongReplication(ReplicationModule):
                 raise ValueError(f"{name}_mask / {name}_model need {name}_data (a separate pass); without data the "
                                  f"{name} experiment uses the main test split, its black box and mask")
         self.adv_spec = dict(adversarial or {"enabled": False})
-        self.bench_spec = {"iterations": 20, "batch": 8, "repeats": 3, **(benchmark or {})}
+        # the benchmark times the run's own mask optimisation: its batch is the data's unless given
+        self.bench_spec = {"iterations": 20, "batch": self.data_spec["batch_size"], "repeats": 3, **(benchmark or {})}
         self.figure_images = figure_images
         self.all_methods = self.methods + [MASK]
+        # the reference maps and the evidence ground truth exist where the data has the evidence (the scenes)
+        kind = self.data_spec["kind"]
+        self.references = list(REFERENCES) if kind in ("scenes", "scenes_v2") else []
+        self.scored = self.all_methods + self.references
 
         self.blackbox: nn.Module | None = None
         self.pointing_model: nn.Module | None = None
         self._test_loader_names: list[str] = []
         self.explainers = {m: create_explainer(m, **self.explainer_kwargs.get(m, {})) for m in self.methods}
         mk = lambda: nn.ModuleDict({t: WeakLocalisation(t, iou_threshold=self.loc_spec["iou"]) for t in THRESHOLDS})  # noqa: E731
-        self.loc_test = nn.ModuleDict({m: mk() for m in self.all_methods})
-        self.loc_heldout = nn.ModuleDict({m: mk() for m in self.all_methods})
-        self.pointing = nn.ModuleDict({m: PointingGame() for m in self.all_methods + ["center"]})
-        self.keypoint_metrics = nn.ModuleDict({m: KeypointIntensity(("eyes", "feet"), radius=self.kp_spec["radius"])
+        self.loc_test = nn.ModuleDict({m: mk() for m in self.scored})
+        self.loc_heldout = nn.ModuleDict({m: mk() for m in self.scored})
+        self.loc_test_evidence = nn.ModuleDict({m: mk() for m in self.scored})
+        self.loc_heldout_evidence = nn.ModuleDict({m: mk() for m in self.scored})
+        self.pointing = nn.ModuleDict({m: PointingGame() for m in self.scored + ["center"]})
+        self.pointing_evidence = nn.ModuleDict({m: PointingGame() for m in self.scored + ["center"]})
+        self.keypoint_metrics = nn.ModuleDict({m: KeypointIntensity(self.kp_parts, radius=self.kp_spec["radius"])
                                                for m in self.all_methods + ["ground_truth"]})
         box_kwargs = {k: v for k, v in self.box_spec.items() if k in ("level", "alphas", "method")}
-        self.boxes = nn.ModuleDict({m: SmallestSuppressingBox(**box_kwargs) for m in self.all_methods})
+        self.boxes = nn.ModuleDict({m: SmallestSuppressingBox(**box_kwargs) for m in self.scored})
+        self.point_labels = SampleRows("label")
         self.mask_rows = SampleRows("clean", "null", "final", "area", "init_radius", "loss_first", "loss_last")
         self.gen_rows = SampleRows(*[f"{s}_{p}" for s in ("smooth", "binary", "moved") for p in ("blur", "constant", "noise")])
         self.artifact_rows = SampleRows("area_reg", "area_art", "ns_reg_blur", "ns_art_blur", "ns_reg_constant",
                                         "ns_art_constant", "tv_reg", "tv_art", "head_share_reg", "head_share_art")
-        # compactness of the main masks against the ground truth (the scenes): object box, head (evidence) box
-        self.compact_rows = SampleRows("box_area", "mass_in_box", "head_box_iou")
+        # compactness of the main masks against the ground truth (the scenes): object box, evidence box
+        self.compact_rows = SampleRows("box_area", "mass_in_box", "head_box_iou", "evidence_area", "mass_on_evidence")
         self.adversarial = None
         if self.adv_spec.get("enabled"):
             from replications.fong2017.adversarial import AdversarialExperiment
@@ -215,7 +267,16 @@ class FongReplication(ReplicationModule):
     # ------------------------------------------------------------------------------------------ setup / data
     def _load_blackbox(self, model_spec: dict | None = None) -> nn.Module:
         model_spec = self.model_spec if model_spec is None else model_spec
-        if model_spec:
+        if model_spec and "embedded_v2" in model_spec:
+            from lightning_modules.embedded_v2 import load_embedded_v2
+
+            spec = dict(model_spec)
+            name = spec.pop("embedded_v2")
+            if spec:
+                raise ValueError(f"model.embedded_v2 takes no other keys, got {sorted(spec)}")
+            model, _ = load_embedded_v2(name)
+            model.num_classes = model.scenes_config.num_classes
+        elif model_spec:
             from lightning_modules.models import load_model
 
             spec = dict(model_spec)
@@ -321,17 +382,22 @@ class FongReplication(ReplicationModule):
         b, _, h, w = images.shape
         region = ({"masks": batch["mask"]} if self.pointing_spec.get("data") and "mask" in batch
                   else {"boxes": batch["boxes"], "box_labels": batch["box_labels"]})
-        for m in self.all_methods:
+        maps = {**maps, "center": center_heatmaps(b, h, w, images.device)}
+        evidence = None if self.pointing_spec.get("data") else _evidence(batch)
+        for m in [x for x in self.scored if x in maps] + ["center"]:
             self.pointing[m].update(maps[m], labels, difficult=batch.get("difficult"), ids=ids, **region)
-        self.pointing["center"].update(center_heatmaps(b, h, w, images.device), labels, difficult=batch.get("difficult"),
-                                       ids=ids, **region)
+            if evidence is not None:  # the evidence of the label's object as the ground truth
+                self.pointing_evidence[m].update(maps[m], labels, masks=evidence, difficult=batch.get("difficult"), ids=ids)
+        self.point_labels.update(ids, label=labels)
 
     def _keypoints_update(self, batch, maps: dict) -> None:
         labels, ids = batch["label"], batch["id"]
+        keypoints = _primary_keypoints(batch, self.kp_parts)
         for m in self.all_methods:
-            self.keypoint_metrics[m].update(maps[m], batch["keypoints"], labels, ids=ids)
-        if "head_mask" in batch:  # the scenes: the discriminative part is known
-            self.keypoint_metrics["ground_truth"].update(batch["head_mask"].float(), batch["keypoints"], labels, ids=ids)
+            self.keypoint_metrics[m].update(maps[m], keypoints, labels, ids=ids)
+        evidence = _evidence(batch)
+        if evidence is not None:  # the scenes: the discriminative part is known
+            self.keypoint_metrics["ground_truth"].update(evidence.float(), keypoints, labels, ids=ids)
 
     def test_step(self, batch, batch_idx, dataloader_idx: int = 0):
         images, labels, ids = batch["image"], batch["label"], batch["id"]
@@ -342,10 +408,23 @@ class FongReplication(ReplicationModule):
             (self._pointing_update if split == "pointing" else self._keypoints_update)(batch, maps)
             return
         maps, res = self._heatmaps(images, labels)
+        evidence = _evidence(batch)
+        if self.references:
+            maps["oracle"] = oracle_maps(evidence)
+            maps["random"] = id_seeded_random_maps(ids, tuple(images.shape[-2:]), seed=self.mask_config.seed)
         loc = self.loc_test if split == "test" else self.loc_heldout
-        for m in self.all_methods:
+        loc_ev = self.loc_test_evidence if split == "test" else self.loc_heldout_evidence
+        ev_boxes = batch.get("evidence_boxes")
+        if ev_boxes is None and evidence is not None:  # v1: one evidence box (the head's) per image
+            ev_boxes = region_boxes(evidence.float())
+            ev_labels = labels[:, None]
+        else:
+            ev_labels = batch["box_labels"]
+        for m in self.scored:
             for t in THRESHOLDS:
                 loc[m][t].update(maps[m], labels, batch["boxes"], batch["box_labels"], ids=ids)
+                if evidence is not None:
+                    loc_ev[m][t].update(maps[m], labels, ev_boxes, ev_labels, ids=ids)
         if split == "heldout":
             return
         b, _, h, w = images.shape
@@ -356,7 +435,7 @@ class FongReplication(ReplicationModule):
         if not self.kp_spec.get("data") and "keypoints" in batch:
             self._keypoints_update(batch, maps)
         # d. smallest suppressing box (Fong's null image: blur sigma_0, scaled to the image size)
-        for m in self.all_methods:
+        for m in self.scored:
             self.boxes[m].blur_sigma = self.mask_config.scaled(min(h, w))["blur_sigma"]
             self.boxes[m].update(self.blackbox, images, maps[m], labels, ids=ids)
         # mask statistics
@@ -367,25 +446,25 @@ class FongReplication(ReplicationModule):
                               init_radius=res.init_radius if res.init_radius is not None else torch.full_like(res.clean_score, float("nan")),
                               loss_first=res.loss_history[:k].mean(0) if it else res.final_score * float("nan"),
                               loss_last=res.loss_history[-k:].mean(0) if it else res.final_score * float("nan"))
-        if "head_mask" in batch:
-            self._compactness(batch, res.mask)
+        if evidence is not None:
+            self._compactness(batch, res.mask, evidence)
         # b. generalisation of simplified masks
         self._generalisation(images, labels, ids, res)
         # a. artifacts on the first images (selected by id, so the set does not depend on the process count)
         sel = ids < int(self.artifact_spec["images"])
         if sel.any():
-            head = batch["head_mask"][sel].float() if "head_mask" in batch else None
+            head = evidence[sel].float() if evidence is not None else None
             self._artifacts(images[sel], labels[sel], ids[sel], res.mask[sel], res.mask_lowres[sel], head)
         # e./f. adversarial detection and label recovery
         if self.adversarial is not None:
-            self.adversarial.update(self, batch, maps)
+            self.adversarial.update(self, batch, {m: maps[m] for m in self.all_methods})
         # figures and benchmark
         if batch_idx == 0:
             n = min(self.figure_images, b)
             self.examples = {"images": images[:n].cpu(), "labels": labels[:n].cpu(),
-                             "maps": {m: v[:n].cpu() for m, v in maps.items()}, "mask": res.mask[:n].cpu(),
+                             "maps": {m: maps[m][:n].cpu() for m in self.all_methods}, "mask": res.mask[:n].cpu(),
                              "substrate": res.extras["substrate"][:n].cpu(),
-                             "head": batch.get("head_mask", batch.get("mask", torch.zeros_like(res.mask)))[:n].cpu(),
+                             "head": (evidence if evidence is not None else batch.get("mask", torch.zeros_like(res.mask)))[:n].cpu(),
                              "final": res.final_score[:n].cpu(), "clean": res.clean_score[:n].cpu()}
             if not self.bench:
                 self.bench = self._benchmark(images, labels)
@@ -414,22 +493,25 @@ class FongReplication(ReplicationModule):
                 rows[f"{name}_{kind}"] = self._perturbed_scores(images, labels, m, kind, classes)
         self.gen_rows.update(ids, **rows)
 
-    def _compactness(self, batch, mask: torch.Tensor) -> None:
+    def _compactness(self, batch, mask: torch.Tensor, evidence: torch.Tensor) -> None:
         """How much the deletion mask deletes against the ground truth: the object's box area (union of the
-        class's boxes, fraction of the image), the share of the deleted mass 1 - m inside it, and the IoU of the
-        evidence's (head's) bounding box with the best object box of the class (the localisation protocol's
-        target; < 0.5 means that a map finding exactly the evidence counts as a localisation error)."""
+        class's boxes, fraction of the image), the share of the deleted mass 1 - m inside it, the evidence's area
+        and the share of the deleted mass on it, and the IoU of the evidence's bounding box with the best object
+        box of the class (the localisation protocol's target; < 0.5 means that a map finding exactly the evidence
+        counts as a localisation error against the object boxes)."""
         labels = batch["label"]
         b, _, h, w = mask.shape
         inside = boxes_to_mask(batch["boxes"].float(), batch["box_labels"], labels, h, w).float()
         deleted = (1 - mask).clamp(0, 1)
         mass = deleted.flatten(1).sum(1)
-        head_box = region_boxes(batch["head_mask"].float())  # (B, 1, 4) bounding box of the head pixels
+        ev = evidence.float()
+        head_box = region_boxes(ev)  # (B, 1, 4) bounding box of the evidence pixels
         of_class = (batch["box_labels"] == labels[:, None]).float()
         iou = box_iou(head_box, batch["boxes"].float())[:, 0] * of_class  # (B, N) against every box
         self.compact_rows.update(batch["id"], box_area=inside.flatten(1).mean(1),
                                  mass_in_box=(deleted * inside).flatten(1).sum(1) / mass.clamp_min(1e-12),
-                                 head_box_iou=iou.max(1).values)
+                                 head_box_iou=iou.max(1).values, evidence_area=ev.flatten(1).mean(1),
+                                 mass_on_evidence=(deleted * ev).flatten(1).sum(1) / mass.clamp_min(1e-12))
 
     def _artifacts(self, images, labels, ids, mask_reg, lowres_reg, head=None) -> None:
         art = learn_masks(self.blackbox, images, labels, self.artifact_config)
@@ -478,9 +560,9 @@ class FongReplication(ReplicationModule):
                 torch.cuda.synchronize()
             return time.perf_counter() - t0
 
-        def masks() -> float:
+        def timed_masks(net: nn.Module) -> float:
             t0 = time.perf_counter()
-            learn_masks(model, x, t, cfg, record=False)
+            learn_masks(net, x, t, cfg, record=False)
             if x.is_cuda:
                 torch.cuda.synchronize()
             return time.perf_counter() - t0
@@ -492,12 +574,11 @@ class FongReplication(ReplicationModule):
         for p in linear.parameters():
             p.requires_grad_(False)
 
+        def masks() -> float:
+            return timed_masks(model)
+
         def pipeline() -> float:
-            t0 = time.perf_counter()
-            learn_masks(linear, x, t, cfg, record=False)
-            if x.is_cuda:
-                torch.cuda.synchronize()
-            return time.perf_counter() - t0
+            return timed_masks(linear)
 
         reference(); masks(); pipeline()  # warm-up
         refs, ms, pipe = [], [], []
@@ -512,11 +593,19 @@ class FongReplication(ReplicationModule):
     # ------------------------------------------------------------------------------------------ results
     def on_test_epoch_end(self) -> None:
         r: dict = {"localisation": {}, "pointing": {}, "keypoints": {}, "boxes": {}}
-        for m in self.all_methods:
+        has_evidence = self.loc_test_evidence[MASK]["value"].update_count > 0
+        r["localisation_evidence"] = {}
+        for m in self.scored:
             r["localisation"][m] = {t: tune_and_evaluate(self.loc_heldout[m][t], self.loc_test[m][t]) for t in THRESHOLDS}
-        for m in self.all_methods + ["center"]:
+            if has_evidence:
+                r["localisation_evidence"][m] = {t: tune_and_evaluate(self.loc_heldout_evidence[m][t],
+                                                                      self.loc_test_evidence[m][t]) for t in THRESHOLDS}
+        r["pointing_evidence"] = {}
+        for m in self.scored + ["center"]:
             v = self.pointing[m].compute()
             r["pointing"][m] = {k: float(x) for k, x in v.items()}
+            if self.pointing_evidence[m].update_count:
+                r["pointing_evidence"][m] = {k: float(x) for k, x in self.pointing_evidence[m].compute().items()}
         for m in self.all_methods + ["ground_truth"]:
             if self.keypoint_metrics[m].update_count:
                 r["keypoints"][m] = {k: float(x) for k, x in self.keypoint_metrics[m].compute().items()}
@@ -527,21 +616,27 @@ class FongReplication(ReplicationModule):
             means = self.keypoint_metrics[MASK].per_class()
             r["keypoints_per_class"] = [{"class": int(c), "images": int(n), **{p: means[p][int(c)] for p in per["names"]}}
                                         for c, n in zip(classes.tolist(), counts.tolist())]
-        r["localisation_per_image"] = {}
-        for m in self.all_methods:
-            r["localisation_per_image"][m] = {}
-            for t in THRESHOLDS:
-                ps = self.loc_test[m][t].per_sample()
-                i = int(torch.nonzero(ps["alphas"] == r["localisation"][m][t]["alpha"])[0, 0])
-                r["localisation_per_image"][m][t] = ps["errors"][:, i].cpu().tolist()
+        for key, tests, tuned in (("localisation", self.loc_test, r["localisation"]),
+                                  ("localisation_evidence", self.loc_test_evidence, r["localisation_evidence"])):
+            r[f"{key}_per_image"] = {}
+            for m in tuned:
+                r[f"{key}_per_image"][m] = {}
+                for t in THRESHOLDS:
+                    ps = tests[m][t].per_sample()
+                    i = int(torch.nonzero(ps["alphas"] == tuned[m][t]["alpha"])[0, 0])
+                    r[f"{key}_per_image"][m][t] = ps["errors"][:, i].cpu().tolist()
         r["pointing_per_image"] = {m: {"hits": self.pointing[m].per_sample()["hits"].cpu().tolist(),
                                        "difficult": self.pointing[m].per_sample()["difficult"].bool().cpu().tolist()}
-                                   for m in self.all_methods + ["center"]}
+                                   for m in self.scored + ["center"]}
+        r["pointing_evidence_per_image"] = {m: {"hits": self.pointing_evidence[m].per_sample()["hits"].cpu().tolist()}
+                                            for m in r["pointing_evidence"]}
+        r["pointing_labels"] = [int(x) for x in self.point_labels.compute()["label"].cpu().tolist()]
+        r["keypoint_parts"] = list(self.kp_parts)
         r["keypoints_per_image"] = {m: {p: self.keypoint_metrics[m].per_sample()["intensity"][:, i].cpu().tolist()
-                                        for i, p in enumerate(("eyes", "feet"))}
+                                        for i, p in enumerate(self.kp_parts)}
                                     for m in self.all_methods + ["ground_truth"] if self.keypoint_metrics[m].update_count}
         r["boxes_per_image"] = {}
-        for m in self.all_methods:
+        for m in self.scored:
             r["boxes"][m] = float(self.boxes[m].compute())
             r["boxes_per_image"][m] = self.boxes[m].per_sample()["best_area"].cpu().tolist()
         r["mask"] = {k: _mean(v) for k, v in self.mask_rows.compute().items() if k != "sample_ids"}
@@ -584,7 +679,41 @@ class FongReplication(ReplicationModule):
                               "iterations": self.mask_config.iterations}
         out["box_level"] = self.box_spec["level"]
         out["n_box_alphas"] = int(self.boxes[MASK].alphas.numel())
+        out["references"] = list(self.references)
+        specs = self.validity_specs(r)
+        if specs:
+            out["protocol_validity"] = specs
         return out
+
+    def validity_specs(self, r: dict) -> dict:
+        """The inputs of every protocol's validity verdict (``lightning_modules.reporting.validity``): per-image
+        values of the oracle, random and every method (the mask included) on the test images."""
+        if not self.references:
+            return {}
+        names = self.scored
+        specs = {}
+        for gt, key in (("object", "localisation_per_image"), ("evidence", "localisation_evidence_per_image")):
+            per = r.get(key) or {}
+            if not per:
+                continue
+            for t in THRESHOLDS:
+                specs[f"localisation_{gt}_{t}"] = protocol_spec({m: per[m][t] for m in names}, higher_is_better=False,
+                                                                bound=LOCALISATION_SATURATION)
+        specs["suppression"] = protocol_spec({m: r["boxes_per_image"][m] for m in names}, higher_is_better=False)
+        labels = r["pointing_labels"]
+        flags = r["pointing_per_image"]["center"]["difficult"]
+        hard = [i for i, f in enumerate(flags) if f]
+        for gt, key in (("object", "pointing_per_image"), ("evidence", "pointing_evidence_per_image")):
+            per = r.get(key) or {}
+            if not per or len(labels) != len(flags):
+                continue
+            hits = {m: per[m]["hits"] for m in names}
+            specs[f"pointing_{gt}_all"] = protocol_spec(hits, True, classes=labels, bound=POINTING_SATURATION)
+            if len(hard) >= MIN_DIFFICULT_FOR_VALIDITY:
+                specs[f"pointing_{gt}_difficult"] = protocol_spec(
+                    {m: [v[i] for i in hard] for m, v in hits.items()}, True, classes=[labels[i] for i in hard],
+                    bound=POINTING_SATURATION)
+        return specs
 
     def build_report(self, report) -> None:
         from replications.fong2017.report import build_report

@@ -10,6 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
+from lightning_modules.reporting import protocol_verdicts  # noqa: E402
 from replications.fong2017 import paper as P  # noqa: E402
 
 from replications.fong2017.experiments import PAPER_KEY  # noqa: E402
@@ -27,8 +28,11 @@ def build_report(module, report) -> None:
     h = int(module.examples["images"].shape[-1]) if module.examples else cfg.reference_size
     px = cfg.scaled(h)
     n_cls = int(getattr(module.blackbox, "num_classes", 0) or 0)
+    spec = module.model_spec
+    box = (f"benchmark v2's shipped `{spec['embedded_v2']}` (`load_embedded_v2`, SHA-256-checked weights)"
+           if "embedded_v2" in spec else f"`{spec.get('name', 'load_blackbox(' + repr(module.blackbox_profile) + ')')}`")
     report.add_section("Setting", (
-        f"Black box: `{module.model_spec.get('name', 'load_blackbox(' + repr(module.blackbox_profile) + ')')}`; "
+        f"Black box: {box}; "
         f"data: {module.data_spec['kind']} ({module.data_spec['test_images']} test images, "
         f"{module.data_spec['heldout_images']} held-out images for the threshold search), {h} px.\n\n"
         f"Mask learning (Sec. 3-4): {cfg.game} game, {cfg.perturbation} perturbation, objective `{cfg.objective}`, "
@@ -42,6 +46,10 @@ def build_report(module, report) -> None:
         f"TV sums are rescaled to the paper's 28x28 mask cells. Heatmaps of the other methods are clamped at 0 "
         f"(Fong's thresholds need non-negative maps); the mask's heatmap is 1 - m.\n\n"
         f"Methods: {', '.join(_label(m) for m in module.all_methods)}."
+        + (f" Reference maps (c., d., h.): {', '.join(_label(m) for m in module.references)}: the oracle is the "
+           "class evidence (mask + 0.5 x its blur), the random map uniform noise seeded by sample id. Table 1 and the "
+           "pointing game are scored against the object boxes of the class (the paper's ground truth) and against "
+           "the class evidence (its boxes for Table 1, its pixels for the pointing game)." if module.references else "")
     ))
     report.add_section("Reductions and deviations from the paper (setting)", _reductions(module, h))
     _mask_section(module, report, r)
@@ -61,8 +69,16 @@ def _reductions(module, h: int) -> str:
     cfg = module.mask_config
     d = module.data_spec
     info = getattr(module.blackbox, "blackbox_info", None) or {}
+    emb = getattr(module.blackbox, "embedded_info", None) or {}
     bb = ""
-    if info:
+    if emb:
+        ev = emb.get("test", {})
+        acc = emb.get("test_accuracy", float("nan"))
+        bb = (f" The black box (`{module.model_spec.get('embedded_v2')}`, shipped) has test accuracy {acc:.3f}"
+              + (f"; with the evidence removed {ev.get('accuracy_evidence_removed', float('nan')):.3f}, with the "
+                 f"non-evidence parts removed {ev.get('accuracy_non_evidence_removed', float('nan')):.3f}" if ev else "")
+              + " (measured when it was trained; lightning_modules/embedded_v2.py).")
+    elif info:
         v = info.get("val", {})
         bb = (f" The black box (`scenes_cnn`, cached) has validation accuracy {v.get('accuracy', float('nan')):.3f}; "
               f"with the heads removed {v.get('accuracy_heads_removed', float('nan')):.3f}, with the feet removed "
@@ -70,7 +86,8 @@ def _reductions(module, h: int) -> str:
               f"the evidence. Training it took {info.get('training_s', float('nan')):.0f} s on the shared machine (once; "
               f"cached under data/blackbox, not part of this run's wall time when cached).")
     return "\n".join([
-        f"- Data and model: synthetic {h}-px scenes and a small CNN instead of ImageNet (224 px) and GoogLeNet; "
+        f"- Data and model: synthetic {h}-px scenes ({d['kind']}) and "
+        + ("a VGG-style CNN trained on them" if emb else "a small CNN") + " instead of ImageNet (224 px) and GoogLeNet; "
         f"{d['test_images']} test and {d['heldout_images']} held-out images instead of 50,000 / 5,000 (CPU budget of the "
         f"embedded profile, a few minutes on 2 shared cores).{bb}",
         f"- Mask: {cfg.iterations} Adam iterations instead of 300; delta {cfg.mask_scale} ({h // cfg.mask_scale}x"
@@ -132,27 +149,32 @@ def _generalisation(module, report, r):
 
 
 def _localisation(module, report, r):
-    loc = r["localisation"]
-    rows = []
-    for m in module.all_methods:
-        row = {"method": _label(m)}
-        for t in ("value", "energy", "mean"):
-            key = PAPER_KEY.get(m, m)
-            pe, pa = P.table1(t, key), P.table1_alpha(t, key)
-            row[f"{t} alpha*"] = loc[m][t]["alpha"]
-            row[f"{t} err %"] = 100 * loc[m][t]["test_error"]
-            row[f"paper {t} alpha*"] = None if pa is None else pa.value
-            row[f"paper {t} err %"] = None if pe is None else 100 * pe.value
-        rows.append(row)
-    report.add_table("weak_localisation", rows, caption="c. Weak localisation error (Table 1): alpha tuned on the "
-                     "held-out split, error on the test split (IoU < 0.5 with every box of the class). Paper: GoogLeNet, "
-                     "ImageNet val (official notebook outputs).")
+    for key, name, gt_text in (("localisation", "weak_localisation", "every object box of the class (the paper's "
+                                "ground truth)"),
+                               ("localisation_evidence", "weak_localisation_evidence", "the class evidence's box")):
+        loc = r.get(key) or {}
+        if not loc:
+            continue
+        rows = []
+        for m in module.all_methods + [x for x in module.references if x in loc]:
+            row = {"method": _label(m)}
+            for t in ("value", "energy", "mean"):
+                k = PAPER_KEY.get(m, m)
+                pe, pa = P.table1(t, k), P.table1_alpha(t, k)
+                row[f"{t} alpha*"] = loc[m][t]["alpha"]
+                row[f"{t} err %"] = 100 * loc[m][t]["test_error"]
+                row[f"paper {t} alpha*"] = None if pa is None else pa.value
+                row[f"paper {t} err %"] = None if pe is None else 100 * pe.value
+            rows.append(row)
+        report.add_table(name, rows, caption=f"c. Weak localisation error (Table 1): alpha tuned on the held-out split, "
+                         f"error on the test split (IoU < 0.5 with {gt_text}). Paper: GoogLeNet, ImageNet val "
+                         "(official notebook outputs).")
 
 
 def _boxes(module, report, r):
     b = r["boxes"]
     report.add_table("smallest_suppressing_box", [{"method": _label(m), "mean box area (fraction of image)": b[m]}
-                                                  for m in module.all_methods],
+                                                  for m in module.scored],
                      caption=f"d. Smallest box (thresholded heatmap, value threshold) whose blurring brings the "
                      f"normalised softmax to <= {module.box_spec['level']} (Sec. 5 deletion game); "
                      f"no box reaching it: the box with the lowest score (official fallback).")
@@ -190,15 +212,17 @@ def _keypoints(module, report, r):
         report.add_section("g. Keypoints", "Not run: the data has no part keypoints (give keypoints_data: the Oxford "
                            "animal-parts annotations, as configs/fong2017/paper.yaml does).")
         return
-    rows = [{"method": _label(m), "eyes (normalised intensity)": k[m]["eyes"], "feet": k[m]["feet"],
-             "eyes - feet": k[m]["eyes"] - k[m]["feet"]} for m in module.all_methods + ["ground_truth"] if m in k]
-    rows.append({"method": "paper: mask (hamster), 1 - mask value", "eyes (normalised intensity)": 1 - P.HAMSTER_EYES.value,
-                 "feet": 1 - P.HAMSTER_FEET.value, "eyes - feet": P.HAMSTER_FEET.value - P.HAMSTER_EYES.value})
-    report.add_table("keypoints", rows, caption="g. Mean min-max-normalised heatmap intensity in a window around "
-                     "the eyes and the feet of the main object (high = salient; for the mask 1 - m). On the "
-                     "scenes the head (with the eyes) is the only class evidence by construction (ground-truth row: "
-                     "the head mask). Paper: per-class mask values, e.g. hamster 0.067 (eyes) vs 0.304 (feet), lower = "
-                     "more salient.")
+    part, other = r.get("keypoint_parts", ["eyes", "feet"])
+    rows = [{"method": _label(m), f"{part} (normalised intensity)": k[m][part], other: k[m][other],
+             f"{part} - {other}": k[m][part] - k[m][other]} for m in module.all_methods + ["ground_truth"] if m in k]
+    rows.append({"method": "paper: mask (hamster, eyes / feet), 1 - mask value",
+                 f"{part} (normalised intensity)": 1 - P.HAMSTER_EYES.value, other: 1 - P.HAMSTER_FEET.value,
+                 f"{part} - {other}": P.HAMSTER_FEET.value - P.HAMSTER_EYES.value})
+    report.add_table("keypoints", rows, caption=f"g. Mean min-max-normalised heatmap intensity in a window around "
+                     f"the {part} and the {other} of the labelled object (high = salient; for the mask 1 - m). On the "
+                     "scenes the class evidence lies on the head by construction (ground-truth row: the evidence "
+                     "mask). Paper: per-class mask values at the eyes and the feet, e.g. hamster 0.067 (eyes) vs 0.304 "
+                     "(feet), lower = more salient.")
     per_class = r.get("keypoints_per_class")
     if per_class:
         report.add_table("keypoints_per_class", [
@@ -210,13 +234,41 @@ def _keypoints(module, report, r):
 
 
 def _pointing(module, report, r):
-    p = r["pointing"]
-    rows = [{"method": _label(m), "all %": 100 * p[m]["all"], "difficult %": 100 * p[m]["difficult"]}
-            for m in module.all_methods + ["center"]]
+    p, pe = r["pointing"], r.get("pointing_evidence") or {}
+    rows = []
+    for m in module.all_methods + ["center"] + module.references:
+        row = {"method": _label(m), "all %": 100 * p[m]["all"], "difficult %": 100 * p[m]["difficult"]}
+        if m in pe:
+            row.update({"all %, evidence GT": 100 * pe[m]["all"], "difficult %, evidence GT": 100 * pe[m]["difficult"]})
+        rows.append(row)
     source = module.pointing_spec.get("data", {}).get("kind", module.data_spec["kind"])
     report.add_table("pointing_game", rows, caption=f"h. Pointing game (Table 2) on {source}, mean per-class accuracy, TorchRay "
-                     "definition (15 px at 224 scaled). Paper reference: gradient 67.0% on VOC07 (GoogLeNet, official "
+                     "definition (15 px at 224 scaled), against the boxes of the class and, where the data has it, "
+                     "against the class evidence. Paper reference: gradient 67.0% on VOC07 (GoogLeNet, official "
                      "notebook); centre baseline 27.8 / 19.5% on COCO (TorchRay). The paper's Table 2 was not read.")
+    _validity(report, {"protocol_validity": module.validity_specs(r)})
+
+
+def _validity(report, r) -> None:
+    verdicts = protocol_verdicts(r.get("protocol_validity"))
+    if not verdicts:
+        return
+    rows = []
+    for protocol, v in verdicts.items():
+        maps = v["maps"]
+        ci = lambda k: f"{maps[k]['value']:.4g} [{maps[k]['ci95'][0]:.4g}, {maps[k]['ci95'][1]:.4g}]"  # noqa: E731
+        rows.append({
+            "protocol": protocol + (" (higher better)" if v["higher_is_better"] else " (lower better)"),
+            "verdict": "valid" if v["valid"] else "**not valid**", "oracle": ci("oracle"), "random": ci("random"),
+            "best method": f"{v['best_real']} {ci(v['best_real'])}", "worst method": f"{v['worst_real']} {ci(v['worst_real'])}",
+            "failed checks": "; ".join(f"{k}: {c['detail']}" for k, c in v["checks"].items() if not c["passed"]) or "–",
+        })
+    report.add_table("protocol_validity", rows, caption=(
+        "Validity of each protocol in this run (lightning_modules.reporting.validity), on the test images: the oracle "
+        "map must be best (or within CI of the best), random must not beat any method, the best and worst methods "
+        "(the mask included) must be CI-separated, pointing must stay below 0.98 and the localisation error above "
+        "0.02 (not saturated). Means over images (pointing: over classes) with paired bootstrap 95% CIs. Claims on a "
+        "protocol that is not valid here are reported as not valid, not as reproduced."))
 
 
 def _benchmark(module, report, r):
@@ -264,12 +316,12 @@ def _figures(module, report):
     fig, axes = plt.subplots(n, len(methods) + 2, figsize=(1.6 * (len(methods) + 2), 1.7 * n), squeeze=False)
     for i in range(n):
         _show(axes[i, 0], ex["images"][i], "image" if i == 0 else None)
-        _show(axes[i, 1], ex["head"][i].float(), "head (truth)" if i == 0 else None, cmap="gray")
+        _show(axes[i, 1], ex["head"][i].float(), "evidence (truth)" if i == 0 else None, cmap="gray")
         for j, m in enumerate(methods):
             _show(axes[i, j + 2], ex["maps"][m][i], _label(m) if i == 0 else None)
     fig.tight_layout()
     report.add_figure("heatmap_grid", fig, "Method x image heatmap grid (first test images); second column: the "
-                      "discriminative part (head) known by construction.")
+                      "class evidence known by construction.")
     plt.close(fig)
 
     art = module.examples_extra.get("artifact")
