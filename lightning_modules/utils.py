@@ -84,3 +84,18 @@ def torch_threads(n: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+def config_section(value, cls, name: str):
+    """A typed config section as its dataclass ``cls``: LightningCLI passes the dataclass (it has checked the types
+    and shown the defaults); a Python caller may pass a dict (unknown keys refused) or None (the defaults)."""
+    if value is None:
+        return cls()
+    if isinstance(value, cls):
+        return value
+    if isinstance(value, dict):
+        unknown = set(value) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"{name}: unknown keys {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
+        return cls(**value)
+    raise TypeError(f"{name}: expected a {cls.__name__} or a dict, got {type(value).__name__}")

@@ -56,7 +56,8 @@ def cmd_list() -> int:
             details.append(f"\n- {exp}")
         table.add_row(name, details, claims, profile)
     Console().print(table)
-    print("dev: known deviations; n.v.: not valid here (the claim's protocol fails its validity check in the run)")
+    print("dev: known deviations; n.v.: not valid here (the protocol the claim rests on\n"
+          "fails its validity check in the run)")
     return 0
 
 

@@ -170,11 +170,31 @@ def test_paper_config_parses():
     parser = ArgumentParser()
     parser.add_class_arguments(FongReplication, "model")
     ns = parser.parse_object({"model": cfg["model"]})
-    assert ns.model.mask["iterations"] == 300 and ns.model.data["kind"] == "imagenet"
+    assert ns.model.mask.iterations == 300 and ns.model.data["kind"] == "imagenet"
+    assert ns.model.adversarial.hidden == 4096 and ns.model.benchmark.batch == 32  # typed sections
     assert ns.model.pointing_data["kind"] == "coco" and ns.model.keypoints_data["kind"] == "animal_parts"
     # the module builds with it (explainers, metrics, the adversarial state); no weights or data are touched
     module = FongReplication(**{k: v for k, v in cfg["model"].items()})
     assert module.mask_config.mask_scale == 8 and module.adversarial is not None
+
+
+def test_config_sections_are_typed(monkeypatch, capsys):
+    """A wrong type in a section fails at parse time, naming the key; --print_config shows every default."""
+    from replications.cli import run
+    from replications.fong2017.experiments import FongReplication
+
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    with pytest.raises(SystemExit) as e:
+        run(FongReplication, "fong2017", args=["fit", "--config", "configs/fong2017/smoke.yaml",
+                                               "--model.mask.iterations", "abc"])
+    assert e.value.code not in (0, None)
+    assert 'model.mask.iterations' in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        run(FongReplication, "fong2017", args=["fit", "--config", "configs/fong2017/smoke.yaml", "--print_config"])
+    out = capsys.readouterr().out
+    for line in ("init_tolerance: 0.05", "binarise_at: 0.5", "iou: 0.5", "alphas: null", "images: 1000000000",
+                 "batch: null"):
+        assert line in out, line
 
 
 def test_bad_config_fails_early():

@@ -165,3 +165,24 @@ def test_a_valid_protocol_is_named_beside_the_status(tmp_path, monkeypatch):
     readme = (out / "README.md").read_text()
     assert "✅ holds (protocol valid here: pointing)" in readme and "not valid here" not in readme.split("## Claims")[0]
     assert _check(repo, out) == []
+
+
+def test_pointing_specs_judge_the_difficult_subset_only_with_enough_images():
+    from lightning_modules.reporting import pointing_specs, validity_rows
+
+    hits = {k: v["values"][k] for v in [_spec(0.8)] for k in ("oracle", "random", "good", "bad")}
+    labels = [i % 4 for i in range(N)]
+    few = [i < 5 for i in range(N)]
+    assert set(pointing_specs("object", hits, labels, few)) == {"pointing_object_all"}
+    many = [i % 3 == 0 for i in range(N)]
+    specs = pointing_specs("evidence", hits, labels, many)
+    assert set(specs) == {"pointing_evidence_all", "pointing_evidence_difficult"}
+    assert len(specs["pointing_evidence_difficult"]["values"]["good"]) == sum(many)
+    assert specs["pointing_evidence_difficult"]["classes"] == [labels[i] for i in range(N) if many[i]]
+    with pytest.raises(ValueError, match="same"):
+        pointing_specs("object", hits, labels[:-1], many)
+    rows = validity_rows(protocol_verdicts({**specs, "saturated": _spec(1.0)}))
+    assert [r["protocol"] for r in rows] == ["pointing_evidence_all (higher better)",
+                                             "pointing_evidence_difficult (higher better)", "saturated (higher better)"]
+    assert rows[0]["verdict"] == "valid" and rows[0]["failed checks"] == "–"
+    assert rows[-1]["verdict"] == "**not valid**" and "not_saturated: best real 1 vs bound 0.98" in rows[-1]["failed checks"]

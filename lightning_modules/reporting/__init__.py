@@ -41,14 +41,20 @@ from lightning_modules.reporting.report import (
     swap_in,
     write_index,
 )
-from lightning_modules.reporting.validity import protocol_spec, protocol_verdicts
+from lightning_modules.reporting.validity import (
+    VALIDITY_CAPTION,
+    pointing_specs,
+    protocol_spec,
+    protocol_verdicts,
+    validity_rows,
+)
 from lightning_modules.reporting.verify import check_results, diff_reports
 from lightning_modules.utils import REPO_ROOT
 
 __all__ = [
-    "DEVIATION", "FAILS", "HOLDS", "INCONCLUSIVE", "KINDS", "NOT_VALID", "REPO_ROOT", "SANITY", "SCHEMA_VERSION", "STATUSES", "Claim",
+    "DEVIATION", "FAILS", "HOLDS", "INCONCLUSIVE", "KINDS", "NOT_VALID", "VALIDITY_CAPTION", "REPO_ROOT", "SANITY", "SCHEMA_VERSION", "STATUSES", "Claim",
     "Deviation", "Diagnostic", "Interval", "PaperValue", "Relation", "Report", "Verdict", "apply_deviations",
     "apply_validity", "check_results", "count_statuses", "diff_reports", "environment_info", "file_sha256", "find_reports", "judge",
-    "jsonable", "load_results", "markdown_table", "paper_source_files", "paper_source_sha256", "protocol_spec", "protocol_verdicts", "recover_report_dir",
-    "register", "render_readme", "rerender", "swap_in", "write_index",
+    "jsonable", "load_results", "markdown_table", "paper_source_files", "paper_source_sha256", "pointing_specs", "protocol_spec", "protocol_verdicts", "recover_report_dir",
+    "register", "render_readme", "rerender", "swap_in", "validity_rows", "write_index",
 ]

@@ -148,6 +148,28 @@ def protocol_spec(values: Mapping[str, list[float]], higher_is_better: bool, *, 
     return spec
 
 
+#: the pointing game saturates at this accuracy of the best method (issue 19: best non-oracle pointing < 98%)
+POINTING_SATURATION = 0.98
+#: the difficult subset is judged only with at least this many images
+MIN_DIFFICULT = 10
+
+
+def pointing_specs(gt: str, hits: Mapping[str, list[float]], labels: list[int], difficult: list[bool],
+                   bound: float = POINTING_SATURATION, min_difficult: int = MIN_DIFFICULT) -> dict:
+    """The specs ``pointing_<gt>_all`` and (with ``min_difficult`` difficult images or more)
+    ``pointing_<gt>_difficult`` from per-image hits (the same images for every map), their target classes (the
+    pointing game's mean over classes) and difficult flags."""
+    n = len(labels)
+    if len(difficult) != n or any(len(v) != n for v in hits.values()):
+        raise ValueError(f"pointing hits, labels and difficult flags must cover the same {n} images")
+    out = {f"pointing_{gt}_all": protocol_spec(hits, True, classes=labels, bound=bound)}
+    hard = [i for i, f in enumerate(difficult) if f]
+    if len(hard) >= min_difficult:
+        out[f"pointing_{gt}_difficult"] = protocol_spec({m: [v[i] for i in hard] for m, v in hits.items()}, True,
+                                                        classes=[labels[i] for i in hard], bound=bound)
+    return out
+
+
 def protocol_verdicts(specs: Mapping[str, Mapping] | None) -> dict[str, dict]:
     """``protocol -> judge(...)`` for every stored spec (see :func:`protocol_spec`); deterministic (seeded)."""
     out: dict[str, dict] = {}
@@ -168,3 +190,29 @@ def verdict_summary(verdict: Mapping) -> dict:
     """What a claim keeps of a protocol's verdict: valid, and the failed checks with their numbers."""
     return {"valid": bool(verdict["valid"]),
             "failed": {k: c["detail"] for k, c in verdict["checks"].items() if not c["passed"]}}
+
+
+#: the caption of :func:`validity_rows`' table (a paper appends what is specific to its run)
+VALIDITY_CAPTION = (
+    "Validity of each protocol in this run (lightning_modules.reporting.validity): the oracle map must be best (or "
+    "within CI of the best), random must not beat any method, the best and worst methods must be CI-separated, and "
+    "the protocol must not saturate; means over images (pointing: over classes) with paired bootstrap 95% CIs. "
+    "Claims on a protocol that is not valid here are reported as not valid, not as reproduced.")
+
+
+def validity_rows(verdicts: Mapping[str, Mapping]) -> list[dict]:
+    """One report row per judged protocol: verdict, oracle, random, best and worst method with CIs, failed checks."""
+    rows = []
+    for protocol, v in verdicts.items():
+        maps = v["maps"]
+
+        def ci(k: str) -> str:
+            return f"{maps[k]['value']:.4g} [{maps[k]['ci95'][0]:.4g}, {maps[k]['ci95'][1]:.4g}]"
+
+        rows.append({
+            "protocol": protocol + (" (higher better)" if v["higher_is_better"] else " (lower better)"),
+            "verdict": "valid" if v["valid"] else "**not valid**", "oracle": ci("oracle"), "random": ci("random"),
+            "best method": f"{v['best_real']} {ci(v['best_real'])}", "worst method": f"{v['worst_real']} {ci(v['worst_real'])}",
+            "failed checks": "; ".join(f"{k}: {c['detail']}" for k, c in v["checks"].items() if not c["passed"]) or "–",
+        })
+    return rows

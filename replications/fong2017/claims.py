@@ -112,15 +112,22 @@ def _generalisation(res: dict) -> list[Claim]:
                    Relation.all_of(*rel), g, {"paper": P.GENERALISATION})]
 
 
+def _per_ground_truth(res: dict, base: str):
+    """``(ground truth, claim-id suffix, per-image results)`` for each ground truth the run scored: the object boxes
+    (``<base>_per_image``) and the class evidence (``<base>_evidence_per_image``)."""
+    for gt, suffix in (("object", ""), ("evidence", "_evidence")):
+        per = res.get(f"{base}{suffix}_per_image") or {}
+        if MASK in per:
+            yield gt, suffix, per
+
+
 def _localisation(res: dict) -> list[Claim]:
     key = res["paper_keys"]
     methods = res["methods"]
     in_table = [m for m in methods if key[m] in P.TABLE1_ERROR["value"]]
     out = []
-    for gt, suffix, gt_text in (("object", "", ""), ("evidence", "_evidence", " (against the class evidence's boxes)")):
-        loc = res.get(f"localisation{'_evidence' if gt == 'evidence' else ''}_per_image") or {}
-        if MASK not in loc:
-            continue
+    for gt, suffix, loc in _per_ground_truth(res, "localisation"):
+        gt_text = " (against the class evidence's boxes)" if gt == "evidence" else ""
 
         def samples(t, ms, loc=loc):
             return {f"{m}_{t}": loc[m][t] for m in ms}
@@ -201,10 +208,8 @@ def _keypoints(res: dict) -> list[Claim]:
 def _pointing(res: dict) -> list[Claim]:
     flags = res["pointing_per_image"]["center"]["difficult"]
     out = []
-    for gt, suffix, gt_text in (("object", "", "at the object"), ("evidence", "_evidence", "at the class evidence")):
-        p = res.get(f"pointing{'_evidence' if gt == 'evidence' else ''}_per_image") or {}
-        if MASK not in p:
-            continue
+    for gt, suffix, p in _per_ground_truth(res, "pointing"):
+        gt_text = "at the class evidence" if gt == "evidence" else "at the object"
 
         def hits(m, subset, p=p):
             return [h for h, d in zip(p[m]["hits"], flags) if subset == "all" or d]

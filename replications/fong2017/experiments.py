@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import time
 import types
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
@@ -52,7 +52,8 @@ from lightning_modules.tasks.mask_learning import (
     perturbation_substrate,
     upsample_mask,
 )
-from lightning_modules.reporting import protocol_spec
+from lightning_modules.reporting import pointing_specs, protocol_spec
+from lightning_modules.utils import config_section
 from replications.cli import ReplicationModule
 from replications.fong2017 import paper as P
 
@@ -61,11 +62,9 @@ MASK = "mask"
 REFERENCES = ("oracle", "random")
 #: the ground truths of Table 1 and the pointing game: the object boxes (the paper's) and the class evidence
 GROUND_TRUTHS = ("object", "evidence")
-#: validity rules (as ``lightning_modules.benchmarks.validity``): pointing must stay below this accuracy, the
-#: localisation error above this (not saturated); the difficult subset needs this many images to be judged
-POINTING_SATURATION = 0.98
+#: validity rule of weak localisation (as ``lightning_modules.benchmarks.validity``): the best method's error must
+#: stay above this (not saturated); pointing: ``lightning_modules.reporting.validity.pointing_specs``
 LOCALISATION_SATURATION = 0.02
-MIN_DIFFICULT_FOR_VALIDITY = 10
 LABELS = {
     "gradient": "Gradient", "guided_backprop": "Guided backprop", "excitation_backprop": "Excitation backprop",
     "contrastive_excitation_backprop": "Contrastive excitation BP", "gradcam": "Grad-CAM", "occlusion": "Occlusion",
@@ -76,6 +75,74 @@ LABELS = {
 #: our method name -> the row of the paper's tables (Fong's occlusion baseline is the blurred circle)
 PAPER_KEY = {"blurred_circle_occlusion": "occlusion"}
 THRESHOLDS = ("value", "energy", "mean")
+
+
+@dataclass
+class ArtifactsConfig:
+    """a. The first ``images`` test ids; ``mask``: MaskConfig fields overriding the paper's mask (the regularisers
+    removed)."""
+
+    images: int = 4
+    mask: dict[str, Any] = field(default_factory=lambda: {"mask_scale": 1, "mask_blur_sigma": 0.0, "tv_coeff": 0.0,
+                                                           "jitter": 0})
+
+
+@dataclass
+class GeneralisationConfig:
+    """b. The threshold of the binarised mask and the smoothing sigma (px at 224) of the smoothed one."""
+
+    binarise_at: float = 0.5
+    smooth_sigma: float = 10.0
+
+
+@dataclass
+class LocalisationConfig:
+    """c. The IoU a localisation must reach with a box of the class (Table 1: 0.5)."""
+
+    iou: float = 0.5
+
+
+@dataclass
+class SmallestBoxConfig:
+    """d. The normalised-score level a box must suppress to, and the threshold grid (None: the official 100
+    levels)."""
+
+    level: float = 0.01
+    alphas: list[float] | None = None
+
+
+@dataclass
+class KeypointsConfig:
+    """g. The window radius (None: the metric's default) and the two parts compared: the evidence part first
+    (Fong's eyes; benchmark v2's head), then a non-evidence part (the feet)."""
+
+    radius: int | None = None
+    parts: list[str] = field(default_factory=lambda: ["eyes", "feet"])
+
+
+@dataclass
+class AdversarialConfig:
+    """e./f. I-FGSM (L-inf ``eps``, ``eps_step``, ``max_iter``) on the first ``images`` test ids, and the detector's
+    training (``epochs``, ``hidden`` units, ``lr``, ``seed``)."""
+
+    enabled: bool = False
+    images: int = 10 ** 9
+    eps: float = 8 / 255
+    eps_step: float = 1 / 255
+    max_iter: int = 10
+    epochs: int = 30
+    hidden: int = 256
+    lr: float = 1e-3
+    seed: int = 0
+
+
+@dataclass
+class MaskBenchmarkConfig:
+    """The mask-learning benchmark: iterations, the batch (None: the data's batch size) and repeats."""
+
+    iterations: int = 20
+    batch: int | None = None
+    repeats: int = 3
 
 
 class SampleRows(PerSampleMetric):
@@ -147,19 +214,19 @@ class FongReplication(ReplicationModule):
         data: dict[str, Any] | None = None,
         methods: list[str] | None = None,
         explainer_kwargs: dict[str, dict] | None = None,
-        mask: dict[str, Any] | None = None,
-        artifacts: dict[str, Any] | None = None,
-        generalisation: dict[str, Any] | None = None,
-        localisation: dict[str, Any] | None = None,
-        smallest_box: dict[str, Any] | None = None,
-        keypoints: dict[str, Any] | None = None,
+        mask: MaskConfig = MaskConfig(),  # noqa: B008 - read-only defaults, shown by --print_config
+        artifacts: ArtifactsConfig = ArtifactsConfig(),  # noqa: B008
+        generalisation: GeneralisationConfig = GeneralisationConfig(),  # noqa: B008
+        localisation: LocalisationConfig = LocalisationConfig(),  # noqa: B008
+        smallest_box: SmallestBoxConfig = SmallestBoxConfig(),  # noqa: B008
+        keypoints: KeypointsConfig = KeypointsConfig(),  # noqa: B008
         keypoints_data: dict[str, Any] | None = None,
         keypoints_mask: dict[str, Any] | None = None,
         pointing_data: dict[str, Any] | None = None,
         pointing_model: dict[str, Any] | None = None,
         pointing_mask: dict[str, Any] | None = None,
-        adversarial: dict[str, Any] | None = None,
-        benchmark: dict[str, Any] | None = None,
+        adversarial: AdversarialConfig = AdversarialConfig(),  # noqa: B008
+        benchmark: MaskBenchmarkConfig = MaskBenchmarkConfig(),  # noqa: B008
         figure_images: int = 4,
     ):
         """
@@ -169,20 +236,16 @@ class FongReplication(ReplicationModule):
             data: ``{"kind": "scenes", "profile": ..., "test_images": N, "heldout_images": M, "batch_size": B}``.
             methods: the saliency methods compared with the mask (explainer registry names).
             explainer_kwargs: per-method constructor arguments.
-            mask: :class:`MaskConfig` fields of the main deletion masks (paper values, scaled to the image size).
-            artifacts: ``{"images": k, "mask": {MaskConfig overrides of the unregularised masks}}``.
-            generalisation: ``{"binarise_at": 0.5, "smooth_sigma": px at 224, "noise_std": ...}``.
-            localisation: ``{"iou": 0.5}``.
-            smallest_box: ``{"level": 0.01, "alphas": [...]}``.
-            keypoints: ``{"radius": px or None}``.
+            mask: :class:`MaskConfig` of the main deletion masks (paper values, scaled to the image size).
+            artifacts, generalisation, localisation, smallest_box, keypoints, adversarial, benchmark: typed
+                sections (``ArtifactsConfig`` ... ``MaskBenchmarkConfig``): LightningCLI checks their types and
+                ``--print_config`` shows their defaults.
             keypoints_data: a separate keypoint pass (``{"kind": "animal_parts", ...}``, paper profile); None: the
                 main test split's keypoints (the scenes). ``keypoints_mask``: its MaskConfig overrides.
             pointing_data: a separate pointing-game pass (``{"kind": "coco", ...}``) with its own classifier
                 ``pointing_model`` (a ``load_model`` spec; None: the main black box) and ``pointing_mask``
                 (MaskConfig overrides); None: the pointing game runs on the main test split (the scenes).
             (Separate top-level arguments, not nested dicts, so ``--model.pointing_data.root DIR`` overrides one key.)
-            adversarial: see :mod:`replications.fong2017.adversarial`.
-            benchmark: ``{"iterations": n, "batch": B, "repeats": r}``.
             figure_images: images shown in the figures.
         """
         super().__init__()
@@ -197,13 +260,13 @@ class FongReplication(ReplicationModule):
         self.mask_config = MaskConfig.from_dict(mask)
         # the artifacts' masks are the paper's masks without the regularisers (TV, upsampling, mask blur, jitter);
         # the optimiser's set-up (the initialisation included) stays the paper's
-        self.artifact_spec = {"images": 4, "mask": {"mask_scale": 1, "mask_blur_sigma": 0.0, "tv_coeff": 0.0, "jitter": 0},
-                              **(artifacts or {})}
+        self.artifact_spec = asdict(config_section(artifacts, ArtifactsConfig, "artifacts"))
         self.artifact_config = MaskConfig.from_dict({**asdict(self.mask_config), **self.artifact_spec["mask"]})
-        self.gen_spec = {"binarise_at": 0.5, "smooth_sigma": 10.0, **(generalisation or {})}
-        self.loc_spec = {"iou": 0.5, **(localisation or {})}
-        self.box_spec = {"level": 0.01, **(smallest_box or {})}
-        self.kp_spec = {"radius": None, "parts": ["eyes", "feet"], **(keypoints or {})}
+        self.gen_spec = asdict(config_section(generalisation, GeneralisationConfig, "generalisation"))
+        self.loc_spec = asdict(config_section(localisation, LocalisationConfig, "localisation"))
+        self.box_spec = {k: v for k, v in asdict(config_section(smallest_box, SmallestBoxConfig, "smallest_box")).items()
+                         if v is not None}
+        self.kp_spec = asdict(config_section(keypoints, KeypointsConfig, "keypoints"))
         self.kp_parts = tuple(self.kp_spec["parts"])
         if len(self.kp_parts) != 2:
             raise ValueError(f"keypoints.parts must name two parts (the evidence part, then a non-evidence part), "
@@ -222,9 +285,11 @@ class FongReplication(ReplicationModule):
             if ("mask" in spec or "model" in spec) and not spec.get("data"):
                 raise ValueError(f"{name}_mask / {name}_model need {name}_data (a separate pass); without data the "
                                  f"{name} experiment uses the main test split, its black box and mask")
-        self.adv_spec = dict(adversarial or {"enabled": False})
+        self.adv_spec = asdict(config_section(adversarial, AdversarialConfig, "adversarial"))
         # the benchmark times the run's own mask optimisation: its batch is the data's unless given
-        self.bench_spec = {"iterations": 20, "batch": self.data_spec["batch_size"], "repeats": 3, **(benchmark or {})}
+        self.bench_spec = asdict(config_section(benchmark, MaskBenchmarkConfig, "benchmark"))
+        if self.bench_spec["batch"] is None:
+            self.bench_spec["batch"] = self.data_spec["batch_size"]
         self.figure_images = figure_images
         self.all_methods = self.methods + [MASK]
         # the reference maps and the evidence ground truth exist where the data has the evidence (the scenes)
@@ -700,19 +765,11 @@ class FongReplication(ReplicationModule):
                 specs[f"localisation_{gt}_{t}"] = protocol_spec({m: per[m][t] for m in names}, higher_is_better=False,
                                                                 bound=LOCALISATION_SATURATION)
         specs["suppression"] = protocol_spec({m: r["boxes_per_image"][m] for m in names}, higher_is_better=False)
-        labels = r["pointing_labels"]
         flags = r["pointing_per_image"]["center"]["difficult"]
-        hard = [i for i, f in enumerate(flags) if f]
         for gt, key in (("object", "pointing_per_image"), ("evidence", "pointing_evidence_per_image")):
             per = r.get(key) or {}
-            if not per or len(labels) != len(flags):
-                continue
-            hits = {m: per[m]["hits"] for m in names}
-            specs[f"pointing_{gt}_all"] = protocol_spec(hits, True, classes=labels, bound=POINTING_SATURATION)
-            if len(hard) >= MIN_DIFFICULT_FOR_VALIDITY:
-                specs[f"pointing_{gt}_difficult"] = protocol_spec(
-                    {m: [v[i] for i in hard] for m, v in hits.items()}, True, classes=[labels[i] for i in hard],
-                    bound=POINTING_SATURATION)
+            if per:
+                specs.update(pointing_specs(gt, {m: per[m]["hits"] for m in names}, r["pointing_labels"], flags))
         return specs
 
     def build_report(self, report) -> None:

@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from lightning_modules.reporting import protocol_verdicts  # noqa: E402
+from lightning_modules.reporting import VALIDITY_CAPTION, protocol_verdicts, validity_rows  # noqa: E402
 from replications.fong2017 import paper as P  # noqa: E402
 
 from replications.fong2017.experiments import PAPER_KEY  # noqa: E402
@@ -251,24 +251,10 @@ def _pointing(module, report, r):
 
 def _validity(report, r) -> None:
     verdicts = protocol_verdicts(r.get("protocol_validity"))
-    if not verdicts:
-        return
-    rows = []
-    for protocol, v in verdicts.items():
-        maps = v["maps"]
-        ci = lambda k: f"{maps[k]['value']:.4g} [{maps[k]['ci95'][0]:.4g}, {maps[k]['ci95'][1]:.4g}]"  # noqa: E731
-        rows.append({
-            "protocol": protocol + (" (higher better)" if v["higher_is_better"] else " (lower better)"),
-            "verdict": "valid" if v["valid"] else "**not valid**", "oracle": ci("oracle"), "random": ci("random"),
-            "best method": f"{v['best_real']} {ci(v['best_real'])}", "worst method": f"{v['worst_real']} {ci(v['worst_real'])}",
-            "failed checks": "; ".join(f"{k}: {c['detail']}" for k, c in v["checks"].items() if not c["passed"]) or "–",
-        })
-    report.add_table("protocol_validity", rows, caption=(
-        "Validity of each protocol in this run (lightning_modules.reporting.validity), on the test images: the oracle "
-        "map must be best (or within CI of the best), random must not beat any method, the best and worst methods "
-        "(the mask included) must be CI-separated, pointing must stay below 0.98 and the localisation error above "
-        "0.02 (not saturated). Means over images (pointing: over classes) with paired bootstrap 95% CIs. Claims on a "
-        "protocol that is not valid here are reported as not valid, not as reproduced."))
+    if verdicts:
+        report.add_table("protocol_validity", validity_rows(verdicts), caption=VALIDITY_CAPTION + (
+            " Here: on the test images, the mask among the methods; pointing must stay below 0.98 and the "
+            "localisation error above 0.02."))
 
 
 def _benchmark(module, report, r):

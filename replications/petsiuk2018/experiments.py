@@ -40,7 +40,8 @@ from lightning_modules.metrics.causal import DeletionAUC, InsertionAUC, default_
 from lightning_modules.metrics.pointing import PointingGame, center_heatmaps, default_tolerance
 from lightning_modules.metrics._progressive import trapezoid_auc
 from lightning_modules.metrics._samples import PerSampleMetric
-from lightning_modules.reporting import protocol_spec
+from lightning_modules.reporting import pointing_specs, protocol_spec
+from lightning_modules.utils import config_section
 from replications.cli import ReplicationModule
 from replications.petsiuk2018 import paper as P
 from replications.petsiuk2018.data import SCENE_SOURCES
@@ -61,15 +62,13 @@ DELETION_SUBSTRATES = ("mean", "blur")
 #: the pointing game's ground truths on the embedded scenes: the target class's object boxes (the paper's) and its
 #: evidence (benchmark v2)
 POINTING_GTS = ("object", "evidence")
-#: validity rules of the protocols (as ``lightning_modules.benchmarks.validity``): the best real method's pointing
-#: accuracy below this (not saturated); after the first deletion / insertion step at most this share of the best
+#: validity rules of deletion / insertion (as ``lightning_modules.benchmarks.validity``; pointing:
+#: ``lightning_modules.reporting.validity.pointing_specs``): after the first step at most this share of the best
 #: method's mean drop / rise is done; one step at most this share of the mean evidence area; the blurred insertion
-#: start at most this many times chance; at least this many difficult images to judge the difficult subset
-POINTING_SATURATION = 0.98
+#: start at most this many times chance
 MAX_FIRST_STEP_SHARE = 0.9
 MAX_STEP_SHARE_OF_MEAN_EVIDENCE = 0.25
 MAX_BLURRED_START_OVER_CHANCE = 3.0
-MIN_DIFFICULT_FOR_VALIDITY = 10
 
 
 @dataclass
@@ -109,20 +108,6 @@ class BenchmarkConfig:
     n_images: int = 1
     repeats: int = 2
     enabled: bool = True
-
-
-def _section(value, cls, name: str):
-    """A config section as its dataclass (LightningCLI passes the dataclass; Python callers may pass a dict)."""
-    if value is None:
-        return cls()
-    if isinstance(value, cls):
-        return value
-    if isinstance(value, dict):
-        unknown = set(value) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"{name}: unknown keys {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
-        return cls(**value)
-    raise TypeError(f"{name}: expected a {cls.__name__} or a dict, got {type(value).__name__}")
 
 
 def scaled_blur(side: int) -> tuple[int, float]:
@@ -210,19 +195,19 @@ class RiseReplication(ReplicationModule):
         if "rise" not in self.method_kwargs:
             raise ValueError("methods must include 'rise' (the paper's method); add `rise: {n_masks: ...}`")
         self.methods = list(self.method_kwargs)
-        self.causal_cfg = asdict(_section(causal, CausalConfig, "causal"))
+        self.causal_cfg = asdict(config_section(causal, CausalConfig, "causal"))
         bad_refs = set(self.causal_cfg["references"]) - {"oracle", "random"}
         if bad_refs:
             raise ValueError(f"causal.references must be among ['oracle', 'random'], got {sorted(bad_refs)}")
         self.references = list(self.causal_cfg.pop("references"))
         self._random_maps = create_explainer("random", seed=0)
-        self.pointing_cfg = asdict(_section(pointing, PointingConfig, "pointing"))
-        self.stability_cfg = asdict(_section(stability, StabilityConfig, "stability"))
+        self.pointing_cfg = asdict(config_section(pointing, PointingConfig, "pointing"))
+        self.stability_cfg = asdict(config_section(stability, StabilityConfig, "stability"))
         n_max = self.method_kwargs["rise"].get("n_masks", 4000)
         bad = [n for n in self.stability_cfg["n_values"] if not 1 <= int(n) <= n_max]
         if bad:
             raise ValueError(f"stability n_values {bad} must lie in [1, rise.n_masks={n_max}]; raise methods.rise.n_masks")
-        self.benchmark_cfg = asdict(_section(benchmark, BenchmarkConfig, "benchmark"))
+        self.benchmark_cfg = asdict(config_section(benchmark, BenchmarkConfig, "benchmark"))
         self.n_example_images = int(n_example_images)
         if pointing_reference not in P.POINTING_TORCHRAY:
             raise ValueError(f"pointing_reference must be one of {sorted(P.POINTING_TORCHRAY)}, got {pointing_reference!r}")
@@ -658,18 +643,10 @@ class RiseReplication(ReplicationModule):
                     "text": f"the blurred start's score ({start:.3f}) over chance (1/{n_classes})"}
             specs[protocol] = protocol_spec(values, higher, checks=checks)
         flags = res["rise"].get("pointing_difficult_flags")
-        labels = self._pointing_labels
         for gt in POINTING_GTS:
             key = "pointing" if gt == "object" else "pointing_evidence"
-            if f"{key}_hits" not in res["rise"] or len(labels) != len(flags):
-                continue
-            hits = {n: res[n][f"{key}_hits"] for n in names}
-            specs[f"pointing_{gt}_all"] = protocol_spec(hits, True, classes=labels, bound=POINTING_SATURATION)
-            hard = [i for i, f in enumerate(flags) if f]
-            if len(hard) >= MIN_DIFFICULT_FOR_VALIDITY:
-                specs[f"pointing_{gt}_difficult"] = protocol_spec(
-                    {n: [v[i] for i in hard] for n, v in hits.items()}, True, classes=[labels[i] for i in hard],
-                    bound=POINTING_SATURATION)
+            if f"{key}_hits" in res["rise"]:
+                specs.update(pointing_specs(gt, {n: res[n][f"{key}_hits"] for n in names}, self._pointing_labels, flags))
         return specs
 
     def build_report(self, report) -> None:

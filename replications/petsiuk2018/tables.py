@@ -3,7 +3,7 @@ side by side with the published numbers (``paper.py``)."""
 
 from __future__ import annotations
 
-from lightning_modules.reporting import protocol_verdicts
+from lightning_modules.reporting import VALIDITY_CAPTION, protocol_verdicts, validity_rows
 from replications.petsiuk2018 import paper as P
 
 
@@ -63,28 +63,10 @@ def add_tables(res: dict, report) -> None:
     )
     verdicts = protocol_verdicts(res.get("protocol_validity"))
     if verdicts:
-        rows = []
-        for protocol, v in verdicts.items():
-            maps = v["maps"]
-            ci = lambda k: f"{maps[k]['value']:.4g} [{maps[k]['ci95'][0]:.4g}, {maps[k]['ci95'][1]:.4g}]"  # noqa: E731
-            rows.append({
-                "protocol": protocol + (" (higher better)" if v["higher_is_better"] else " (lower better)"),
-                "verdict": "valid" if v["valid"] else "**not valid**",
-                "oracle": ci("oracle"), "random": ci("random"),
-                "best method": f"{v['best_real']} {ci(v['best_real'])}",
-                "worst method": f"{v['worst_real']} {ci(v['worst_real'])}",
-                "failed checks": "; ".join(f"{k}: {c['detail']}" for k, c in v["checks"].items() if not c["passed"]) or "–",
-            })
-        report.add_table(
-            "protocol_validity", rows,
-            caption="Validity of each protocol in this run (lightning_modules.reporting.validity): the oracle map must "
-                    "be best (or within CI of the best), random must not beat any method, the best and worst methods "
-                    "must be CI-separated, pointing must not saturate (best method < 0.98), and deletion / insertion "
-                    "must not finish in their first step (and deletion's step must be at most a quarter of the mean "
-                    "evidence area; insertion's blurred start at most 3x chance). Means over images (pointing: over "
-                    "classes) with paired bootstrap 95% CIs. Claims on a protocol that is not valid here are reported "
-                    "as not valid, not as reproduced.",
-        )
+        report.add_table("protocol_validity", validity_rows(verdicts), caption=VALIDITY_CAPTION + (
+            " Here: pointing must stay below 0.98; deletion and insertion must not finish in their first step, "
+            "deletion's step must be at most a quarter of the mean evidence area and insertion's blurred start at "
+            "most 3x chance."))
     s = res.get("stability")
     if s:
         rows = []
