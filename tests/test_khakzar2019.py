@@ -82,7 +82,7 @@ def test_id_seeded_random_maps_depend_on_the_sample_only():
     samples and seeds, and is uniform on [0, 1) (mean 1/2, std 1/sqrt(12))."""
     import torch
 
-    from replications.khakzar2019.experiments import id_seeded_random_maps
+    from lightning_modules.explainers.baselines import id_seeded_random_maps
 
     a = id_seeded_random_maps(torch.tensor([0, 1, 2, 5]), (8, 8))
     b = id_seeded_random_maps(torch.tensor([5, 0]), (8, 8))

@@ -159,6 +159,11 @@ def test_report_renders_and_check_recomputes_the_verdict(tmp_path, monkeypatch):
 
     assert any("protocols: stored None" in p for p in _check(repo, out, drop_protocol))
 
+    def drop_verdict(r):  # the protocol kept, its verdict removed: a malformed claim, reported (no crash)
+        del next(c for c in r["claims"] if c["id"] == "good_beats_bad")["validity"]
+
+    assert any("good_beats_bad is malformed" in p and "validity" in p for p in _check(repo, out, drop_verdict))
+
 
 def test_a_valid_protocol_is_named_beside_the_status(tmp_path, monkeypatch):
     repo, out = _write(tmp_path, monkeypatch, _results(0.8))

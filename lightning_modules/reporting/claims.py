@@ -260,6 +260,8 @@ class Claim:
             # a free-text excuse with no diagnostic: the contract has none (reports written before it stored null)
             raise ValueError("a free-text known_deviation is not part of the contract; register the deviation, "
                              "with its diagnostic, in replications/<paper>/deviations.py")
+        if d.get("protocols") and not isinstance(d.get("validity"), dict):
+            raise ValueError("a claim that rests on protocols must carry their verdicts ('validity'); re-run the fit")
         return cls(
             id=d["id"], experiment=d["experiment"], text=d["text"], relation=Relation.from_dict(d["relation"]),
             measured=d["measured"], paper={k: PaperValue.from_dict(v) for k, v in d.get("paper", {}).items()},

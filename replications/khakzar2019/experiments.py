@@ -42,6 +42,7 @@ from torchmetrics.aggregation import MeanMetric  # noqa: E402
 
 from lightning_modules.blackbox import load_blackbox  # noqa: E402
 from lightning_modules.explainers import create_explainer  # noqa: E402
+from lightning_modules.explainers.baselines import id_seeded_random_maps  # noqa: E402
 from lightning_modules.explainers.prunegrad import PruneGrad  # noqa: E402
 from lightning_modules.metrics import PerSampleMetric, PixelPerturbation  # noqa: E402
 from lightning_modules.models import load_model  # noqa: E402
@@ -106,20 +107,6 @@ def _instantiate(spec):
         raise ValueError(f"ROAR data must be a LightningDataModule or {{class_path: ..., init_args: {{...}}}}, got {spec!r}")
     module, _, cls = spec["class_path"].rpartition(".")
     return getattr(importlib.import_module(module), cls)(**dict(spec.get("init_args") or {}))
-
-
-def id_seeded_random_maps(ids: torch.Tensor, shape: tuple[int, int], seed: int = 0) -> torch.Tensor:
-    """The random-ranking baseline as a function of the sample id: (B, 1, H, W) uniform values in [0, 1) from an
-    integer hash of (seed, id, pixel index). The shared ``random`` explainer draws the same noise for every batch of
-    a given shape, so a sample's map depends on its batch and process; here it depends on the sample only, so one
-    and N processes rank the same pixels (batched, no per-image loop)."""
-    h, w = shape
-    pix = torch.arange(h * w, device=ids.device, dtype=torch.int64)
-    x = (ids.reshape(-1, 1).long() * (h * w) + pix + seed * 1_000_003) & 0xFFFFFFFF
-    for _ in range(2):  # the "hash32" integer mixer (x ^= x >> 16; x *= 0x45d9f3b), kept below 2**63
-        x = ((x ^ (x >> 16)) * 0x45D9F3B) & 0xFFFFFFFF
-    x = x ^ (x >> 16)
-    return (x.double() / 2**32).float().view(-1, 1, h, w)
 
 
 def cascade_summary(test: ModelRandomizationTest) -> dict:

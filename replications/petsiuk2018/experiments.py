@@ -35,6 +35,7 @@ import torch
 import torch.nn as nn
 
 from lightning_modules.explainers import create_explainer
+from lightning_modules.explainers.baselines import id_seeded_random_maps
 from lightning_modules.explainers.rise import RISE
 from lightning_modules.metrics.causal import DeletionAUC, InsertionAUC, default_pixels_per_step
 from lightning_modules.metrics.pointing import PointingGame, center_heatmaps, default_tolerance
@@ -200,7 +201,6 @@ class RiseReplication(ReplicationModule):
         if bad_refs:
             raise ValueError(f"causal.references must be among ['oracle', 'random'], got {sorted(bad_refs)}")
         self.references = list(self.causal_cfg.pop("references"))
-        self._random_maps = create_explainer("random", seed=0)
         self.pointing_cfg = asdict(config_section(pointing, PointingConfig, "pointing"))
         self.stability_cfg = asdict(config_section(stability, StabilityConfig, "stability"))
         n_max = self.method_kwargs["rise"].get("n_masks", 4000)
@@ -411,7 +411,8 @@ class RiseReplication(ReplicationModule):
             maps = self._maps(model, images, preds, also=labels)
             causal_maps = {name: v[0] for name, v in maps.items()}
             if "random" in self.references:
-                causal_maps["random"] = self._random_maps(model, images, preds)
+                # seeded by sample id: a sample's map does not depend on its batch or process
+                causal_maps["random"] = id_seeded_random_maps(ids, tuple(images.shape[-2:])).to(images.dtype)
             if "oracle" in self.references:
                 if self._evidence(batch) is None:
                     raise ValueError("the oracle reference needs the ground-truth evidence (the scenes' evidence_mask "
@@ -746,12 +747,16 @@ class RiseReplication(ReplicationModule):
             f"- {n_img} images instead of ImageNet val's 50,000, and N = {res['rise']['n_masks']} masks instead of the "
             f"paper's {res['rise']['paper_n_masks']} (unconfirmed; TorchRay {P.RISE_TORCHRAY['n_masks']}), to fit the "
             "CPU budget; the stability table measures the maps' and AUCs' agreement across mask seeds at this N.",
-            f"- LIME: {lime.get('n_samples')} samples (the lime package's default for images), SLIC superpixels sized "
+            f"- LIME: {lime.get('n_samples')} samples (the lime package's default for images"
+            + (", and RISE's N here: both spend the same forward passes per image" if lime.get("n_samples") ==
+               res["rise"]["n_masks"] else "") + "; the paper's LIME settings were not available), SLIC superpixels sized "
             "for the image (`" + str(lime.get("segmentation_kwargs")) + "`) instead of lime's quickshift, which is "
             "tuned for 224-px images; the sliding window and its grey occluder are ours (the paper's exact window "
             "settings were not available).",
             "- Deletion steps are smaller than the paper's 28 (see Setting) and a blurred substrate is reported beside "
-            "the mean colour; the insertion blur is scaled with the image side.",
+            "the mean colour; the insertion blur is "
+            + ("the paper's in pixels, not scaled (see Setting)." if self.causal_cfg["blur_sigma"] is not None
+               else "scaled with the image side."),
             "- The paper's Table 1 numbers are unconfirmed (recalled, PAPERS.md); the pointing-game references are "
             "TorchRay's re-run, not the RISE paper's Table 2.",
         ])
