@@ -160,25 +160,3 @@ def train_random_label_model(
     metrics["train_images"] = int(x.shape[0])
     metrics["label_agreement"] = float((y_perm == y).float().mean())
     return model, metrics
-
-
-def train_true_and_random(
-    train: tuple[torch.Tensor, torch.Tensor],
-    test: tuple[torch.Tensor, torch.Tensor],
-    true_config: TrainingConfig,
-    random_config: TrainingConfig,
-    num_classes: int,
-    seed: int = 0,
-    **trainer_kwargs,
-) -> dict:
-    """The data randomisation pair: ``{"true": (model, metrics), "random": (model, metrics)}``: the same
-    architecture trained on the true labels and on permuted ones (:func:`train_random_label_model`)."""
-    if true_config.model_name != random_config.model_name:
-        raise ValueError(
-            f"the data randomisation test compares the same architecture; got {true_config.model_name!r} "
-            f"and {random_config.model_name!r}"
-        )
-    return {
-        "true": train_classifier(train, test, true_config, num_classes, seed, **trainer_kwargs),
-        "random": train_random_label_model(train, test, random_config, num_classes, seed, **trainer_kwargs),
-    }

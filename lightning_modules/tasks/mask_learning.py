@@ -29,10 +29,9 @@ is identical to learning them one at a time (tested).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
-import lightning.pytorch as pl
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -326,37 +325,3 @@ def normalized_score(score: torch.Tensor, clean: torch.Tensor, null: torch.Tenso
     there the ratio only amplifies noise; averages use ``nanmean`` and report how many images count."""
     drop = clean - null
     return torch.where(drop >= min_drop, (score - null) / drop.clamp_min(min_drop), torch.full_like(drop, float("nan")))
-
-
-# --------------------------------------------------------------------------------------------- Lightning
-class MaskLearningTask(pl.LightningModule):
-    """Mask learning under the Trainer: ``trainer.predict(task, loader)`` (or ``test``) learns the masks of
-    each batch; under DDP the sampler splits the images across processes. Each batch's result is returned by
-    ``predict_step`` and kept (on CPU) in ``self.results`` after ``test``."""
-
-    def __init__(self, model: nn.Module, mask: dict | MaskConfig | None = None):
-        super().__init__()
-        self.model = model
-        self.config = MaskConfig.from_dict(mask)
-        self.results: list[dict] = []
-
-    def _learn_batch(self, batch) -> dict:
-        res = learn_masks(self.model, batch["image"], batch["label"], self.config, record=True)
-        return {"id": batch.get("id"), "mask": res.mask, "final_score": res.final_score, "clean_score": res.clean_score,
-                "null_score": res.null_score, "loss_history": res.loss_history}
-
-    def predict_step(self, batch, batch_idx):
-        return self._learn_batch(batch)
-
-    def test_step(self, batch, batch_idx):
-        out = self._learn_batch(batch)
-        self.results.append({k: (v.detach().cpu() if isinstance(v, torch.Tensor) else v) for k, v in out.items()})
-        self.log("mask/normalized_score", normalized_score(out["final_score"], out["clean_score"], out["null_score"]).mean(),
-                 batch_size=batch["image"].shape[0], sync_dist=True)
-
-    def configure_optimizers(self):
-        return None
-
-
-def config_dict(cfg: MaskConfig) -> dict:
-    return asdict(cfg)
