@@ -4,7 +4,7 @@ from lightning_modules.metrics.causal import DeletionAUC, DeletionInsertion, Ins
 from lightning_modules.metrics.fragility import CenterOfMassShift, RankCorrelation, TopKIntersection
 from lightning_modules.metrics.keypoints import KeypointIntensity
 from lightning_modules.metrics.localisation import WeakLocalisation, best_alpha, tune_and_evaluate
-from lightning_modules.metrics._samples import PerSampleMetric
+from lightning_modules.metrics._samples import PerSampleMetric, SampleValues
 from lightning_modules.metrics.pixel_perturbation import PixelPerturbation
 from lightning_modules.metrics.pointing import PointingGame, center_heatmaps
 from lightning_modules.metrics.similarity import MapSimilarity, spearman
@@ -12,6 +12,7 @@ from lightning_modules.metrics.suppression import SmallestSuppressingBox
 
 __all__ = [
     "CenterOfMassShift", "DeletionAUC", "DeletionInsertion", "InsertionAUC", "KeypointIntensity", "MapSimilarity",
-    "PerSampleMetric", "PixelPerturbation", "PointingGame", "RankCorrelation", "SmallestSuppressingBox", "TopKIntersection",
+    "PerSampleMetric", "PixelPerturbation", "PointingGame", "RankCorrelation", "SampleValues", "SmallestSuppressingBox",
+    "TopKIntersection",
     "WeakLocalisation", "best_alpha", "center_heatmaps", "spearman", "tune_and_evaluate",
 ]

@@ -133,3 +133,34 @@ class PerSampleMetric(Metric):
                 f"ids {bad_ids[:10].tolist()}{more} ({bad_ids.numel()} in all) reused for different data",
                 "pass each sample's index in its split (batch['id']), or ids=None to keep every row",
             )
+
+
+class SampleValues(PerSampleMetric):
+    """Named per-sample values keyed by sample id, for an experiment's own per-image numbers (DDP-synced, padding
+    duplicates counted once, sorted by id): ``update(ids, name=(B, ...) tensor, ...)``; ``compute()`` -> ``{name:
+    rows, "sample_ids": ids}``; ``values(name)``, ``mean(name)``, ``count()``."""
+
+    def __init__(self, *names: str, **kwargs):
+        super().__init__(**kwargs)
+        if not names:
+            raise ValueError("SampleValues needs the names of its per-sample values, e.g. SampleValues('hits')")
+        self._add_row_states(*names)
+
+    def update(self, ids: torch.Tensor, **rows: torch.Tensor) -> None:
+        unknown = set(rows) - set(self._row_states)
+        if unknown:
+            raise ValueError(f"unknown values {sorted(unknown)}; this metric keeps {list(self._row_states)}")
+        self._append_rows(ids, int(ids.shape[0]), ids.device, **{k: v.float() for k, v in rows.items()})
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        return self._rows()
+
+    def values(self, name: str) -> torch.Tensor:
+        """The values of ``name``, one per sample, sorted by sample id."""
+        return self._rows()[name]
+
+    def mean(self, name: str) -> torch.Tensor:
+        return self.values(name).mean()
+
+    def count(self) -> int:
+        return int(self._rows()["sample_ids"].numel())

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import torch
 
+from lightning_modules.metrics import SampleValues
 from lightning_modules.tasks.detector import HeatmapDetector, iterative_fgsm, train_detector
 from lightning_modules.tasks.mask_learning import compose, learn_masks
 from replications.fong2017 import paper as P
@@ -33,11 +34,9 @@ class AdversarialExperiment:
     @staticmethod
     def make_rows(methods: list[str]):
         """The per-sample state (register it on the LightningModule so it is moved and synced with it)."""
-        from replications.fong2017.experiments import SampleRows
-
         names = [f"{k}_{m}" for m in methods for k in ("clean", "adv")]
         # heatmaps are per-sample rows too: they are gathered across processes before the detector trains
-        return SampleRows("fooled", "recover_orig", "recover_gt", "recover_top5", "recover_orig_moved", *names)
+        return SampleValues("fooled", "recover_orig", "recover_gt", "recover_top5", "recover_orig_moved", *names)
 
     def setup(self, module) -> None:
         self.rows = module.adv_rows

@@ -38,7 +38,7 @@ from torch.utils.data import DataLoader
 from lightning_modules.benchmarks.validity import oracle_maps
 from lightning_modules.explainers import create_explainer
 from lightning_modules.explainers.baselines import id_seeded_random_maps
-from lightning_modules.metrics._samples import PerSampleMetric
+from lightning_modules.metrics import SampleValues
 from lightning_modules.metrics.keypoints import KeypointIntensity
 from lightning_modules.metrics.localisation import WeakLocalisation, tune_and_evaluate
 from lightning_modules.metrics.localisation import box_iou, region_boxes
@@ -56,6 +56,7 @@ from lightning_modules.reporting import pointing_specs, protocol_spec
 from lightning_modules.utils import config_section
 from replications.cli import ReplicationModule
 from replications.fong2017 import paper as P
+from replications.fong2017.paper import PAPER_KEY
 
 MASK = "mask"
 #: reference maps scored beside the methods where the data has the ground-truth evidence
@@ -65,15 +66,6 @@ GROUND_TRUTHS = ("object", "evidence")
 #: validity rule of weak localisation (as ``lightning_modules.benchmarks.validity``): the best method's error must
 #: stay above this (not saturated); pointing: ``lightning_modules.reporting.validity.pointing_specs``
 LOCALISATION_SATURATION = 0.02
-LABELS = {
-    "gradient": "Gradient", "guided_backprop": "Guided backprop", "excitation_backprop": "Excitation backprop",
-    "contrastive_excitation_backprop": "Contrastive excitation BP", "gradcam": "Grad-CAM", "occlusion": "Occlusion",
-    "blurred_circle_occlusion": "Occlusion (Fong's blurred circle)",
-    MASK: "Mask (ours)", "center": "Centre baseline", "ground_truth": "Ground truth (evidence mask)",
-    "oracle": "Oracle (evidence map, reference)", "random": "Random (reference)",
-}
-#: our method name -> the row of the paper's tables (Fong's occlusion baseline is the blurred circle)
-PAPER_KEY = {"blurred_circle_occlusion": "occlusion"}
 THRESHOLDS = ("value", "energy", "mean")
 
 
@@ -143,20 +135,6 @@ class MaskBenchmarkConfig:
     iterations: int = 20
     batch: int | None = None
     repeats: int = 3
-
-
-class SampleRows(PerSampleMetric):
-    """Named per-sample values keyed by sample id (DDP-synced, de-duplicated): ``update(ids, name=(B, ...))``."""
-
-    def __init__(self, *names: str):
-        super().__init__()
-        self._add_row_states(*names)
-
-    def update(self, ids: torch.Tensor, **rows: torch.Tensor) -> None:
-        self._append_rows(ids, int(ids.shape[0]), ids.device, **{k: v.float() for k, v in rows.items()})
-
-    def compute(self) -> dict[str, torch.Tensor]:
-        return self._rows()
 
 
 def _check_classes(model: nn.Module, n: int, what: str) -> None:
@@ -312,13 +290,13 @@ class FongReplication(ReplicationModule):
                                                for m in self.all_methods + ["ground_truth"]})
         box_kwargs = {k: v for k, v in self.box_spec.items() if k in ("level", "alphas", "method")}
         self.boxes = nn.ModuleDict({m: SmallestSuppressingBox(**box_kwargs) for m in self.scored})
-        self.point_labels = SampleRows("label")
-        self.mask_rows = SampleRows("clean", "null", "final", "area", "init_radius", "loss_first", "loss_last")
-        self.gen_rows = SampleRows(*[f"{s}_{p}" for s in ("smooth", "binary", "moved") for p in ("blur", "constant", "noise")])
-        self.artifact_rows = SampleRows("area_reg", "area_art", "ns_reg_blur", "ns_art_blur", "ns_reg_constant",
+        self.point_labels = SampleValues("label")
+        self.mask_rows = SampleValues("clean", "null", "final", "area", "init_radius", "loss_first", "loss_last")
+        self.gen_rows = SampleValues(*[f"{s}_{p}" for s in ("smooth", "binary", "moved") for p in ("blur", "constant", "noise")])
+        self.artifact_rows = SampleValues("area_reg", "area_art", "ns_reg_blur", "ns_art_blur", "ns_reg_constant",
                                         "ns_art_constant", "tv_reg", "tv_art", "head_share_reg", "head_share_art")
         # compactness of the main masks against the ground truth (the scenes): object box, evidence box
-        self.compact_rows = SampleRows("box_area", "mass_in_box", "head_box_iou", "evidence_area", "mass_on_evidence")
+        self.compact_rows = SampleValues("box_area", "mass_in_box", "head_box_iou", "evidence_area", "mass_on_evidence")
         self.adversarial = None
         if self.adv_spec.get("enabled"):
             from replications.fong2017.adversarial import AdversarialExperiment

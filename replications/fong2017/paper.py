@@ -67,3 +67,7 @@ ADVERSARIAL = PaperValue("mask heatmaps separate clean from adversarial images b
                          "AlexNet on heatmaps, I-FGSM; numbers not read", confirmed=False)
 LABEL_RECOVERY = PaperValue("deletion masks applied to adversarial images recover the original label",
                             "Sec. 5 adversarial defence", "numbers not read", confirmed=False)
+
+
+#: our method name -> the row of the paper's tables (Fong's occlusion baseline is the blurred circle)
+PAPER_KEY = {"blurred_circle_occlusion": "occlusion"}

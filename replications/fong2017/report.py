@@ -13,12 +13,19 @@ import torch  # noqa: E402
 from lightning_modules.reporting import VALIDITY_CAPTION, protocol_verdicts, validity_rows  # noqa: E402
 from replications.fong2017 import paper as P  # noqa: E402
 
-from replications.fong2017.experiments import PAPER_KEY  # noqa: E402
+from replications.fong2017.paper import PAPER_KEY  # noqa: E402
+
+#: display names of the methods and reference maps
+LABELS = {
+    "gradient": "Gradient", "guided_backprop": "Guided backprop", "excitation_backprop": "Excitation backprop",
+    "contrastive_excitation_backprop": "Contrastive excitation BP", "gradcam": "Grad-CAM", "occlusion": "Occlusion",
+    "blurred_circle_occlusion": "Occlusion (Fong's blurred circle)",
+    "mask": "Mask (ours)", "center": "Centre baseline", "ground_truth": "Ground truth (evidence mask)",
+    "oracle": "Oracle (evidence map, reference)", "random": "Random (reference)",
+}
 
 
 def _label(m: str) -> str:
-    from replications.fong2017.experiments import LABELS
-
     return LABELS.get(m, m)
 
 

@@ -40,7 +40,7 @@ from lightning_modules.explainers.rise import RISE
 from lightning_modules.metrics.causal import DeletionAUC, InsertionAUC, default_pixels_per_step
 from lightning_modules.metrics.pointing import PointingGame, center_heatmaps, default_tolerance
 from lightning_modules.metrics._progressive import trapezoid_auc
-from lightning_modules.metrics._samples import PerSampleMetric
+from lightning_modules.metrics import SampleValues
 from lightning_modules.reporting import pointing_specs, protocol_spec
 from lightning_modules.utils import config_section
 from replications.cli import ReplicationModule
@@ -117,27 +117,6 @@ def scaled_blur(side: int) -> tuple[int, float]:
     sigma = P.INSERTION_BLUR["sigma"] * side / 224
     k = max(3, 2 * int(round((P.INSERTION_BLUR["kernel"] * side / 224 - 1) / 2)) + 1)
     return k, float(sigma)
-
-
-class HitRate(PerSampleMetric):
-    """Mean of a per-sample 0/1 outcome, kept per sample id so that DDP's padding duplicates count once."""
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self._add_row_states("hits")
-
-    def update(self, hits: torch.Tensor, ids: torch.Tensor) -> None:
-        self._append_rows(ids, hits.shape[0], hits.device, hits=hits.float())
-
-    def compute(self) -> torch.Tensor:
-        return self._rows()["hits"].mean()
-
-    def count(self) -> int:
-        return int(self._rows()["hits"].numel())
-
-    def values(self) -> torch.Tensor:
-        """The per-sample values, sorted by sample id."""
-        return self._rows()["hits"]
 
 
 def evidence_precision(maps: torch.Tensor, evidence: torch.Tensor) -> torch.Tensor:
@@ -312,7 +291,8 @@ class RiseReplication(ReplicationModule):
     def on_validation_start(self) -> None:
         self._ensure_models()
         self._check_pointing_classes()
-        self.val_metrics = nn.ModuleDict({"acc": HitRate(), "pointing_top1_in_image": HitRate()}).to(self.device)
+        self.val_metrics = nn.ModuleDict({"acc": SampleValues("hits"),
+                                          "pointing_top1_in_image": SampleValues("hits")}).to(self.device)
 
     def validation_step(self, batch, batch_idx, dataloader_idx=0):
         """A cheap check that the models, their weights and preprocessing fit the data before the costly test:
@@ -323,18 +303,18 @@ class RiseReplication(ReplicationModule):
         with torch.no_grad():
             if self._scenes_source() or dataloader_idx == 0:
                 preds = self.blackbox(images).argmax(1)
-                self.val_metrics["acc"].update(preds == batch["label"].to(self.device), batch["id"].to(self.device))
+                self.val_metrics["acc"].update(batch["id"].to(self.device), hits=preds == batch["label"].to(self.device))
             else:
                 preds = self.pointing_blackbox(images).argmax(1)
                 present = batch["multilabel"].to(self.device).gather(1, preds[:, None])[:, 0] > 0
-                self.val_metrics["pointing_top1_in_image"].update(present, batch["image_index"].to(self.device))
+                self.val_metrics["pointing_top1_in_image"].update(batch["image_index"].to(self.device), hits=present)
 
     def on_validation_epoch_end(self) -> None:
         self.validation = {}
         for name, metric in self.val_metrics.items():
             if metric.update_count == 0:  # the scenes have no pointing loader
                 continue
-            value = metric.compute()
+            value = metric.mean("hits")
             # the metric is already synced across processes (de-duplicated by sample id)
             self.log(f"val/{name}", value, sync_dist=False, add_dataloader_idx=False)
             self.validation[name] = {"value": float(value), "samples": metric.count()}
@@ -359,11 +339,11 @@ class RiseReplication(ReplicationModule):
             for sub in DELETION_SUBSTRATES:
                 m[f"del_{sub}_{name}"] = DeletionAUC(substrate=sub, **ckw)
             m[f"ins_{name}"] = InsertionAUC(**ckw)
-            m[f"prec_{name}"] = HitRate()
+            m[f"prec_{name}"] = SampleValues("precision")
         for name in self.methods + self.references + ["center"]:
             m[f"pg_{name}"] = PointingGame(tolerance=self.pointing_cfg["tolerance"])
             m[f"pg_evidence_{name}"] = PointingGame(tolerance=self.pointing_cfg["tolerance"])
-        m["labels"] = HitRate()  # the per-image target class, sorted by id (the validity's per-class means)
+        m["labels"] = SampleValues("label")  # the per-image target class (the validity's per-class means)
         self.metrics = nn.ModuleDict(m).to(self.device)
         self._test_started = time.time()
 
@@ -426,7 +406,7 @@ class RiseReplication(ReplicationModule):
             if evidence is not None:
                 self._evidence_area.append(evidence.flatten(1).sum(1).float())
                 for name, m_map in causal_maps.items():
-                    self.metrics[f"prec_{name}"].update(evidence_precision(m_map, evidence), ids)
+                    self.metrics[f"prec_{name}"].update(ids, precision=evidence_precision(m_map, evidence))
             if batch_idx == 0:
                 self._first_batch(model, images, preds, batch, maps)
             if scenes:
@@ -476,7 +456,7 @@ class RiseReplication(ReplicationModule):
             self.metrics[f"pg_{name}"].update(m, labels, **kw)
             if evidence is not None:  # the evidence of the label's object as the ground truth
                 self.metrics[f"pg_evidence_{name}"].update(m, labels, masks=evidence, difficult=kw["difficult"], ids=ids)
-        self.metrics["labels"].update(labels.float(), ids)
+        self.metrics["labels"].update(ids, label=labels)
 
     def _first_batch(self, model, images, preds, batch, maps):
         """Examples for the figure, the stability study and the benchmark's images (rank zero reports them)."""
@@ -541,7 +521,7 @@ class RiseReplication(ReplicationModule):
             r["n_causal"] = len(r["insertion_per_image"])
             prec = self.metrics[f"prec_{name}"]
             if prec.update_count:
-                r["evidence_precision_per_image"] = prec.values().cpu().tolist()
+                r["evidence_precision_per_image"] = prec.values("precision").cpu().tolist()
                 r["evidence_precision"] = sum(r["evidence_precision_per_image"]) / r["n_causal"]
             res[name] = r
         for name in self.methods + self.references + ["center"]:
@@ -561,7 +541,7 @@ class RiseReplication(ReplicationModule):
                     res[name].update({"n_pointing": int(ps["hits"].numel()), "n_difficult": int(ps["difficult"].sum()),
                                       "pointing_difficult_flags": ps["difficult"].cpu().bool().tolist()})
         if self.metrics["labels"].update_count:
-            self._pointing_labels = [int(x) for x in self.metrics["labels"].values().cpu().tolist()]
+            self._pointing_labels = [int(x) for x in self.metrics["labels"].values("label").cpu().tolist()]
         self.results = res
         self.timings["test_s"] = round(time.time() - self._test_started, 1)
         if self.benchmark_cfg["enabled"] and self._bench_images is not None and (self.trainer is None or self.trainer.is_global_zero):
