@@ -61,8 +61,6 @@ from replications.fong2017.paper import PAPER_KEY
 MASK = "mask"
 #: reference maps scored beside the methods where the data has the ground-truth evidence
 REFERENCES = ("oracle", "random")
-#: the ground truths of Table 1 and the pointing game: the object boxes (the paper's) and the class evidence
-GROUND_TRUTHS = ("object", "evidence")
 #: validity rule of weak localisation (as ``lightning_modules.benchmarks.validity``): the best method's error must
 #: stay above this (not saturated); pointing: ``lightning_modules.reporting.validity.pointing_specs``
 LOCALISATION_SATURATION = 0.02
