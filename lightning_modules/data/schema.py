@@ -148,3 +148,12 @@ class SplitsDataModule(pl.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", False)
+
+
+def evidence_of(batch: Mapping) -> torch.Tensor | None:
+    """The ground-truth class evidence of the labelled object in a batch: benchmark v2's ``evidence_mask``, the v1
+    scenes' ``head_mask``; None for data without it."""
+    for key in ("evidence_mask", "head_mask"):
+        if key in batch:
+            return batch[key]
+    return None

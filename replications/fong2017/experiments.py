@@ -36,6 +36,7 @@ import torch.nn as nn
 from torch.utils.data import DataLoader
 
 from lightning_modules.benchmarks.validity import oracle_maps
+from lightning_modules.data.schema import evidence_of
 from lightning_modules.explainers import create_explainer
 from lightning_modules.explainers.baselines import id_seeded_random_maps
 from lightning_modules.metrics import SampleValues
@@ -151,14 +152,6 @@ def _relu_modules(model: nn.Module) -> nn.Module:
             m.relu = nn.ReLU()
             m.forward = types.MethodType(lambda self, x: self.relu(self.bn(self.conv(x))), m)
     return model
-
-
-def _evidence(batch) -> torch.Tensor | None:
-    """The class evidence of the label's object: benchmark v2's ``evidence_mask``, the v1 scenes' head mask."""
-    for key in ("evidence_mask", "head_mask"):
-        if key in batch:
-            return batch[key]
-    return None
 
 
 def _primary_keypoints(batch, parts) -> dict:
@@ -424,7 +417,7 @@ class FongReplication(ReplicationModule):
         region = ({"masks": batch["mask"]} if self.pointing_spec.get("data") and "mask" in batch
                   else {"boxes": batch["boxes"], "box_labels": batch["box_labels"]})
         maps = {**maps, "center": center_heatmaps(b, h, w, images.device)}
-        evidence = None if self.pointing_spec.get("data") else _evidence(batch)
+        evidence = None if self.pointing_spec.get("data") else evidence_of(batch)
         for m in [x for x in self.scored if x in maps] + ["center"]:
             self.pointing[m].update(maps[m], labels, difficult=batch.get("difficult"), ids=ids, **region)
             if evidence is not None:  # the evidence of the label's object as the ground truth
@@ -436,7 +429,7 @@ class FongReplication(ReplicationModule):
         keypoints = _primary_keypoints(batch, self.kp_parts)
         for m in self.all_methods:
             self.keypoint_metrics[m].update(maps[m], keypoints, labels, ids=ids)
-        evidence = _evidence(batch)
+        evidence = evidence_of(batch)
         if evidence is not None:  # the scenes: the discriminative part is known
             self.keypoint_metrics["ground_truth"].update(evidence.float(), keypoints, labels, ids=ids)
 
@@ -449,7 +442,7 @@ class FongReplication(ReplicationModule):
             (self._pointing_update if split == "pointing" else self._keypoints_update)(batch, maps)
             return
         maps, res = self._heatmaps(images, labels)
-        evidence = _evidence(batch)
+        evidence = evidence_of(batch)
         if self.references:
             maps["oracle"] = oracle_maps(evidence)
             maps["random"] = id_seeded_random_maps(ids, tuple(images.shape[-2:]), seed=self.mask_config.seed)

@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 import torch.nn as nn
 
+from lightning_modules.data.schema import evidence_of
 from lightning_modules.explainers import create_explainer
 from lightning_modules.explainers.baselines import id_seeded_random_maps
 from lightning_modules.explainers.rise import RISE
@@ -423,12 +424,9 @@ class RiseReplication(ReplicationModule):
             self._pointing(batch, labels, {n: v[0] for n, v in maps.items()}, ids, use_mask="mask" in batch)
 
     def _evidence(self, batch) -> torch.Tensor | None:
-        """The ground-truth class evidence of the label's object: benchmark v2's ``evidence_mask`` (the textured
-        head, or head and body for the coat classes), the v1 scenes' head mask; None for data without it."""
-        for key in ("evidence_mask", "head_mask"):
-            if key in batch:
-                return batch[key].to(self.device)
-        return None
+        """The ground-truth class evidence of the label's object on the module's device (``evidence_of``)."""
+        evidence = evidence_of(batch)
+        return None if evidence is None else evidence.to(self.device)
 
     def _oracle(self, batch) -> torch.Tensor:
         """The ground-truth evidence as a map: the evidence (1) over everything else (0); ties are broken by a
