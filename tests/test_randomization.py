@@ -168,6 +168,20 @@ def test_frozen_black_box_stays_frozen_in_copies(mnist_cnn):
     assert not any(p.requires_grad for p in s.model.parameters())
     assert not s.model.training
 
+def test_a_stage_may_join_layers_into_one_block(mnist_cnn):
+    order = ["net.classifier+net.fc1", "features.3+features.0"]  # the second relative to the bare network
+    assert resolve_order(mnist_cnn, order) == order
+    casc = list(cascading_randomization(mnist_cnn, order, seed=3))
+    assert [s.layers for s in casc] == [tuple(order[:1]), tuple(order)]
+    assert _changed_layers(casc[0].model, mnist_cnn, MNIST_ORDER) == ["net.classifier", "net.fc1"]
+    assert _changed_layers(casc[1].model, mnist_cnn, MNIST_ORDER) == MNIST_ORDER
+    indep = list(independent_randomization(mnist_cnn, order, seed=3))
+    assert _changed_layers(indep[1].model, mnist_cnn, MNIST_ORDER) == ["net.features.3", "net.features.0"]
+    # each layer of a block gets the weights it gets when randomised alone
+    alone = list(cascading_randomization(mnist_cnn, seed=3))[-1].model
+    for name in MNIST_ORDER:
+        assert torch.equal(casc[1].model.get_submodule(name).weight, alone.get_submodule(name).weight), name
+
 
 @pytest.mark.parametrize(
     "kwargs, match",
@@ -176,6 +190,10 @@ def test_frozen_black_box_stays_frozen_in_copies(mnist_cnn):
         ({"order": []}, "empty"),
         ({"order": ["net.classifier", "net.classifier"]}, "twice"),
         ({"order": ["net.features.1"]}, "no parameters"),
+        ({"order": ["features.1"]}, "no parameters"),
+        ({"order": ["net.classifier+net.fc1", "net.fc1"]}, "twice"),
+        ({"order": ["net.classifier+"]}, "empty layer name"),
+        ({"order": ["net.classifier+net.nope"]}, "not found"),
         ({"init": "xavier"}, "unknown init"),
     ],
 )

@@ -71,27 +71,47 @@ def randomizable_layers(model: nn.Module, example_input: torch.Tensor | None = N
 
 
 def resolve_order(model: nn.Module, order: Sequence[str] | None = None, example_input: torch.Tensor | None = None) -> list[str]:
-    """Validate an explicit layer/block order (top to bottom) or derive the default one."""
+    """Validate an explicit layer/block order (top to bottom) or derive the default one.
+
+    A stage may join several layers with ``+`` (``"features.23+features.24"``: a conv and its BatchNorm), randomised
+    together as one block, as the paper randomises Inception v3's blocks; each layer keeps its own seed
+    (:func:`layer_seed` of its full name), so it gets the same random weights whether it is randomised alone or in a
+    block, and whether it is named from the wrapper or from the bare network."""
     if order is None:
         return randomizable_layers(model, example_input)
     order = list(order)
     if not order:
         raise ValueError("order is empty; pass None for every layer with parameters, from the logits down")
-    if len(set(order)) != len(order):
-        raise ValueError(f"order names a layer twice: {order}")
     known = dict(model.named_modules())
-    for name in order:
-        if name not in known:
-            # Names relative to the bare network inside ``Normalized`` are accepted too.
-            if f"net.{name}" in known:
-                continue
+    parts = [p for stage in order for p in stage_layers(stage)]
+    if len(set(parts)) != len(parts):
+        raise ValueError(f"order names a layer twice: {order}")
+    for name in parts:
+        # Names relative to the bare network inside ``Normalized`` are accepted too.
+        if name not in known and f"net.{name}" not in known:
             import difflib
 
             close = difflib.get_close_matches(name, [n for n in known if n], n=3)
             raise ValueError(f"layer {name!r} not found in {type(model).__name__}; close matches: {close}")
-        if not any(True for _ in known[name].parameters()):
+        if not any(True for _ in _get(model, name).parameters()):
             raise ValueError(f"layer {name!r} has no parameters; randomising it would change nothing")
     return order
+
+
+def stage_layers(stage: str) -> list[str]:
+    """The layers of one randomisation stage (``"a+b"`` -> ``["a", "b"]``)."""
+    layers = [p.strip() for p in stage.split("+")]
+    if any(not p for p in layers):
+        raise ValueError(f"empty layer name in stage {stage!r}; join layer names with '+', e.g. 'features.0+features.1'")
+    return layers
+
+
+def _reinitialize_stage(model: nn.Module, stage: str, init: str, seed: int, mean: float, std: float) -> None:
+    known = dict(model.named_modules())
+    for name in stage_layers(stage):
+        # seeded by the full name: a layer named relative to the bare network gets the same weights
+        full = name if name in known else f"net.{name}"
+        reinitialize_(known[full], init, layer_seed(seed, full), mean, std)
 
 
 def _get(model: nn.Module, name: str) -> nn.Module:
@@ -182,7 +202,7 @@ def cascading_randomization(
     order = resolve_order(model, order, example_input)
     working = copy.deepcopy(model)
     for k, name in enumerate(order):
-        reinitialize_(_get(working, name), init, layer_seed(seed, name), mean, std)
+        _reinitialize_stage(working, name, init, seed, mean, std)
         # Each stage is its own copy: what a caller does to one stage cannot leak into the next.
         yield RandomizedModel("cascading", name, k, tuple(order[: k + 1]), copy.deepcopy(working))
 
@@ -201,7 +221,7 @@ def independent_randomization(
     order = resolve_order(model, order, example_input)
     for k, name in enumerate(order):
         stage_model = copy.deepcopy(model)
-        reinitialize_(_get(stage_model, name), init, layer_seed(seed, name), mean, std)
+        _reinitialize_stage(stage_model, name, init, seed, mean, std)
         yield RandomizedModel("independent", name, k, (name,), stage_model)
 
 

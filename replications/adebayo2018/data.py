@@ -1,8 +1,9 @@
 """Data of the sanity-check replication (Adebayo et al. 2018, Sec. 3 and 4).
 
-- The black box's images: the synthetic scenes it was trained on (default) or ImageNet validation images
-  (paper profile, Inception v3). Model randomisation of the black box explains them; the scenes also serve the
-  scenes' data randomisation test (their training split trains the random-label model).
+- The black box's images: the scenes it was trained on -- benchmark v2's (``scenes_source: scenes_v2``, default;
+  ``lightning_modules.data.scenes_v2``) or v1's (``scenes``) -- or ImageNet validation images (paper profile,
+  Inception v3). Model randomisation of the black box explains them; the scenes also serve the scenes' data
+  randomisation test (their training split trains the random-label model).
 - Digit datasets (``digits``: any of ``mnist``, ``fashion_mnist``, ``digits``): the data randomisation test's
   training and test images, and the digit CNN's model randomisation test.
 
@@ -19,6 +20,8 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 DIGIT_SOURCES = ("mnist", "fashion_mnist", "digits")
+#: the black box's scenes: benchmark v2 (default) or v1
+SCENE_SOURCES = ("scenes_v2", "scenes")
 #: the digits' DataModules (the MNIST CNN / MLP take (1, 28, 28) images)
 _DIGIT_MODULES = {
     "mnist": "lightning_modules.data.mnist:MNISTDataModule",
@@ -40,14 +43,16 @@ class SanityChecksData(pl.LightningDataModule):
     reader; not shipped) or ``"digits"`` (scikit-learn's 8x8 digits, resized to 28x28; smoke profile).
     ``digits_roots``: dataset -> folder of its idx files (default: ``data/<dataset>``); ``digits_kwargs``: dataset ->
     further arguments of its DataModule.
-    ``imagenet``: ``ImageNetValDataModule`` arguments; when given, the black box explains ImageNet validation
-    images instead of the synthetic scenes (the paper's setting)."""
+    ``scenes_source``: ``scenes_v2`` (benchmark v2, profile ``scenes_profile``) or ``scenes`` (v1, the black box
+    profile's scenes). ``imagenet``: ``ImageNetValDataModule`` arguments; when given, the black box explains ImageNet
+    validation images instead of the synthetic scenes (the paper's setting)."""
 
     def __init__(
         self,
         digits: str | list[str] = "mnist",
         digits_roots: dict[str, str] | None = None,
         digits_kwargs: dict[str, dict] | None = None,
+        scenes_source: str = "scenes_v2",
         scenes_profile: str = "default",
         scenes_test_images: int = 16,
         digits_test_images: int = 32,
@@ -66,12 +71,15 @@ class SanityChecksData(pl.LightningDataModule):
                              f"digits={self.digit_sources}; add them to digits or drop their roots")
         if scenes_test_images < 1 or digits_test_images < 1 or batch_size < 1:
             raise ValueError("scenes_test_images, digits_test_images and batch_size must be >= 1")
+        if scenes_source not in SCENE_SOURCES:
+            raise ValueError(f"scenes_source must be one of {SCENE_SOURCES} (benchmark v2 or v1), got {scenes_source!r}")
         kwargs = {k: dict(v) for k, v in (digits_kwargs or {}).items()}
         if set(kwargs) - set(self.digit_sources):
             raise ValueError(f"digits_kwargs names {sorted(set(kwargs) - set(self.digit_sources))}, which are not in "
                              f"digits={self.digit_sources}; digits_kwargs maps a digits source to its DataModule's arguments")
         self.digits_roots = roots
         self.digits_kwargs = kwargs
+        self.scenes_source = scenes_source
         self.scenes_profile = scenes_profile
         self.scenes_test_images = scenes_test_images
         self.digits_test_images = digits_test_images
@@ -79,8 +87,8 @@ class SanityChecksData(pl.LightningDataModule):
         self.seed = seed
         #: ImageNetValDataModule arguments: the paper's images for the pretrained model's randomisation test
         self.imagenet = dict(imagenet) if imagenet else None
-        #: the black box's images: "imagenet" (paper) or "scenes" (embedded default)
-        self.blackbox_data = "imagenet" if self.imagenet is not None else "scenes"
+        #: the black box's images: "imagenet" (paper), "scenes_v2" (embedded default) or "scenes" (v1)
+        self.blackbox_data = "imagenet" if self.imagenet is not None else scenes_source
         self._digits: dict[str, dict[str, tuple[torch.Tensor, torch.Tensor]]] = {}
         self._scenes = None
         self.digits_info: dict[str, dict] = {}
@@ -140,13 +148,21 @@ class SanityChecksData(pl.LightningDataModule):
             self._scenes.setup("test")
             self.scenes_info = {"imagenet": self.imagenet, "images": self.scenes_test_images}
             self.num_classes_of["imagenet"] = self._scenes.num_classes
+        elif self.scenes_source == "scenes_v2":
+            from lightning_modules.data.scenes_v2 import ScenesV2DataModule
+
+            self._scenes = ScenesV2DataModule.from_profile(self.scenes_profile, eval_batch_size=self.batch_size)
+            self._scenes.prepare_data()
+            self._scenes.setup("test")
+            self.scenes_info = {"source": "scenes_v2", "profile": self.scenes_profile, "images": self.scenes_test_images}
+            self.num_classes_of["scenes_v2"] = self._scenes.config.num_classes
         else:
             # The scenes the black box was trained on (same cache); the test split is explained.
             from lightning_modules.blackbox import blackbox_datamodule
 
             self._scenes = blackbox_datamodule(self.scenes_profile, eval_batch_size=self.batch_size)
             self._scenes.setup("test")
-            self.scenes_info = {"profile": self.scenes_profile, "images": self.scenes_test_images}
+            self.scenes_info = {"source": "scenes", "profile": self.scenes_profile, "images": self.scenes_test_images}
             self.num_classes_of["scenes"] = self._scenes.config.num_classes
 
     @property
@@ -165,9 +181,9 @@ class SanityChecksData(pl.LightningDataModule):
     def _split_tensors(self, source: str, split: str) -> tuple[torch.Tensor, torch.Tensor]:
         if source in self._digits:
             return self._digits[source][split]
-        if source == "scenes" and self.blackbox_data == "scenes":
+        if source in SCENE_SOURCES and self.blackbox_data == source:
             return self._scenes.dataset(split).tensors()
-        known = self.digit_sources + (["scenes"] if self.blackbox_data == "scenes" else [])
+        known = self.digit_sources + ([self.blackbox_data] if self.blackbox_data in SCENE_SOURCES else [])
         raise ValueError(f"no data {source!r} here; the data randomisation test can train on {known}")
 
     # ------------------------------------------------------------------ loaders

@@ -1,7 +1,8 @@
 """Adebayo et al. 2018, "Sanity Checks for Saliency Maps": model and data randomisation tests.
 
 - Model randomisation (Sec. 3): cascading (logits down, cumulative) and independent (one layer at a time)
-  re-initialisation of (a) the black box (the shipped synthetic-scenes CNN; Inception v3 in the paper profile) and
+  re-initialisation of (a) the black box (benchmark v2's shipped VGG, 8 ReLU conv layers; Inception v3 in the paper
+  profile; the v1 scenes CNN on request) and
   (b) the digit CNN trained on true labels (the paper's MNIST notebooks); every method's map at every stage
   compared with the original map (Spearman rank correlation of absolute and of signed maps, SSIM with Gaussian
   weights and the rank correlation of HOG features, as the official code), per image. Each randomised model's map
@@ -32,7 +33,7 @@ import hashlib
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 import torch.nn as nn
@@ -59,11 +60,15 @@ LABELS = {
     "guided_gradcam": "Guided Grad-CAM", "gradcam": "Grad-CAM", "sobel": "Sobel edge detector",
 }
 DATA_LABELS = {"mnist": "real MNIST", "fashion_mnist": "Fashion-MNIST", "digits": "scikit-learn digits",
-               "scenes": "synthetic scenes", "imagenet": "ImageNet val"}
+               "scenes": "synthetic scenes (v1)", "scenes_v2": "benchmark v2 scenes", "imagenet": "ImageNet val"}
+#: the data sources served by the black box's scenes (``true_labels: blackbox`` reuses the black box on them)
+SCENE_DATA = ("scenes", "scenes_v2")
 ARCH_LABELS = {
     "mnist_cnn": "CNN (conv5x5-32, pool, conv5x5-64, pool, fc1024, fc10)",
     "mnist_mlp": "MLP (784-2500-1500-500-10)",
-    "scenes_cnn": "scenes CNN (the black box's architecture)",
+    "scenes_cnn": "scenes CNN (the v1 black box's architecture)",
+    "scenes_vgg": "v2 VGG (8 ReLU conv layers; the black box's architecture)",
+    "scenes_resnet": "v2 ResNet-18 layout (8 residual blocks; the black box's architecture)",
 }
 #: Similarity measure that the claims read (the paper's main curves: Spearman rank correlation of |maps|).
 CLAIM_MEASURE = "spearman_abs"
@@ -100,7 +105,7 @@ DEFAULT_DATA_RANDOMISATION = {
 
 @dataclass
 class DataRandomisationExperiment:
-    """One data randomisation test (Sec. 4): ``dataset`` (a digits source or ``scenes``), the true-label model's
+    """One data randomisation test (Sec. 4): ``dataset`` (a digits source or the scenes), the true-label model's
     training (``true``; None = the cached black box, scenes only) and the random-label model's (``random``)."""
 
     name: str
@@ -132,9 +137,9 @@ class DataRandomisationExperiment:
                              f"methods, controls); got {sorted(spec)}")
         true = spec.get("true_labels", {})
         if true == BLACKBOX:
-            if spec["dataset"] != "scenes":
+            if spec["dataset"] not in SCENE_DATA:
                 raise ValueError(f"data_randomisation.{name}: true_labels: {BLACKBOX} reuses the scenes black box; "
-                                 f"it needs dataset: scenes, not {spec['dataset']!r}")
+                                 f"it needs dataset: one of {SCENE_DATA}, not {spec['dataset']!r}")
             true_cfg = None
         elif isinstance(true, dict):
             true_cfg = TrainingConfig(**true)
@@ -230,6 +235,7 @@ class AdebayoReplication(ReplicationModule):
         methods: list[str] | None = None,
         explainer_kwargs: dict[str, dict] | None = None,
         blackbox_profile: str = "default",
+        embedded_v2: str | None = None,
         blackbox_model: str | None = None,
         blackbox_order: list[str] | None = None,
         modes: list[str] | None = None,
@@ -252,6 +258,11 @@ class AdebayoReplication(ReplicationModule):
         self.explainer_kwargs = {m: ({"reduction": "sum"} if m in SIGNED_METHODS else {}) | dict((explainer_kwargs or {}).get(m, {}))
                                  for m in self.methods}
         self.blackbox_profile = blackbox_profile
+        # benchmark v2's shipped model (lightning_modules.embedded_v2) as the black box, on the v2 scenes
+        self.embedded_v2 = embedded_v2
+        if embedded_v2 is not None and blackbox_model is not None:
+            raise ValueError(f"give either model.embedded_v2 ({embedded_v2!r}, benchmark v2's shipped black box) or "
+                             f"model.blackbox_model ({blackbox_model!r}, a pretrained model), not both")
         # The paper's setting: a pretrained model (e.g. inception_v3 from a local weight file) and its block order.
         self.blackbox_model = blackbox_model
         self.blackbox_order = list(blackbox_order) if blackbox_order else None
@@ -279,13 +290,14 @@ class AdebayoReplication(ReplicationModule):
             raise ValueError("true_labels: blackbox reuses the cached scenes black box, but blackbox_model="
                              f"{blackbox_model!r} replaces it; train the true-label model instead")
         if model_randomisation is None:
-            model_randomisation = [n for n, e in self.experiments.items() if e.dataset != "scenes"][:1]
+            model_randomisation = [n for n, e in self.experiments.items() if e.dataset not in SCENE_DATA][:1]
         bad = [n for n in model_randomisation if n not in self.experiments or self.experiments[n].true is None]
         if bad:
             raise ValueError(f"model_randomisation names {bad}: give data_randomisation experiments that train their "
                              f"true-label model ({[n for n, e in self.experiments.items() if e.true is not None]})")
-        if {"scenes", "imagenet"} & set(model_randomisation):
-            raise ValueError("the black box's model randomisation is always run under the key 'scenes' / 'imagenet'; "
+        if {*SCENE_DATA, "imagenet"} & set(model_randomisation):
+            raise ValueError("the black box's model randomisation is always run under its data's key (scenes_v2, "
+                             "scenes or imagenet); "
                              "rename the data randomisation experiment")
         self.model_randomisation = list(model_randomisation)
         self.training_seed = training_seed
@@ -310,7 +322,8 @@ class AdebayoReplication(ReplicationModule):
 
     # ------------------------------------------------------------------ models
     def _load_blackbox(self) -> nn.Module:
-        """The black box: the shipped scenes CNN, or a pretrained model from a local weight file (paper)."""
+        """The black box: benchmark v2's shipped model (``embedded_v2``), the shipped v1 scenes CNN, or a pretrained
+        model from a local weight file (paper)."""
         if self.blackbox is not None:
             return self.blackbox
         dm = self.trainer.datamodule
@@ -324,12 +337,27 @@ class AdebayoReplication(ReplicationModule):
             # Guided BackProp needs ReLU modules; torchvision's Inception v3 applies ReLU functionally.
             converted = add_relu_modules_(self.blackbox)
             self.blackbox_info = {"model": self.blackbox_model, "pretrained": True, "relu_modules_added": converted}
+        elif self.embedded_v2 is not None:
+            from lightning_modules.embedded_v2 import load_embedded_v2
+
+            if self.blackbox_key != "scenes_v2":
+                raise ValueError(f"model.embedded_v2={self.embedded_v2!r} is explained on the v2 scenes; set "
+                                 f"data.scenes_source: scenes_v2 (the data module serves {self.blackbox_key!r})")
+            self.blackbox, _ = load_embedded_v2(self.embedded_v2)
+            scenes, trained_on = getattr(getattr(dm, "_scenes", None), "config", None), self.blackbox.scenes_config
+            sizes = {f"{split}_size": getattr(trained_on, f"{split}_size") for split in ("train", "val", "test", "heldout")}
+            if scenes is not None and replace(scenes, **sizes) != trained_on:
+                # a profile may have fewer scenes (smoke), but they must be drawn as the ones the model learned
+                raise ValueError(f"{self.embedded_v2} was trained on other v2 scenes than data.scenes_profile="
+                                 f"{dm.scenes_profile!r} gives; use a profile that differs only in its split sizes")
+            self.blackbox_info = {"name": self.embedded_v2, **dict(self.blackbox.embedded_info or {})}
         else:
             from lightning_modules.blackbox import blackbox_info, load_blackbox
 
             if self.blackbox_key != "scenes":
-                raise ValueError("the cached scenes black box explains the scenes; data.imagenet needs "
-                                 "model.blackbox_model (e.g. inception_v3)")
+                raise ValueError(f"the shipped v1 scenes black box explains the v1 scenes (data.scenes_source: scenes); "
+                                 f"the data module serves {self.blackbox_key!r}: v2 scenes need model.embedded_v2 "
+                                 "(e.g. scenes_v2_vgg), data.imagenet needs model.blackbox_model (e.g. inception_v3)")
             if getattr(dm, "scenes_profile", self.blackbox_profile) != self.blackbox_profile:
                 raise ValueError(
                     f"model.blackbox_profile={self.blackbox_profile!r} but data.scenes_profile={dm.scenes_profile!r}: "
@@ -341,10 +369,18 @@ class AdebayoReplication(ReplicationModule):
         return self.blackbox
 
     def _check_blackbox_architecture(self, exp: DataRandomisationExperiment) -> None:
-        """``true_labels: blackbox``: the random-label model must be the black box's architecture."""
-        from lightning_modules.blackbox import _config
+        """``true_labels: blackbox``: the random-label model must be the black box's architecture, on its data."""
+        if exp.dataset != self.blackbox_key:
+            raise ValueError(f"data_randomisation.{exp.name}: true_labels: {BLACKBOX} reuses the black box, which is "
+                             f"explained on {self.blackbox_key!r}; set its dataset to {self.blackbox_key!r}, not {exp.dataset!r}")
+        if self.embedded_v2 is not None:
+            from lightning_modules.embedded_v2 import embedded_v2_config
 
-        cfg = _config(self.blackbox_profile)
+            cfg = embedded_v2_config(self.embedded_v2)
+        else:
+            from lightning_modules.blackbox import _config
+
+            cfg = _config(self.blackbox_profile)
         if (exp.random.model_name, dict(exp.random.model_kwargs)) != (cfg.model_name, dict(cfg.model_kwargs)):
             raise ValueError(
                 f"data_randomisation.{exp.name}: the true-label model is the black box ({cfg.model_name} "
@@ -437,17 +473,19 @@ class AdebayoReplication(ReplicationModule):
             models, metrics = {}, {}
             for kind in exp.kinds:
                 if kind == "true" and exp.true is None:
-                    self._check_blackbox_architecture(exp)
                     models[kind] = self._load_blackbox()
+                    self._check_blackbox_architecture(exp)
                     cfg = self.blackbox_info.get("config", {})
+                    shipped = self.embedded_v2 or f"blackbox_{self.blackbox_profile}"
                     metrics[kind] = {
                         "train_accuracy": accuracy(models[kind], *train), "test_accuracy": accuracy(models[kind], *test),
                         "train_images": int(train[1].numel()), "epochs": cfg.get("max_epochs"),
-                        "weights": f"shipped black box `weights/blackbox_{self.blackbox_profile}.safetensors`",
+                        "weights": f"shipped black box `weights/{shipped}.safetensors`",
                         "training_wall_s": self.blackbox_info.get("training_s"),
                         "schedule": f"{cfg.get('optimizer')} lr {cfg.get('lr')}, cosine schedule with warm-up, batch "
                                     f"{cfg.get('batch_size')}, {cfg.get('max_epochs')} epochs, weight decay "
-                                    f"{cfg.get('weight_decay')}, horizontal flips",
+                                    f"{cfg.get('weight_decay')}"
+                                    + ("" if self.embedded_v2 else ", horizontal flips"),
                     }
                 else:
                     models[kind], metrics[kind] = self._model(exp, kind, train, test, n_classes, kw)
@@ -656,8 +694,9 @@ class AdebayoReplication(ReplicationModule):
 
     def model_label(self, key: str) -> str:
         if key == self.blackbox_key:
-            return (f"{self.blackbox_model} black box ({DATA_LABELS.get(key, key)})" if self.blackbox_model
-                    else "synthetic-scenes black box")
+            if self.blackbox_model:
+                return f"{self.blackbox_model} black box ({DATA_LABELS.get(key, key)})"
+            return f"{self.embedded_v2} black box (benchmark v2)" if self.embedded_v2 else "synthetic-scenes black box (v1)"
         exp = self.experiments[key]
         return f"{ARCH_LABELS.get(exp.model_name, exp.model_name)} on {DATA_LABELS.get(exp.dataset, exp.dataset)}"
 
@@ -703,8 +742,13 @@ class AdebayoReplication(ReplicationModule):
         ]
         for key, runner in self.runners.items():
             if key == self.blackbox_key:
-                src = (f"`load_model('{self.blackbox_model}', pretrained=True)`" if self.blackbox_model
-                       else f"`load_blackbox('{self.blackbox_profile}')`, test accuracy {_get_acc(self.blackbox_info)}")
+                if self.blackbox_model:
+                    src = f"`load_model('{self.blackbox_model}', pretrained=True)`"
+                elif self.embedded_v2:
+                    src = (f"`load_embedded_v2('{self.embedded_v2}')`, SHA-256-checked shipped weights, test accuracy "
+                           f"{_get_acc(self.blackbox_info)}")
+                else:
+                    src = f"`load_blackbox('{self.blackbox_profile}')`, test accuracy {_get_acc(self.blackbox_info)}"
                 what = f"test images ({DATA_LABELS.get(key, key)})"
             else:
                 src = f"the true-label model of data randomisation experiment `{key}`"
@@ -713,8 +757,10 @@ class AdebayoReplication(ReplicationModule):
         for source, d in digits.items():
             lines.append(f"- {DATA_LABELS.get(source, source)}: {d.get('train_images')} train / {d.get('test_images')} test "
                          f"images; split: {d.get('split')}.")
-        if dm is not None and getattr(dm, "blackbox_data", None) == "scenes":
-            lines.append(f"- Synthetic scenes: profile `{dm.scenes_profile}`, the first {self._n_images(self.blackbox_key)} "
+        if dm is not None and getattr(dm, "blackbox_data", None) in SCENE_DATA:
+            what = ("benchmark v2 scenes (64 px, 24 classes)" if dm.blackbox_data == "scenes_v2"
+                    else "synthetic scenes (v1)")
+            lines.append(f"- {what}: profile `{dm.scenes_profile}`, the first {self._n_images(self.blackbox_key)} "
                          "test scenes explained.")
         lines.append("- Data randomisation (the same architecture trained on the true labels, on a fixed permutation of "
                      "the labels, and two controls; test accuracy against the true test labels):")
@@ -749,9 +795,11 @@ class AdebayoReplication(ReplicationModule):
     def _deviations_text(self) -> str:
         lines = []
         if self.blackbox_model is None:
-            lines.append("- Inception v3 on ImageNet (200 validation images, 17 blocks) is replaced by the synthetic-scenes "
-                         "black box (layer by layer) and by the digit CNN; `configs/adebayo2018/paper.yaml` holds the "
-                         "published setting (Inception v3; MNIST and Fashion-MNIST with the CNN and the MLP).")
+            box = (f"benchmark v2's {self.embedded_v2} (in the stages listed under Setting)" if self.embedded_v2
+                   else "the synthetic-scenes black box (layer by layer)")
+            lines.append(f"- Inception v3 on ImageNet (200 validation images, 17 blocks) is replaced by {box} and by the "
+                         "digit CNN; `configs/adebayo2018/paper.yaml` holds the published setting (Inception v3; MNIST "
+                         "and Fashion-MNIST with the CNN and the MLP).")
         for name, exp in self.experiments.items():
             r = self.training_metrics[name]["random"]
             subset = (f"a fixed subset ({r['train_images']} images)" if exp.random.subset is not None
