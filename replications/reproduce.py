@@ -41,9 +41,12 @@ class Tolerance:
 #: of a tie receives the gradient follows the last bit of the conv kernel's rounding, so a Grad-CAM / IG map can
 #: move by a pixel; iterated attacks (ghorbani2019) amplify it. Each bound leaves a factor of at least 2 of room.
 TOLERANCES: dict[str, Tolerance] = {
-    "petsiuk2018": Tolerance(RTOL, ATOL, "no number moved beyond 1e-6"),
-    "fong2017": Tolerance(1e-3, ATOL, "1 number beyond 1e-4, the largest 1.5e-4 relative (a circle-occlusion "
-                                      "keypoint share)"),
+    # fong2017, petsiuk2018: their benchmark v2 smoke profiles re-run on a second 2-core x86 machine (AMD EPYC)
+    "petsiuk2018": Tolerance(7e-2, ATOL, "41 numbers beyond 1e-4, the largest 3.5e-2 relative (one image's occlusion "
+                                         "deletion AUC, 0.0577 -> 0.0557)"),
+    # atol 2e-4: the high-frequency change of adversarial maps (about 1e-4) moves by up to 2.3e-5
+    "fong2017": Tolerance(1e-3, 2e-4, "1 number beyond 1e-4 beyond atol 1e-4, 4.2e-4 relative; numbers near 0 "
+                                      "moved by up to 2.3e-5"),
     "adebayo2018": Tolerance(1e-2, ATOL, "12 numbers beyond 1e-4, the largest 4.6e-3 relative (HOG similarity of "
                                          "Grad-CAM maps)"),
     # atol 1e-4: paired differences of methods near 0 (5e-4 on values of 0.1) move by 1e-5

@@ -559,3 +559,15 @@ def test_a_benchmark_deviation_whose_diagnostic_fails_is_reported_not_blocking()
         c = Claim(id="ratio_bound", experiment="x", text="t", relation=Relation.at_most("ratio", 1.2),
                   measured={"ratio": 1.4}, kind=kind, deviation=deviation)
         assert c.status == "fails" and c.blocking is blocks and "diagnostic does not hold" in c.problem
+
+
+def test_diff_reports_compares_the_numbers_printed_in_texts():
+    from lightning_modules.reporting import diff_reports
+
+    e = {"cell": "occlusion 0.06128 [0.03676, 0.0878]", "status": "holds"}
+    # words equal, printed numbers within the tolerance (+ one unit of the last printed digit)
+    assert not diff_reports(e, {"cell": "occlusion 0.06107 [0.03643, 0.08774]", "status": "holds"}, rtol=1e-2, atol=0)
+    assert diff_reports(e, {"cell": "occlusion 0.06107 [0.03643, 0.08774]", "status": "holds"}, rtol=1e-4, atol=0)
+    assert diff_reports(e, {"cell": "gradient 0.06128 [0.03676, 0.0878]", "status": "holds"}, rtol=1, atol=1)
+    assert diff_reports(e, {"cell": "occlusion 0.06128 [0.03676]", "status": "holds"}, rtol=1, atol=1)
+    assert diff_reports(e, {"cell": e["cell"], "status": "fails"}, rtol=1, atol=1)

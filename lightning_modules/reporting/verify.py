@@ -156,9 +156,29 @@ _SKIP_TOP = {"generated_at", "wall_time_s", "environment", "files_sha256", "sour
 _SKIP_ANY = {"caption", "problem", "n_to_decide", "known_deviation", "benchmark"}
 
 
+_NUMBER = re.compile(r"[-+]?\d+(?:\.(\d+))?(?:[eE][-+]?\d+)?")
+
+
+def _texts_agree(expected: str, actual: str, rtol: float, atol: float) -> bool:
+    """Texts that print measured numbers (table cells, deviation reasons) agree when their words are equal and each
+    printed number is within the tolerance, widened by one unit of its last printed digit (the rounding)."""
+    if _NUMBER.sub("#", expected) != _NUMBER.sub("#", actual):
+        return False
+    for m, n in zip(_NUMBER.finditer(expected), _NUMBER.finditer(actual)):
+        e, a = float(m.group(0)), float(n.group(0))
+        if "e" in m.group(0).lower():
+            unit = 0.0
+        else:
+            unit = 10.0 ** -max(len(m.group(1) or ""), len(n.group(1) or ""))
+        if not abs(a - e) <= atol + rtol * abs(e) + unit:
+            return False
+    return True
+
+
 def diff_reports(expected: dict, actual: dict, rtol: float, atol: float, max_items: int = 200) -> list[str]:
     """Every number or status of ``expected`` that ``actual`` does not reproduce within ``|a - e| <= atol + rtol |e|``
-    (statuses, ids, texts: exactly). Keys matching ``VOLATILE`` (timings, load) are skipped."""
+    (statuses, ids: exactly; texts: their words exactly, the numbers they print within the tolerance). Keys matching
+    ``VOLATILE`` (timings, load) are skipped."""
     out: list[str] = []
 
     def walk(e, a, path: str):
@@ -189,6 +209,10 @@ def diff_reports(expected: dict, actual: dict, rtol: float, atol: float, max_ite
             for i, (x, y) in enumerate(zip(e, a)):
                 tag = x.get("id") if isinstance(x, dict) and "id" in x else i
                 walk(x, y, f"{path}[{tag}]")
+            return
+        if isinstance(e, str) and isinstance(a, str):
+            if e != a and not _texts_agree(e, a, rtol, atol):
+                out.append(f"{path}: expected {_short(e, 80)}, got {_short(a, 80)}")
             return
         if isinstance(e, bool) or isinstance(a, bool) or not isinstance(e, (int, float)) or not isinstance(a, (int, float)):
             if e != a:
