@@ -107,18 +107,23 @@ def stage_layers(stage: str) -> list[str]:
 
 
 def _reinitialize_stage(model: nn.Module, stage: str, init: str, seed: int, mean: float, std: float) -> None:
-    known = dict(model.named_modules())
     for name in stage_layers(stage):
         # seeded by the full name: a layer named relative to the bare network gets the same weights
-        full = name if name in known else f"net.{name}"
-        reinitialize_(known[full], init, layer_seed(seed, full), mean, std)
+        full = _full_name(model, name)
+        reinitialize_(model.get_submodule(full), init, layer_seed(seed, full), mean, std)
+
+
+def _full_name(model: nn.Module, name: str) -> str:
+    """``name`` as ``model`` names it: names relative to the bare network inside ``Normalized`` gain ``net.``."""
+    try:
+        model.get_submodule(name)
+        return name
+    except AttributeError:
+        return f"net.{name}"
 
 
 def _get(model: nn.Module, name: str) -> nn.Module:
-    try:
-        return model.get_submodule(name)
-    except AttributeError:
-        return model.get_submodule(f"net.{name}")
+    return model.get_submodule(_full_name(model, name))
 
 
 def layer_seed(seed: int, name: str) -> int:
