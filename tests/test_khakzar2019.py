@@ -1,6 +1,8 @@
-"""khakzar2019 end to end on the smoke profile: the three benchmarks run and the report holds their claims."""
+"""khakzar2019 end to end on the smoke profile (benchmark v2's scenes_v2_vgg; the v1 black box as an override): the
+three benchmarks run and the report holds their claims."""
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -17,22 +19,31 @@ def test_smoke_fit_writes_report_with_all_three_benchmarks(tmp_path, monkeypatch
     results = json.loads((out / "results.json").read_text())
     experiments = {c["experiment"] for c in results["claims"]}
     assert experiments == {"sanity_checks", "pixel_perturbation", "roar"}
-    assert all(c["status"] in ("holds", "fails", "inconclusive", "deviation") for c in results["claims"])
-    # two ROAR benchmarks: the scenes of the test DataModule and real MNIST (roar_extra)
-    for name in ("scenes", "mnist"):
+    assert all(c["status"] in ("holds", "fails", "inconclusive", "deviation", "not_valid") for c in results["claims"])
+    assert results["results"]["classifier_test_accuracy"] > 0.9  # the shipped scenes_v2_vgg on v2 smoke scenes
+    # three ROAR benchmarks: the v2 scenes of the test DataModule, real MNIST with Hooker's mean fill and the mask-only
+    # control, and real MNIST with ROAD's noisy linear fill (roar_extra)
+    rows = {"scenes": ["prunegrad", "gradient", "random", "oracle"], "mnist": ["prunegrad", "gradient", "random"],
+            "mnist_road": ["prunegrad", "gradient", "random", "oracle"]}
+    for name, methods in rows.items():
         roar = results["tables"][f"roar_{name}_test_accuracy"]["rows"]
-        assert [r["method"] for r in roar] == ["none (unmodified data)", "prunegrad", "gradient", "random"]
+        assert [r["method"] for r in roar] == ["none (unmodified data)", *methods]
         assert 0.0 <= roar[0]["0%"] <= 1.0 and roar[0]["90%"] is None  # the reference row: unmodified data only
         assert all(0.0 <= r["30%"] <= 1.0 and 0.0 <= r["90%"] <= 1.0 for r in roar[1:])
         assert all(0.0 <= r["mask-only accuracy 90%"] <= 1.0 for r in roar[1:])
         assert any(c.startswith(f"roar.{name}.") for c in (c["id"] for c in results["claims"]))
         plain = results["results"]["roar"][name]
         assert all(len(v) == len(plain["seeds"]) for acc in plain["accuracy"].values() for v in acc.values())
-    assert results["results"]["roar"]["scenes"]["evidence"] == "head"
-    assert results["results"]["roar"]["mnist"]["evidence"] == "stroke"
+    assert all(0.0 <= r["mask-only retrained 90%"] <= 1.0 for r in results["tables"]["roar_mnist_test_accuracy"]["rows"][1:])
+    assert "mask-only retrained 90%" not in results["tables"]["roar_scenes_test_accuracy"]["rows"][1]
+    plain = results["results"]["roar"]
+    assert plain["scenes"]["evidence"] == "evidence" and plain["mnist"]["evidence"] == "stroke"
+    assert (plain["mnist"]["fill"], plain["mnist_road"]["fill"]) == ("mean", "noisy_linear")
+    # the oracle ranking removes the evidence first: at 90% every evidence pixel of every image is gone
+    assert plain["scenes"]["evidence_removed"]["oracle"] == 1.0 == plain["mnist_road"]["evidence_all_removed"]["oracle"]
     info = results["metrics"]["roar"]
     assert info["mnist"]["data"] == "MNISTDataModule" and info["mnist"]["image_size"] == [1, 28, 28]
-    assert info["mnist"]["train_images"] == 256 and info["scenes"]["image_size"] == [3, 32, 32]
+    assert info["mnist"]["train_images"] == 256 and info["scenes"]["image_size"] == [3, 64, 64]
     methods = {"prunegrad", "prunegrad_active", "gradient", "guided_backprop", "gradcam"}
     sanity = {r["method"]: r for r in results["tables"]["sanity_cascading_spearman_abs"]["rows"]}
     assert set(sanity) == methods
@@ -40,7 +51,15 @@ def test_smoke_fit_writes_report_with_all_three_benchmarks(tmp_path, monkeypatch
     assert {r["method"] for r in results["tables"]["sanity_mnist_cascading_spearman_abs"]["rows"]} == methods
     for name in ("pixel_perturbation", "pixel_perturbation_mnist", "pixel_perturbation_official_measure",
                  "pixel_perturbation_mnist_official_measure"):
-        assert {r["method"] for r in results["tables"][name]["rows"]} == methods | {"random"}
+        assert {r["method"] for r in results["tables"][name]["rows"]} == methods | {"random", "oracle"}
+    # the pixel-perturbation protocols are judged with the oracle and random maps, and every pixel claim names its own
+    judged = set(results["results"]["protocol_validity"])
+    assert judged == {f"pixel{m}_{o}_{k}" for m in ("", "_mnist") for o in ("morf", "lerf") for k in ("logit", "dp")}
+    pixel_claims = [c for c in results["claims"] if c["experiment"] == "pixel_perturbation"]
+    assert pixel_claims and all(len(c["protocols"]) == 1 and c["protocols"][0] in judged for c in pixel_claims)
+    by_id = {c["id"]: c for c in pixel_claims}
+    assert by_id["pixel.morf_prunegrad_best"]["protocols"] == ["pixel_morf_logit"]
+    assert by_id["pixel.mnist.morf_official_measure_prunegrad_best"]["protocols"] == ["pixel_mnist_morf_dp"]
     dp = results["results"]["models"]["explained"]["pixel"]["curves"]["dp"]["morf"]
     assert all(c[0] == 0.0 and all(v >= 0 for v in c) for c in dp.values())  # |p0 - p| / p0 is 0 before any removal
     ids = {c["id"] for c in results["claims"]}
@@ -55,10 +74,11 @@ def test_smoke_fit_writes_report_with_all_three_benchmarks(tmp_path, monkeypatch
     assert set(rules) == {"explained classifier (test passes)", "ROAR `mnist` reference model"}
     assert all(0.0 <= r["zero_score_share_min"] <= r["zero_score_share_mean"] <= r["zero_score_share_max"] <= 1.0 for r in rules.values())
     # ROAR results are cached per (method, fraction, seed): one folder per ROAR setting (hash) and benchmark
-    for name in ("scenes", "mnist"):
+    for name, runs in (("scenes", 1 + 4 * 2), ("mnist", 1 + 2 * 3 * 2), ("mnist_road", 1 + 4 * 2)):
         (work,) = (tmp_path / "roar").glob(f"khakzar2019-smoke-{name}-*")
-        assert len(list((work / "results").glob("*.json"))) == 1 + 3 * 2  # reference + methods x fractions
-    for name in ("sanity_curves", "pixel_perturbation", "roar_scenes", "roar_mnist", "maps"):
+        # reference + methods x fractions (mnist: and the mask-only control of each)
+        assert len(list((work / "results").glob("*.json"))) == runs
+    for name in ("sanity_curves", "pixel_perturbation", "roar_scenes", "roar_mnist", "roar_mnist_road", "maps"):
         assert (out / "figures" / f"{name}.png").is_file()
     # the contract: the claims rebuilt from the stored results agree; only smoke-noise failures remain
     problems = check_results(results, report_dir=out, rebuild=rebuild, check_freshness=False)
@@ -161,3 +181,80 @@ def test_evidence_precision_and_official_pixel_measure():
     assert b["curves"]["dp"]["morf"]["m"] == pytest.approx([0.0, 0.5, 0.5])
     assert b["per_image"]["dp"]["lerf"]["m"] == pytest.approx([0.5])
     assert b["per_image"]["logit"]["morf"]["m"] == pytest.approx([0.5])
+
+
+def test_smoke_fit_v1_scenes(tmp_path, monkeypatch):
+    """The v1 setting stays available: the shipped v1 black box on the v1 scenes (the head as the evidence)."""
+    import yaml
+
+    cfg = yaml.safe_load(open("configs/khakzar2019/smoke.yaml"))
+    model = cfg["model"]
+    model.pop("embedded_v2")
+    model.update(blackbox_profile="smoke", sanity_order=None, sanity_stages=3, roar_extra={},
+                 roar_methods={"prunegrad": {"percentile": 70.0, "scope": "all"}, "gradient": {}, "random": {}, "oracle": {}},
+                 reference_pixel_images=0, reference_sanity_images=0)
+    cfg["data"] = {"class_path": "lightning_modules.data.synthetic.SyntheticScenesDataModule",
+                   "init_args": {"image_size": 32, "train_size": 600, "val_size": 200, "test_size": 200,
+                                 "heldout_size": 100, "max_distractors": 2, "eval_batch_size": 8}}
+    path = tmp_path / "v1.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "report"
+    monkeypatch.setenv("SALIENCY_REPORT_DIR", str(out))
+    main(["fit", "--config", str(path), "--model.work_dir", str(tmp_path / "roar")])
+    results = json.loads((out / "results.json").read_text())
+    assert results["results"]["roar"]["scenes"]["evidence"] == "head"
+    assert results["metrics"]["roar"]["scenes"]["image_size"] == [3, 32, 32]
+    assert {r["method"] for r in results["tables"]["pixel_perturbation"]["rows"]} >= {"prunegrad", "random", "oracle"}
+    assert "pixel_morf_logit" in results["results"]["protocol_validity"]
+
+
+def test_explained_model_and_data_must_match():
+    from lightning_modules.data.scenes_v2 import PROFILES, ScenesV2DataModule
+    from lightning_modules.data.synthetic import SyntheticScenesDataModule
+    from replications.khakzar2019.experiments import Khakzar2019Replication
+
+    with pytest.raises(ValueError, match="either model.embedded_v2"):
+        Khakzar2019Replication(embedded_v2="scenes_v2_vgg", classifier={"name": "resnet8"})
+    v2 = Khakzar2019Replication(embedded_v2="scenes_v2_vgg", roar_methods={})
+    v2.check_data(ScenesV2DataModule(PROFILES["smoke"]))  # fewer scenes drawn as the model's: accepted
+    with pytest.raises(ValueError, match="explained on the v2 scenes"):
+        v2.check_data(SyntheticScenesDataModule(image_size=32))
+    with pytest.raises(ValueError, match="other v2 scenes"):
+        v2.check_data(ScenesV2DataModule(replace(PROFILES["smoke"], seed=5)))
+    with pytest.raises(ValueError, match="cannot explain v2 scenes"):
+        Khakzar2019Replication(blackbox_profile="smoke", roar_methods={}).check_data(ScenesV2DataModule(PROFILES["smoke"]))
+
+
+def test_pixel_protocols_are_judged_with_the_oracle_and_random_maps():
+    from replications.contract import claims_for
+    from replications.khakzar2019.claims import pixel_protocol, pixel_validity_specs
+
+    n = 12
+    good = [1.0 + 0.01 * i for i in range(n)]
+
+    def curves(oracle, random_, methods):
+        per = {"oracle": oracle, "random": random_, **methods}
+        return {"morf": per, "lerf": {k: [-v for v in vals] for k, vals in per.items()}}
+
+    # MoRF logit: lower is better; the oracle lowest, random highest, the methods apart
+    morf = {"oracle": [0.0] * n, "random": [5.0] * n, "prunegrad": good, "gradient": [2.0 + x for x in good]}
+    pixel = {"per_image": {"logit": curves(morf["oracle"], morf["random"], {k: morf[k] for k in ("prunegrad", "gradient")}),
+                           "dp": curves([1.0] * n, [0.9] * n, {"prunegrad": [0.8] * n, "gradient": [0.5] * n})}}
+    models = {"explained": {"pixel": pixel}, "mnist": {"pixel": {"per_image": {"logit": {"morf": {"prunegrad": good}}}}}}
+    specs = pixel_validity_specs(models)
+    assert set(specs) == {pixel_protocol("explained", o, k) for o in ("morf", "lerf") for k in ("logit", "dp")}
+    assert specs["pixel_morf_logit"]["higher_is_better"] is False and specs["pixel_lerf_logit"]["higher_is_better"] is True
+    assert pixel_protocol("mnist", "morf", "dp") == "pixel_mnist_morf_dp"
+    claims = claims_for("khakzar2019", {"models": models | {"mnist": {}}, "roar": {}, "pass_threshold": 0.5,
+                                        "pixel_output": "logit", "protocol_validity": specs}, "smoke")
+    by_id = {c.id: c for c in claims}
+    assert by_id["pixel.morf_prunegrad_beats_random"].protocols == ("pixel_morf_logit",)
+    assert by_id["pixel.lerf_official_measure_prunegrad_best"].protocols == ("pixel_lerf_dp",)
+    # the logit curves are valid (oracle best, random worst, methods apart): the claims are judged
+    assert by_id["pixel.morf_prunegrad_beats_random"].status == "holds"
+    assert by_id["pixel.morf_prunegrad_best"].status == "holds"
+    # on the official measure random beats every real method: that protocol is not valid, its claims are not judged
+    assert by_id["pixel.morf_official_measure_prunegrad_best"].status == "not_valid"
+    assert by_id["pixel.lerf_official_measure_prunegrad_best"].status == "not_valid"
+    # the oracle is a reference, never a compared method
+    assert "oracle" not in by_id["pixel.morf_prunegrad_best"].measured

@@ -17,7 +17,7 @@ def _args(world_size: int) -> list[str]:
         "--model.sanity_images", "5",  # ids 0..4: spread over both ranks' shards
         "--trainer.devices", str(world_size), "--trainer.strategy", "ddp" if world_size > 1 else "auto",
         "--trainer.limit_test_batches", "1.0",
-        "--data.init_args.test_size", str(N_TEST), "--data.init_args.eval_batch_size", "3",
+        "--data.init_args.config.test_size", str(N_TEST), "--data.init_args.eval_batch_size", "3",
     ]
 
 

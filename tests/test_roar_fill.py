@@ -112,3 +112,19 @@ def test_mask_only_control_learns_a_label_encoding_removal_pattern(tmp_path):
     # results of a non-default fill are stored under their own names; the control's do not depend on the fill
     names = sorted(p.name for p in (tmp_path / "results").glob("*.json"))
     assert "leaky_0.50_0_noisy_linear0.01s0.json" in names and "leaky+mask_only_0.50_0.json" in names
+
+
+def test_roar_noisy_linear_fill_stays_in_pixel_range(tmp_path):
+    """The imputation's noise next to saturated pixels leaves [0, 1]; the ROAR fill clips it (the retrained models
+    take [0, 1] pixels), and leaves the kept pixels untouched."""
+    g = torch.Generator().manual_seed(0)
+    img = (torch.rand(4, 3, 12, 12, generator=g) > 0.5).float()  # only 0 and 1: every neighbour mean is at an edge
+    removed = torch.rand(4, 1, 12, 12, generator=g) > 0.6
+    pipe = RoarPipeline(RoarConfig(fill="noisy_linear", fill_noise=0.2), tmp_path, num_classes=2)
+    out = pipe.fill_removed(img, removed, img.mean(dim=(0, 2, 3)), seed=0)
+    raw = noisy_linear_impute(img, removed, 0.2, torch.Generator().manual_seed(0), fallback=img.mean(dim=(0, 2, 3)))
+    assert raw.min() < 0 or raw.max() > 1  # the unclipped imputation does leave the range here
+    assert out.min() >= 0 and out.max() <= 1
+    torch.testing.assert_close(out, raw.clamp(0, 1))
+    keep = ~removed.expand_as(img)
+    assert torch.equal(out[keep], img[keep])

@@ -442,7 +442,9 @@ class RoarPipeline:
         if self.config.fill == "mean":
             return torch.where(removed, mean.view(1, -1, 1, 1).to(images), images)
         gen = torch.Generator().manual_seed(int(seed))
-        return noisy_linear_impute(images, removed, self.config.fill_noise, gen, fallback=mean)
+        # the noise (and the imputation next to saturated pixels) may leave [0, 1]; the retrained models take [0, 1]
+        # pixels (docs/CONVENTIONS.md), so the filled images are clipped there
+        return noisy_linear_impute(images, removed, self.config.fill_noise, gen, fallback=mean).clamp_(0.0, 1.0)
 
 
 def summarize(rows: list[dict]) -> dict[str, dict[float, float]]:

@@ -33,9 +33,39 @@ def _mean(values) -> float:
     return math.fsum(values) / len(values)
 
 
+ORACLE = "oracle"
+#: pixel perturbation: which direction is better, per (order, measure)
+HIGHER_IS_BETTER = {("morf", "logit"): False, ("lerf", "logit"): True, ("morf", "dp"): True, ("lerf", "dp"): False}
+
+
 def compared(methods) -> list[str]:
-    """The methods PruneGrad is compared with: every one except its own side variants and the random baseline."""
-    return [m for m in methods if m != PG and not m.startswith(PG + "_") and m != "random"]
+    """The methods PruneGrad is compared with: every one except its own side variants, the random baseline and the
+    oracle (the ground-truth evidence as a map)."""
+    return [m for m in methods if m != PG and not m.startswith(PG + "_") and m not in ("random", ORACLE)]
+
+
+def pixel_protocol(model: str, order: str, measure: str) -> str:
+    """Name of a pixel-perturbation protocol (one curve of one model) in ``results["protocol_validity"]``."""
+    return f"pixel{'' if model == 'explained' else '_' + model}_{order}_{measure}"
+
+
+def pixel_validity_specs(models: dict) -> dict:
+    """Validity inputs (``lightning_modules.reporting.validity.protocol_spec``) of every pixel-perturbation curve of a
+    model whose run has the oracle and random maps: per-image values of the oracle, random and every real method."""
+    from lightning_modules.reporting.validity import protocol_spec
+
+    specs = {}
+    for name, block in models.items():
+        per_image = (block.get("pixel") or {}).get("per_image")
+        if not per_image or ORACLE not in per_image["logit"]["morf"] or "random" not in per_image["logit"]["morf"]:
+            continue
+        for (order, measure), higher in HIGHER_IS_BETTER.items():
+            specs[pixel_protocol(name, order, measure)] = protocol_spec(per_image[measure][order], higher)
+    return specs
+
+
+def _on(results: dict, protocol: str) -> tuple[str, ...]:
+    return (protocol,) if protocol in (results.get("protocol_validity") or {}) else ()
 
 
 def build_claims(results: dict, profile: str) -> list[Claim]:
@@ -45,7 +75,8 @@ def build_claims(results: dict, profile: str) -> list[Claim]:
         if "sanity" in block:
             claims += _sanity(block["sanity"], tag, where, results["pass_threshold"])
         if "pixel" in block:
-            claims += _pixel(block["pixel"], tag, where, results["pixel_output"])
+            claims += _pixel(block["pixel"], tag, where, results["pixel_output"],
+                             lambda order, measure, model=name: _on(results, pixel_protocol(model, order, measure)))
     for name, roar in results["roar"].items():
         claims += _roar(name, roar)
     return claims
@@ -80,42 +111,44 @@ def _sanity(sanity: dict, tag: str, where: str, threshold: float) -> list[Claim]
     return out
 
 
-def _pixel(pixel: dict, tag: str, where: str, output: str) -> list[Claim]:
+def _pixel(pixel: dict, tag: str, where: str, output: str, protocols) -> list[Claim]:
     main, official = pixel["per_image"]["logit"], pixel["per_image"]["dp"]
     methods = list(main["morf"])
     if PG not in methods:
         return []
     others = compared(methods)
 
-    def claim(cid, text, relation, source, names):
+    def claim(cid, text, relation, curve, names):
+        measure, order = curve
+        source = (main if measure == "logit" else official)[order]
         return Claim(f"pixel.{tag}{cid}", "pixel_perturbation", where + text, relation,
                      {n: _mean(source[n]) for n in names}, samples={n: source[n] for n in names},
-                     paper={PG: P.PRUNEGRAD_PASSES_ALL})
+                     paper={PG: P.PRUNEGRAD_PASSES_ALL}, protocols=protocols(order, measure))
 
     out = []
     if "gradient" in methods:
         out.append(claim("lerf_prunegrad_beats_gradient",
                          f"Removing the least relevant pixels by PruneGrad keeps the target {output} higher than by the plain "
-                         "gradient (per-image mean over the fractions)", Relation.gt(PG, "gradient"), main["lerf"], [PG, "gradient"]))
+                         "gradient (per-image mean over the fractions)", Relation.gt(PG, "gradient"), ("logit", "lerf"), [PG, "gradient"]))
     if "random" in methods:
         out.append(claim("morf_prunegrad_beats_random",
                          f"Removing the most relevant pixels by PruneGrad lowers the target {output} more than removing random "
-                         "pixels", Relation.lt(PG, "random"), main["morf"], [PG, "random"]))
+                         "pixels", Relation.lt(PG, "random"), ("logit", "morf"), [PG, "random"]))
         out.append(claim("lerf_prunegrad_beats_random",
                          f"Removing the least relevant pixels by PruneGrad keeps the target {output} higher than removing "
-                         "random pixels", Relation.gt(PG, "random"), main["lerf"], [PG, "random"]))
+                         "random pixels", Relation.gt(PG, "random"), ("logit", "lerf"), [PG, "random"]))
     if others:
         out += [
             claim("lerf_prunegrad_best", f"LeRF: PruneGrad keeps the target {output} higher than every other compared method "
-                  f"({', '.join(others)})", Relation.best(PG, others, ">"), main["lerf"], [PG, *others]),
+                  f"({', '.join(others)})", Relation.best(PG, others, ">"), ("logit", "lerf"), [PG, *others]),
             claim("morf_prunegrad_best", f"MoRF: PruneGrad lowers the target {output} more than every other compared method",
-                  Relation.best(PG, others, "<"), main["morf"], [PG, *others]),
+                  Relation.best(PG, others, "<"), ("logit", "morf"), [PG, *others]),
             claim("lerf_official_measure_prunegrad_best", "LeRF, official measure |p0 - p| / p0: PruneGrad changes the "
                   "predicted class's probability less than every other compared method", Relation.best(PG, others, "<"),
-                  official["lerf"], [PG, *others]),
+                  ("dp", "lerf"), [PG, *others]),
             claim("morf_official_measure_prunegrad_best", "MoRF, official measure |p0 - p| / p0: PruneGrad changes the "
                   "predicted class's probability more than every other compared method", Relation.best(PG, others, ">"),
-                  official["morf"], [PG, *others]),
+                  ("dp", "morf"), [PG, *others]),
         ]
     return out
 

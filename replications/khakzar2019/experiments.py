@@ -13,8 +13,9 @@ test epoch on global rank zero (each retraining is itself a Lightning run and ca
 ``roar_accelerator``/``roar_devices``; under a multi-process test run the other ranks wait at a barrier); an empty
 ``roar_methods`` skips it.
 
-The explained classifier is the cached synthetic-scenes black box (``blackbox_profile``, embedded profiles) or any
-``load_model`` network (``classifier: {name: torchvision/resnet50, pretrained: true}``, the published setting).
+The explained classifier is benchmark v2's shipped model (``embedded_v2: scenes_v2_vgg``, on the v2 scenes; the
+default), the cached v1 synthetic-scenes black box (``blackbox_profile``, embedded profiles) or any ``load_model``
+network (``classifier: {name: torchvision/resnet50, pretrained: true}``, the published setting).
 ROAR runs on the test DataModule's train/test splits and explains with the classifier, or, given ``roar_data``
 (e.g. CIFAR-10, real MNIST), on that DataModule and explains with the model retrained on its unmodified data (the
 reference row; RoarTorch's protocol). The flat ``roar_*`` arguments define one ROAR benchmark (``roar_name``);
@@ -30,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import matplotlib
@@ -41,6 +43,7 @@ import torch  # noqa: E402
 from torchmetrics.aggregation import MeanMetric  # noqa: E402
 
 from lightning_modules.blackbox import load_blackbox  # noqa: E402
+from lightning_modules.data.schema import evidence_of  # noqa: E402
 from lightning_modules.explainers import create_explainer  # noqa: E402
 from lightning_modules.explainers.baselines import id_seeded_random_maps  # noqa: E402
 from lightning_modules.explainers.prunegrad import PruneGrad  # noqa: E402
@@ -49,11 +52,13 @@ from lightning_modules.models import load_model  # noqa: E402
 from lightning_modules.reporting import Report  # noqa: E402
 from lightning_modules.tasks.randomization import ModelRandomizationTest, resolve_order  # noqa: E402
 from lightning_modules.tasks.roar import (  # noqa: E402
-    REFERENCE, RoarConfig, RoarPipeline, attribution_timing, cached_attributions, random_attributions, remove_top_fraction,
+    REFERENCE, RoarConfig, RoarPipeline, attribution_timing, cached_attributions, mask_only_name, random_attributions,
+    remove_top_fraction,
 )
 from lightning_modules.utils import REPO_ROOT  # noqa: E402
 from replications.cli import ReplicationModule  # noqa: E402
 from replications.khakzar2019 import nets, paper  # noqa: E402,F401  (nets registers roar_mnist_cnn)
+from replications.khakzar2019.claims import ORACLE, pixel_validity_specs  # noqa: E402
 
 #: Explainer settings shared by the three benchmarks (names -> create_explainer kwargs; an ``explainer`` key names
 #: the registered explainer when the method name differs, so PruneGrad can appear under both threshold rules).
@@ -92,7 +97,7 @@ def make_explainer(name: str, kwargs: dict | None):
 #: override any of them for further datasets).
 ROAR_KEYS = ("data", "methods", "train_size", "test_size", "fractions", "seeds", "model", "model_kwargs", "epochs",
              "batch_size", "lr", "weight_decay", "optimizer", "scheduler", "downsample", "accelerator", "devices",
-             "threads", "attribution_batch")
+             "threads", "attribution_batch", "fill", "fill_noise", "mask_only_control", "reference_benchmarks")
 
 
 #: bumped when the ROAR code changes what a cached (method, fraction, seed) result means
@@ -227,6 +232,7 @@ class Khakzar2019Replication(ReplicationModule):
         self,
         blackbox_profile: str = "default",
         classifier: dict | None = None,
+        embedded_v2: str | None = None,
         methods: dict[str, dict] | None = None,
         sanity_images: int = 32,
         sanity_init: str = "normal",
@@ -256,6 +262,10 @@ class Khakzar2019Replication(ReplicationModule):
         roar_devices: int = 1,
         roar_attribution_batch: int = 100,
         roar_threads: int | None = 1,
+        roar_fill: str = "mean",
+        roar_fill_noise: float = 0.01,
+        roar_mask_only_control: bool = False,
+        roar_reference_benchmarks: bool = True,
         roar_name: str = "scenes",
         roar_extra: dict[str, dict] | None = None,
         reference_pixel_images: int = 0,
@@ -273,7 +283,13 @@ class Khakzar2019Replication(ReplicationModule):
         self.roar_fractions = list(roar_fractions or [0.1, 0.3, 0.5, 0.7, 0.9])
         self.roar_seeds = list(roar_seeds or [0])
         self.roar_setups = self._resolve_roar_setups()
-        if classifier is not None:
+        if classifier is not None and embedded_v2 is not None:
+            raise ValueError(f"give either model.embedded_v2 ({embedded_v2!r}) or model.classifier ({classifier!r}), not both")
+        if embedded_v2 is not None:
+            from lightning_modules.embedded_v2 import load_embedded_v2
+
+            self.model, self.data_config = load_embedded_v2(embedded_v2)
+        elif classifier is not None:
             if "name" not in classifier:
                 raise ValueError("classifier needs a 'name' (a load_model name, e.g. {name: torchvision/resnet50, pretrained: true})")
             self.model, self.data_config = load_model(**{"freeze": True, **classifier})
@@ -292,7 +308,7 @@ class Khakzar2019Replication(ReplicationModule):
         # code's |p0 - p| / p0 measure is computed from it)
         self.pixel = torch.nn.ModuleDict({
             f"{m}__{order}__{out}": PixelPerturbation(order, self.pixel_fractions, pixel_substrate, out)
-            for m in self.explainers for order in ("morf", "lerf") for out in ("logit", "prob")
+            for m in (*self.explainers, ORACLE) for order in ("morf", "lerf") for out in ("logit", "prob")
         })
         self.evidence = torch.nn.ModuleDict({m: EvidenceRows() for m in self.explainers})
         self.roar_rows: dict[str, list[dict]] = {}
@@ -328,6 +344,30 @@ class Khakzar2019Replication(ReplicationModule):
             s["fractions"], s["seeds"] = list(s["fractions"]), list(s["seeds"])
         return setups
 
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        self.check_data(self.trainer.datamodule)
+
+    def check_data(self, dm) -> None:
+        """A v2 model is explained on the v2 scenes it was trained on (a profile may have fewer scenes, e.g. smoke,
+        but they must be drawn as the ones the model learned); the v1 black box on the v1 scenes."""
+        if dm is None or self.hparams.classifier is not None:
+            return
+        from lightning_modules.data.scenes_v2 import ScenesV2DataModule
+
+        if self.hparams.embedded_v2 is not None:
+            if not isinstance(dm, ScenesV2DataModule):
+                raise ValueError(f"model.embedded_v2={self.hparams.embedded_v2!r} is explained on the v2 scenes: set data "
+                                 f"to lightning_modules.data.scenes_v2.ScenesV2DataModule (got {type(dm).__name__})")
+            trained_on = self.model.scenes_config
+            sizes = {f"{split}_size": getattr(trained_on, f"{split}_size") for split in ("train", "val", "test", "heldout")}
+            if replace(dm.config, **sizes) != trained_on:
+                raise ValueError(f"{self.hparams.embedded_v2} was trained on other v2 scenes than the data module's "
+                                 "config; use a v2 profile that differs only in its split sizes")
+        elif isinstance(dm, ScenesV2DataModule):
+            raise ValueError("the v1 scenes black box (model.blackbox_profile) cannot explain v2 scenes: set "
+                             "model.embedded_v2 (e.g. scenes_v2_vgg)")
+
     # ------------------------------------------------------------------ validate: does the configuration load?
     def validation_step(self, batch, batch_idx):
         with torch.no_grad():
@@ -360,7 +400,7 @@ class Khakzar2019Replication(ReplicationModule):
         chosen = ids < self.hparams.sanity_images
         if chosen.any():
             self.sanity.update(self.model, images[chosen], targets[chosen], ids[chosen])
-        evidence = batch.get("head_mask")  # the scenes' class evidence (the head of the label's objects)
+        evidence = evidence_of(batch)  # v2: the label's evidence region; v1 scenes: the head
         for name, explainer in self.explainers.items():
             if name == "random":
                 maps = id_seeded_random_maps(ids, tuple(images.shape[-2:])).to(images.dtype)
@@ -375,11 +415,18 @@ class Khakzar2019Replication(ReplicationModule):
                     self.pixel[f"{name}__{order}__{out}"].update(self.model, images, importance, targets, ids=ids)
             if evidence is not None:
                 self.evidence[name].update(ids, evidence_precision(importance, evidence))
+        if evidence is not None:
+            # the oracle map: the ground-truth evidence as a heatmap (the protocols' validity reference)
+            oracle = evidence.to(images.dtype)
+            for order in ("morf", "lerf"):
+                for out in ("logit", "prob"):
+                    self.pixel[f"{ORACLE}__{order}__{out}"].update(self.model, images, oracle, targets, ids=ids)
 
     def on_test_epoch_end(self):
         self.sanity_results = cascade_summary(self.sanity)
         curves, ids = {}, None
-        for m in self.explainers:
+        with_oracle = bool(self.pixel[f"{ORACLE}__morf__logit"].sample_ids)
+        for m in (*self.explainers, *((ORACLE,) if with_oracle else ())):
             curves[m] = {}
             for order in ("morf", "lerf"):
                 curves[m][order] = {}
@@ -439,7 +486,8 @@ class Khakzar2019Replication(ReplicationModule):
             data = repr(getattr(dm, "config", type(dm).__name__))
         else:
             data = type(dm).__name__ + json.dumps({k: v for k, v in sorted(vars(dm).items()) if isinstance(v, (str, int, float, bool, Path)) and not k.startswith("_")}, default=str)
-        explained = ("reference" if setup["data"] is not None else json.dumps(hp.classifier, sort_keys=True) if hp.classifier else f"blackbox:{hp.blackbox_profile}")
+        explained = ("reference" if setup["data"] is not None else json.dumps(hp.classifier, sort_keys=True) if hp.classifier
+                     else f"embedded_v2:{hp.embedded_v2}" if hp.embedded_v2 else f"blackbox:{hp.blackbox_profile}")
         if setup["data"] is None:  # the explained weights themselves: another black box never reuses stale results
             digest = hashlib.sha256()
             for k, v in sorted(self.model.state_dict().items()):
@@ -460,6 +508,11 @@ class Khakzar2019Replication(ReplicationModule):
         def compute() -> torch.Tensor:
             if name == "random":
                 return random_attributions((images.shape[0], 1, *images.shape[-2:]), seed=1 if split == "train" else 2)
+            if name == ORACLE:  # the ground-truth evidence as the ranking (the protocol's validity reference)
+                evidence = self._evidence_maps(setup, split, images)
+                if evidence is None:
+                    raise ValueError(f"ROAR method {ORACLE!r} needs data with ground-truth evidence (v2/v1 scenes, MNIST)")
+                return evidence[1].float()
             explainer = make_explainer(name, setup["methods"][name])
             bs = setup["attribution_batch"]
             device = self.device
@@ -497,7 +550,8 @@ class Khakzar2019Replication(ReplicationModule):
             fractions=tuple(setup["fractions"]), seeds=tuple(setup["seeds"]), max_epochs=setup["epochs"],
             batch_size=setup["batch_size"], lr=setup["lr"], weight_decay=setup["weight_decay"], optimizer=setup["optimizer"],
             scheduler=setup["scheduler"], downsample=setup["downsample"], accelerator=setup["accelerator"],
-            devices=setup["devices"], threads=setup["threads"],
+            devices=setup["devices"], threads=setup["threads"], fill=setup["fill"], fill_noise=setup["fill_noise"],
+            mask_only_control=bool(setup["mask_only_control"]),
         )
         pipeline = RoarPipeline(cfg, work, num_classes=num_classes)
         # Results are cached per (method, fraction, seed): say how many this run reused (its wall time excludes them)
@@ -525,7 +579,7 @@ class Khakzar2019Replication(ReplicationModule):
                 "data": type(dm).__name__, "split": getattr(dm, "split_info", None) or None}
         if setup["data"] is not None and "prunegrad" in setup["methods"]:
             info["prunegrad_rules"] = self._prunegrad_rules(explained, test[0], t_test)
-        if setup["data"] is not None and (self.hparams.reference_pixel_images or self.hparams.reference_sanity_images):
+        if setup["data"] is not None and setup["reference_benchmarks"] and (self.hparams.reference_pixel_images or self.hparams.reference_sanity_images):
             self.reference_benchmarks[name] = self._reference_benchmarks(explained, test[0], t_test)
         self.roar_info[name] = info
         rows = pipeline.run(train, test, attributions)
@@ -540,12 +594,18 @@ class Khakzar2019Replication(ReplicationModule):
         return rows
 
     def _roar_evidence(self, setup: dict, dm, images: torch.Tensor) -> tuple[str, torch.Tensor] | None:
-        """The class evidence of the ROAR test images, (kind, (N, 1, H, W) bool): the scenes' head masks, or the
-        strokes (pixels > 0) of a single-channel black-background dataset (MNIST); None for other data."""
+        return self._evidence_maps(setup, "test", images)
+
+    def _evidence_maps(self, setup: dict, split: str, images: torch.Tensor) -> tuple[str, torch.Tensor] | None:
+        """The class evidence of the first ``len(images)`` ROAR ``split`` images, (kind, (N, 1, H, W) bool): the v2
+        scenes' evidence masks (v1: the head masks), or the strokes (pixels > 0) of a single-channel black-background
+        dataset (MNIST); None for other data."""
+        dm = self._roar_datamodule(setup)
         if setup["data"] is None and hasattr(dm, "dataset"):  # the synthetic scenes of the test DataModule
-            head = dm.dataset("test").__getitems__(list(range(images.shape[0]))).get("head_mask")
-            if head is not None:
-                return "head", head.bool()
+            batch = dm.dataset(split).__getitems__(list(range(images.shape[0])))
+            evidence = evidence_of(batch)
+            if evidence is not None:
+                return ("evidence" if "evidence_mask" in batch else "head"), evidence.bool()
         if images.shape[1] == 1:
             return "stroke", images > 0
         return None
@@ -562,8 +622,12 @@ class Khakzar2019Replication(ReplicationModule):
             "fractions": fractions, "seeds": seeds, "methods": list(attributions), "num_classes": num_classes,
             "reference": [by[(REFERENCE, 0.0, s)] for s in seeds if (REFERENCE, 0.0, s) in by],
             "accuracy": {m: {str(f): [by[(m, f, s)] for s in seeds] for f in fractions} for m in attributions},
-            "evidence": evidence[0] if evidence else None,
+            "evidence": evidence[0] if evidence else None, "fill": setup["fill"],
         }
+        if setup["mask_only_control"]:
+            # the retrained mask-only control: a model of the benchmark's architecture trained on the removal mask alone
+            out["mask_only_retrained"] = {m: {str(f): [by[(mask_only_name(m), f, s)] for s in seeds] for f in fractions}
+                                          for m in attributions}
         hi = max(fractions)
         ones = lambda x: torch.ones(x.shape[0], 1, *x.shape[-2:])  # noqa: E731
         y_train, y_test = train[1], test[1]
@@ -607,6 +671,15 @@ class Khakzar2019Replication(ReplicationModule):
                 curves[m] = {o: {k: metrics[(o, k)].per_sample()["curves"].cpu() for k in ("logit", "prob")} for o in ("morf", "lerf")}
                 if prec:
                     evidence[m] = torch.cat(prec)
+            if images.shape[1] == 1:  # the oracle: the strokes (pixels > 0) as the map
+                metrics = {(o, k): PixelPerturbation(o, self.pixel_fractions, hp.pixel_substrate, k).to(self.device)
+                           for o in ("morf", "lerf") for k in ("logit", "prob")}
+                for i in range(0, n_pixel, bs):
+                    x, t = images[i : min(i + bs, n_pixel)].to(self.device), targets[i : min(i + bs, n_pixel)].to(self.device)
+                    ids = torch.arange(i, i + x.shape[0], device=self.device)
+                    for metric in metrics.values():
+                        metric.update(model, x, (x > 0).to(x.dtype), t, ids=ids)
+                curves[ORACLE] = {o: {k: metrics[(o, k)].per_sample()["curves"].cpu() for k in ("logit", "prob")} for o in ("morf", "lerf")}
             out["pixel"] = pixel_block(self.pixel_fractions, curves, evidence or None)
         n_sanity = min(hp.reference_sanity_images, images.shape[0])
         if n_sanity:
@@ -651,11 +724,15 @@ class Khakzar2019Replication(ReplicationModule):
                                 "prunegrad_rules": self.prunegrad_rules["explained"]}}
         for name, res in self.reference_benchmarks.items():
             models[name] = {**res, "prunegrad_rules": self.roar_info.get(name, {}).get("prunegrad_rules")}
-        return {
+        out = {
             "methods": list(self.explainers), "pass_threshold": float(hp.pass_threshold), "pixel_output": hp.pixel_output,
             "classifier_test_accuracy": self.classifier_accuracy, "test_images": self.n_test_images, "models": models,
             "roar": self.roar_results,
         }
+        specs = pixel_validity_specs(models)
+        if specs:
+            out["protocol_validity"] = specs
+        return out
 
     def build_report(self, report: Report) -> None:
         from replications.khakzar2019 import tables

@@ -9,13 +9,20 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from lightning_modules.reporting import Report  # noqa: E402
+from lightning_modules.reporting import VALIDITY_CAPTION, Report, protocol_verdicts, validity_rows  # noqa: E402
 from lightning_modules.tasks.roar import REFERENCE  # noqa: E402
 
 PIXEL_MEASURES = {
     "logit": "target logit (higher = more evidence kept)",
     "dp": "official measure |p0 - p| / p0 of the predicted class's softmax probability (RoarTorch; MoRF: higher = "
           "better, LeRF: lower = better)",
+}
+
+
+FILLS = {
+    "mean": "the per-channel training mean (Hooker et al.)",
+    "noisy_linear": "ROAD's noisy linear imputation (each removed pixel the weighted mean of its 8 neighbours, plus "
+                    "Gaussian noise of std {noise:g}; Rong et al. 2022: leakage-free)",
 }
 
 
@@ -43,6 +50,12 @@ def build(module, report: Report, results: dict) -> None:
         "all`) equals the plain gradient exactly (same channel reduction). When the zero share exceeds the percentile "
         "the official threshold is 0 and the pruning removes only neurons that carry no gradient.",
     )
+    verdicts = protocol_verdicts(results.get("protocol_validity"))
+    if verdicts:
+        report.add_table("protocol_validity", validity_rows(verdicts), caption=VALIDITY_CAPTION + (
+            " Here: each pixel-perturbation curve of each model (MoRF / LeRF, target logit / official |p0 - p| / p0), "
+            "per-image means over the removed fractions; the oracle map is the ground-truth evidence (v2: the label's "
+            "evidence region; MNIST: the stroke pixels)."))
     for name, roar in results["roar"].items():
         _roar_tables(module, report, name, roar)
     if name_fig := getattr(module.sanity, "examples", None):
@@ -57,6 +70,10 @@ def _setting(module, report: Report, results: dict) -> None:
     if hp.classifier:
         model_text = (f"`{hp.classifier['name']}`{' (published weights)' if hp.classifier.get('pretrained') else ''} on "
                       f"{n_test} test images ({type(module.trainer.datamodule).__name__})")
+    elif hp.embedded_v2:
+        model_text = (f"benchmark v2's shipped `{hp.embedded_v2}` (`load_embedded_v2`, SHA-256-checked weights, "
+                      f"{module.sanity.examples['images'].shape[-1]} px v2 scenes, {module._num_classes()} classes) on "
+                      f"{n_test} test scenes")
     else:
         model_text = (f"the synthetic-scenes black box (`{module.data_config.name}`, profile `{hp.blackbox_profile}`, shipped "
                       f"weights, {module.sanity.examples['images'].shape[-1]} px scenes) on {n_test} test scenes")
@@ -70,8 +87,8 @@ def _setting(module, report: Report, results: dict) -> None:
     side = [m for m in module.methods if m.startswith("prunegrad_")]
     if side:
         text += (f"Side row{'s' if len(side) > 1 else ''} {', '.join(f'`{m}`' for m in side)}: the percentile over the "
-                 "neurons with a nonzero NeuronMCT score only (`scope: active`); in our small CNNs most scores are exactly "
-                 "zero (table `prunegrad_threshold_rules`), where the official threshold is 0. No claim reads the side rows. ")
+                 "neurons with a nonzero NeuronMCT score only (`scope: active`): where most scores are exactly zero (table "
+                 "`prunegrad_threshold_rules`) the official threshold is 0. No claim reads the side rows. ")
     text += (
         f"(a) Sanity checks on {sanity['images']} images, cascading randomisation from the logits down "
         f"({len(sanity['order'])} stages), weights re-initialised "
@@ -96,11 +113,13 @@ def _setting(module, report: Report, results: dict) -> None:
             f"(c) ROAR `{name}`: {info.get('train_images')} training / {info.get('test_images')} test images "
             f"{'x'.join(str(v) for v in info.get('image_size', []))} ({source}; the explaining model's test accuracy "
             f"{info.get('explained_model_test_accuracy', float('nan')):.3f}), top pixels by the squared attribution replaced "
-            f"by the per-channel training mean, a fresh `{setup['model']}` {setup['model_kwargs'] or ''} retrained for "
+            f"by {FILLS[setup['fill']].format(noise=setup['fill_noise'])}, a fresh `{setup['model']}` {setup['model_kwargs'] or ''} retrained for "
             f"{setup['epochs']} epochs ({setup['optimizer']}, lr {setup['lr']:g}, {setup['scheduler']} schedule, batch "
             f"{setup['batch_size']}, {setup['threads'] or 'default'} CPU thread(s)) per (method, fraction, seed){pooled}, "
             f"fractions {', '.join(_pct(f) for f in setup['fractions'])}, seeds {setup['seeds']} (the claims' samples are "
-            "the seeds); the row `none` retrains on the unmodified data. "
+            "the seeds); the row `none` retrains on the unmodified data"
+            + ("; the mask-only control retrains the same model on the removal mask alone (the image replaced by the "
+               "binary mask), per method, fraction and seed. " if setup["mask_only_control"] else ". ")
         )
         reused = info.get("runs_reused_from_cache", 0)
         cache = info.get("cache", "")
@@ -177,6 +196,8 @@ def _roar_tables(module, report: Report, name: str, roar: dict) -> None:
         row = {"method": m, "0%": None, **{_pct(float(f)): mean(v) for f, v in acc.items()},
                "seed range": max(acc[hi]) - min(acc[hi])}
         row[f"mask-only accuracy {_pct(float(hi))}"] = roar["mask_only_accuracy"].get(m)
+        if roar.get("mask_only_retrained"):
+            row[f"mask-only retrained {_pct(float(hi))}"] = mean(roar["mask_only_retrained"][m][hi])
         if roar.get("evidence"):
             row[f"{roar['evidence']} removed {_pct(float(hi))}"] = roar["evidence_removed"].get(m)
         rows.append(row)
@@ -184,9 +205,12 @@ def _roar_tables(module, report: Report, name: str, roar: dict) -> None:
     report.add_table(
         f"roar_{name}_test_accuracy", rows,
         caption=f"ROAR on `{name}`: test accuracy of a model retrained from scratch after removing the top-t pixels "
-        f"(per-channel mean), mean over seeds {seeds}; `seed range` = max - min over the seeds at {_pct(float(hi))}. Lower = "
-        f"the removed pixels mattered more. `mask-only accuracy`: the class predicted from the removal mask alone (a ridge-"
-        "regression classifier fitted on the training masks), i.e. class information in the removal pattern itself"
+        f"(fill: {roar.get('fill', 'mean')}), mean over seeds {seeds}; `seed range` = max - min over the seeds at "
+        f"{_pct(float(hi))}. Lower = the removed pixels mattered more. `mask-only accuracy`: the class predicted from the "
+        "removal mask alone (a ridge-regression classifier fitted on the training masks), i.e. class information in the "
+        "removal pattern itself"
+        + ("; `mask-only retrained`: the benchmark's model retrained on the removal mask alone (mean over the seeds)"
+           if roar.get("mask_only_retrained") else "")
         + (f"; `{roar['evidence']} removed`: share of the class evidence pixels removed" if roar.get("evidence") else "")
         + (f"; chance = {chance:.3f}" if chance else "") + ".",
     )
