@@ -43,6 +43,7 @@ from lightning_modules.tasks.data_randomization import (
 )
 from lightning_modules.tasks.randomization import MODES, TARGET_CONVENTIONS, ModelRandomizationTest, resolve_order
 from lightning_modules.utils import torch_threads
+from replications.adebayo2018.data import SCENE_SOURCES  # the data sources served by the black box's scenes
 from replications.cli import ReplicationModule
 
 #: The paper's methods (official notebook) plus the edge detector it compares with (Fig. 1).
@@ -61,8 +62,6 @@ LABELS = {
 }
 DATA_LABELS = {"mnist": "real MNIST", "fashion_mnist": "Fashion-MNIST", "digits": "scikit-learn digits",
                "scenes": "synthetic scenes (v1)", "scenes_v2": "benchmark v2 scenes", "imagenet": "ImageNet val"}
-#: the data sources served by the black box's scenes (``true_labels: blackbox`` reuses the black box on them)
-SCENE_DATA = ("scenes", "scenes_v2")
 ARCH_LABELS = {
     "mnist_cnn": "CNN (conv5x5-32, pool, conv5x5-64, pool, fc1024, fc10)",
     "mnist_mlp": "MLP (784-2500-1500-500-10)",
@@ -137,9 +136,9 @@ class DataRandomisationExperiment:
                              f"methods, controls); got {sorted(spec)}")
         true = spec.get("true_labels", {})
         if true == BLACKBOX:
-            if spec["dataset"] not in SCENE_DATA:
+            if spec["dataset"] not in SCENE_SOURCES:
                 raise ValueError(f"data_randomisation.{name}: true_labels: {BLACKBOX} reuses the scenes black box; "
-                                 f"it needs dataset: one of {SCENE_DATA}, not {spec['dataset']!r}")
+                                 f"it needs dataset: one of {SCENE_SOURCES}, not {spec['dataset']!r}")
             true_cfg = None
         elif isinstance(true, dict):
             true_cfg = TrainingConfig(**true)
@@ -290,12 +289,12 @@ class AdebayoReplication(ReplicationModule):
             raise ValueError("true_labels: blackbox reuses the cached scenes black box, but blackbox_model="
                              f"{blackbox_model!r} replaces it; train the true-label model instead")
         if model_randomisation is None:
-            model_randomisation = [n for n, e in self.experiments.items() if e.dataset not in SCENE_DATA][:1]
+            model_randomisation = [n for n, e in self.experiments.items() if e.dataset not in SCENE_SOURCES][:1]
         bad = [n for n in model_randomisation if n not in self.experiments or self.experiments[n].true is None]
         if bad:
             raise ValueError(f"model_randomisation names {bad}: give data_randomisation experiments that train their "
                              f"true-label model ({[n for n, e in self.experiments.items() if e.true is not None]})")
-        if {*SCENE_DATA, "imagenet"} & set(model_randomisation):
+        if {*SCENE_SOURCES, "imagenet"} & set(model_randomisation):
             raise ValueError("the black box's model randomisation is always run under its data's key (scenes_v2, "
                              "scenes or imagenet); "
                              "rename the data randomisation experiment")
@@ -482,6 +481,7 @@ class AdebayoReplication(ReplicationModule):
                         "train_images": int(train[1].numel()), "epochs": cfg.get("max_epochs"),
                         "weights": f"shipped black box `weights/{shipped}.safetensors`",
                         "training_wall_s": self.blackbox_info.get("training_s"),
+                        **({"seed": cfg["seed"]} if "seed" in cfg else {}),  # the black box's own training seed
                         "schedule": f"{cfg.get('optimizer')} lr {cfg.get('lr')}, cosine schedule with warm-up, batch "
                                     f"{cfg.get('batch_size')}, {cfg.get('max_epochs')} epochs, weight decay "
                                     f"{cfg.get('weight_decay')}"
@@ -757,7 +757,7 @@ class AdebayoReplication(ReplicationModule):
         for source, d in digits.items():
             lines.append(f"- {DATA_LABELS.get(source, source)}: {d.get('train_images')} train / {d.get('test_images')} test "
                          f"images; split: {d.get('split')}.")
-        if dm is not None and getattr(dm, "blackbox_data", None) in SCENE_DATA:
+        if dm is not None and getattr(dm, "blackbox_data", None) in SCENE_SOURCES:
             what = ("benchmark v2 scenes (64 px, 24 classes)" if dm.blackbox_data == "scenes_v2"
                     else "synthetic scenes (v1)")
             lines.append(f"- {what}: profile `{dm.scenes_profile}`, the first {self._n_images(self.blackbox_key)} "
