@@ -284,6 +284,18 @@ def load_embedded_v2(name: str = "scenes_v2_vgg", retrain: bool = False, root: s
     return _build(cfg, state, json.loads((out / "info.json").read_text()))
 
 
+def check_trained_on(model, scenes_config, name: str = "the v2 model") -> None:
+    """Fail unless ``scenes_config`` draws the scenes ``model`` was trained on (``model.scenes_config``): a profile
+    may have fewer scenes per split (e.g. smoke), every other field must be equal."""
+    trained_on = getattr(model, "scenes_config", None)
+    if trained_on is None:
+        raise ValueError(f"{name} has no scenes_config: load it with load_embedded_v2")
+    sizes = {f"{split}_size": getattr(trained_on, f"{split}_size") for split in ("train", "val", "test", "heldout")}
+    if replace(scenes_config, **sizes) != trained_on:
+        raise ValueError(f"{name} was trained on other v2 scenes than the data's config; use a v2 profile that "
+                         "differs only in its split sizes")
+
+
 def ship_embedded_v2(name: str, root: str | Path | None = None, accelerator: str = "cpu") -> Path:
     """Retrain a v2 model from scratch and ship it (``weights/<name>.safetensors`` + SHA-256 in the manifest)."""
     if name not in SHIPPED_V2:

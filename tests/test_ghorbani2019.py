@@ -45,7 +45,7 @@ def test_smoke_run_end_to_end(tmp_path, monkeypatch):
         # orderings carry per-image samples, one per attacked image, and their paired-bootstrap interval
         assert len(c["samples"]["topk_attack"]) == len(c["samples"]["random_sign"]) == 6 and c["intervals"]
     parts = first["results"]["parts"]
-    scenes = parts["scenes"]
+    scenes = parts["scenes_v2"]
     assert first["results"]["methods"] == ["gradient", "integrated_gradients", "deeplift"]
     cell = scenes["cells"]["gradient"]["topk"]["8.0"]
     assert 0 <= cell["topk_intersection"] <= 1 and cell["n"] == 6 and cell["label_kept_rate"] == 1.0
@@ -56,6 +56,12 @@ def test_smoke_run_end_to_end(tmp_path, monkeypatch):
     assert set(scenes["variant"]["deeplift"]) == {"topk", "center"}
     assert {v["beta"] for v in scenes["surrogate_maps"].values()} == {1.0, 10.0}
     assert "softplus_beta_variant" in first["tables"] and "run_cost" in first["tables"]
+    # benchmark v2's ground truth: where the original and the attacked maps put their top-k pixels, per image
+    ev = scenes["evidence"]["gradient"]["topk"]["8.0"]
+    assert ev["n"] == 6 and len(ev["samples"]["original"]) == len(ev["samples"]["attacked"]) == 6
+    assert 0 <= ev["original"] <= 1 and 0 <= ev["attacked"] <= 1 and "evidence_share" in first["tables"]
+    assert first["metrics"]["models"]["scenes_v2"]["name"] == "scenes_v2_vgg"
+    assert parts["mnist"]["evidence"] == {}
     # the real-MNIST part: its own model, budgets, step, table, claims and figures
     mnist = parts["mnist"]
     assert mnist["image_size"] == [28, 28] and mnist["k"] == round(1000 / 227**2 * 28 * 28)
@@ -75,6 +81,50 @@ def test_smoke_run_end_to_end(tmp_path, monkeypatch):
     assert_matches_snapshot("ghorbani2019", first)
 
 
+def test_smoke_fit_v1_scenes(tmp_path, monkeypatch):
+    """The v1 setting stays available as an override: the v1 smoke black box on the v1 smoke scenes (no evidence
+    masks, so no evidence table); without the beta variant, to keep it short."""
+    from replications.cli import run
+
+    out = tmp_path / "v1"
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    monkeypatch.setenv("SALIENCY_REPORT_DIR", str(out))
+    run(FragilityReplication, "ghorbani2019", datamodule_class=FragilityData,
+        args=["fit", "--config", str(CONFIGS / "smoke.yaml"), "--model.model", "{blackbox: smoke}",
+              "--data.source", "scenes", "--model.variant_beta", "null", "--data.n_images", "4"])
+    results = json.loads((out / "results.json").read_text())
+    part = results["results"]["parts"]["scenes"]
+    assert part["counts"]["images"] == 4 and part["evidence"] == {} and "evidence_share" not in results["tables"]
+    assert part["image_size"] == [32, 32]
+
+
+def test_v2_model_and_data_must_agree():
+    """The v2 model on the v1 scenes, the v1 black box on the v2 scenes, a v2 model on other v2 scenes, and extra
+    keys beside embedded_v2 fail early, each naming the fix."""
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    from lightning_modules.embedded_v2 import check_trained_on, load_embedded_v2
+    from lightning_modules.data.scenes_v2 import PROFILES
+
+    with pytest.raises(ValueError, match="takes no other keys"):
+        FragilityReplication(model={"embedded_v2": "scenes_v2_vgg", "pretrained": True})
+    v2 = FragilityReplication()
+    v2._trainer = SimpleNamespace(datamodule=FragilityData(source="scenes"))
+    with pytest.raises(ValueError, match="data.source: scenes_v2"):
+        v2._check_data()
+    v1 = FragilityReplication(model={"blackbox": "smoke"})
+    v1._trainer = SimpleNamespace(datamodule=FragilityData(source="scenes_v2"))
+    with pytest.raises(ValueError, match="data.source: scenes"):
+        v1._check_data()
+    model, _ = load_embedded_v2("scenes_v2_vgg")
+    check_trained_on(model, PROFILES["smoke"])  # fewer scenes per split, drawn the same way
+    with pytest.raises(ValueError, match="other v2 scenes"):
+        check_trained_on(model, replace(PROFILES["default"], seed=1))
+    with pytest.raises(ValueError, match="load it with load_embedded_v2"):
+        check_trained_on(torch.nn.Linear(2, 2), PROFILES["default"])
+
+
 def test_claims_are_a_pure_function_of_the_plain_results(tmp_path, monkeypatch):
     """build_claims reads only the results: the same results give the same claims, and a moved number moves them."""
     from replications.ghorbani2019.claims import build_claims
@@ -83,7 +133,7 @@ def test_claims_are_a_pure_function_of_the_plain_results(tmp_path, monkeypatch):
     a = [c.to_dict() for c in build_claims(results, "smoke")]
     b = [c.to_dict() for c in build_claims(json.loads(json.dumps(results)), "smoke")]
     assert a == b
-    cell = results["parts"]["scenes"]["cells"]["gradient"]["topk"]["8.0"]["samples"]
+    cell = results["parts"]["scenes_v2"]["cells"]["gradient"]["topk"]["8.0"]["samples"]
     cell["topk_intersection"] = [1.0] * len(cell["topk_intersection"])
     moved = {c.id: c for c in build_claims(results, "smoke")}["topk_attack_beats_random_gradient"]
     assert moved.measured["topk_attack"] == 1.0 and moved.status == "fails"
@@ -95,7 +145,7 @@ def test_default_and_paper_configs_instantiate():
         module = FragilityReplication(**cfg["model"])
         assert module.epsilons == [float(e) for e in cfg["model"]["epsilons"]]
         data = FragilityData(**cfg["data"])
-        assert data.source in ("scenes", "imagenet")
+        assert data.source in ("scenes_v2", "imagenet")
     paper = yaml.safe_load((CONFIGS / "paper.yaml").read_text())
     assert paper["model"]["k"] == 1000 and paper["model"]["steps"] == 300 and paper["model"]["alpha"] == 0.5
     assert paper["trainer"]["accelerator"] == "gpu" and paper["data"]["imagenet"]["image_size"] == 227

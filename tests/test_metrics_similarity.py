@@ -9,7 +9,7 @@ from skimage.metrics import structural_similarity
 
 from conftest_quantus import quantus
 from lightning_modules.metrics import (
-    CenterOfMassShift, MapSimilarity, RankCorrelation, TopKIntersection, spearman,
+    CenterOfMassShift, MapSimilarity, RankCorrelation, TopKIntersection, TopKMaskShare, spearman,
 )
 from lightning_modules.metrics.keypoints import normalise_maps
 
@@ -93,6 +93,31 @@ def test_topk_intersection_matches_quantus_top_k_mask():
     assert float(same.compute()) == 1.0
     with pytest.raises(ValueError, match="k must be"):
         TopKIntersection(k=10_000).update(a, b)
+
+
+def test_topk_mask_share_known_answer_and_quantus():
+    """TopKMaskShare = the fraction of a map's top-k pixels inside a mask: by hand on a 1x4 map, and Quantus'
+    TopKIntersection (which takes the mask as its 'segmentation') on random maps and masks."""
+    m = TopKMaskShare(k=2)
+    maps = torch.tensor([[[[4.0, 3.0, 2.0, 1.0]]], [[[1.0, 2.0, 3.0, 4.0]]]])
+    masks = torch.tensor([[[[1.0, 0.0, 0.0, 0.0]]], [[[0.0, 0.0, 1.0, 1.0]]]])
+    m.update(maps, masks, torch.tensor([7, 3]))
+    per = m.per_sample()
+    assert per["ids"].tolist() == [3, 7] and per["values"].tolist() == [1.0, 0.5]
+    a, _ = _maps(n=4)
+    seg = (torch.rand(4, 1, 24, 24, generator=torch.Generator().manual_seed(1)) < 0.3).float()
+    k = 40
+    ours = TopKMaskShare(k=k)
+    ours.update(a, seg)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 24 * 24, 2))
+    theirs = quantus.TopKIntersection(k=k, disable_warnings=True, normalise=False, abs=False)(
+        model=model, x_batch=torch.rand(4, 3, 24, 24).numpy(), y_batch=np.zeros(4, dtype=int), a_batch=a.numpy(),
+        s_batch=seg.numpy(), device="cpu")
+    np.testing.assert_allclose(ours.per_sample()["values"].numpy(), np.array(theirs), atol=1e-6)
+    with pytest.raises(ValueError, match="masks must have the maps' shape"):
+        TopKMaskShare(k=2).update(maps, masks[:, :, :, :2])
+    with pytest.raises(ValueError, match="k must be"):
+        TopKMaskShare(k=5).update(maps, masks)
 
 
 def test_rank_correlation_and_center_of_mass_shift():

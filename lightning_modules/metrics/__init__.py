@@ -1,7 +1,7 @@
 """Evaluation metrics as torchmetrics ``Metric``s (DDP-synced, per-sample values de-duplicated by sample id)."""
 
 from lightning_modules.metrics.causal import DeletionAUC, DeletionInsertion, InsertionAUC
-from lightning_modules.metrics.fragility import CenterOfMassShift, RankCorrelation, TopKIntersection
+from lightning_modules.metrics.fragility import CenterOfMassShift, RankCorrelation, TopKIntersection, TopKMaskShare
 from lightning_modules.metrics.keypoints import KeypointIntensity
 from lightning_modules.metrics.localisation import WeakLocalisation, best_alpha, tune_and_evaluate
 from lightning_modules.metrics._samples import PerSampleMetric, SampleValues
@@ -13,6 +13,6 @@ from lightning_modules.metrics.suppression import SmallestSuppressingBox
 __all__ = [
     "CenterOfMassShift", "DeletionAUC", "DeletionInsertion", "InsertionAUC", "KeypointIntensity", "MapSimilarity",
     "PerSampleMetric", "PixelPerturbation", "PointingGame", "RankCorrelation", "SampleValues", "SmallestSuppressingBox",
-    "TopKIntersection",
-    "WeakLocalisation", "best_alpha", "center_heatmaps", "spearman", "tune_and_evaluate",
+    "TopKIntersection", "TopKMaskShare", "WeakLocalisation", "best_alpha", "center_heatmaps", "spearman",
+    "tune_and_evaluate",
 ]

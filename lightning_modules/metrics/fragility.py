@@ -5,7 +5,10 @@
 - ``RankCorrelation``: Spearman rank correlation between the two maps;
 - ``CenterOfMassShift``: L2 distance (pixels) between the maps' centres of mass (maps as non-negative mass).
 
-All three take ``update(maps, perturbed_maps, ids=None)`` and keep per-sample values.
+All three take ``update(maps, perturbed_maps, ids=None)`` and keep per-sample values. Where the ground truth is
+known (benchmark v2's evidence masks), ``TopKMaskShare(k)`` (``update(maps, masks, ids=None)``) says where a map's
+top-k pixels lie: the fraction inside the mask, so an attack that keeps the label can be seen to move the
+interpretation off the evidence (not only away from the original map).
 """
 
 from __future__ import annotations
@@ -30,6 +33,15 @@ def topk_intersection(maps: torch.Tensor, perturbed: torch.Tensor, k: int) -> to
     top_a = torch.topk(a, k, dim=1, sorted=False).indices
     in_top_b = torch.zeros_like(b, dtype=torch.bool).scatter_(1, torch.topk(b, k, dim=1, sorted=False).indices, True)
     return in_top_b.gather(1, top_a).float().mean(1)
+
+
+def topk_mask_share(maps: torch.Tensor, masks: torch.Tensor, k: int) -> torch.Tensor:
+    """``(B,)`` fraction of the top-k pixels of ``maps`` that lie inside the binary ``masks`` (same shape)."""
+    a = maps.flatten(1)
+    if not 1 <= k <= a.shape[1]:
+        raise ValueError(f"k must be in [1, {a.shape[1]}] (pixels per map), got {k}")
+    top = torch.topk(a, k, dim=1, sorted=False).indices
+    return (masks.flatten(1) > 0.5).gather(1, top).float().mean(1)
 
 
 def center_of_mass(maps: torch.Tensor) -> torch.Tensor:
@@ -96,3 +108,27 @@ class CenterOfMassShift(_PairMetric):
 
     def _values(self, maps, perturbed):
         return (center_of_mass(maps) - center_of_mass(perturbed)).norm(dim=1)
+
+
+class TopKMaskShare(PerSampleMetric):
+    """Fraction of a map's top-k pixels inside a ground-truth mask (e.g. the label's evidence), per sample."""
+
+    higher_is_better = True
+
+    def __init__(self, k: int = 1000, **kwargs):
+        super().__init__(**kwargs)
+        self.k = k
+        self._add_row_states("values")
+
+    def update(self, maps: torch.Tensor, masks: torch.Tensor, ids: torch.Tensor | None = None) -> None:
+        check_heatmaps(maps, name="maps")
+        if masks.shape != maps.shape:
+            raise ValueError(f"masks must have the maps' shape {tuple(maps.shape)}, got {tuple(masks.shape)}")
+        self._append_rows(ids, maps.shape[0], maps.device, values=topk_mask_share(maps, masks, self.k))
+
+    def compute(self) -> torch.Tensor:
+        return self._rows()["values"].mean()
+
+    def per_sample(self) -> dict[str, torch.Tensor]:
+        rows = self._rows()
+        return {"ids": rows["sample_ids"], "values": rows["values"]}

@@ -1,7 +1,9 @@
 """The evaluation data of the fragility replication: one test loader per part (see ``experiments``).
 
 Primary part (``source``):
-``"scenes"`` (default, smoke): the first ``n_images`` test scenes of the black box's scenes profile.
+``"scenes_v2"`` (default, smoke): the first ``n_images`` test scenes of benchmark v2's profile ``scenes_profile``
+(``lightning_modules.data.scenes_v2``; their ``evidence_mask`` is the label's ground-truth evidence).
+``"scenes"`` (the v1 setting): the first ``n_images`` test scenes of the v1 black box's scenes profile.
 ``"imagenet"`` (paper): ImageNet val (``ImageNetValDataModule`` kwargs in ``imagenet``), the first
 ``n_images`` (the paper attacks correctly classified ImageNet val images with SqueezeNet).
 ``"cifar10"`` (paper, CIFAR-10 part): the CIFAR-10 test set (``CIFAR10DataModule`` kwargs in ``cifar10``).
@@ -23,7 +25,7 @@ from torch.utils.data import DataLoader, Subset
 
 from lightning_modules.data.schema import collate_batch
 
-SOURCES = ("scenes", "imagenet", "cifar10")
+SOURCES = ("scenes_v2", "scenes", "imagenet", "cifar10")
 
 
 class _One(torch.utils.data.Dataset):
@@ -35,12 +37,13 @@ class _One(torch.utils.data.Dataset):
 
 
 class FragilityData(pl.LightningDataModule):
-    def __init__(self, source: str = "scenes", scenes_profile: str = "default", n_images: int = 32,
+    def __init__(self, source: str = "scenes_v2", scenes_profile: str = "default", n_images: int = 32,
                  batch_size: int = 16, imagenet: dict | None = None, cifar10: dict | None = None,
                  root: str | None = None, mnist: dict | None = None):
         super().__init__()
         if source not in SOURCES:
-            raise ValueError(f"source must be one of {SOURCES} (scenes = embedded), got {source!r}")
+            raise ValueError(f"source must be one of {SOURCES} (scenes_v2 = the embedded benchmark v2, scenes = v1), got "
+                             f"{source!r}")
         if n_images < 1 or batch_size < 1:
             raise ValueError(f"n_images and batch_size must be >= 1, got {n_images}, {batch_size}")
         self.source = source
@@ -59,12 +62,20 @@ class FragilityData(pl.LightningDataModule):
                 raise ValueError(f"data.mnist.n_images must be >= 1, got {self.mnist.get('n_images')}")
         self._datasets: list | None = None
         self.split_info: dict = {}
+        #: the v2 scenes config of the primary part (source scenes_v2), checked against the model's training scenes
+        self.scenes_config = None
 
     @property
     def mnist_profile(self) -> str | None:
         return None if self.mnist is None else self.mnist.get("profile", "default")
 
     def _primary(self):
+        if self.source == "scenes_v2":
+            from lightning_modules.data.scenes_v2 import ScenesV2DataModule
+
+            dm = ScenesV2DataModule.from_profile(self.scenes_profile, root=self.root)
+            self.scenes_config = dm.config
+            return dm.dataset("test")
         if self.source == "scenes":
             from lightning_modules.blackbox import blackbox_datamodule
 

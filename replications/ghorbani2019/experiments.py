@@ -9,10 +9,13 @@ metrics (Sec. 4): top-k intersection, Spearman rank correlation and centre-of-ma
 (``lightning_modules.metrics.fragility``, torchmetrics, per-sample, DDP-synced). Label preservation of the attacked
 images is counted as well. A stated variant (``variant_beta``) re-runs the guided attacks at the claim budget
 through a surrogate of another softplus sharpness, and the surrogates' own simple-gradient maps are compared with
-the model's on the clean images (how closely each surrogate follows the map it is meant to attack).
+the model's on the clean images (how closely each surrogate follows the map it is meant to attack). Where the
+data carry the label's ground-truth evidence (benchmark v2), each cell also measures where the original and the
+attacked maps put their top-k pixels (``TopKMaskShare``): on the evidence or off it.
 
 Two parts, each a dataset with its own model (the paper attacks ImageNet and CIFAR-10 models): the primary
-part (``data.source``: the synthetic scenes and their black box, or ImageNet / CIFAR-10 at paper scale) and,
+part (``data.source``: benchmark v2's scenes and its shipped deep model ``model.embedded_v2``, the v1 scenes and
+their black box, or ImageNet / CIFAR-10 at paper scale) and,
 optionally, real MNIST (``model.mnist`` + ``data.mnist``: the cached real-MNIST CNN of
 ``lightning_modules.mnist_model`` on its held-out test digits). The DataModule serves one test loader per part.
 
@@ -30,7 +33,7 @@ from torchmetrics import SumMetric
 
 from lightning_modules.attacks import ATTACKS, METHODS, FragilityAttack, softplus_surrogate
 from lightning_modules.attacks.fragility import saliency
-from lightning_modules.metrics.fragility import CenterOfMassShift, RankCorrelation, TopKIntersection
+from lightning_modules.metrics.fragility import CenterOfMassShift, RankCorrelation, TopKIntersection, TopKMaskShare
 from replications.cli import ReplicationModule
 
 #: k = 1000 of 227 x 227 pixels in the paper: the same fraction of our images' pixels
@@ -52,7 +55,7 @@ def _check_epsilons(epsilons: list[float], claim_epsilon: float, where: str) -> 
 class FragilityPart:
     """One dataset of the replication with its model, budgets and (after ``test``) results.
 
-    ``name``: ``scenes`` / ``imagenet`` / ``cifar10`` (the primary part) or ``mnist``; ``suffix`` is appended to
+    ``name``: ``scenes_v2`` / ``scenes`` / ``primary`` (the primary part) or ``mnist``; ``suffix`` is appended to
     its claim ids, table and figure names (empty for the primary part, so its report keys never change).
     """
 
@@ -74,6 +77,8 @@ class FragilityPart:
         self.results: dict = {}
         self.variant: dict = {}
         self.surrogate_maps: dict = {}
+        #: per method x attack x epsilon: the original and attacked maps' top-k share on the evidence (v2 only)
+        self.evidence: dict = {}
         self.ids: list[int] = []
         self.examples: dict = {}
         self.k: int | None = None
@@ -87,13 +92,19 @@ class FragilityPart:
     def is_mnist(self) -> bool:
         return self.name == "mnist"
 
+    @property
+    def has_evidence(self) -> bool:
+        """Benchmark v2's scenes carry the label's ground-truth evidence mask."""
+        return self.name == "scenes_v2"
+
 
 class FragilityReplication(ReplicationModule):
     """See the module docstring. Constructor arguments are the config's ``model:`` section.
 
     Args:
-        model: the primary part's black box: ``{"blackbox": "default"}`` (the cached scenes network) or
-            ``load_model`` kwargs (``{"name": "squeezenet1_1", "pretrained": true}``).
+        model: the primary part's model: ``{"embedded_v2": "scenes_v2_vgg"}`` (benchmark v2's shipped deep model, on
+            ``data.source: scenes_v2``), ``{"blackbox": "default"}`` (the v1 scenes black box, on ``data.source:
+            scenes``) or ``load_model`` kwargs (``{"name": "squeezenet1_1", "pretrained": true}``).
         methods: saliency methods attacked (``gradient``, ``integrated_gradients``, ``deeplift``).
         attacks: ``random`` (baseline), ``topk``, ``center`` (``targeted`` needs a region; not run here).
         epsilons: L-inf budgets in 0-255 units (divided by 255 for the [0, 1] images).
@@ -152,7 +163,9 @@ class FragilityReplication(ReplicationModule):
         mnist: dict | None = None,
     ):
         super().__init__()
-        self.model_cfg = dict(model or {"blackbox": "default"})
+        self.model_cfg = dict(model or {"embedded_v2": "scenes_v2_vgg"})
+        if "embedded_v2" in self.model_cfg and set(self.model_cfg) != {"embedded_v2"}:
+            raise ValueError(f"model.model.embedded_v2 takes no other keys, got {sorted(self.model_cfg)}")
         self.methods = list(methods or METHODS)
         self.attacks = list(attacks or ("random", "topk", "center"))
         self.epsilons = [float(e) for e in (epsilons or [1, 2, 4, 8])]
@@ -180,7 +193,8 @@ class FragilityReplication(ReplicationModule):
         FragilityAttack("topk", self.methods[0], epsilon=max(self.epsilons) / 255, steps=self.steps, beta=self.beta,
                         ig_steps=self.ig_steps, alpha=None if alpha is None else alpha / 255,
                         attack_ig_steps=self.attack_ig_steps, measure=self.measure, on_flip=self.on_flip)
-        primary = "scenes" if "blackbox" in self.model_cfg else "primary"
+        primary = ("scenes" if "blackbox" in self.model_cfg else "scenes_v2" if "embedded_v2" in self.model_cfg
+                   else "primary")
         self.parts: list[FragilityPart] = [FragilityPart(primary, self.model_cfg, self.epsilons, self.claim_epsilon,
                                                          self.k_cfg, alpha=alpha)]
         self.mnist_cfg = None if mnist is None else dict(mnist)
@@ -225,6 +239,12 @@ class FragilityReplication(ReplicationModule):
 
                 model, data_config = load_blackbox(cfg.pop("blackbox"), **cfg)
                 part.info = dict(getattr(model, "blackbox_info", {}) or {})
+            elif "embedded_v2" in cfg:
+                from lightning_modules.embedded_v2 import load_embedded_v2
+
+                name = cfg.pop("embedded_v2")
+                model, data_config = load_embedded_v2(name)
+                part.info = {"name": name, **dict(getattr(model, "embedded_info", {}) or {})}
             elif "mnist_model" in cfg:
                 from lightning_modules.mnist_model import load_mnist_model
 
@@ -252,6 +272,19 @@ class FragilityReplication(ReplicationModule):
         dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         if dm is None or not hasattr(dm, "mnist_profile"):
             return
+        primary = self.primary
+        if primary.name == "scenes_v2":
+            if dm.source != "scenes_v2":
+                raise ValueError(f"model.model.embedded_v2={primary.model_cfg['embedded_v2']!r} is attacked on the v2 "
+                                 f"scenes it was trained on: set data.source: scenes_v2 (got {dm.source!r})")
+            if primary.model is not None:
+                from lightning_modules.embedded_v2 import check_trained_on
+
+                dm.setup("test")
+                check_trained_on(primary.model, dm.scenes_config, primary.model_cfg["embedded_v2"])
+        elif primary.name == "scenes" and dm.source != "scenes":
+            raise ValueError(f"the v1 scenes black box (model.model.blackbox) is attacked on the v1 scenes: set "
+                             f"data.source: scenes (got {dm.source!r}), or model.model.embedded_v2 for the v2 scenes")
         if len(self.parts) == 2 and dm.mnist_profile is None:
             raise ValueError("model.mnist is set but data.mnist is not: add data.mnist {n_images: N} (or drop "
                              "model.mnist)")
@@ -319,6 +352,9 @@ class FragilityReplication(ReplicationModule):
                           for attack in self.attacks if attack != "random"]
             for method, attack, eps, prefix in cells:
                 key = prefix + _key(method, attack, eps)
+                if part.has_evidence and not prefix:
+                    pm[f"{key}__evidence_original"] = TopKMaskShare(k=1)  # k set on the first batch
+                    pm[f"{key}__evidence_attacked"] = TopKMaskShare(k=1)
                 pm[f"{key}__topk"] = TopKIntersection(k=1)  # k set on the first batch (image size)
                 pm[f"{key}__spearman"] = RankCorrelation()
                 pm[f"{key}__shift"] = CenterOfMassShift()
@@ -345,7 +381,10 @@ class FragilityReplication(ReplicationModule):
                                attack_ig_steps=self.attack_ig_steps, measure=self.measure, on_flip=self.on_flip)
 
     @staticmethod
-    def _update(metrics, key, res, ids) -> None:
+    def _update(metrics, key, res, ids, evidence=None) -> None:
+        if evidence is not None and f"{key}__evidence_original" in metrics:
+            metrics[f"{key}__evidence_original"].update(res.maps, evidence, ids)
+            metrics[f"{key}__evidence_attacked"].update(res.attacked_maps, evidence, ids)
         metrics[f"{key}__topk"].update(res.maps, res.attacked_maps, ids)
         metrics[f"{key}__spearman"].update(res.maps, res.attacked_maps, ids)
         metrics[f"{key}__shift"].update(res.maps, res.attacked_maps, ids)
@@ -358,6 +397,9 @@ class FragilityReplication(ReplicationModule):
         metrics = self.metrics[part.name]
         started, started_cpu = time.time(), time.process_time()
         images, labels, ids = batch["image"], batch["label"], batch["id"]
+        evidence = batch.get("evidence_mask") if part.has_evidence else None
+        if part.has_evidence and evidence is None:
+            raise ValueError(f"{part.name}: the batches carry no evidence_mask (benchmark v2's ground truth)")
         model = part.model
         with torch.no_grad():
             preds = model(images).argmax(1)
@@ -365,6 +407,7 @@ class FragilityReplication(ReplicationModule):
         if self.only_correct:
             keep = preds == labels
             images, ids, preds = images[keep], ids[keep], preds[keep]
+            evidence = None if evidence is None else evidence[keep]
         if images.shape[0] == 0:
             return None
         metrics["attacked_images"].update(torch.tensor(float(images.shape[0]), device=self.device))
@@ -373,7 +416,7 @@ class FragilityReplication(ReplicationModule):
             part.k = int(part.k_cfg) if part.k_cfg is not None else max(1, round(PAPER_TOPK_FRACTION * h * w))
             part.image_size = (int(h), int(w))
             for name, metric in metrics.items():
-                if name.endswith("__topk"):
+                if name.endswith("__topk") or "__evidence_" in name:
                     metric.k = part.k
         # how closely each surrogate follows the model it stands in for: its simple-gradient map (and label) on the
         # clean images against the model's own
@@ -393,7 +436,7 @@ class FragilityReplication(ReplicationModule):
                 for eps in part.epsilons:
                     res = self._attack(part, method, attack, eps, baseline, batch_idx, part.surrogate, self.beta)(
                         model, images, surrogate=part.surrogate)
-                    self._update(metrics, _key(method, attack, eps), res, ids)
+                    self._update(metrics, _key(method, attack, eps), res, ids, evidence)
                     if (method, attack) not in part.examples and eps == max(part.epsilons):
                         n = self.n_example_images
                         part.examples[(method, attack)] = {
@@ -440,9 +483,22 @@ class FragilityReplication(ReplicationModule):
             "samples": samples,
         }
 
+    @staticmethod
+    def _evidence_cell(part, metrics, key: str) -> dict:
+        """The original and the attacked maps' top-k share on the evidence, per image (the cells' images)."""
+        samples = {}
+        for which in ("original", "attacked"):
+            per = metrics[f"{key}__evidence_{which}"].per_sample()
+            if per["ids"].tolist() != part.ids:
+                raise RuntimeError(f"{part.name} {key}: the evidence shares saw other images than the cell")
+            samples[which] = [float(x) for x in per["values"].double().cpu()]
+        return {**{w: float(torch.tensor(v, dtype=torch.float64).mean()) for w, v in samples.items()},
+                "n": len(part.ids), "samples": samples}
+
     def _collect(self, part: FragilityPart, metrics: nn.ModuleDict) -> None:
         res: dict = {}
         variant: dict = {}
+        evidence: dict = {}
         n_attacked = float(metrics["attacked_images"].compute())
         if n_attacked > 0:
             for method in self.methods:
@@ -450,6 +506,9 @@ class FragilityReplication(ReplicationModule):
                     for eps in part.epsilons:
                         res.setdefault(method, {}).setdefault(attack, {})[str(eps)] = self._cell(
                             part, metrics, _key(method, attack, eps), n_attacked)
+                        if part.has_evidence:
+                            evidence.setdefault(method, {}).setdefault(attack, {})[str(eps)] = self._evidence_cell(
+                                part, metrics, _key(method, attack, eps))
                     if attack != "random" and self.variant_beta is not None:
                         variant.setdefault(method, {})[attack] = self._cell(
                             part, metrics, "variant__" + _key(method, attack, part.claim_epsilon), n_attacked)
@@ -464,6 +523,7 @@ class FragilityReplication(ReplicationModule):
                 }
         part.results = res
         part.variant = variant
+        part.evidence = evidence
         part.counts = {"images": int(metrics["images"].compute()), "attacked": int(n_attacked)}
 
     # ------------------------------------------------------------------ results and report
@@ -481,6 +541,7 @@ class FragilityReplication(ReplicationModule):
                 "suffix": p.suffix, "is_mnist": p.is_mnist, "epsilons": p.epsilons, "claim_epsilon": p.claim_epsilon,
                 "alpha": p.alpha, "k": p.k, "image_size": list(p.image_size or ()), "counts": p.counts,
                 "ids": p.ids, "cells": p.results, "variant": p.variant, "surrogate_maps": p.surrogate_maps,
+                "evidence": p.evidence,
             } for p in self.parts},
         }
 
