@@ -36,10 +36,13 @@ def cmd_list() -> int:
     from rich.table import Table
     from rich.text import Text
 
+    from lightning_modules.reporting.findings import FINDING_STATUSES
+
     table = Table(title="saliency-replications", show_lines=True, expand=False)
     table.add_column("paper", no_wrap=True, style="bold")
     table.add_column("title and experiments", ratio=1, overflow="fold")
     table.add_column("claims\nhold/fail/\ndev/n.v.", no_wrap=True, justify="right")
+    table.add_column("findings\nrepr./part/\nnot/inc./\nn.v./n.t.", no_wrap=True, justify="right")
     table.add_column("profile", no_wrap=True)
     for name in list_papers():
         info = paper_info(name)
@@ -48,22 +51,25 @@ def cmd_list() -> int:
             r = load_results(res_path)
             c = r.get("claim_counts", {})
             claims = f"{c.get('holds', 0)}/{c.get('fails', 0)}/{c.get('deviation', 0)}/{c.get('not_valid', 0)}"
+            f = r.get("finding_counts")
+            findings = "/".join(str(f.get(k, 0)) for k in FINDING_STATUSES) if f else "–"
             profile = str(r.get("profile", "?"))
         else:
-            claims, profile = "–", "no report"
+            claims, findings, profile = "–", "–", "no report"
         details = Text(info["title"], style="italic")
         for exp in info["experiments"]:
             details.append(f"\n- {exp}")
-        table.add_row(name, details, claims, profile)
+        table.add_row(name, details, claims, findings, profile)
     Console().print(table)
     print("dev: known deviations; n.v.: not valid here (the protocol the claim rests on\n"
-          "fails its validity check in the run)")
+          "fails its validity check in the run). Findings (../shared/HEADLINE_CLAIMS.md):\n"
+          "reproduced / partly / not reproduced / inconclusive / not valid here / not tested here")
     return 0
 
 
 def cmd_check(papers: list[str] | None = None) -> int:
     """Verify every committed report against the code (see ``lightning_modules.reporting.verify``)."""
-    from replications.contract import contract, rebuild
+    from replications.contract import contract, findings_for, rebuild
 
     papers = papers or list_papers()
     problems: list[str] = []
@@ -87,7 +93,9 @@ def cmd_check(papers: list[str] | None = None) -> int:
         has_code = contract(name).build_claims is not None
         if not has_code:
             warnings.append(f"{name}: claims NOT rebuilt from the code (replications/{name}/claims.py has no build_claims)")
-        problems += check_results(results, rebuild=rebuild if has_code else None)
+        problems += check_results(results, rebuild=rebuild if has_code else None,
+                                  rebuild_findings=(lambda r, claims: findings_for(r["paper"], claims, r["profile"]))
+                                  if has_code else None)
         if isinstance(results, dict) and isinstance(results.get("claims"), list):
             checked += len(results["claims"])
     for w in warnings:

@@ -25,7 +25,7 @@ from lightning.pytorch.cli import LightningCLI
 from lightning_modules.reporting import Report
 from lightning_modules.utils import REPO_ROOT
 from lightning_modules.validation import InputError, check_report_destination
-from replications.contract import claims_for, contract, plain
+from replications.contract import claims_for, contract, findings_for, plain
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
@@ -124,6 +124,7 @@ class ReplicationModule(pl.LightningModule):
         if contract(self.paper).build_claims is not None:
             report.set_results(plain(self.plain_results()))
             report.add_claims(claims_for(self.paper, report.plain_results, self.profile))
+            report.findings = findings_for(self.paper, [c.to_dict() for c in report.claims], self.profile)
         out_dir = out_dir or self.run_info.get("report_dir")
         report.write(out_dir)
         report.log_wandb(self.logger)
@@ -275,7 +276,7 @@ def _plain(cfg):
 def rerender_report(paper: str, report_path: str | os.PathLike | None = None) -> Path:
     """``python -m replications.<paper> report [DIR]``: re-derive the claims from the report's stored results with the
     current ``claims.py`` / ``deviations.py`` and re-render README.md, without re-running the experiments."""
-    from lightning_modules.reporting import rerender, write_index
+    from lightning_modules.reporting import paper_source_sha256, rerender, write_index
 
     out = Path(report_path) if report_path else REPO_ROOT / "reports" / paper
     if not (out / "results.json").is_file():
@@ -284,14 +285,33 @@ def rerender_report(paper: str, report_path: str | os.PathLike | None = None) ->
     from lightning_modules.reporting import load_results
 
     stored = load_results(out / "results.json")
-    claims = None
+    claims = findings = None
     if contract(paper).build_claims is not None and stored.get("results") is not None:
         claims = [c.to_dict() for c in claims_for(paper, stored["results"], stored["profile"])]
-    changed = rerender(out, claims)
+        findings = findings_for(paper, claims, stored["profile"])
+    # the report stays as fresh as it was: its sources' hash (claims.py and deviations.py excluded) is renewed only
+    # where the experiment code and config are those of the run
+    source = None
+    if report_path is None and stored.get("source_sha256"):
+        config_file = stored.get("config_file") or f"configs/{paper}/{stored['profile']}.yaml"
+        current = paper_source_sha256(paper, config_file=config_file)
+        source = current if _sources_unchanged_since_run(paper, stored, current) else None
+    changed = rerender(out, claims, findings, source)
     if report_path is None:
         write_index()
     print(f"{out / 'README.md'}: {'re-rendered' if changed else 'already up to date'} from results.json")
     return out
+
+
+def _sources_unchanged_since_run(paper: str, stored: dict, current: str) -> bool:
+    """Whether the paper's non-re-derivable sources equal the run's: the stored hash matches, or it is the hash of a
+    report written while ``claims.py`` was still part of it and neither file has changed since."""
+    from lightning_modules.reporting import paper_source_sha256
+
+    if stored["source_sha256"] == current:
+        return True
+    config_file = stored.get("config_file") or f"configs/{paper}/{stored['profile']}.yaml"
+    return paper_source_sha256(paper, config_file=config_file, exclude=("deviations.py",)) == stored["source_sha256"]
 
 
 def run(model_class, paper: str, datamodule_class=None, args=None, **kwargs) -> ReplicationCLI | Path:

@@ -5,7 +5,10 @@ Each paper package provides
 - ``replications/<paper>/claims.py``: ``build_claims(results: dict, profile: str) -> list[Claim]``, a pure function
   of the plain (JSON) results its run stores in ``results.json["results"]``;
 - ``replications/<paper>/deviations.py``: ``DEVIATIONS``, the registry of known deviations (exact claim id ->
-  :class:`~lightning_modules.reporting.Deviation` with its diagnostic), written before a run.
+  :class:`~lightning_modules.reporting.Deviation` with its diagnostic), written before a run;
+- in ``claims.py``, ``FINDINGS`` (the paper's headline findings of ``../shared/HEADLINE_CLAIMS.md``, id -> text) and
+  ``NOT_TESTED`` (id -> why the embedded profiles cannot test it), judged from the claims by
+  :func:`findings_for`.
 
 The run and ``check`` build the claims with the same function (:func:`claims_for`), so ``check`` compares the
 stored claims with what the code makes of the stored results: a claim deleted, added, relabelled, loosened or
@@ -20,6 +23,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from lightning_modules.reporting import Claim, Deviation, apply_deviations, apply_validity, jsonable, protocol_verdicts
+from lightning_modules.reporting.findings import judge_findings
 
 
 @dataclass(frozen=True)
@@ -27,6 +31,8 @@ class PaperContract:
     paper: str
     build_claims: Callable[[dict, str], list[Claim]] | None
     deviations: dict[str, Deviation]
+    findings: dict[str, str] | None = None
+    not_tested: dict[str, str] | None = None
 
 
 def contract(paper: str) -> PaperContract:
@@ -38,6 +44,8 @@ def contract(paper: str) -> PaperContract:
             raise
         claims_mod = None
     build = getattr(claims_mod, "build_claims", None) if claims_mod is not None else None
+    findings = getattr(claims_mod, "FINDINGS", None) if claims_mod is not None else None
+    not_tested = getattr(claims_mod, "NOT_TESTED", {}) if claims_mod is not None else {}
     try:
         dev_mod = importlib.import_module(f"replications.{paper}.deviations")
         deviations = dict(getattr(dev_mod, "DEVIATIONS"))
@@ -45,7 +53,7 @@ def contract(paper: str) -> PaperContract:
         if e.name not in (f"replications.{paper}", f"replications.{paper}.deviations"):
             raise
         deviations = {}
-    return PaperContract(paper, build, deviations)
+    return PaperContract(paper, build, deviations, dict(findings) if findings is not None else None, dict(not_tested))
 
 
 def plain(results: dict) -> dict:
@@ -64,6 +72,14 @@ def claims_for(paper: str, results: dict, profile: str) -> list[Claim]:
         claim.profile = profile
     claims = apply_validity(claims, protocol_verdicts(results.get("protocol_validity")))
     return apply_deviations(claims, c.deviations, results, profile)
+
+
+def findings_for(paper: str, claims: list[dict], profile: str) -> list[dict] | None:
+    """The paper's headline findings judged from its claims (dicts); None where the paper lists none."""
+    c = contract(paper)
+    if c.findings is None:
+        return None
+    return judge_findings(c.findings, c.not_tested or {}, claims, strict=profile != "smoke")
 
 
 def rebuild(stored: dict) -> list[Claim]:

@@ -13,8 +13,15 @@ that tests that mechanism. Applied to a claim (:func:`apply_deviations`):
 
 - the claim fails and the diagnostic holds: status ``deviation`` (the reason is rendered with the run's numbers);
 - the claim fails and the diagnostic does not hold: status ``fails`` (the stated mechanism is not supported);
+- the diagnostic also holds for a *contrast* claim (the same claim on another method or setting) that holds: status
+  ``fails`` (rules of judgement 5: a diagnostic that does not separate the failing case from the held ones explains
+  nothing). A diagnostic names its contrasts with ``Diagnostic.contrast(results) -> {claim id: values}``;
 - the claim holds: status ``fails`` with "newly holds: remove the deviation", so the registry stays true;
 - the claim is inconclusive: it stays ``inconclusive`` (a deviation does not excuse what the run cannot decide).
+
+A claim names the headline findings it tests (``findings``: ids such as ``"F4"`` of ``../shared/HEADLINE_CLAIMS.md``,
+judged per finding by :mod:`lightning_modules.reporting.findings`) and may carry a :class:`MinimumEffect` (rule 3):
+a decided comparison between two measured quantities whose effect is smaller is "inconclusive (negligible)".
 
 A claim that rests on an evaluation protocol names it (``protocols``); :func:`apply_validity` attaches the
 protocol's verdict measured in the same run (``lightning_modules.reporting.validity``). On a protocol that is not
@@ -64,13 +71,40 @@ class PaperValue:
 
 
 @dataclass(frozen=True)
+class MinimumEffect:
+    """The smallest effect a hold (or a failure) must show to count (rules of judgement 3), with the rule that set
+    it, stated once per protocol (``lightning_modules.reporting.rules``)."""
+
+    value: float
+    rule: str
+
+    def __post_init__(self):
+        if not (isinstance(self.value, (int, float)) and math.isfinite(self.value) and self.value >= 0):
+            raise ValueError(f"a minimum effect must be a finite number >= 0, got {self.value!r}")
+        if not self.rule.strip():
+            raise ValueError("a minimum effect needs the rule that sets it")
+
+    def to_dict(self) -> dict:
+        return {"value": float(self.value), "rule": self.rule}
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "MinimumEffect | None":
+        return None if d is None else cls(float(d["value"]), d["rule"])
+
+
+@dataclass(frozen=True)
 class Diagnostic:
     """A measured quantity that tests a deviation's mechanism: ``measure(results) -> {name: value}`` and the
-    relation those values must satisfy for the mechanism to be supported by this run."""
+    relation those values must satisfy for the mechanism to be supported by this run.
+
+    ``contrast(results) -> {claim id: {name: value}}``: the same quantity measured for the claims it must *not*
+    explain (the same claim on the other methods of the protocol). Where such a claim holds, the diagnostic must
+    not hold for it (rules of judgement 5); ``None`` leaves the separation unchecked, which the report says."""
 
     text: str
     relation: Relation
     measure: Callable[[Mapping], Mapping[str, float]]
+    contrast: Callable[[Mapping], Mapping[str, Mapping[str, float]]] | None = None
 
 
 @dataclass(frozen=True)
@@ -129,6 +163,8 @@ class Claim:
     deviation: dict | None = None
     protocols: tuple[str, ...] = ()
     validity: dict | None = None
+    findings: tuple[str, ...] = ()
+    min_effect: MinimumEffect | None = None
     _verdict: Any = field(default=None, repr=False, compare=False)
 
     def __post_init__(self):
@@ -136,6 +172,11 @@ class Claim:
             raise ValueError(f"claim {self.id}: kind must be one of {KINDS}, got {self.kind!r}")
         self.measured = {k: float(v) for k, v in self.measured.items()}
         self.protocols = tuple(self.protocols)
+        self.findings = tuple(self.findings)
+        if isinstance(self.min_effect, dict):
+            self.min_effect = MinimumEffect.from_dict(self.min_effect)
+        if self.findings and self.kind == SANITY:
+            raise ValueError(f"claim {self.id}: a sanity check holds by construction and tests no finding")
         if self.protocols and self.kind != "claim":
             raise ValueError(f"claim {self.id}: only kind 'claim' rests on a protocol, got kind {self.kind!r}")
         missing = self.relation.names() - set(self.measured)
@@ -156,7 +197,8 @@ class Claim:
     def verdict(self):
         if self._verdict is None:
             try:
-                self._verdict = judge(self.relation, self.measured, self.samples)
+                self._verdict = judge(self.relation, self.measured, self.samples,
+                                      min_effect=self.min_effect.value if self.min_effect else 0.0)
             except (KeyError, ValueError) as e:
                 from lightning_modules.reporting.relations import Verdict
 
@@ -210,6 +252,8 @@ class Claim:
             return "newly holds: remove the deviation from deviations.py"
         if self.deviation is not None:
             d = self.deviation["diagnostic"]
+            if d.get("separation") and d.get("problem"):
+                return d["problem"]
             return f"the deviation's diagnostic does not hold ({d['relation_text']} with {d['measured']}): its stated mechanism is not supported by this run"
         return "not reproduced: no registered mechanism explains it"
 
@@ -246,7 +290,11 @@ class Claim:
             "relation_status": v.status,
             "status": self.status,
             "problem": self.problem,
+            "findings": list(self.findings),
+            "min_effect": self.min_effect.to_dict() if self.min_effect else None,
         }
+        if v.negligible:
+            out["negligible"] = True
         if self.protocols:  # absent otherwise, so reports without protocol verdicts keep their form
             out["protocols"] = list(self.protocols)
             out["validity"] = self.validity
@@ -267,6 +315,7 @@ class Claim:
             measured=d["measured"], paper={k: PaperValue.from_dict(v) for k, v in d.get("paper", {}).items()},
             samples=d.get("samples", {}), kind=d.get("kind", "claim"), profile=d.get("profile"),
             deviation=d.get("deviation"), protocols=tuple(d.get("protocols") or ()), validity=d.get("validity"),
+            findings=tuple(d.get("findings") or ()), min_effect=MinimumEffect.from_dict(d.get("min_effect")),
         )
 
 
@@ -287,6 +336,7 @@ def apply_deviations(claims: Iterable[Claim], registry: Mapping[str, Deviation],
     unknown = sorted(set(active) - ids)
     if unknown:
         raise ValueError(f"deviations registered for claims this run does not make: {unknown}; fix the ids in deviations.py")
+    by_id = {c.id: c for c in claims}
     for c in claims:
         dev = active.get(c.id)
         if dev is None:
@@ -299,14 +349,41 @@ def apply_deviations(claims: Iterable[Claim], registry: Mapping[str, Deviation],
             diag_status, diag_problem = verdict.status, None
         except (KeyError, ValueError) as e:
             diag_status, diag_problem = FAILS, str(e)
+        separation = _separation(c.id, dev.diagnostic, results, by_id)
+        if separation is not None and diag_status == HOLDS:
+            shared = [s["claim"] for s in separation if s["claim_status"] == HOLDS and s["diagnostic"] == HOLDS]
+            if shared:
+                diag_status = FAILS
+                diag_problem = (f"the diagnostic does not separate: it also holds for {shared}, whose claims hold "
+                                "(rules of judgement 5)")
         reason = _Fields().format(dev.reason, **{**c.measured, **values})
         c.deviation = {
             "reason": reason,
             "diagnostic": {"text": dev.diagnostic.text, "relation": dev.diagnostic.relation.to_dict(),
                            "relation_text": dev.diagnostic.relation.describe(), "measured": values,
-                           "status": diag_status, "problem": diag_problem},
+                           "status": diag_status, "problem": diag_problem, "separation": separation},
         }
     return claims
+
+
+def _separation(claim_id: str, diagnostic: Diagnostic, results: Mapping, by_id: Mapping[str, Claim]) -> list | None:
+    """The diagnostic judged on each contrast claim: ``[{claim, claim_status, diagnostic, measured}]`` (None where the
+    diagnostic names no contrast)."""
+    if diagnostic.contrast is None:
+        return None
+    rows = []
+    for other, values in dict(diagnostic.contrast(results)).items():
+        if other == claim_id or other not in by_id:
+            raise ValueError(f"deviation of {claim_id}: its diagnostic's contrast names {other!r}, which is "
+                             f"{'the claim itself' if other == claim_id else 'not a claim of this run'}")
+        values = {k: float(v) for k, v in dict(values).items()}
+        try:
+            status = judge(diagnostic.relation, values).status
+        except (KeyError, ValueError):
+            status = FAILS
+        rows.append({"claim": other, "claim_status": by_id[other].relation_status, "diagnostic": status,
+                     "measured": values})
+    return rows
 
 
 def apply_validity(claims: Iterable[Claim], verdicts: Mapping[str, Mapping]) -> list[Claim]:

@@ -26,6 +26,9 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from lightning_modules.reporting.claims import DEVIATION, FAILS, HOLDS, INCONCLUSIVE, NOT_VALID, SANITY, STATUSES, Claim
+from lightning_modules.reporting.findings import (
+    FINDING_INCONCLUSIVE, FINDING_NOT_VALID, NOT_REPRODUCED, NOT_TESTED, PARTLY, REPRODUCED, count_findings, finding_rows,
+)
 from lightning_modules.utils import REPO_ROOT, atomic_write
 
 SCHEMA_VERSION = 2
@@ -42,18 +45,21 @@ def file_sha256(path: str | os.PathLike) -> str | None:
 #: the one file of a paper package that does not make a report stale: the deviation registry acts on the stored
 #: results only, ``check`` verifies it by rebuilding the claims, and ``python -m replications.<paper> report``
 #: re-derives the claims from the stored results after it changes
-REDERIVABLE = "deviations.py"
+#: files of a paper package that ``python -m replications.<paper> report`` re-derives from the stored results (the
+#: claims, their findings and the deviation registry): changing them re-judges a report, it does not make it stale
+REDERIVABLE = ("deviations.py", "claims.py")
 
 
-def paper_source_files(paper: str, repo_root: Path | None = None, config_file: str | os.PathLike | None = None) -> list[Path]:
-    """The files a report's freshness is tied to: every file of ``replications/<paper>/`` but ``deviations.py``
-    (``REDERIVABLE``), and the run's config
+def paper_source_files(paper: str, repo_root: Path | None = None, config_file: str | os.PathLike | None = None,
+                       exclude: Sequence[str] = REDERIVABLE) -> list[Path]:
+    """The files a report's freshness is tied to: every file of ``replications/<paper>/`` but ``claims.py`` and
+    ``deviations.py`` (``REDERIVABLE``: re-derived by ``report`` and ``check`` from the stored results), and the run's config
     (``config_file``, relative to the repository; every file of ``configs/<paper>/`` when not given). Another profile's
     config (``paper.yaml``) does not change the default report, so it does not make it stale."""
     root = repo_root or REPO_ROOT
     package = root / "replications" / paper
     files = [p for p in package.rglob("*") if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
-             and p.relative_to(package) != Path(REDERIVABLE)] if package.is_dir() else []
+             and str(p.relative_to(package)) not in exclude] if package.is_dir() else []
     if config_file is not None:
         cfg = Path(config_file)
         files.append(cfg if cfg.is_absolute() else root / cfg)
@@ -62,11 +68,12 @@ def paper_source_files(paper: str, repo_root: Path | None = None, config_file: s
     return sorted(files)
 
 
-def paper_source_sha256(paper: str, repo_root: Path | None = None, config_file: str | os.PathLike | None = None) -> str:
+def paper_source_sha256(paper: str, repo_root: Path | None = None, config_file: str | os.PathLike | None = None,
+                        exclude: Sequence[str] = REDERIVABLE) -> str:
     """One SHA-256 over the relative paths and contents of :func:`paper_source_files`."""
     root = repo_root or REPO_ROOT
     h = hashlib.sha256()
-    for p in paper_source_files(paper, root, config_file):
+    for p in paper_source_files(paper, root, config_file, exclude):
         name = str(p.relative_to(root)) if p.is_relative_to(root) else str(p)
         h.update(name.encode() + b"\0" + (hashlib.sha256(p.read_bytes()).digest() if p.is_file() else b"missing"))
     return h.hexdigest()
@@ -168,6 +175,17 @@ def _claim_row(c: dict) -> dict:
         d = dev["diagnostic"]
         status += f": {dev['reason']} — diagnostic: {d['text']} (`{d['relation_text']}`, " + ", ".join(
             f"{k}={_fmt_cell(v)}" for k, v in d["measured"].items()) + f": {d['status']})"
+    if c.get("negligible"):
+        status += " (negligible: the effect is below the minimum)"
+    if c.get("min_effect"):
+        status += f"; minimum effect {c['min_effect']['rule']}"
+    if c.get("findings"):
+        status += " · tests " + ", ".join(f"[{f}]" for f in c["findings"])
+    if dev is not None and dev["diagnostic"].get("separation") is None:
+        status += " · separation from the held claims not stated"
+    elif dev is not None:
+        status += " · separates from: " + ", ".join(
+            f"{s['claim']} (claim {s['claim_status']}, diagnostic {s['diagnostic']})" for s in dev["diagnostic"]["separation"])
     if c.get("problem"):
         status += f" — {c['problem']}"
     if c["status"] == NOT_VALID:
@@ -187,6 +205,10 @@ def _fmt_value(v) -> str:
 
 def _render_interval(i: dict) -> str:
     txt = f"Δ({i['left']} − {i['right']}) = {i['mean']:+.4g} [{i['low']:+.4g}, {i['high']:+.4g}]"
+    if i.get("confidence"):
+        txt += f" ({100 * i['confidence']:.4g}% interval)"
+    if i.get("negligible"):
+        txt += " (negligible)"
     if i.get("n_to_decide"):
         txt += f" (n={i['n']}; about {i['n_to_decide']} would decide it)"
     return txt
@@ -211,11 +233,25 @@ def render_readme(results: dict) -> str:
         f"{results['generated_at']} by `python -m replications.{paper} fit --config {results['config_file']}`\n"
     )
     out.append(
-        "Orderings between methods are decided by a paired bootstrap over the evaluated images "
-        "(95% intervals of the difference, shown as Δ [low, high]): a claim holds when the interval excludes zero "
-        "in the paper's direction, fails when it excludes zero the other way, and is inconclusive otherwise. "
+        "Orderings between methods are decided over the evaluated units (images or seeds) by a 95% interval of the "
+        "paired mean difference, the union of a paired percentile bootstrap and Student's t interval (calibrated at "
+        "small n; shown as Δ [low, high]): a claim holds when the interval excludes zero in the paper's direction, "
+        "fails when it excludes zero the other way, and is inconclusive otherwise; a decided comparison whose effect "
+        "is below the claim's stated minimum effect is inconclusive (negligible). "
         "Sanity checks hold by construction and are not counted as reproduced.\n"
     )
+    if results.get("findings") is not None:
+        fc = results.get("finding_counts") or count_findings(results["findings"])
+        out.append("## Headline findings\n")
+        out.append(
+            f"The findings of `../shared/HEADLINE_CLAIMS.md` for this paper: {fc['tested_valid']} of "
+            f"{len(results['findings'])} tested on a valid protocol; {fc[REPRODUCED]} reproduced, {fc[PARTLY]} partly, "
+            f"{fc[NOT_REPRODUCED]} not reproduced, {fc[FINDING_INCONCLUSIVE]} inconclusive, {fc[FINDING_NOT_VALID]} "
+            f"not valid here, {fc[NOT_TESTED]} not tested here. A finding is reproduced when every claim that tests "
+            "it on a valid protocol holds, not reproduced when none holds and one fails (a known deviation counts as "
+            "failing), partly when some hold and some fail, inconclusive otherwise "
+            "(`lightning_modules.reporting.findings`).\n")
+        out.append(markdown_table(finding_rows(results["findings"]), ["finding", "status", "claims"]))
     out.append("## Claims\n")
     out.append(markdown_table([_claim_row(c) for c in results["claims"]], ["claim", "paper", "ours", "relation", "status"]))
     sections = dict((s["title"], s["markdown"]) for s in results.get("sections", []))
@@ -335,6 +371,7 @@ class Report:
         self.claims: list[Claim] = []
         self.metrics: dict[str, Any] = {}
         self.plain_results: dict | None = None
+        self.findings: list[dict] | None = None
         self._order: list[tuple[str, str]] = []
 
     # -- content
@@ -403,6 +440,8 @@ class Report:
             "order": [list(o) for o in self._order],
             "claims": claims,
             "claim_counts": count_statuses(claims),
+            **({"findings": self.findings, "finding_counts": count_findings(self.findings)}
+               if self.findings is not None else {}),
         }
 
     def readme(self, results: dict) -> str:
@@ -499,15 +538,22 @@ def jsonable(v):
     return v
 
 
-def rerender(report_dir: str | os.PathLike, claims: list[dict] | None = None) -> bool:
-    """Re-render README.md of a written report from its results.json (no re-run), with ``claims`` (re-derived from
-    the stored results by the current code) in place of the stored ones when given; the folder is replaced as one
-    unit with the new hashes recorded. Returns whether anything changed."""
+def rerender(report_dir: str | os.PathLike, claims: list[dict] | None = None, findings: list[dict] | None = None,
+             source_sha256: str | None = None) -> bool:
+    """Re-render README.md of a written report from its results.json (no re-run), with ``claims`` and ``findings``
+    (re-derived from the stored results by the current code) in place of the stored ones when given, and the
+    sources' hash when the caller checked that only re-derivable files changed; the folder is replaced as one unit
+    with the new hashes recorded. Returns whether anything changed."""
     report_dir = Path(report_dir)
     results = load_results(report_dir / "results.json")
     if claims is not None:
         results["claims"] = claims
         results["claim_counts"] = count_statuses(claims)
+    if findings is not None:
+        results["findings"] = findings
+        results["finding_counts"] = count_findings(findings)
+    if source_sha256 is not None:
+        results["source_sha256"] = source_sha256
     readme = render_readme(results)
     if claims is None and (report_dir / "README.md").is_file() and (report_dir / "README.md").read_text() == readme:
         return False
@@ -546,8 +592,14 @@ def write_index(repo_root: Path | None = None) -> Path:
     for p in find_reports(root):
         r = load_results(p)
         c = r.get("claim_counts", {})
+        fc = r.get("finding_counts") or {}
+        findings = (f"{fc.get('tested_valid', 0)}/{len(r['findings'])} tested; {fc.get(REPRODUCED, 0)} reproduced, "
+                    f"{fc.get(PARTLY, 0)} partly, {fc.get(NOT_REPRODUCED, 0)} not, {fc.get(FINDING_INCONCLUSIVE, 0)} "
+                    f"inconclusive, {fc.get(FINDING_NOT_VALID, 0)} not valid, {fc.get(NOT_TESTED, 0)} not testable"
+                    if r.get("findings") is not None else "–")
         rows.append({
             "paper": f"[{r.get('paper')}]({r.get('paper')}/README.md)",
+            "headline findings": findings,
             "title": r.get("title", ""),
             "profile": r.get("profile"),
             "claims": len(r.get("claims", [])),
@@ -561,7 +613,9 @@ def write_index(repo_root: Path | None = None) -> Path:
             "generated": r.get("generated_at"),
         })
     text = ("# Reports\n\nGenerated by the papers' `fit`; verified by `python -m replications check` (claims rebuilt "
-            "from the code, file hashes, freshness). Inconclusive claims are not passes; sanity checks are not "
+            "from the code, file hashes, freshness). Headline findings are those of `../shared/HEADLINE_CLAIMS.md`: "
+            "tested on a valid protocol / reproduced / partly / not reproduced / inconclusive / not valid here / not "
+            "testable in the profile. Inconclusive claims are not passes; sanity checks are not "
             "reproduced findings; a claim is not valid here when the protocol it rests on fails its validity check "
             "(oracle best, random worst, methods separated, not saturated) in the same run.\n\n" + markdown_table(rows))
     out = root / "reports" / "README.md"

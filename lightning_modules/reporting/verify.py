@@ -25,7 +25,7 @@ from lightning_modules.utils import REPO_ROOT
 REQUIRED = ("schema_version", "paper", "profile", "claims", "claim_counts", "source_sha256", "files_sha256", "results")
 #: the parts of a stored claim that must equal the rebuilt one
 _CLAIM_FIELDS = ("experiment", "kind", "text", "relation", "paper", "deviation", "status",
-                 "relation_status", "problem", "protocols", "validity")
+                 "relation_status", "problem", "protocols", "validity", "findings", "min_effect")
 
 
 def _close(a, b, rel=1e-9, abs_=1e-12) -> bool:
@@ -57,11 +57,14 @@ def _short(v, n: int = 160) -> str:
 
 
 def check_results(results, report_dir: Path | None = None, repo_root: Path = REPO_ROOT,
-                  rebuild: Callable[[dict], list[Claim]] | None = None, check_freshness: bool = True) -> list[str]:
+                  rebuild: Callable[[dict], list[Claim]] | None = None, check_freshness: bool = True,
+                  rebuild_findings: Callable[[dict, list[dict]], list[dict] | None] | None = None) -> list[str]:
     """Every problem with one committed results.json; an empty list means it passes.
 
     ``rebuild(results) -> claims`` recomputes the claims from the code (``replications.contract``); without it
-    the claims are only re-judged on their stored numbers (and the caller reports that they were not rebuilt)."""
+    the claims are only re-judged on their stored numbers (and the caller reports that they were not rebuilt).
+    ``rebuild_findings(results, claims) -> findings`` judges the paper's headline findings from the stored claims
+    (None where the paper lists none): the stored findings must equal them."""
     if not isinstance(results, dict):
         return [f"results.json must hold a JSON object, got {type(results).__name__}; regenerate the report with the paper's fit"]
     where = f"{results.get('paper', '?')}/{results.get('profile', '?')}"
@@ -111,6 +114,18 @@ def check_results(results, report_dir: Path | None = None, repo_root: Path = REP
             for cid in sorted(set(stored) & set(rebuilt)):
                 for d in _claim_differences(stored[cid], rebuilt[cid]):
                     problems.append(f"{where}: claim {cid}: {d}")
+    if rebuild_findings is not None:
+        try:
+            expected = rebuild_findings(results, list(stored.values()))
+        except ValueError as e:
+            problems.append(f"{where}: the headline findings cannot be judged: {e}")
+        else:
+            if expected is not None and results.get("findings") != expected:
+                problems.append(f"{where}: the headline findings stored ({_short(results.get('findings'))}) are not "
+                                "what the claims give; re-render with `python -m replications."
+                                f"{results['paper']} report`")
+            elif expected is None and results.get("findings") is not None:
+                problems.append(f"{where}: the report stores headline findings but the paper's claims.py lists none")
     if check_freshness:
         config_file = results.get("config_file") or f"configs/{results['paper']}/{results['profile']}.yaml"
         if not (repo_root / config_file).is_file():
