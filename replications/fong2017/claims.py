@@ -7,14 +7,57 @@ run judged a protocol's validity (the scenes, with the oracle and random referen
 the protocol and is reported as not valid when the protocol fails its checks in the run. Table 1 and the pointing
 game are claimed on both ground truths where the data has the evidence: the object boxes (the paper's) and the
 class evidence (``_evidence`` claims).
+
+Each claim names the headline finding it tests (``FINDINGS``, ``../shared/HEADLINE_CLAIMS.md``) and every comparison
+between methods, or of a method with a reference, carries a minimum effect (rules of judgement 3): a tenth of the span
+between the oracle and the random map of its protocol where the run judged the protocol, else a fixed minimum of its
+measure.
 """
 
 from __future__ import annotations
 
 import math
 
+import torch
+
 from lightning_modules.reporting import Claim, Relation
+from lightning_modules.reporting.claims import MinimumEffect
+from lightning_modules.reporting.rules import MIN_EFFECT_FRACTION, fixed_min_effect, span_min_effect
+from lightning_modules.reporting.validity import statistic
 from replications.fong2017 import paper as P
+
+#: the headline findings of ``../shared/HEADLINE_CLAIMS.md`` (fong2017), in order
+FINDINGS = {
+    "F1": "Learned deletion masks are small and suppress the class: blurring the deleted region drops the normalised "
+          "score, the loss decreases (Sec. 3, Eq. 3).",
+    "F2": "Without the regularisers (TV, upsampled low-resolution mask, jitter) masks become artifacts: smaller, "
+          "high-frequency, and they transfer worse to another perturbation (Sec. 4, Fig. 3).",
+    "F3": "Blur-learned masks, smoothed or binarised, still suppress the class under other perturbations (constant, "
+          "noise), and beat the same mask moved elsewhere (Sec. 4).",
+    "F4": "Weak localisation (Table 1): the mask localises the object about as well as or better than gradient, guided "
+          "backprop, Grad-CAM and occlusion under the value, energy and mean thresholds; excitation backprop is better "
+          "under energy and mean.",
+    "F5": "Pointing game (VOC07/COCO, EBP protocol): the mask and the gradient point at the object better than the "
+          "centre baseline, on all images and on the difficult subset.",
+    "F6": "The mask gives the smallest suppressing boxes of all methods (Sec. 5).",
+    "F7": "Heatmaps of the mask separate clean from adversarial (I-FGSM) images best of all methods, with an "
+          "AlexNet-style classifier trained on the heatmaps (Sec. 5).",
+    "F8": "Deleting what the mask finds on an adversarial image recovers the original label (Sec. 5).",
+    "F9": "Animal parts: the eyes are more salient than the feet (Sec. 5).",
+}
+#: every finding has a claim in every profile (the scenes carry head and feet keypoints for F9, the adversarial
+#: experiment runs in each config)
+NOT_TESTED: dict[str, str] = {}
+
+#: the minimum effect of a measure that lies on [0, 1] between two references of its own definition, where the run
+#: has no oracle/random pair for it (rules of judgement 3, MIN_EFFECT_FRACTION of that span): the normalised score
+#: (0: the fully perturbed image's score, 1: the clean image's), a min-max-normalised heatmap intensity (0: the map's
+#: minimum, 1: its maximum), a deleted fraction of the image (0: nothing deleted, 1: everything)
+UNIT_SPAN_MIN_EFFECT = MinimumEffect(
+    MIN_EFFECT_FRACTION * 1.0,
+    f"{MIN_EFFECT_FRACTION:g} x the span of a measure normalised to [0, 1] by its own references (normalised score: "
+    f"fully perturbed image 0, clean image 1; min-max-normalised heatmap intensity: the map's minimum 0, maximum 1; "
+    f"deleted fraction of the image: nothing 0, everything 1) = {MIN_EFFECT_FRACTION:g}")
 
 MASK = "mask"
 THRESHOLDS = ("value", "energy", "mean")
@@ -44,7 +87,31 @@ def _on(res: dict, *protocols: str) -> tuple[str, ...]:
     return tuple(p for p in protocols if p in judged)
 
 
-def _claim(cid, experiment, text, relation, samples, paper=None, extra=None, kind="claim", protocols=()) -> Claim | None:
+def _references(res: dict, protocol: str) -> tuple[float, float]:
+    """(oracle, random) of a judged protocol: the protocol's own statistic (the mean over images; the pointing game's
+    mean over classes), the numbers of the report's protocol_validity table."""
+    spec = res["protocol_validity"][protocol]
+    classes = None if spec.get("classes") is None else torch.tensor(spec["classes"])
+    return tuple(float(statistic(torch.tensor(spec["values"][k], dtype=torch.float64), classes=classes))
+                 for k in ("oracle", "random"))
+
+
+def _protocol_min_effect(res: dict, protocols: tuple[str, ...], what: str, fallback: MinimumEffect) -> MinimumEffect:
+    """A tenth of |oracle - random| of the protocols a claim rests on (the largest where it rests on several: the
+    effect must matter on each); ``fallback`` where the run judged none of them (no reference maps)."""
+    spans = [span_min_effect(*_references(res, p), what=f"{what} ({p})") for p in protocols]
+    return max(spans, key=lambda m: m.value) if spans else fallback
+
+
+def _area_min_effect(res: dict) -> MinimumEffect:
+    """Deleted fractions of the image (the masks' deleted area, the smallest suppressing box) share one minimum: a tenth
+    of the span between the oracle's and the random map's smallest suppressing box (the same unit, the fraction of
+    the image that must be blurred to suppress the class; the suppression protocol's references)."""
+    return _protocol_min_effect(res, _on(res, "suppression"), "smallest suppressing box area", UNIT_SPAN_MIN_EFFECT)
+
+
+def _claim(cid, experiment, text, relation, samples, paper=None, extra=None, kind="claim", protocols=(),
+           findings=(), min_effect=None) -> Claim | None:
     """The claim on per-image ``samples``; None where no image has every value defined (e.g. a normalised score,
     undefined where the perturbation itself hardly changes the score: the smoke profile's weak model)."""
     if any(not v for v in samples.values()):
@@ -52,17 +119,27 @@ def _claim(cid, experiment, text, relation, samples, paper=None, extra=None, kin
     measured = {k: _mean(v) for k, v in samples.items()}
     measured.update(extra or {})
     return Claim(cid, experiment, text, relation, measured, paper or {}, samples=samples, kind=kind,
-                 protocols=protocols)
+                 protocols=protocols, findings=findings, min_effect=min_effect)
 
 
 def _mask(res: dict) -> list[Claim]:
+    """F1 (Sec. 3, Eq. 3). The circle initialisation is chosen to suppress the class (the smallest centred blurred
+    circle whose deletion suppresses the score as much as the fully perturbed image), so the final score bound alone
+    shows only that the optimisation keeps the suppression; the loss decrease and the deleted area show what it
+    changes. The runs store no per-image score or area of the initial mask: the initialisation -> final comparison
+    needs a re-run. The score is compared with a constant bound and the loss with itself before learning (no
+    method or reference compared: no minimum effect); the deleted area is compared with the object box (a deleted
+    fraction of the image: :func:`_area_min_effect`)."""
     m = res["mask_per_image"]
     s = _finite_rows({"normalised_score": m["normalised_score"], "loss_last": m["loss_last"], "loss_first": m["loss_first"]})
     out = [_claim(
         "mask_suppresses", "mask",
         f"The learned deletion masks suppress the target's softmax: the mean normalised score of Phi(x; m) is at most "
-        f"{SUPPRESSED} and the loss decreases during learning (Eq. 3).",
+        f"{SUPPRESSED} and the loss decreases during learning (Eq. 3). The circle initialisation is chosen to "
+        "suppress the class (the smallest centred circle as suppressing as the fully perturbed image): the score bound "
+        "shows the suppression is kept, the loss decrease what the optimisation changes.",
         Relation.all_of(Relation.at_most("normalised_score", SUPPRESSED), Relation.lt("loss_last", "loss_first")), s,
+        findings=("F1",),
     )]
     comp = res.get("compactness_per_image")
     if comp:
@@ -71,12 +148,16 @@ def _mask(res: dict) -> list[Claim]:
             "mask_compact", "mask",
             "The deletion masks are compact: the deleted area (mean of 1 - m) is smaller than the object's box area "
             "(the L1 term asks for the smallest deletion region; ours against the scenes' ground truth).",
-            Relation.lt("deleted_area", "object_box_area"), s,
+            Relation.lt("deleted_area", "object_box_area"), s, findings=("F1",), min_effect=_area_min_effect(res),
         ))
     return out
 
 
 def _artifacts(res: dict) -> list[Claim]:
+    """F2 (Sec. 4, Fig. 3). Areas take the deleted-fraction minimum (:func:`_area_min_effect`), normalised scores
+    :data:`UNIT_SPAN_MIN_EFFECT`. "High-frequency" holds by construction: the regularised mask is learned on a
+    1/delta grid, upsampled and blurred with sigma_m, the unregularised one per pixel with neither, so its larger mean
+    spatial gradient is a sanity row of the set-up, not a test of F2."""
     a = res["artifacts_per_image"]
     pick = lambda *ks: _finite_rows({k: a[k] for k in ks})  # noqa: E731
     return [
@@ -84,13 +165,16 @@ def _artifacts(res: dict) -> list[Claim]:
                f"still suppress the class under the perturbation they were learned with (normalised score <= {SUPPRESSED}): "
                "an adversarial, unnatural mask (Sec. 4).",
                Relation.all_of(Relation.lt("area_art", "area_reg"), Relation.at_most("ns_art_blur", SUPPRESSED)),
-               pick("area_art", "area_reg", "ns_art_blur"), {"paper": P.ARTIFACTS}),
+               pick("area_art", "area_reg", "ns_art_blur"), {"paper": P.ARTIFACTS}, findings=("F2",),
+               min_effect=_area_min_effect(res)),
         _claim("a_artifacts_do_not_transfer", "a", "The unregularised masks transfer worse to another perturbation "
                "(constant) than the regularised ones: higher normalised score under the constant perturbation.",
                Relation.gt("ns_art_constant", "ns_reg_constant"), pick("ns_art_constant", "ns_reg_constant"),
-               {"paper": P.ARTIFACTS}),
+               {"paper": P.ARTIFACTS}, findings=("F2",), min_effect=UNIT_SPAN_MIN_EFFECT),
         _claim("a_artifacts_unnatural", "a", "Unregularised masks are high-frequency (larger mean spatial gradient) than "
-               "the regularised ones.", Relation.gt("tv_art", "tv_reg"), pick("tv_art", "tv_reg"), {"paper": P.ARTIFACTS}),
+               "the regularised ones (true by construction: the regularised mask is upsampled from a coarse grid and "
+               "blurred, the unregularised one is learned per pixel; checks the set-up of a., tests no finding).",
+               Relation.gt("tv_art", "tv_reg"), pick("tv_art", "tv_reg"), {"paper": P.ARTIFACTS}, kind="sanity"),
     ]
 
 
@@ -109,7 +193,8 @@ def _generalisation(res: dict) -> list[Claim]:
     return [_claim("b_simplified_masks_generalise", "b", f"Smoothed and binarised blur-learned masks suppress the "
                    f"normalised softmax (<= {SUPPRESSED}) under blur, constant and noise perturbations, and the binary "
                    "mask beats the same mask moved elsewhere (same area) under every perturbation.",
-                   Relation.all_of(*rel), g, {"paper": P.GENERALISATION})]
+                   Relation.all_of(*rel), g, {"paper": P.GENERALISATION}, findings=("F3",),
+                   min_effect=UNIT_SPAN_MIN_EFFECT)]
 
 
 def _per_ground_truth(res: dict, base: str):
@@ -122,6 +207,9 @@ def _per_ground_truth(res: dict, base: str):
 
 
 def _localisation(res: dict) -> list[Claim]:
+    """F4 (Table 1). Each claim rests on one protocol (ground truth x threshold) and takes its minimum effect from that
+    protocol's oracle and random maps; without them (no reference maps), one percentage point (an error rate is one
+    minus a localisation accuracy)."""
     key = res["paper_keys"]
     methods = res["methods"]
     in_table = [m for m in methods if key[m] in P.TABLE1_ERROR["value"]]
@@ -135,18 +223,23 @@ def _localisation(res: dict) -> list[Claim]:
         def paper(t, ms):
             return {f"{m}_{t}": P.table1(t, key[m]) for m in ms if P.table1(t, key[m]) is not None}
 
+        def effect(protocols):
+            return _protocol_min_effect(res, protocols, "localisation error", fixed_min_effect("accuracy"))
+
         out.append(_claim(f"c_value_mask_best{suffix}", "c", f"Value thresholding{gt_text}: the mask has the lowest "
                           "localisation error of all methods in the paper's Table 1 (44.0% vs 46.0-53.0%).",
                           Relation.best(f"{MASK}_value", [f"{m}_value" for m in in_table]),
                           samples("value", in_table + [MASK]), paper("value", in_table + [MASK]),
-                          protocols=_on(res, f"localisation_{gt}_value")))
+                          protocols=_on(res, f"localisation_{gt}_value"), findings=("F4",),
+                          min_effect=effect(_on(res, f"localisation_{gt}_value"))))
         pair = [m for m in methods if key[m] in ("gradcam", "occlusion")]
         for t in THRESHOLDS:
             out.append(_claim(f"c_{t}_mask_beats_gradcam_occlusion{suffix}", "c", f"{t.capitalize()} thresholding"
                               f"{gt_text}: the mask localises better than Grad-CAM and occlusion (Table 1: true for all "
                               "three threshold types).",
                               Relation.best(f"{MASK}_{t}", [f"{m}_{t}" for m in pair]), samples(t, pair + [MASK]),
-                              paper(t, pair + [MASK]), protocols=_on(res, f"localisation_{gt}_{t}")))
+                              paper(t, pair + [MASK]), protocols=_on(res, f"localisation_{gt}_{t}"),
+                              findings=("F4",), min_effect=effect(_on(res, f"localisation_{gt}_{t}"))))
         if "excitation_backprop" in methods:
             for t in ("energy", "mean"):
                 out.append(_claim(f"c_{t}_excitation_beats_mask{suffix}", "c", f"{t.capitalize()} thresholding"
@@ -154,7 +247,8 @@ def _localisation(res: dict) -> list[Claim]:
                                   "43.1 energy, 39.0 vs 43.2 mean).",
                                   Relation.lt(f"excitation_backprop_{t}", f"{MASK}_{t}"),
                                   samples(t, ["excitation_backprop", MASK]), paper(t, ["excitation_backprop", MASK]),
-                                  protocols=_on(res, f"localisation_{gt}_{t}")))
+                                  protocols=_on(res, f"localisation_{gt}_{t}"), findings=("F4",),
+                                  min_effect=effect(_on(res, f"localisation_{gt}_{t}"))))
     return out
 
 
@@ -163,29 +257,33 @@ def _boxes(res: dict) -> list[Claim]:
     return [_claim("d_mask_smallest_box", "d", "The mask's heatmaps give the smallest suppressing boxes of all methods "
                    f"(Sec. 5; value threshold, {res['n_box_alphas']} levels).",
                    Relation.best(MASK, res["methods"]), s, {"paper": P.SMALLEST_BOX},
-                   protocols=_on(res, "suppression"))]
+                   protocols=_on(res, "suppression"), findings=("F6",), min_effect=_area_min_effect(res))]
 
 
 def _adversarial(res: dict) -> list[Claim]:
+    """F7 and F8 (Sec. 5). Detector accuracy and the recovery rate are proportions of images: one percentage point
+    (no oracle or random map exists for either)."""
     a = res.get("adversarial")
     if not a:
         return []
     out = [_claim("e_mask_best_detector", "e", "Heatmaps of the mask separate clean from adversarial images best of all "
                   "methods (Sec. 5; detector accuracy per test map).",
                   Relation.best(MASK, res["methods"], ">"), {m: a["correct"][m] for m in res["all_methods"]},
-                  {"paper": P.ADVERSARIAL})]
+                  {"paper": P.ADVERSARIAL}, findings=("F7",), min_effect=fixed_min_effect("accuracy"))]
     if a["recover_orig_per_image"]:
         out.append(_claim("f_label_recovery", "f", "Deleting the region the mask finds on an adversarial image recovers "
                           "the original prediction more often than deleting the same area elsewhere (the mask moved by "
                           "half the image).", Relation.gt("recover_orig", "recover_orig_moved"),
                           {"recover_orig": a["recover_orig_per_image"], "recover_orig_moved": a["recover_orig_moved_per_image"]},
-                          {"paper": P.LABEL_RECOVERY}))
+                          {"paper": P.LABEL_RECOVERY}, findings=("F8",), min_effect=fixed_min_effect("accuracy")))
     return out
 
 
 def _keypoints(res: dict) -> list[Claim]:
     """The mask at the evidence part (the paper's eyes; benchmark v2's head centre) against the feet; the
-    ground-truth evidence map's own contrast is a sanity row (true by construction), never part of the claim."""
+    ground-truth evidence map's own contrast is a sanity row (true by construction), never part of the claim. F9;
+    intensities are min-max normalised per map (:data:`UNIT_SPAN_MIN_EFFECT`: no random map is scored at the
+    keypoints)."""
     k = res.get("keypoints_per_image") or {}
     if MASK not in k:
         return []
@@ -195,7 +293,7 @@ def _keypoints(res: dict) -> list[Claim]:
                   "(Sec. 5, animal parts: eyes over feet).", Relation.gt(f"mask_{part}", f"mask_{other}"),
                   _finite_rows({f"mask_{part}": k[MASK][part], f"mask_{other}": k[MASK][other]}),
                   {"paper": P.EYES_MORE_SALIENT, "hamster_eyes_mask_value": P.HAMSTER_EYES,
-                   "hamster_feet_mask_value": P.HAMSTER_FEET})]
+                   "hamster_feet_mask_value": P.HAMSTER_FEET}, findings=("F9",), min_effect=UNIT_SPAN_MIN_EFFECT)]
     if "ground_truth" in k:  # the scenes: the evidence part is known by construction
         out.append(_claim(f"g_ground_truth_{part}_over_{other}", "g", f"The ground-truth evidence map is more salient "
                           f"at {where} than at the {other} (true by construction of the scenes; checks the keypoint "
@@ -206,6 +304,8 @@ def _keypoints(res: dict) -> list[Claim]:
 
 
 def _pointing(res: dict) -> list[Claim]:
+    """F5 (pointing game). The minimum effect is a tenth of |oracle - random| of the claim's protocols (the largest of
+    all and difficult); without reference maps, one percentage point (a hit rate is an accuracy)."""
     flags = res["pointing_per_image"]["center"]["difficult"]
     out = []
     for gt, suffix, p in _per_ground_truth(res, "pointing"):
@@ -225,14 +325,19 @@ def _pointing(res: dict) -> list[Claim]:
                           "baseline, on all images and on the difficult subset (per-image hits).",
                           Relation.all_of(*rels), samples,
                           {"center_all": P.POINTING_CENTER_COCO[0], "center_difficult": P.POINTING_CENTER_COCO[1]},
-                          protocols=_on(res, *protocols)))
+                          protocols=_on(res, *protocols), findings=("F5",),
+                          min_effect=_protocol_min_effect(res, _on(res, *protocols), "pointing accuracy",
+                                                          fixed_min_effect("accuracy"))))
         if "gradient" in res["methods"]:
             out.append(_claim(f"h_gradient_beats_center{suffix}", "h", f"Gradient points {gt_text} more often than the "
                               "centre baseline on all images (VOC07: 67.0% per the official notebook; TorchRay: 76.3 vs "
                               "69.6; per-image hits).",
                               Relation.gt("gradient_all", "center_all"),
                               {"gradient_all": hits("gradient", "all"), "center_all": hits("center", "all")},
-                              {"gradient_all": P.POINTING_GRADIENT_VOC}, protocols=_on(res, f"pointing_{gt}_all")))
+                              {"gradient_all": P.POINTING_GRADIENT_VOC}, protocols=_on(res, f"pointing_{gt}_all"),
+                              findings=("F5",),
+                              min_effect=_protocol_min_effect(res, _on(res, f"pointing_{gt}_all"), "pointing accuracy",
+                                                              fixed_min_effect("accuracy"))))
     return out
 
 
