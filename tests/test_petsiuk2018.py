@@ -165,9 +165,9 @@ def test_paper_source_runs_on_tiny_real_format_files(tmp_path):
     module = RiseReplication(
         model={"name": "scenes_cnn", "num_classes": 3, "width": 4},
         pointing_model={"name": "scenes_cnn", "num_classes": 20, "width": 4},
-        methods={"rise": {"n_masks": 16, "grid_size": 4}, "gradient": {}},
+        methods={"rise": {"n_masks": 16, "grid_size": 4}, "gradcam": {}, "gradient": {}},
         stability={"n_values": [8, 16], "seeds": [1], "n_images": 2},
-        benchmark={"enabled": False}, n_example_images=1, causal={"references": ["random"]},
+        benchmark={"n_images": 1, "repeats": 1}, n_example_images=1, causal={"references": ["random"]},
     )
     module.run_info.update(profile="paper", write_report=False)
     trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False, inference_mode=False,
@@ -181,6 +181,11 @@ def test_paper_source_runs_on_tiny_real_format_files(tmp_path):
     # the paper profile compares values with Table 1; the ordering needs >= 3 of Table 1's methods
     assert {"rise_best_deletion", "deletion_rise_value", "insertion_rise_value"} <= ids
     assert "deletion_order" not in ids
+    # a paper profile judges every headline finding (strictly): one Table 1 method and the timing suffice
+    assert {"rise_beats_gradcam_deletion", "rise_matches_gradcam_all", "rise_maps_converge_with_n",
+            "rise_time_overhead"} <= ids
+    assert [f["id"] for f in report.findings] == ["R1", "R2", "R3", "R4"]
+    assert all(f["status"] != "not tested here" for f in report.findings)
 
 
 # --------------------------------------------------------------------------------------------- units and bad input
