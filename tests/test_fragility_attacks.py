@@ -237,3 +237,29 @@ def test_bad_arguments_fail_early():
         FragilityAttack("topk", "integrated_gradients", attack_ig_steps=0)
     with pytest.raises(ValueError):
         FragilityAttack("topk")(tiny_cnn(), torch.rand(2, 3, 8))
+
+
+@pytest.mark.parametrize("attack", ["random", "topk"])
+def test_recorded_steps_equal_shorter_runs(attack):
+    """``record_steps``: the image recorded after t steps of a long run is what a run of t steps returns, so one
+    run measures the effect of the step count."""
+    model = tiny_cnn()
+    x = images(3)
+    long = FragilityAttack(attack, "gradient", epsilon=4 / 255, alpha=1 / 255, steps=8, k=20, seed=2,
+                           record_steps=(2, 5, 8))(model, x)
+    assert sorted(long.images_at_steps) == [2, 5, 8]
+    assert torch.equal(long.images_at_steps[8], long.images)
+    for t in (2, 5):
+        short = FragilityAttack(attack, "gradient", epsilon=4 / 255, alpha=1 / 255, steps=t, k=20, seed=2)(model, x)
+        assert torch.equal(long.images_at_steps[t], short.images)
+    with pytest.raises(ValueError, match="record_steps"):
+        FragilityAttack(attack, "gradient", steps=4, record_steps=(5,))
+
+
+def test_notebook_measures_follow_the_official_notebooks():
+    """Simple gradient: lowest top-k intersection; IG and DeepLIFT: largest centre-of-mass shift."""
+    from lightning_modules.attacks import METHODS, NOTEBOOK_MEASURES
+
+    assert set(NOTEBOOK_MEASURES) == set(METHODS)
+    assert NOTEBOOK_MEASURES["gradient"] == "intersection"
+    assert NOTEBOOK_MEASURES["integrated_gradients"] == NOTEBOOK_MEASURES["deeplift"] == "mass_center"

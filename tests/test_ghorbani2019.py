@@ -50,11 +50,23 @@ def test_smoke_run_end_to_end(tmp_path, monkeypatch):
     cell = scenes["cells"]["gradient"]["topk"]["8.0"]
     assert 0 <= cell["topk_intersection"] <= 1 and cell["n"] == 6 and cell["label_kept_rate"] == 1.0
     assert len(cell["samples"]["center_shift_px"]) == 6 and len(scenes["ids"]) == 6
-    assert first["results"]["setting"]["beta"] == 1.0 and first["results"]["setting"]["measure"] == "intersection"
-    # the stated variant: the guided attacks at the claim budget through softplus(beta=10), and both surrogates'
-    # agreement with the model
+    setting = first["results"]["setting"]
+    assert setting["beta"] == 5.0 and setting["measure"] == "notebook"
+    assert setting["measures"] == {"gradient": "intersection", "integrated_gradients": "mass_center",
+                                   "deeplift": "mass_center"}
+    # the stated variant: the guided attacks at the claim budget through the official softplus(beta=1), and both
+    # surrogates' agreement with the model; the grid the rule picks the beta from, and the rule's sanity row
     assert set(scenes["variant"]["deeplift"]) == {"topk", "center"}
-    assert {v["beta"] for v in scenes["surrogate_maps"].values()} == {1.0, 10.0}
+    assert {v["beta"] for v in scenes["surrogate_maps"].values()} == {5.0, 1.0}
+    assert sorted(float(b) for b in scenes["surrogate_grid"]) == [1.0, 2.0, 5.0, 10.0, 20.0]
+    rule = claims["surrogate_beta_by_rule"]
+    assert rule["kind"] == "sanity" and rule["status"] == "sanity" and rule["measured"]["rule_beta"] == 5.0
+    assert "surrogate_beta_grid" in first["tables"] and "surrogate_beta_grid_mnist" in first["tables"]
+    # the step study: the same attacks recorded after 2, 3 and 6 steps, on the first 2 scenes
+    study = scenes["step_study"]["gradient"]
+    assert set(study) == {"random", "topk", "center"} and set(study["topk"]) == {"2", "3", "6"}
+    assert study["topk"]["6"]["n"] == 2 and study["topk"]["6"]["ids"] == [0, 1]
+    assert parts["mnist"]["step_study"] == {} and "attack_steps" in first["tables"]
     assert "softplus_beta_variant" in first["tables"] and "run_cost" in first["tables"]
     # benchmark v2's ground truth: where the original and the attacked maps put their top-k pixels, per image
     ev = scenes["evidence"]["gradient"]["topk"]["8.0"]
@@ -123,6 +135,34 @@ def test_v2_model_and_data_must_agree():
         check_trained_on(model, replace(PROFILES["default"], seed=1))
     with pytest.raises(ValueError, match="load it with load_embedded_v2"):
         check_trained_on(torch.nn.Linear(2, 2), PROFILES["default"])
+
+
+def test_attack_cache_resumes_without_attacking(tmp_path, monkeypatch):
+    """An interrupted run resumes from the cache: a second run with the same settings reads every attack from it
+    (the attack itself is never called) and gives the same numbers; another setting misses the cache."""
+    from replications.cli import run
+    from lightning_modules.attacks import FragilityAttack
+
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    cache = tmp_path / "cache"
+    args = ["fit", "--config", str(CONFIGS / "smoke.yaml"), "--model.cache_dir", str(cache), "--model.variant_beta",
+            "null", "--model.methods", "[gradient]", "--data.n_images", "3", "--model.mnist", "null",
+            "--data.mnist", "null", "--model.step_study", "null"]
+    monkeypatch.setenv("SALIENCY_REPORT_DIR", str(tmp_path / "a"))
+    run(FragilityReplication, "ghorbani2019", datamodule_class=FragilityData, args=args)
+    entries = sorted(cache.glob("*.pt"))
+    assert len(entries) == 3 * 2  # attacks x budgets, one batch
+
+    def refuse(*a, **k):
+        raise AssertionError("a cached attack ran again")
+
+    monkeypatch.setattr(FragilityAttack, "__call__", refuse)
+    monkeypatch.setenv("SALIENCY_REPORT_DIR", str(tmp_path / "b"))
+    run(FragilityReplication, "ghorbani2019", datamodule_class=FragilityData, args=args)
+    a, b = (json.loads((tmp_path / d / "results.json").read_text())["results"] for d in ("a", "b"))
+    assert a["parts"]["scenes_v2"]["cells"] == b["parts"]["scenes_v2"]["cells"]
+    with pytest.raises(AssertionError, match="ran again"):
+        run(FragilityReplication, "ghorbani2019", datamodule_class=FragilityData, args=args + ["--model.steps", "2"])
 
 
 def test_claims_are_a_pure_function_of_the_plain_results(tmp_path, monkeypatch):

@@ -2,7 +2,9 @@
 
 from lightning_modules.attacks.fragility import (
     ATTACKS,
+    MEASURES,
     METHODS,
+    NOTEBOOK_MEASURES,
     AttackResult,
     FragilityAttack,
     center_of_mass,
@@ -13,5 +15,5 @@ from lightning_modules.attacks.fragility import (
     topk_mask,
 )
 
-__all__ = ["ATTACKS", "METHODS", "AttackResult", "FragilityAttack", "center_of_mass", "linf_project", "normalise_map",
+__all__ = ["ATTACKS", "MEASURES", "METHODS", "NOTEBOOK_MEASURES", "AttackResult", "FragilityAttack", "center_of_mass", "linf_project", "normalise_map",
            "saliency", "softplus_surrogate", "topk_mask"]

@@ -6,9 +6,11 @@ The attacker looks for ``x' = x + delta`` with ``||delta||_inf <= epsilon`` and 
 that the network's label is unchanged but the saliency map ``I(x')`` differs as much as possible from ``I(x)``.
 Iterative, FGSM-like (Sec. 3, Algorithm 1): each step adds ``alpha * sign(direction)`` and projects back onto the
 L-inf ball around ``x`` and onto [0, 1]. As in the official ``iterative_attack``, the returned image is the iterate
-with the best success measure among those that keep the label (default: the lowest top-k intersection, the
-official ``measure="intersection"``, for every attack); an iterate that changes the label is never returned, but the
-attack keeps iterating from it (``on_flip="continue"``; ``"reject"`` instead keeps the image where it was).
+with the best success measure among those that keep the label; an iterate that changes the label is never returned,
+but the attack keeps iterating from it (``on_flip="continue"``; ``"reject"`` instead keeps the image where it was).
+The official notebooks choose the measure per saliency method: the simple-gradient notebook keeps the iterate with
+the lowest top-k intersection (``measure="intersection"``), the Integrated-Gradients and DeepLIFT notebooks the one
+with the largest centre-of-mass shift (``measure="mass_center"``): :data:`NOTEBOOK_MEASURES`.
 
 Attacks (``direction``):
 
@@ -48,6 +50,9 @@ import torch.nn as nn
 ATTACKS = ("random", "topk", "center", "targeted")
 METHODS = ("gradient", "integrated_gradients", "deeplift")
 MEASURES = ("intersection", "mass_center")
+#: the best-iterate measure of each official notebook (``Simple_Gradient``: intersection; ``Integrated_Gradients``
+#: and ``DeepLIFT``: mass_center)
+NOTEBOOK_MEASURES = {"gradient": "intersection", "integrated_gradients": "mass_center", "deeplift": "mass_center"}
 ON_FLIP = ("continue", "reject")
 
 
@@ -196,7 +201,9 @@ class AttackResult:
     ``images``: the attacked images (the best label-keeping iterate per image; the original where no iterate
     improved on it); ``maps`` / ``attacked_maps``: original-model saliency of the clean / attacked images;
     ``labels``: the original predictions; ``attacked_labels``: the original model's predictions on ``images``;
-    ``accepted_steps`` / ``rejected_steps``: per-image counts of iterates that keep / change the label.
+    ``accepted_steps`` / ``rejected_steps``: per-image counts of iterates that keep / change the label;
+    ``images_at_steps``: the image the attack would have returned had it stopped after each of the attack's
+    ``record_steps`` (empty unless asked for; one run gives the effect of the step count).
     """
 
     images: torch.Tensor
@@ -206,6 +213,7 @@ class AttackResult:
     attacked_labels: torch.Tensor
     accepted_steps: torch.Tensor
     rejected_steps: torch.Tensor
+    images_at_steps: dict = None
 
     @property
     def label_kept(self) -> torch.Tensor:
@@ -232,17 +240,21 @@ class FragilityAttack:
         keep_best: return the label-keeping iterate with the best ``measure``, as the official code does;
             False = the last label-keeping iterate.
         measure: the best-iterate criterion of the random / topk / center attacks: ``"intersection"`` (lowest
-            top-k intersection; the official default for every attack) or ``"mass_center"`` (largest centre shift;
-            the official code's alternative). The targeted attack keeps the iterate with the most region mass.
-            An iterate is kept only if it beats the original image (official: intersection below 1).
+            top-k intersection; the official simple-gradient notebook) or ``"mass_center"`` (largest centre shift;
+            the official IG and DeepLIFT notebooks), see :data:`NOTEBOOK_MEASURES`. The targeted attack keeps the
+            iterate with the most region mass. An iterate is kept only if it beats the original image (official:
+            intersection below 1).
         on_flip: ``"continue"`` (official: the next step starts from the label-flipping iterate, which is never
             returned) or ``"reject"`` (the step is undone for that image).
+        record_steps: step counts (each in 1..steps) after which the returned image is also recorded
+            (``AttackResult.images_at_steps``): the attack's result had it run that many steps.
     """
 
     def __init__(self, attack: str = "topk", method: str = "gradient", epsilon: float = 8 / 255,
                  alpha: float | None = None, steps: int = 20, k: int = 100, beta: float = 10.0, ig_steps: int = 16,
                  baseline: float | torch.Tensor = 0.0, seed: int = 0, keep_best: bool = True,
-                 attack_ig_steps: int | None = None, measure: str = "intersection", on_flip: str = "continue"):
+                 attack_ig_steps: int | None = None, measure: str = "intersection", on_flip: str = "continue",
+                 record_steps: tuple[int, ...] = ()):
         if attack not in ATTACKS:
             raise ValueError(f"unknown attack {attack!r}; use one of {ATTACKS}")
         if method not in METHODS:
@@ -266,6 +278,9 @@ class FragilityAttack:
         if on_flip not in ON_FLIP:
             raise ValueError(f"on_flip must be one of {ON_FLIP}, got {on_flip!r}")
         self.measure, self.on_flip = measure, on_flip
+        self.record_steps = tuple(int(t) for t in record_steps)
+        if any(not 1 <= t <= self.steps for t in self.record_steps):
+            raise ValueError(f"record_steps must lie in 1..steps={self.steps}, got {list(record_steps)}")
 
     # -- helpers
     def _baseline(self, images: torch.Tensor) -> torch.Tensor:
@@ -346,7 +361,8 @@ class FragilityAttack:
         last_kept = x0.clone()
         accepted = torch.zeros(b, dtype=torch.long, device=x0.device)
         rejected = torch.zeros_like(accepted)
-        for _ in range(self.steps):
+        at_steps = {}
+        for step in range(1, self.steps + 1):
             cand = linf_project(x + self.alpha * self._direction(surrogate, x, labels, ref, gen), x0, self.epsilon)
             with torch.no_grad():
                 keep = model(cand).argmax(1) == labels
@@ -359,7 +375,10 @@ class FragilityAttack:
                 better = keep & (crit > best_crit)
                 best_crit = torch.where(better, crit, best_crit)
                 best_x = torch.where(better.view(-1, 1, 1, 1), cand, best_x)
+            if step in self.record_steps:
+                at_steps[step] = (best_x if self.keep_best else last_kept).clone()
         final = best_x if self.keep_best else last_kept
         with torch.no_grad():
             final_labels = model(final).argmax(1)
-        return AttackResult(final, maps0, self.maps(model, final, labels), labels, final_labels, accepted, rejected)
+        return AttackResult(final, maps0, self.maps(model, final, labels), labels, final_labels, accepted, rejected,
+                            at_steps)

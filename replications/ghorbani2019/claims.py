@@ -139,9 +139,39 @@ def _part_claims(results: dict, name: str, part: dict) -> list[Claim]:
     return claims
 
 
+def rule_beta(grids: list[dict]) -> float | None:
+    """The beta the stated rule (``experiments.BETA_RULE``) names from the parts' measured ``surrogate_grid``s
+    ({beta: {beta, label_agreement}}): the smallest beta at which every part's label agreement reaches its best over
+    the grid; None without a grid."""
+    grids = [g for g in grids if g]
+    if not grids:
+        return None
+    best = [max(v["label_agreement"] for v in g.values()) for g in grids]
+    betas = sorted({float(v["beta"]) for g in grids for v in g.values()})
+    ok = [b for b in betas if all(any(float(v["beta"]) == b and v["label_agreement"] == m for v in g.values())
+                                  for g, m in zip(grids, best))]
+    return ok[0] if ok else None
+
+
+def _beta_rule_claim(results: dict) -> list[Claim]:
+    """Sanity row: the configured softplus beta is the one the stated rule picks from this run's measured grid."""
+    parts = results["parts"]
+    grids = [p.get("surrogate_grid") or {} for p in parts.values()]
+    if not any(grids):
+        return []
+    chosen = rule_beta(grids)
+    agreement = {f"label_agreement_{name}_beta_{b}": v["label_agreement"]
+                 for name, p in parts.items() for b, v in (p.get("surrogate_grid") or {}).items()}
+    return [Claim(
+        "surrogate_beta_by_rule", "surrogate sharpness",
+        f"the attacks' softplus beta is the one the stated rule picks from the grid measured in this run "
+        f"({results['setting'].get('beta_rule', 'see the setting')})",
+        Relation.close("configured_beta", "rule_beta"),
+        {"configured_beta": results["setting"]["beta"], "rule_beta": math.nan if chosen is None else chosen,
+         **agreement}, kind="sanity")]
 def build_claims(results: dict, profile: str) -> list[Claim]:
     """The claims of one run, from its plain results (``profile`` does not change them)."""
     claims = []
     for name, part in results["parts"].items():
         claims += _part_claims(results, name, part)
-    return claims
+    return claims + _beta_rule_claim(results)

@@ -3,8 +3,9 @@
 For every saliency method (simple gradient, Integrated Gradients, DeepLIFT), attack (random sign, top-k,
 centre of mass) and L-inf budget epsilon (1, 2, 4, 8 / 255), the images are attacked with
 ``lightning_modules.attacks.FragilityAttack`` (iterative L-inf sign steps through a softplus surrogate, Sec. 3;
-the official code's rule: the returned image is the label-keeping iterate with the lowest top-k intersection, and
-the attack iterates on past label flips), and the original and attacked maps are compared with the paper's three
+the official notebooks' rule: the returned image is the label-keeping iterate with the lowest top-k intersection for
+the simple gradient and the largest centre-of-mass shift for IG and DeepLIFT, and the attack iterates on past label
+flips), and the original and attacked maps are compared with the paper's three
 metrics (Sec. 4): top-k intersection, Spearman rank correlation and centre-of-mass shift
 (``lightning_modules.metrics.fragility``, torchmetrics, per-sample, DDP-synced). Label preservation of the attacked
 images is counted as well. A stated variant (``variant_beta``) re-runs the guided attacks at the claim budget
@@ -12,6 +13,20 @@ through a surrogate of another softplus sharpness, and the surrogates' own simpl
 the model's on the clean images (how closely each surrogate follows the map it is meant to attack). Where the
 data carry the label's ground-truth evidence (benchmark v2), each cell also measures where the original and the
 attacked maps put their top-k pixels (``TopKMaskShare``): on the evidence or off it.
+
+The surrogate's sharpness is chosen by a stated rule, measured in the run: the official surrogate (Keras softplus,
+beta 1) acts on SqueezeNet's 0-255 inputs, where it is a close stand-in for the ReLU network; on our [0, 1] inputs
+the pre-activations are smaller and beta 1 is not. Every beta of ``beta_grid`` is measured on the clean images
+(label agreement with the model, top-k intersection and Spearman of its simple-gradient map with the model's), and
+the rule (:data:`BETA_RULE`) names the smallest beta whose surrogate gives the model's label wherever any beta does;
+the configured ``beta`` must be that one (a sanity row of the report), and the official beta 1 runs as the variant.
+
+The attack-step count is the costliest reduction (the notebooks run 300 steps): a step study (``step_study``)
+attacks the first few images once with the largest step count and records the returned image after each smaller
+count (``FragilityAttack.record_steps``), so the report shows what stopping at the configured count costs.
+
+Attack results are cached per (part, method, attack, epsilon, batch of images, settings, attack code) under
+``cache_dir``, so an interrupted run resumes where it stopped.
 
 Two parts, each a dataset with its own model (the paper attacks ImageNet and CIFAR-10 models): the primary
 part (``data.source``: benchmark v2's scenes and its shipped deep model ``model.embedded_v2``, the v1 scenes and
@@ -25,23 +40,42 @@ runs the models on the data (accuracy, agreement of the softplus surrogate, fini
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import time
+from pathlib import Path
 
 import torch
 import torch.nn as nn
 from torchmetrics import SumMetric
 
-from lightning_modules.attacks import ATTACKS, METHODS, FragilityAttack, softplus_surrogate
+from lightning_modules.attacks import (
+    ATTACKS, MEASURES, METHODS, NOTEBOOK_MEASURES, AttackResult, FragilityAttack, softplus_surrogate,
+)
+from lightning_modules.attacks import fragility as fragility_attacks
 from lightning_modules.attacks.fragility import saliency
+from lightning_modules.utils import REPO_ROOT
+
+#: the attack code's hash, part of every cache key
+_ATTACK_CODE_SHA = hashlib.sha256(inspect.getsource(fragility_attacks).encode()).hexdigest()
 from lightning_modules.metrics.fragility import CenterOfMassShift, RankCorrelation, TopKIntersection, TopKMaskShare
 from replications.cli import ReplicationModule
 
 #: k = 1000 of 227 x 227 pixels in the paper: the same fraction of our images' pixels
 PAPER_TOPK_FRACTION = 1000 / (227 * 227)
+#: how the surrogate's softplus sharpness is chosen from ``beta_grid`` (see the module docstring)
+BETA_RULE = ("the smallest beta of the grid at which the softplus surrogate's label agreement with the model on the "
+             "attacked images reaches its best over the grid, in every part (all images where the grid allows: the "
+             "official beta-1 surrogate on SqueezeNet's 0-255 inputs is such a stand-in for the ReLU network)")
+
 
 
 def _key(method: str, attack: str, eps: float) -> str:
     return f"{method}__{attack}__{str(eps).replace('.', 'p')}"
+
+
+def _beta_key(beta: float) -> str:
+    return f"beta{beta:g}".replace(".", "p")
 
 
 def _check_epsilons(epsilons: list[float], claim_epsilon: float, where: str) -> None:
@@ -69,6 +103,7 @@ class FragilityPart:
         self.model: nn.Module | None = None
         self.surrogate: nn.Module | None = None
         self.variant_surrogate: nn.Module | None = None
+        self.grid_surrogates: dict[float, nn.Module] = {}
         self.data_config = None
         self.info: dict = {}
         self.reset()
@@ -77,6 +112,14 @@ class FragilityPart:
         self.results: dict = {}
         self.variant: dict = {}
         self.surrogate_maps: dict = {}
+        #: per beta of the grid: the surrogate's label and map agreement with the model on the clean images
+        self.surrogate_grid: dict = {}
+        #: per method x attack x step count: the step study's cells (primary part only)
+        self.step_results: dict = {}
+        #: per method x attack: CPU seconds of the step study's attacks
+        self.step_cost_s: dict = {}
+        #: per method x attack x epsilon: CPU seconds of the attacks (including cached ones, from the cache)
+        self.cell_cpu_s: dict = {}
         #: per method x attack x epsilon: the original and attacked maps' top-k share on the evidence (v2 only)
         self.evidence: dict = {}
         self.ids: list[int] = []
@@ -113,8 +156,15 @@ class FragilityReplication(ReplicationModule):
         beta: softplus sharpness of the surrogate (official: 1, Keras softplus).
         variant_beta: a stated variant (None = none): the guided attacks are re-run at ``claim_epsilon`` through a
             softplus surrogate of this sharpness, as side rows of the report.
-        measure: best-iterate criterion (``FragilityAttack``): ``intersection`` (official default) or
-            ``mass_center``.
+        measure: best-iterate criterion (``FragilityAttack``): ``notebook`` (the official notebooks' per method:
+            intersection for the simple gradient, mass_center for IG and DeepLIFT), or ``intersection`` /
+            ``mass_center`` for every method.
+        beta_grid: softplus sharpnesses measured against the model on the clean images (label agreement, map
+            agreement); :data:`BETA_RULE` picks one of them, and ``beta`` must be it.
+        step_study: ``{"n_images": N, "steps": [20, 100, 300], "methods": [...]}`` (None = none): the first N images
+            (by sample id) of the primary part attacked once at ``claim_epsilon`` with the largest count, the result
+            recorded after each count.
+        cache_dir: where attack results are cached (relative to the repository; None = no cache).
         on_flip: ``continue`` (official: iterate on past a label flip, never return the flipped image) or
             ``reject``.
         k: top-k size; None = the paper's fraction (1000 of 227^2 pixels) of the image area.
@@ -148,7 +198,8 @@ class FragilityReplication(ReplicationModule):
         alpha: float | None = None,
         beta: float = 1.0,
         variant_beta: float | None = None,
-        measure: str = "intersection",
+        beta_grid: list[float] | None = None,
+        measure: str = "notebook",
         on_flip: str = "continue",
         k: int | None = None,
         ig_steps: int = 16,
@@ -161,6 +212,8 @@ class FragilityReplication(ReplicationModule):
         claim_margin: float = 0.15,
         n_example_images: int = 3,
         mnist: dict | None = None,
+        step_study: dict | None = None,
+        cache_dir: str | None = None,
     ):
         super().__init__()
         self.model_cfg = dict(model or {"embedded_v2": "scenes_v2_vgg"})
@@ -183,7 +236,17 @@ class FragilityReplication(ReplicationModule):
         self.variant_beta = None if variant_beta is None else float(variant_beta)
         if self.variant_beta is not None and not self.variant_beta > 0:
             raise ValueError(f"variant_beta must be > 0 (a softplus sharpness) or null, got {variant_beta}")
+        if measure != "notebook" and measure not in MEASURES:
+            raise ValueError(f"measure must be 'notebook' or one of {MEASURES}, got {measure!r}")
         self.measure, self.on_flip = measure, on_flip
+        self.beta_grid = sorted({float(b) for b in (beta_grid or [])})
+        if any(not b > 0 for b in self.beta_grid):
+            raise ValueError(f"beta_grid holds softplus sharpnesses > 0, got {beta_grid}")
+        if self.beta_grid and self.beta not in self.beta_grid:
+            raise ValueError(f"beta={self.beta:g} must be one of beta_grid {self.beta_grid} (the rule picks from it)")
+        self.step_study = self._check_step_study(step_study, max(self.steps, 1))
+        self.cache_dir = None if cache_dir is None else (Path(cache_dir) if Path(cache_dir).is_absolute()
+                                                         else REPO_ROOT / cache_dir)
         self.k_cfg, self.ig_steps, self.baseline_cfg = k, int(ig_steps), baseline
         self.attack_ig_steps = int(attack_ig_steps) if attack_ig_steps is not None else self.ig_steps
         self.only_correct, self.keep_best, self.seed = bool(only_correct), bool(keep_best), int(seed)
@@ -192,7 +255,8 @@ class FragilityReplication(ReplicationModule):
         # validate the attack settings now (fails early with the reason)
         FragilityAttack("topk", self.methods[0], epsilon=max(self.epsilons) / 255, steps=self.steps, beta=self.beta,
                         ig_steps=self.ig_steps, alpha=None if alpha is None else alpha / 255,
-                        attack_ig_steps=self.attack_ig_steps, measure=self.measure, on_flip=self.on_flip)
+                        attack_ig_steps=self.attack_ig_steps, measure=self.measure_for(self.methods[0]),
+                        on_flip=self.on_flip)
         primary = ("scenes" if "blackbox" in self.model_cfg else "scenes_v2" if "embedded_v2" in self.model_cfg
                    else "primary")
         self.parts: list[FragilityPart] = [FragilityPart(primary, self.model_cfg, self.epsilons, self.claim_epsilon,
@@ -210,6 +274,24 @@ class FragilityReplication(ReplicationModule):
                 suffix="_mnist", alpha=self.mnist_cfg.get("alpha", alpha)))
         self.timings: dict = {}
         self.metrics = nn.ModuleDict()
+
+    def measure_for(self, method: str) -> str:
+        """The best-iterate measure of ``method``'s attacks."""
+        return NOTEBOOK_MEASURES[method] if self.measure == "notebook" else self.measure
+
+    def _check_step_study(self, cfg: dict | None, steps: int) -> dict | None:
+        if cfg is None:
+            return None
+        unknown = set(cfg) - {"n_images", "steps", "methods"}
+        if unknown:
+            raise ValueError(f"unknown model.step_study keys {sorted(unknown)}; known: n_images, steps, methods")
+        counts = sorted({int(t) for t in cfg.get("steps", [])})
+        methods = list(cfg.get("methods") or self.methods)
+        n = int(cfg.get("n_images", 0))
+        if len(counts) < 2 or counts[0] < 1 or n < 1 or any(m not in self.methods for m in methods):
+            raise ValueError("model.step_study needs n_images >= 1, at least two step counts >= 1 and methods among "
+                             f"model.methods {self.methods}, got {cfg}")
+        return {"n_images": n, "steps": counts, "methods": methods}
 
     # ------------------------------------------------------------------ backward-compatible views of the primary part
     @property
@@ -260,6 +342,7 @@ class FragilityReplication(ReplicationModule):
             part.surrogate = softplus_surrogate(part.model, self.beta).to(self.device)
             if self.variant_beta is not None:
                 part.variant_surrogate = softplus_surrogate(part.model, self.variant_beta).to(self.device)
+            part.grid_surrogates = {b: softplus_surrogate(part.model, b).to(self.device) for b in self.beta_grid}
             self.timings[f"surrogate_s{part.suffix}"] = round(time.time() - t0, 3)
 
     def _part(self, dataloader_idx: int) -> FragilityPart:
@@ -365,6 +448,19 @@ class FragilityReplication(ReplicationModule):
                 pm[f"surrogate__{name}__topk"] = TopKIntersection(k=1)
                 pm[f"surrogate__{name}__spearman"] = RankCorrelation()
                 pm[f"surrogate__{name}__agrees"] = SumMetric()
+            for beta in self.beta_grid:
+                name = _beta_key(beta)
+                pm[f"grid__{name}__topk"] = TopKIntersection(k=1)
+                pm[f"grid__{name}__spearman"] = RankCorrelation()
+                pm[f"grid__{name}__agrees"] = SumMetric()
+            if self.step_study is not None and part is self.primary:
+                for method in self.step_study["methods"]:
+                    for attack in self.attacks:
+                        for t in self.step_study["steps"]:
+                            key = f"steps__{method}__{attack}__{t}"
+                            pm[f"{key}__topk"] = TopKIntersection(k=1)
+                            pm[f"{key}__spearman"] = RankCorrelation()
+                            pm[f"{key}__shift"] = CenterOfMassShift()
             pm["images"] = SumMetric()
             pm["attacked_images"] = SumMetric()
             m[part.name] = nn.ModuleDict(pm)
@@ -373,12 +469,43 @@ class FragilityReplication(ReplicationModule):
         self.metrics = nn.ModuleDict(m).to(self.device)
         self._test_started = time.time()
 
-    def _attack(self, part, method, attack, eps, baseline, batch_idx, surrogate, beta):
+    def _attack(self, part, method, attack, eps, baseline, batch_idx, beta, steps=None, record_steps=()):
         return FragilityAttack(attack, method, epsilon=eps / 255,
-                               alpha=None if part.alpha is None else part.alpha / 255, steps=self.steps,
+                               alpha=None if part.alpha is None else part.alpha / 255, steps=steps or self.steps,
                                k=part.k, beta=beta, ig_steps=self.ig_steps, baseline=baseline,
                                seed=self.seed + batch_idx, keep_best=self.keep_best,
-                               attack_ig_steps=self.attack_ig_steps, measure=self.measure, on_flip=self.on_flip)
+                               attack_ig_steps=self.attack_ig_steps, measure=self.measure_for(method),
+                               on_flip=self.on_flip, record_steps=record_steps)
+
+    def _run_attack(self, part, attack_obj: FragilityAttack, model, images, surrogate, ids) -> tuple[AttackResult, float]:
+        """``attack_obj`` on ``images``, read from the cache where this exact attack ran before; returns the result
+        and the CPU seconds it cost when it ran. The cache key covers the model part, every attack setting, the
+        images' bytes, their ids and the attack code, so a changed setting or code never reads a stale entry."""
+        path = None
+        if self.cache_dir is not None:
+            h = hashlib.sha256()
+            settings = {k: v for k, v in vars(attack_obj).items() if k != "baseline"}
+            h.update(repr((part.name, part.model_cfg, sorted(settings.items()))).encode())
+            base = attack_obj.baseline
+            h.update(base.detach().cpu().numpy().tobytes() if isinstance(base, torch.Tensor) else repr(base).encode())
+            h.update(images.detach().cpu().numpy().tobytes())
+            h.update(ids.detach().cpu().numpy().tobytes())
+            h.update(_ATTACK_CODE_SHA.encode())
+            path = self.cache_dir / f"{part.name}__{attack_obj.method}__{attack_obj.attack}__{h.hexdigest()[:24]}.pt"
+            if path.is_file():
+                stored = torch.load(path, map_location=images.device, weights_only=False)
+                return AttackResult(**stored["result"]), stored["cpu_s"]
+        cpu0 = time.process_time()
+        res = attack_obj(model, images, surrogate=surrogate)
+        cpu_s = time.process_time() - cpu0
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.name + ".tmp")
+            torch.save({"result": {k: ({t: x.cpu() for t, x in v.items()} if isinstance(v, dict) else
+                                       v.detach().cpu() if isinstance(v, torch.Tensor) else v)
+                                   for k, v in vars(res).items()}, "cpu_s": cpu_s}, tmp)
+            tmp.replace(path)  # atomic: an interrupted run never leaves a half-written entry
+        return res, cpu_s
 
     @staticmethod
     def _update(metrics, key, res, ids, evidence=None) -> None:
@@ -429,14 +556,26 @@ class FragilityReplication(ReplicationModule):
             metrics[f"surrogate__{name}__topk"].update(maps, smaps, ids)
             metrics[f"surrogate__{name}__spearman"].update(maps, smaps, ids)
             metrics[f"surrogate__{name}__agrees"].update(agrees)
+        for beta, surrogate in part.grid_surrogates.items():
+            name = _beta_key(beta)
+            with torch.no_grad():
+                agrees = (surrogate(images).argmax(1) == preds).float().sum()
+            smaps = saliency(surrogate, images, preds, "gradient")
+            metrics[f"grid__{name}__topk"].update(maps, smaps, ids)
+            metrics[f"grid__{name}__spearman"].update(maps, smaps, ids)
+            metrics[f"grid__{name}__agrees"].update(agrees)
         baseline = self._baseline(part, images)
+        if self.step_study is not None and part is self.primary:
+            self._step_study(part, metrics, model, images, ids, baseline, batch_idx)
         for method in self.methods:
             t0 = time.time()
             for attack in self.attacks:
                 for eps in part.epsilons:
-                    res = self._attack(part, method, attack, eps, baseline, batch_idx, part.surrogate, self.beta)(
-                        model, images, surrogate=part.surrogate)
-                    self._update(metrics, _key(method, attack, eps), res, ids, evidence)
+                    res, cpu_s = self._run_attack(part, self._attack(part, method, attack, eps, baseline, batch_idx,
+                                                                     self.beta), model, images, part.surrogate, ids)
+                    key = _key(method, attack, eps)
+                    part.cell_cpu_s[key] = part.cell_cpu_s.get(key, 0.0) + cpu_s
+                    self._update(metrics, key, res, ids, evidence)
                     if (method, attack) not in part.examples and eps == max(part.epsilons):
                         n = self.n_example_images
                         part.examples[(method, attack)] = {
@@ -445,13 +584,36 @@ class FragilityReplication(ReplicationModule):
                         }
                 if attack != "random" and self.variant_beta is not None:
                     eps = part.claim_epsilon
-                    res = self._attack(part, method, attack, eps, baseline, batch_idx, part.variant_surrogate,
-                                       self.variant_beta)(model, images, surrogate=part.variant_surrogate)
+                    res, _ = self._run_attack(part, self._attack(part, method, attack, eps, baseline, batch_idx,
+                                                                 self.variant_beta),
+                                              model, images, part.variant_surrogate, ids)
                     self._update(metrics, "variant__" + _key(method, attack, eps), res, ids)
             part.attack_s[method] += time.time() - t0
         part.test_s += time.time() - started
         part.test_cpu_s += time.process_time() - started_cpu
         return None
+
+    def _step_study(self, part, metrics, model, images, ids, baseline, batch_idx) -> None:
+        """The images with sample id below ``step_study.n_images``, attacked at ``claim_epsilon`` once with the
+        largest step count; the image returned after each smaller count is recorded and evaluated."""
+        study = self.step_study
+        sel = ids < study["n_images"]
+        if not bool(sel.any()):
+            return
+        x, sid = images[sel], ids[sel]
+        base = baseline[: 1] if isinstance(baseline, torch.Tensor) else baseline
+        for method in study["methods"]:
+            for attack in self.attacks:
+                atk = self._attack(part, method, attack, part.claim_epsilon, base, batch_idx, self.beta,
+                                   steps=study["steps"][-1], record_steps=tuple(study["steps"]))
+                res, cpu_s = self._run_attack(part, atk, model, x, part.surrogate, sid)
+                part.step_cost_s[f"{method}__{attack}"] = part.step_cost_s.get(f"{method}__{attack}", 0.0) + cpu_s
+                for t in study["steps"]:
+                    attacked = atk.maps(model, res.images_at_steps[t], res.labels)
+                    key = f"steps__{method}__{attack}__{t}"
+                    metrics[f"{key}__topk"].update(res.maps, attacked, sid)
+                    metrics[f"{key}__spearman"].update(res.maps, attacked, sid)
+                    metrics[f"{key}__shift"].update(res.maps, attacked, sid)
 
     def on_test_epoch_end(self) -> None:
         for part in self.parts:
@@ -521,10 +683,35 @@ class FragilityReplication(ReplicationModule):
                     "samples": {"topk_intersection": [float(x) for x in per_t],
                                 "spearman": [float(x) for x in per_s]},
                 }
+            for beta in self.beta_grid:
+                name = _beta_key(beta)
+                per_t = metrics[f"grid__{name}__topk"].per_sample()["values"].double().cpu()
+                per_s = metrics[f"grid__{name}__spearman"].per_sample()["values"].double().cpu()
+                part.surrogate_grid[f"{beta:g}"] = {
+                    "beta": beta, "topk_intersection": float(per_t.mean()), "spearman": float(per_s.mean()),
+                    "label_agreement": float(metrics[f"grid__{name}__agrees"].compute()) / n_attacked,
+                }
+            if self.step_study is not None and part is self.primary:
+                part.step_results = self._collect_steps(metrics)
         part.results = res
         part.variant = variant
         part.evidence = evidence
         part.counts = {"images": int(metrics["images"].compute()), "attacked": int(n_attacked)}
+
+    def _collect_steps(self, metrics) -> dict:
+        out: dict = {}
+        for method in self.step_study["methods"]:
+            for attack in self.attacks:
+                for t in self.step_study["steps"]:
+                    key = f"steps__{method}__{attack}__{t}"
+                    per = {q: metrics[f"{key}__{name}"].per_sample() for q, name in
+                           (("topk_intersection", "topk"), ("spearman", "spearman"), ("center_shift_px", "shift"))}
+                    samples = {q: [float(x) for x in v["values"].double().cpu()] for q, v in per.items()}
+                    out.setdefault(method, {}).setdefault(attack, {})[str(t)] = {
+                        **{q: float(torch.tensor(v, dtype=torch.float64).mean()) for q, v in samples.items()},
+                        "n": len(samples["topk_intersection"]), "ids": per["topk_intersection"]["ids"].tolist(),
+                        "samples": samples}
+        return out
 
     # ------------------------------------------------------------------ results and report
     def plain_results(self) -> dict:
@@ -535,13 +722,16 @@ class FragilityReplication(ReplicationModule):
             "attacks": list(self.attacks),
             "claim_margin": self.claim_margin,
             "setting": {"steps": self.steps, "beta": self.beta, "variant_beta": self.variant_beta,
-                        "measure": self.measure, "on_flip": self.on_flip, "keep_best": self.keep_best,
-                        "ig_steps": self.ig_steps, "attack_ig_steps": self.attack_ig_steps},
+                        "beta_grid": self.beta_grid, "beta_rule": BETA_RULE,
+                        "measure": self.measure, "measures": {m: self.measure_for(m) for m in self.methods},
+                        "on_flip": self.on_flip, "keep_best": self.keep_best,
+                        "ig_steps": self.ig_steps, "attack_ig_steps": self.attack_ig_steps,
+                        "step_study": self.step_study},
             "parts": {p.name: {
                 "suffix": p.suffix, "is_mnist": p.is_mnist, "epsilons": p.epsilons, "claim_epsilon": p.claim_epsilon,
                 "alpha": p.alpha, "k": p.k, "image_size": list(p.image_size or ()), "counts": p.counts,
                 "ids": p.ids, "cells": p.results, "variant": p.variant, "surrogate_maps": p.surrogate_maps,
-                "evidence": p.evidence,
+                "evidence": p.evidence, "surrogate_grid": p.surrogate_grid, "step_study": p.step_results,
             } for p in self.parts},
         }
 
