@@ -30,6 +30,12 @@ MIN_EFFECTS: dict[str, tuple[float, str]] = {
     "topk_intersection": (0.05, "0.05 of top-k intersection (a twentieth of its [0, 1] range)"),
     "center_shift_px": (1.0, "1 pixel of centre-of-mass shift (below one pixel the map has not moved on the grid)"),
     "accuracy": (0.01, "1 percentage point of accuracy (one image in a hundred)"),
+    "auc": (0.01, "0.01 of deletion / insertion AUC (a mean softmax probability over the curve: one percentage point, "
+                  "as the accuracy's minimum), where the run has no oracle map to span"),
+    "unit_span": (MIN_EFFECT_FRACTION, f"{MIN_EFFECT_FRACTION:g} x the span of a measure normalised to [0, 1] by its "
+                                       "own references (normalised score: fully perturbed image 0, clean image 1; "
+                                       "min-max-normalised heatmap intensity: the map's minimum 0, maximum 1; deleted "
+                                       "fraction of the image: nothing 0, everything 1)"),
 }
 
 

@@ -22,7 +22,7 @@ import torch
 
 from lightning_modules.reporting import Claim, Relation
 from lightning_modules.reporting.claims import MinimumEffect
-from lightning_modules.reporting.rules import MIN_EFFECT_FRACTION, fixed_min_effect, span_min_effect
+from lightning_modules.reporting.rules import fixed_min_effect, span_min_effect
 from lightning_modules.reporting.validity import statistic
 from replications.fong2017 import paper as P
 
@@ -53,11 +53,8 @@ NOT_TESTED: dict[str, str] = {}
 #: has no oracle/random pair for it (rules of judgement 3, MIN_EFFECT_FRACTION of that span): the normalised score
 #: (0: the fully perturbed image's score, 1: the clean image's), a min-max-normalised heatmap intensity (0: the map's
 #: minimum, 1: its maximum), a deleted fraction of the image (0: nothing deleted, 1: everything)
-UNIT_SPAN_MIN_EFFECT = MinimumEffect(
-    MIN_EFFECT_FRACTION * 1.0,
-    f"{MIN_EFFECT_FRACTION:g} x the span of a measure normalised to [0, 1] by its own references (normalised score: "
-    f"fully perturbed image 0, clean image 1; min-max-normalised heatmap intensity: the map's minimum 0, maximum 1; "
-    f"deleted fraction of the image: nothing 0, everything 1) = {MIN_EFFECT_FRACTION:g}")
+#: measures normalised to [0, 1] by their own references (rules.MIN_EFFECTS["unit_span"])
+UNIT_SPAN_MIN_EFFECT = fixed_min_effect("unit_span")
 
 MASK = "mask"
 THRESHOLDS = ("value", "energy", "mean")

@@ -25,7 +25,6 @@ ground-truth evidence) the fixed minimum of the measure.
 
 from __future__ import annotations
 
-import math
 
 from lightning_modules.reporting import Claim, Relation
 from lightning_modules.reporting.claims import MinimumEffect
@@ -42,9 +41,8 @@ MAX_STEP_SHARE_OF_EVIDENCE = 0.5
 
 #: minimum effect of a deletion / insertion AUC where the run has no oracle map to span (MIN_EFFECTS has no AUC
 #: entry): the AUC is the mean softmax probability over the curve, so one percentage point, as MIN_EFFECTS' accuracy
-AUC_MIN_EFFECT = MinimumEffect(
-    0.01, "0.01 of deletion / insertion AUC (a mean softmax probability over the curve: one percentage point, as "
-          "the accuracy's fixed minimum); the run has no oracle map to span")
+#: deletion / insertion AUC where the run has no oracle map (rules.MIN_EFFECTS["auc"])
+AUC_MIN_EFFECT = fixed_min_effect("auc")
 
 FINDINGS = {
     "R1": "RISE has a lower deletion AUC and a higher insertion AUC than Grad-CAM, sliding window and LIME (Table 1)",
