@@ -25,7 +25,6 @@ ground-truth evidence) the fixed minimum of the measure.
 
 from __future__ import annotations
 
-
 from lightning_modules.reporting import Claim, Relation
 from lightning_modules.reporting.claims import MinimumEffect
 from lightning_modules.reporting.rules import fixed_min_effect, span_min_effect
