@@ -156,14 +156,19 @@ def test_sanity_claim_counts_undefined_maps_as_undefined_not_a_pass():
     from replications.khakzar2019.claims import _sanity
 
     def block(pg):
-        return {"final_spearman_abs": {"prunegrad": pg, "guided_backprop": [0.9] * len(pg)}}
+        # a two-stage cascade: the first stage as stored means, the final stage per image
+        return {"order": ["fc", "conv"], "means": {"fc": {"prunegrad": {"spearman_abs": 0.5}, "guided_backprop": {"spearman_abs": 0.95}}},
+                "final_spearman_abs": {"prunegrad": pg, "guided_backprop": [0.9] * len(pg)}}
 
     (c,) = [c for c in _sanity(block([None] * 8), "", "", 0.5) if c.id == "sanity.prunegrad_passes"]
     assert c.status == "fails" and c.measured["defined_share"] == 0.0
     cs = {c.id: c for c in _sanity(block([0.1, 0.12, 0.08, 0.11, 0.09, 0.1, None, None]), "", "", 0.5)}
     assert cs["sanity.prunegrad_passes"].status == "holds"
     assert cs["sanity.prunegrad_passes"].measured["defined_share"] == 0.75
-    assert len(cs["sanity.prunegrad_more_sensitive_than_guided_backprop"].samples["prunegrad"]) == 6
+    # the comparison with guided backprop reads the whole cascade; its final stage pairs the 6 defined maps
+    cascade = cs["sanity.prunegrad_more_sensitive_than_guided_backprop"]
+    assert cascade.relation.kind == "every" and len(cascade.relation.args) == 2
+    assert len(cascade.samples["prunegrad@conv"]) == 6 and cascade.status == "holds"
 
 
 def test_evidence_precision_and_official_pixel_measure():
