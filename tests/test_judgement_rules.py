@@ -182,3 +182,45 @@ def test_findings_are_judged_from_their_claims():
         judge_findings({"X1": "one"}, {"X1": "why"}, [_claim("a", HOLDS)])
     with pytest.raises(ValueError, match="sanity check"):
         Claim("s", "e", "t", Relation.at_least("a", 0), {"a": 1}, kind="sanity", findings=("X1",))
+
+
+def test_an_oracle_is_judged_over_its_tie_orders():
+    """Rule 6: a protocol is not valid only when no reasonable oracle scores best. An oracle whose score depends on
+    its tie order (one order loses to a method, the other wins) makes the protocol valid; a lone losing oracle
+    does not. Tie orders are stated rules (``oracle_map``), not memory layout."""
+    import torch
+
+    from lightning_modules.explainers.baselines import oracle_map
+    from lightning_modules.reporting.validity import judge as validity
+
+    g = torch.Generator().manual_seed(0)
+    n = 40
+    base = {"gbp": 0.5 + 0.05 * torch.randn(n, generator=g), "grad": 0.8 + 0.05 * torch.randn(n, generator=g),
+            "random": 1.0 + 0.05 * torch.randn(n, generator=g)}  # lower is better (MoRF-like)
+    raster = 1.4 + 0.05 * torch.randn(n, generator=g)
+    centre = 0.3 + 0.05 * torch.randn(n, generator=g)
+    lone = validity({**base, "oracle": raster}, higher_is_better=False)
+    assert not lone["checks"]["oracle_best"]["passed"] and not lone["valid"]
+    both = validity({**base, "oracle": raster, "oracle__centre_first": centre}, higher_is_better=False)
+    assert both["checks"]["oracle_best"]["passed"] and both["best_real"] == "gbp"
+    assert "oracle__centre_first" not in (both["best_real"], both["worst_real"])
+    ev = torch.zeros(1, 1, 9, 9)
+    ev[..., 2:7, 2:7] = 1
+    for order in ("centre_first", "border_first"):
+        m = oracle_map(ev, order)
+        assert m[ev > 0].min() > m[ev == 0].max()  # the evidence always ranks above the background
+    c, b = oracle_map(ev, "centre_first")[0, 0], oracle_map(ev, "border_first")[0, 0]
+    assert c[4, 4] > c[2, 2] and b[4, 4] < b[2, 2]
+    with pytest.raises(ValueError, match="tie_order"):
+        oracle_map(ev, "raster")
+
+
+def test_a_claim_on_a_protocol_that_is_not_valid_still_shows_its_relation():
+    """Rule 7: the report row of a not-valid claim names the relation's own verdict beside 'not valid'."""
+    from lightning_modules.reporting.report import _claim_row
+
+    c = Claim("p", "e", "a beats b", Relation.gt("a", "b"), {"a": 0.9, "b": 0.5}, protocols=("pointing",),
+              findings=("X1",))
+    c.validity = {"pointing": {"valid": False, "failed": {"not_saturated": "best real 1 vs bound 0.98"}}}
+    row = _claim_row(c.to_dict())
+    assert c.status == "not_valid" and "the relation alone holds" in row["status"] and "[X1]" in row["status"]
