@@ -23,6 +23,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from lightning_modules.reporting import REPO_ROOT, check_results, load_results
@@ -192,5 +193,20 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 
 
+def entry(argv: list[str] | None = None) -> int:
+    """``main`` for the command line: output piped into a reader that stops early (``python -m replications | head``)
+    ends quietly with status 1 instead of a BrokenPipeError traceback (as rich's console does when the pipe closes
+    during one of its writes, and as Python's own recipe does)."""
+    try:
+        code = main(argv)
+        sys.stdout.flush()  # inside the try: the last buffered write may be the one that meets the closed pipe
+        return code
+    except BrokenPipeError:
+        # Python's recipe (docs: "Note on SIGPIPE"): point stdout at devnull so the flush at exit does not fail again
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry())

@@ -275,16 +275,31 @@ def _plain(cfg):
 
 def rerender_report(paper: str, report_path: str | os.PathLike | None = None) -> Path:
     """``python -m replications.<paper> report [DIR]``: re-derive the claims from the report's stored results with the
-    current ``claims.py`` / ``deviations.py`` and re-render README.md, without re-running the experiments."""
+    current ``claims.py`` / ``deviations.py`` and re-render README.md, without re-running the experiments.
+
+    A ``DIR`` that is not a report folder (missing, a file, no readable results.json) raises a ``DataRootError``
+    naming it and the fix, before anything is written."""
     from lightning_modules.reporting import paper_source_sha256, rerender, write_index
+    from lightning_modules.validation import DataRootError
 
     out = Path(report_path) if report_path else REPO_ROOT / "reports" / paper
+    argument = "report folder" if report_path else f"report folder (default reports/{paper}/)"
+    expected = "a report folder holding results.json"
+    fix = (f"pass a folder written by `python -m replications.{paper} fit` (reports/{paper}/ for the default "
+           f"profile, outputs/reports/{paper}/<profile>/ for the others), or run the fit first")
+    if not out.exists():
+        raise DataRootError(argument, expected, f"{out}, which does not exist", fix)
+    if not out.is_dir():
+        raise DataRootError(argument, expected, f"{out}, which is a file", fix)
     if not (out / "results.json").is_file():
-        raise SystemExit(f"no report to re-render: {out / 'results.json'} does not exist; run "
-                         f"`python -m replications.{paper} fit` first")
+        raise DataRootError(argument, expected, f"{out}, which has no results.json", fix)
     from lightning_modules.reporting import load_results
 
-    stored = load_results(out / "results.json")
+    try:
+        stored = load_results(out / "results.json")
+    except (ValueError, UnicodeDecodeError) as e:
+        raise DataRootError(argument, expected, f"{out / 'results.json'}, which is not valid JSON ({e})",
+                            f"re-run `python -m replications.{paper} fit`") from None
     claims = findings = None
     if contract(paper).build_claims is not None and stored.get("results") is not None:
         claims = [c.to_dict() for c in claims_for(paper, stored["results"], stored["profile"])]
@@ -314,13 +329,35 @@ def _sources_unchanged_since_run(paper: str, stored: dict, current: str) -> bool
     return paper_source_sha256(paper, config_file=config_file, exclude=("deviations.py",)) == stored["source_sha256"]
 
 
+def report_command(paper: str, argv: list[str], from_command_line: bool = True) -> Path:
+    """``python -m replications.<paper> report [-h] [DIR]``: options parsed (``--help`` prints the usage, an unknown
+    option is refused), then :func:`rerender_report`. From the command line a bad ``DIR`` ends with its message and
+    exit status 2 instead of a traceback (``SALIENCY_DEBUG=1`` keeps the traceback)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog=f"python -m replications.{paper} report",
+        description="Re-derive the claims and findings from a report's stored results (results.json) with the current "
+                    f"replications/{paper}/claims.py and deviations.py, and re-render its README.md. Nothing is re-run.")
+    parser.add_argument("folder", nargs="?", default=None,
+                        help=f"the report folder holding results.json (default: reports/{paper}/)")
+    ns = parser.parse_args(argv)
+    if not from_command_line or os.environ.get("SALIENCY_DEBUG"):
+        return rerender_report(paper, ns.folder)
+    try:
+        return rerender_report(paper, ns.folder)
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 def run(model_class, paper: str, datamodule_class=None, args=None, **kwargs) -> ReplicationCLI | Path:
     """The paper's command. From the command line (``args=None``) a bad input (``InputError``: a bad destination,
     data root, image, target ...) ends the run with its message and exit status 2 instead of a traceback
     (``SALIENCY_DEBUG=1`` keeps the traceback); from Python (``args=[...]``) the error propagates."""
     argv = list(sys.argv[1:] if args is None else args)
     if argv and argv[0] == "report":
-        return rerender_report(paper, argv[1] if len(argv) > 1 else None)
+        return report_command(paper, argv[1:], from_command_line=args is None)
     if args is not None or os.environ.get("SALIENCY_DEBUG"):
         return ReplicationCLI(model_class, paper, datamodule_class=datamodule_class, args=argv, **kwargs)
     try:

@@ -7,6 +7,8 @@ import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader, Sampler, TensorDataset
 
+from lightning_modules.validation import InputError, check_images
+
 
 class EpochSeededSampler(Sampler[int]):
     """A shuffling sampler whose order depends only on ``(seed, epoch)``.
@@ -35,17 +37,26 @@ class TensorDataModule(pl.LightningDataModule):
 
     Batches follow the project's schema: ``{"image", "label", "id"}``. Shuffling is seeded per epoch
     (``EpochSeededSampler``), so resumed trainings are exact.
+
+    The images are checked once, here, with the project's image contract (``validation.check_images``: float
+    ``(N, C, H, W)`` in [0, 1], finite): 0..255 pixels fail with the fix ("divide by 255") before any training.
+    Tensors that are not pixels (e.g. raw heatmaps for ``HeatmapDetector``, which standardises its inputs) pass
+    ``pixel_range=False``: then only the shapes and finiteness are checked.
     """
 
-    def __init__(self, train=None, val=None, test=None, batch_size: int = 128, seed: int = 0, num_workers: int = 0):
+    def __init__(self, train=None, val=None, test=None, batch_size: int = 128, seed: int = 0, num_workers: int = 0,
+                 pixel_range: bool = True):
         super().__init__()
         for name, split in (("train", train), ("val", val), ("test", test)):
             if split is not None:
                 x, y = split
                 if x.dim() != 4 or y.dim() != 1 or x.shape[0] != y.shape[0]:
                     raise ValueError(f"{name} split must be (images (N, C, H, W), labels (N,)); got {tuple(x.shape)}, {tuple(y.shape)}")
-                if not torch.isfinite(x).all():
-                    raise ValueError(f"{name} images contain NaN or Inf")
+                if pixel_range and x.shape[0]:
+                    check_images(x, f"{name} images")
+                elif not torch.isfinite(x).all():
+                    raise InputError(f"{name} images", "finite values", "NaN or Inf values",
+                                     "check the data pipeline (a division by zero in normalisation)")
         self.splits = {"train": train, "val": val, "test": test}
         self.batch_size = batch_size
         self.seed = seed

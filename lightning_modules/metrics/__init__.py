@@ -7,12 +7,12 @@ from lightning_modules.metrics.localisation import WeakLocalisation, best_alpha,
 from lightning_modules.metrics._samples import PerSampleMetric, SampleValues
 from lightning_modules.metrics.pixel_perturbation import PixelPerturbation
 from lightning_modules.metrics.pointing import PointingGame, center_heatmaps
-from lightning_modules.metrics.similarity import MapSimilarity, spearman
+from lightning_modules.metrics.similarity import MapSimilarity, UndefinedSimilarityWarning, spearman
 from lightning_modules.metrics.suppression import SmallestSuppressingBox
 
 __all__ = [
     "CenterOfMassShift", "DeletionAUC", "DeletionInsertion", "InsertionAUC", "KeypointIntensity", "MapSimilarity",
     "PerSampleMetric", "PixelPerturbation", "PointingGame", "RankCorrelation", "SampleValues", "SmallestSuppressingBox",
-    "TopKIntersection", "TopKMaskShare", "WeakLocalisation", "best_alpha", "center_heatmaps", "spearman",
-    "tune_and_evaluate",
+    "TopKIntersection", "TopKMaskShare", "UndefinedSimilarityWarning", "WeakLocalisation", "best_alpha",
+    "center_heatmaps", "spearman", "tune_and_evaluate",
 ]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 
 from lightning_modules.metrics._samples import PerSampleMetric
-from lightning_modules.metrics.similarity import spearman
+from lightning_modules.metrics.similarity import defined_means, spearman
 from lightning_modules.validation import check_heatmaps
 
 
@@ -93,12 +93,19 @@ class TopKIntersection(_PairMetric):
 
 
 class RankCorrelation(_PairMetric):
-    """Spearman rank correlation between original and perturbed maps."""
+    """Spearman rank correlation between original and perturbed maps.
+
+    Undefined (NaN in ``per_sample()``) where a map is constant; ``compute()`` is the mean over the defined samples
+    and warns (``UndefinedSimilarityWarning``) naming the samples left out (NaN only when none is defined)."""
 
     higher_is_better = True
 
     def _values(self, maps, perturbed):
         return spearman(maps, perturbed)
+
+    def compute(self) -> torch.Tensor:
+        rows = self._rows()
+        return defined_means({"spearman": rows["values"]}, rows["sample_ids"], type(self).__name__)["spearman"]
 
 
 class CenterOfMassShift(_PairMetric):

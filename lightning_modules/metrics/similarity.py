@@ -8,8 +8,13 @@ Spearman is computed for the whole batch in torch: average ranks (scipy's tie ru
 (``skimage.feature.hog`` has no batch dimension): it runs once per ``update`` on the CPU copy of the batch, after
 the batched torch work, and can be switched off with ``hog=False``.
 
-A constant map (e.g. a Grad-CAM map that the ReLU zeroes everywhere) has no ranks: its correlations are NaN
-(undefined), never a number; callers count them.
+Undefined values. A constant map (e.g. a Grad-CAM map that the ReLU zeroes everywhere) has no ranks and no HOG
+gradients: its Spearman and HOG correlations are undefined. They are NaN in ``spearman`` and in ``per_sample()``
+(the per-sample marker of "undefined", never a number), as torchmetrics' own correlations give NaN for a constant
+input. Averages leave them out rather than turning NaN: ``MapSimilarity.compute()`` (and ``RankCorrelation``'s) is
+the mean over the samples where the measure is defined, warns with an ``UndefinedSimilarityWarning`` naming how
+many samples and which ids were left out, and is NaN only where no sample is defined; ``undefined_counts()`` gives
+the counts (``hog`` with ``hog=False`` is off, not undefined: neither warned nor counted).
 
 The official code's choices are options here, so that other users keep their numbers: ``ssim_gaussian=True`` with
 ``ssim_kernel_size=11`` is skimage's ``structural_similarity(..., gaussian_weights=True)`` window (Gaussian,
@@ -20,6 +25,8 @@ official ones.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import torch
@@ -33,6 +40,32 @@ from lightning_modules.validation import check_heatmaps
 HOG_CORRELATIONS = ("pearson", "spearman")
 
 
+class UndefinedSimilarityWarning(UserWarning):
+    """Some samples' similarity is undefined (a constant map) and was left out of a mean."""
+
+
+def defined_means(values: dict[str, torch.Tensor], sample_ids: torch.Tensor, what: str) -> dict[str, torch.Tensor]:
+    """Per measure, the mean of its ``(N,)`` values over the defined (finite) entries: NaN marks an undefined value
+    (a constant map), left out rather than turning the mean NaN; the mean is NaN only when no entry is defined.
+
+    Warns once (``UndefinedSimilarityWarning``) naming ``what``, each measure's undefined count and the first sample
+    ids left out (row positions where no ids were given)."""
+    undefined = {k: ~torch.isfinite(v) for k, v in values.items()}
+    counts = {k: int(u.sum()) for k, u in undefined.items()}
+    if any(counts.values()):
+        rows = torch.stack(list(undefined.values())).any(0).nonzero().squeeze(1)
+        ids = sample_ids[rows]
+        named = (f"sample ids {ids[:10].tolist()}" if bool((ids >= 0).all())
+                 else f"rows {rows[:10].tolist()} (no sample ids given)")
+        more = " ..." if rows.numel() > 10 else ""
+        n = next(iter(values.values())).numel()
+        per = ", ".join(f"{k} {c} of {n}" + (" (mean NaN: none defined)" if c == n else "")
+                        for k, c in counts.items() if c)
+        warnings.warn(f"{what}: undefined (a constant map) for {named}{more}: {per}; left out of the means. "
+                      "per_sample() marks them NaN", UndefinedSimilarityWarning, stacklevel=4)  # the caller of compute()
+    return {k: torch.nanmean(v) for k, v in values.items()}
+
+
 def average_ranks(values: torch.Tensor) -> torch.Tensor:
     """Ranks 1..N along the last dim of ``(B, N)``, ties given their average rank (``scipy.stats.rankdata``)."""
     sorted_vals = torch.sort(values, dim=-1).values.contiguous()
@@ -42,14 +75,15 @@ def average_ranks(values: torch.Tensor) -> torch.Tensor:
 
 
 def pearson(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Row-wise Pearson correlation of ``(B, N)`` tensors (NaN for a constant row)."""
+    """Row-wise Pearson correlation of ``(B, N)`` tensors (NaN, undefined, for a constant row)."""
     a = a - a.mean(-1, keepdim=True)
     b = b - b.mean(-1, keepdim=True)
     return (a * b).sum(-1) / (a.norm(dim=-1) * b.norm(dim=-1))
 
 
 def spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Per-sample Spearman rank correlation of two map batches (any shape ``(B, ...)``) -> ``(B,)``."""
+    """Per-sample Spearman rank correlation of two map batches (any shape ``(B, ...)``) -> ``(B,)``; NaN where
+    either map is constant (undefined: no ranks). Average with ``defined_means``, not ``.mean()``."""
     a, b = a.flatten(1).double(), b.flatten(1).double()
     return pearson(average_ranks(a), average_ranks(b)).float()
 
@@ -81,6 +115,11 @@ class MapSimilarity(PerSampleMetric):
 
     ``update(maps, reference_maps, ids=None)``; ``compute()`` -> ``{"spearman_abs", "spearman_no_abs", "ssim",
     "hog"}`` means; ``per_sample()`` for mean +- std plots.
+
+    A sample whose map (or reference map) is constant has undefined correlations: NaN in ``per_sample()``, left
+    out of ``compute()``'s means with an ``UndefinedSimilarityWarning`` naming the measure, the count and the
+    sample ids (a mean is NaN only when no sample is defined); ``undefined_counts()`` -> measure -> count.
+    ``hog=False`` leaves ``hog`` NaN for every sample without a warning (switched off, not undefined).
     """
 
     def __init__(self, ssim_kernel_size: int = 7, ssim_gaussian: bool = False, hog: bool = True,
@@ -107,9 +146,22 @@ class MapSimilarity(PerSampleMetric):
                           spearman_abs=spearman(maps.abs(), reference_maps.abs()),
                           spearman_no_abs=spearman(maps, reference_maps), ssim=ssim.reshape(-1), hog=hog_sim)
 
+    def _measures(self) -> tuple[str, ...]:
+        return ("spearman_abs", "spearman_no_abs", "ssim") + (("hog",) if self.use_hog else ())
+
     def compute(self) -> dict[str, torch.Tensor]:
+        """Measure -> mean over the samples where it is defined (warns when some are not; see the class)."""
         rows = self._rows()
-        return {k: torch.nanmean(rows[k]) for k in ("spearman_abs", "spearman_no_abs", "ssim", "hog")}
+        out = defined_means({k: rows[k] for k in self._measures()}, rows["sample_ids"], type(self).__name__)
+        if not self.use_hog:
+            out["hog"] = torch.nanmean(rows["hog"])  # NaN: switched off
+        return {k: out[k] for k in ("spearman_abs", "spearman_no_abs", "ssim", "hog")}
+
+    def undefined_counts(self) -> dict[str, int]:
+        """Measure -> how many samples have an undefined (NaN) value: a constant map (``hog`` with ``hog=False``: 0)."""
+        rows = self._rows()
+        return {k: int((~torch.isfinite(rows[k])).sum()) if k in self._measures() else 0
+                for k in ("spearman_abs", "spearman_no_abs", "ssim", "hog")}
 
     def per_sample(self) -> dict[str, torch.Tensor]:
         rows = self._rows()

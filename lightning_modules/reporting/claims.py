@@ -308,6 +308,17 @@ class Claim:
             # a free-text excuse with no diagnostic: the contract has none (reports written before it stored null)
             raise ValueError("a free-text known_deviation is not part of the contract; register the deviation, "
                              "with its diagnostic, in replications/<paper>/deviations.py")
+        dev = d.get("deviation")
+        if dev is not None and not (isinstance(dev, dict) and isinstance(dev.get("diagnostic"), dict)
+                                    and "status" in dev["diagnostic"]):
+            diag = dev.get("diagnostic", None) if isinstance(dev, dict) else None
+            got = (f"a {type(dev).__name__}" if not isinstance(dev, dict) else
+                   "a diagnostic without a status" if isinstance(diag, dict) else
+                   "diagnostic null" if diag is None else f"diagnostic {diag!r}")
+            raise ValueError(f"its deviation has no judged diagnostic (got {got}); a stored deviation carries its "
+                             "diagnostic's verdict. Fix: re-render the report from its stored results with "
+                             "`python -m replications.<paper> report` (the diagnostic is registered in "
+                             "replications/<paper>/deviations.py)")
         if d.get("protocols") and not isinstance(d.get("validity"), dict):
             raise ValueError("a claim that rests on protocols must carry their verdicts ('validity'); re-run the fit")
         return cls(

@@ -7,7 +7,7 @@
   one-channel first layer for heatmaps and the pooling/classifier widths sized to the heatmap resolution, trained
   as a LightningModule to tell heatmaps of clean images (label 0) from heatmaps of adversarial ones (label 1).
   :func:`train_detector` trains it deterministically on in-memory tensors (usable inside another Trainer's
-  test pass); ``lightning.Trainer().fit(detector, TensorDataModule(...))`` works too.
+  test pass); ``lightning.Trainer().fit(detector, TensorDataModule(..., pixel_range=False))`` works too.
 """
 
 from __future__ import annotations
