@@ -42,8 +42,7 @@ def cmd_list() -> int:
     table = Table(title="saliency-replications", show_lines=True, expand=False)
     table.add_column("paper", no_wrap=True, style="bold")
     table.add_column("title and experiments", ratio=1, overflow="fold")
-    table.add_column("claims\nhold/fail/\ndev/n.v.", no_wrap=True, justify="right")
-    table.add_column("findings\nrepr./part/\nnot/inc./\nn.v./n.t.", no_wrap=True, justify="right")
+    table.add_column("claims\nhold/fail/\ndev/n.v.\nfindings", no_wrap=True, justify="right")
     table.add_column("profile", no_wrap=True)
     for name in list_papers():
         info = paper_info(name)
@@ -60,11 +59,12 @@ def cmd_list() -> int:
         details = Text(info["title"], style="italic")
         for exp in info["experiments"]:
             details.append(f"\n- {exp}")
-        table.add_row(name, details, claims, findings, profile)
+        table.add_row(name, details, f"{claims}\n{findings}", profile)
     Console().print(table)
     print("dev: known deviations; n.v.: not valid here (the protocol the claim rests on\n"
-          "fails its validity check in the run). Findings (../shared/HEADLINE_CLAIMS.md):\n"
-          "reproduced / partly / not reproduced / inconclusive / not valid here / not tested here")
+          "fails its validity check in the run). Headline findings (../shared/\n"
+          "HEADLINE_CLAIMS.md): reproduced/partly/not reproduced/inconclusive/\n"
+          "not valid here/not tested here")
     return 0
 
 
