@@ -30,6 +30,11 @@ def test_diff_reports_compares_numbers_statuses_and_skips_timings():
     timed = {"results": {"benchmark": {"pipeline_share": 0.2055, "batch": 16}, "auc": 0.5}}
     loaded = {"results": {"benchmark": {"pipeline_share": 0.31, "batch": 16}, "auc": 0.5}}
     assert diff_reports(timed, loaded, rtol=1e-9, atol=0) == []
+    # an unbounded interval (one unit decides nothing) equals itself, and differs from every finite number
+    inf = {"intervals": [{"low": float("-inf"), "high": float("inf")}]}
+    assert diff_reports(inf, inf, rtol=1e-4, atol=1e-6) == []
+    assert diff_reports(inf, {"intervals": [{"low": -1.0, "high": float("inf")}]}, rtol=1e-4, atol=1e-6) == [
+        "/intervals[0]/low: expected -inf, got -1"]
 
 
 def test_unchanged_checkout_reproduces_the_committed_smoke_snapshot(monkeypatch):

@@ -233,9 +233,9 @@ def diff_reports(expected: dict, actual: dict, rtol: float, atol: float, max_ite
             if e != a:
                 out.append(f"{path}: expected {_short(e, 80)}, got {_short(a, 80)}")
             return
-        if math.isnan(e) and math.isnan(a):
+        if math.isnan(e) and math.isnan(a) or e == a:  # equal infinities too (an unbounded interval at n = 1)
             return
-        if not (abs(a - e) <= atol + rtol * abs(e)):
+        if math.isinf(e) or math.isinf(a) or not (abs(a - e) <= atol + rtol * abs(e)):
             out.append(f"{path}: expected {e:.6g}, got {a:.6g}")
 
     walk(expected, actual, "")
