@@ -120,7 +120,7 @@ def _infinite_as_null(x):
 
 
 def test_high_frequency_content_known_answers():
-    from replications.fong2017.adversarial import high_frequency
+    from replications.fong2017.experiments.e_adversarial_detection import high_frequency
 
     flat = torch.zeros(1, 1, 8, 8)
     flat[..., :, 4:] = 1.0  # one vertical edge: |dx| = 1 on 1 of the 7 column pairs, |dy| = 0
@@ -188,7 +188,7 @@ def test_paper_config_parses():
     assert ns.model.pointing_data["kind"] == "coco" and ns.model.keypoints_data["kind"] == "animal_parts"
     # the module builds with it (explainers, metrics, the adversarial state); no weights or data are touched
     module = FongReplication(**{k: v for k, v in cfg["model"].items()})
-    assert module.mask_config.mask_scale == 8 and module.adversarial is not None
+    assert module.mask_config.mask_scale == 8 and "e_adversarial_detection" in module.experiments
 
 
 def test_config_sections_are_typed(monkeypatch, capsys):

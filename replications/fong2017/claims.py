@@ -119,7 +119,7 @@ def _claim(cid, experiment, text, relation, samples, paper=None, extra=None, kin
                  protocols=protocols, findings=findings, min_effect=min_effect)
 
 
-def _mask(res: dict) -> list[Claim]:
+def mask_claims(res: dict) -> list[Claim]:
     """F1 (Sec. 3, Eq. 3). The circle initialisation is chosen to suppress the class (the smallest centred blurred
     circle whose deletion suppresses the score as much as the fully perturbed image), so the final score bound alone
     shows only that the optimisation keeps the suppression; the loss decrease and the deleted area show what it
@@ -150,7 +150,7 @@ def _mask(res: dict) -> list[Claim]:
     return out
 
 
-def _artifacts(res: dict) -> list[Claim]:
+def artifacts_claims(res: dict) -> list[Claim]:
     """F2 (Sec. 4, Fig. 3). Areas take the deleted-fraction minimum (:func:`_area_min_effect`), normalised scores
     :data:`UNIT_SPAN_MIN_EFFECT`. "High-frequency" holds by construction: the regularised mask is learned on a
     1/delta grid, upsampled and blurred with sigma_m, the unregularised one per pixel with neither, so its larger mean
@@ -175,7 +175,7 @@ def _artifacts(res: dict) -> list[Claim]:
     ]
 
 
-def _generalisation(res: dict) -> list[Claim]:
+def generalisation_claims(res: dict) -> list[Claim]:
     gen = res["generalisation_per_image"]
     g, rel = {}, []
     for k in ("blur", "constant", "noise"):  # each perturbation has its own null image: its own defined images
@@ -203,7 +203,7 @@ def _per_ground_truth(res: dict, base: str):
             yield gt, suffix, per
 
 
-def _localisation(res: dict) -> list[Claim]:
+def localisation_claims(res: dict) -> list[Claim]:
     """F4 (Table 1). Each claim rests on one protocol (ground truth x threshold) and takes its minimum effect from that
     protocol's oracle and random maps; without them (no reference maps), one percentage point (an error rate is one
     minus a localisation accuracy)."""
@@ -249,7 +249,7 @@ def _localisation(res: dict) -> list[Claim]:
     return out
 
 
-def _boxes(res: dict) -> list[Claim]:
+def boxes_claims(res: dict) -> list[Claim]:
     s = _finite_rows({m: res["boxes_per_image"][m] for m in res["all_methods"]})
     return [_claim("d_mask_smallest_box", "d", "The mask's heatmaps give the smallest suppressing boxes of all methods "
                    f"(Sec. 5; value threshold, {res['n_box_alphas']} levels).",
@@ -257,26 +257,32 @@ def _boxes(res: dict) -> list[Claim]:
                    protocols=_on(res, "suppression"), findings=("F6",), min_effect=_area_min_effect(res))]
 
 
-def _adversarial(res: dict) -> list[Claim]:
-    """F7 and F8 (Sec. 5). Detector accuracy and the recovery rate are proportions of images: one percentage point
-    (no oracle or random map exists for either)."""
+def detection_claims(res: dict) -> list[Claim]:
+    """F7 (Sec. 5). Detector accuracy is a proportion of test maps: one percentage point (no oracle or random map
+    exists for it)."""
     a = res.get("adversarial")
     if not a:
         return []
-    out = [_claim("e_mask_best_detector", "e", "Heatmaps of the mask separate clean from adversarial images best of all "
-                  "methods (Sec. 5; detector accuracy per test map).",
-                  Relation.best(MASK, res["methods"], ">"), {m: a["correct"][m] for m in res["all_methods"]},
-                  {"paper": P.ADVERSARIAL}, findings=("F7",), min_effect=fixed_min_effect("accuracy"))]
-    if a["recover_orig_per_image"]:
-        out.append(_claim("f_label_recovery", "f", "Deleting the region the mask finds on an adversarial image recovers "
-                          "the original prediction more often than deleting the same area elsewhere (the mask moved by "
-                          "half the image).", Relation.gt("recover_orig", "recover_orig_moved"),
-                          {"recover_orig": a["recover_orig_per_image"], "recover_orig_moved": a["recover_orig_moved_per_image"]},
-                          {"paper": P.LABEL_RECOVERY}, findings=("F8",), min_effect=fixed_min_effect("accuracy")))
-    return out
+    return [_claim("e_mask_best_detector", "e", "Heatmaps of the mask separate clean from adversarial images best of all "
+                   "methods (Sec. 5; detector accuracy per test map).",
+                   Relation.best(MASK, res["methods"], ">"), {m: a["correct"][m] for m in res["all_methods"]},
+                   {"paper": P.ADVERSARIAL}, findings=("F7",), min_effect=fixed_min_effect("accuracy"))]
 
 
-def _keypoints(res: dict) -> list[Claim]:
+def recovery_claims(res: dict) -> list[Claim]:
+    """F8 (Sec. 5). The recovery rate is a proportion of fooled images: one percentage point (no oracle or random map
+    exists for it)."""
+    a = res.get("adversarial")
+    if not a or not a["recover_orig_per_image"]:
+        return []
+    return [_claim("f_label_recovery", "f", "Deleting the region the mask finds on an adversarial image recovers "
+                   "the original prediction more often than deleting the same area elsewhere (the mask moved by "
+                   "half the image).", Relation.gt("recover_orig", "recover_orig_moved"),
+                   {"recover_orig": a["recover_orig_per_image"], "recover_orig_moved": a["recover_orig_moved_per_image"]},
+                   {"paper": P.LABEL_RECOVERY}, findings=("F8",), min_effect=fixed_min_effect("accuracy"))]
+
+
+def keypoints_claims(res: dict) -> list[Claim]:
     """The mask at the evidence part (the paper's eyes; benchmark v2's head centre) against the feet; the
     ground-truth evidence map's own contrast is a sanity row (true by construction), never part of the claim. F9;
     intensities are min-max normalised per map (:data:`UNIT_SPAN_MIN_EFFECT`: no random map is scored at the
@@ -300,7 +306,7 @@ def _keypoints(res: dict) -> list[Claim]:
     return out
 
 
-def _pointing(res: dict) -> list[Claim]:
+def pointing_claims(res: dict) -> list[Claim]:
     """F5 (pointing game). The minimum effect is a tenth of |oracle - random| of the claim's protocols (the largest of
     all and difficult); without reference maps, one percentage point (a hit rate is an accuracy)."""
     flags = res["pointing_per_image"]["center"]["difficult"]
@@ -338,7 +344,7 @@ def _pointing(res: dict) -> list[Claim]:
     return out
 
 
-def _benchmark(res: dict, profile: str) -> list[Claim]:
+def benchmark_claims(res: dict, profile: str) -> list[Claim]:
     b = res.get("benchmark") or {}
     if not b or profile == "smoke":  # the smoke profile's timings (3 iterations, a 32-px toy) measure nothing
         return []
@@ -349,6 +355,8 @@ def _benchmark(res: dict, profile: str) -> list[Claim]:
 
 def build_claims(results: dict, profile: str) -> list[Claim]:
     """The claims of one run, from its plain results alone."""
-    claims = (_mask(results) + _artifacts(results) + _generalisation(results) + _localisation(results)
-              + _boxes(results) + _adversarial(results) + _keypoints(results) + _pointing(results) + _benchmark(results, profile))
+    claims = (mask_claims(results) + artifacts_claims(results) + generalisation_claims(results)
+              + localisation_claims(results) + boxes_claims(results) + detection_claims(results)
+              + recovery_claims(results) + keypoints_claims(results) + pointing_claims(results)
+              + benchmark_claims(results, profile))
     return [c for c in claims if c is not None]

@@ -1,4 +1,8 @@
-"""The fong2017 report: sections, tables side by side with the paper, and figures (the claims: ``claims.py``)."""
+"""The fong2017 report: sections, tables side by side with the paper, and figures (the claims: ``claims.py``).
+
+A pure function of the run's results, its settings (``FongReplication.report_config``) and the tensors the
+experiments keep for the figures: it never receives the LightningModule.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from lightning_modules.reporting import VALIDITY_CAPTION, protocol_verdicts, validity_rows  # noqa: E402
+from lightning_modules.tasks.mask_learning import MaskConfig  # noqa: E402
 from replications.fong2017 import paper as P  # noqa: E402
 
 from replications.fong2017.paper import PAPER_KEY  # noqa: E402
@@ -29,19 +34,21 @@ def _label(m: str) -> str:
     return LABELS.get(m, m)
 
 
-def build_report(module, report) -> None:
-    r = module.results
-    cfg = module.mask_config
-    h = int(module.examples["images"].shape[-1]) if module.examples else cfg.reference_size
+def build_report(report, r: dict, config: dict, examples: dict) -> None:
+    """The report of a run: ``r`` its results (``plain_results`` and ``timings_s``), ``config`` its settings,
+    ``examples`` the figure tensors by experiment name."""
+    cfg = MaskConfig.from_dict(config['mask'])
+    masks = examples.get("mask") or {}
+    h = int(masks["images"].shape[-1]) if masks else cfg.reference_size
     px = cfg.scaled(h)
-    n_cls = int(getattr(module.blackbox, "num_classes", 0) or 0)
-    spec = module.model_spec
+    n_cls = int(r.get("num_classes") or 0)
+    spec = config['model']
     box = (f"benchmark v2's shipped `{spec['embedded_v2']}` (`load_embedded_v2`, SHA-256-checked weights)"
-           if "embedded_v2" in spec else f"`{spec.get('name', 'load_blackbox(' + repr(module.blackbox_profile) + ')')}`")
+           if "embedded_v2" in spec else f"`{spec.get('name', 'load_blackbox(' + repr(config['blackbox_profile']) + ')')}`")
     report.add_section("Setting", (
         f"Black box: {box}; "
-        f"data: {module.data_spec['kind']} ({module.data_spec['test_images']} test images, "
-        f"{module.data_spec['heldout_images']} held-out images for the threshold search), {h} px.\n\n"
+        f"data: {config['data']['kind']} ({config['data']['test_images']} test images, "
+        f"{config['data']['heldout_images']} held-out images for the threshold search), {h} px.\n\n"
         f"Mask learning (Sec. 3-4): {cfg.game} game, {cfg.perturbation} perturbation, objective `{cfg.objective}`, "
         f"Adam lr {cfg.lr}, {cfg.iterations} iterations, lambda1 {cfg.l1_coeff:g}, lambda2 {cfg.tv_coeff:g}, "
         f"beta {cfg.tv_beta:g}, delta {cfg.mask_scale} (mask {h // cfg.mask_scale}x{h // cfg.mask_scale}), "
@@ -52,36 +59,36 @@ def build_report(module, report) -> None:
         f"the masks explain the target class. Pixel sizes are the paper's 224-px values scaled by {h}/{cfg.reference_size}; the L1 and "
         f"TV sums are rescaled to the paper's 28x28 mask cells. Heatmaps of the other methods are clamped at 0 "
         f"(Fong's thresholds need non-negative maps); the mask's heatmap is 1 - m.\n\n"
-        f"Methods: {', '.join(_label(m) for m in module.all_methods)}."
-        + (f" Reference maps (c., d., h.): {', '.join(_label(m) for m in module.references)}: the oracle is the "
+        f"Methods: {', '.join(_label(m) for m in config['all_methods'])}."
+        + (f" Reference maps (c., d., h.): {', '.join(_label(m) for m in config['references'])}: the oracle is the "
            "class evidence (mask + 0.5 x its blur), the random map uniform noise seeded by sample id. Table 1 and the "
            "pointing game are scored against the object boxes of the class (the paper's ground truth) and against "
-           "the class evidence (its boxes for Table 1, its pixels for the pointing game)." if module.references else "")
+           "the class evidence (its boxes for Table 1, its pixels for the pointing game)." if config['references'] else "")
     ))
-    report.add_section("Reductions and deviations from the paper (setting)", _reductions(module, h))
-    _mask_section(module, report, r)
-    _artifacts(module, report, r)
-    _generalisation(module, report, r)
-    _localisation(module, report, r)
-    _boxes(module, report, r)
+    report.add_section("Reductions and deviations from the paper (setting)", _reductions(config, r, h))
+    _mask_section(report, r, config)
+    _artifacts(report, r, config)
+    _generalisation(report, r, config)
+    _localisation(report, r, config)
+    _boxes(report, r, config)
     if "adversarial" in r:
-        _adversarial(module, report, r["adversarial"])
-    _keypoints(module, report, r)
-    _pointing(module, report, r)
-    _benchmark(module, report, r)
-    _figures(module, report)
+        _adversarial(report, r["adversarial"], config)
+    _keypoints(report, r, config)
+    _pointing(report, r, config)
+    _benchmark(report, r, config)
+    _figures(report, examples)
 
 
-def _reductions(module, h: int) -> str:
-    cfg = module.mask_config
-    d = module.data_spec
-    info = getattr(module.blackbox, "blackbox_info", None) or {}
-    emb = getattr(module.blackbox, "embedded_info", None) or {}
+def _reductions(config: dict, r: dict, h: int) -> str:
+    cfg = MaskConfig.from_dict(config['mask'])
+    d = config['data']
+    info = config.get("blackbox_info") or {}
+    emb = config.get("embedded_info") or {}
     bb = ""
     if emb:
         ev = emb.get("test", {})
         acc = emb.get("test_accuracy", float("nan"))
-        bb = (f" The black box (`{module.model_spec.get('embedded_v2')}`, shipped) has test accuracy {acc:.3f}"
+        bb = (f" The black box (`{config['model'].get('embedded_v2')}`, shipped) has test accuracy {acc:.3f}"
               + (f"; with the evidence removed {ev.get('accuracy_evidence_removed', float('nan')):.3f}, with the "
                  f"non-evidence parts removed {ev.get('accuracy_non_evidence_removed', float('nan')):.3f}" if ev else "")
               + " (measured when it was trained; lightning_modules/embedded_v2.py).")
@@ -104,21 +111,21 @@ def _reductions(module, h: int) -> str:
         "Table 1 masks used the top-5 objective with lambda1 1e-3 and beta 2 (the top-5 variant is implemented and "
         "tested: `objective: top5`).",
         "- Baselines: explainers of the shared registry (Captum-based gradient / guided backprop / Grad-CAM; "
-        "excitation backprop; Fong's blurred-circle occlusion, `" + str(module.explainer_kwargs.get("blurred_circle_occlusion", {}))
+        "excitation backprop; Fong's blurred-circle occlusion, `" + str(config['explainer_kwargs'].get("blurred_circle_occlusion", {}))
         + "` (defaults: radius 1/8 of the image, stride 1/16, the 224-px blurs scaled)); signed maps clamped at 0. "
         "Contrastive excitation backprop has no Table 1 value in the sources read.",
-        f"- Adversarial (e, f): I-FGSM settings of the paper not read (eps {module.adv_spec.get('eps', 0) * 255:.3g}/255, "
-        f"step {module.adv_spec.get('eps_step', 0) * 255:.3g}/255, {module.adv_spec.get('max_iter')} iterations used); "
-        f"{module.adv_spec.get('images', 'all')} images; clean maps are the test pass's (ground-truth target).",
-        f"- Artifacts (a): {module.artifact_spec['images']} images (the first test ids); smallest suppressing box (d): "
-        f"the official {len(module.boxes['mask'].alphas)}-level alpha grid.",
+        f"- Adversarial (e, f): I-FGSM settings of the paper not read (eps {config['adversarial'].get('eps', 0) * 255:.3g}/255, "
+        f"step {config['adversarial'].get('eps_step', 0) * 255:.3g}/255, {config['adversarial'].get('max_iter')} iterations used); "
+        f"{config['adversarial'].get('images', 'all')} images; clean maps are the test pass's (ground-truth target).",
+        f"- Artifacts (a): {config['artifacts']['images']} images (the first test ids); smallest suppressing box (d): "
+        f"the official {r['n_box_alphas']}-level alpha grid.",
         "- Timings: the machine is shared with other engineers' jobs (CPU time and load average are recorded with the "
         "wall time): wall times and the benchmark are inflated and noisy; the benchmark takes the minimum of "
         "alternating repeats.",
     ])
 
 
-def _mask_section(module, report, r):
+def _mask_section(report, r, config):
     m = r["mask"]
     row = {
         "images": m["n"], "clean softmax": m["clean"], "null (fully perturbed) softmax": m["null"],
@@ -133,7 +140,7 @@ def _mask_section(module, report, r):
                      "compare it with the ground-truth object box (union of the class's boxes).")
 
 
-def _artifacts(module, report, r):
+def _artifacts(report, r, config):
     a = r["artifacts"]
     report.add_table("artifacts", [
         {"mask": "unregularised (delta 1, no TV, no blur, no jitter)", "deleted area": a["area_art"],
@@ -145,17 +152,17 @@ def _artifacts(module, report, r):
     ], caption=f"a. Artifacts (Sec. 4), {a['n']} images. Paper: {P.ARTIFACTS.value} (no numbers).")
 
 
-def _generalisation(module, report, r):
+def _generalisation(report, r, config):
     g = r["generalisation"]
     rows = []
-    for name, desc in (("smooth", "smoothed"), ("binary", f"binarised (m > {module.gen_spec['binarise_at']})"),
+    for name, desc in (("smooth", "smoothed"), ("binary", f"binarised (m > {config['generalisation']['binarise_at']})"),
                        ("moved", "binarised, moved by half the image (control)")):
         rows.append({"mask": desc, **{f"normalised score, {k}": g[f"{name}_{k}"] for k in ("blur", "constant", "noise")}})
     report.add_table("generalisation", rows, caption="b. Blur-learned masks, simplified, applied with other "
                      f"perturbations (Sec. 4). Paper: {P.GENERALISATION.value} (figure, no numbers).")
 
 
-def _localisation(module, report, r):
+def _localisation(report, r, config):
     for key, name, gt_text in (("localisation", "weak_localisation", "every object box of the class (the paper's "
                                 "ground truth)"),
                                ("localisation_evidence", "weak_localisation_evidence", "the class evidence's box")):
@@ -163,7 +170,7 @@ def _localisation(module, report, r):
         if not loc:
             continue
         rows = []
-        for m in module.all_methods + [x for x in module.references if x in loc]:
+        for m in config['all_methods'] + [x for x in config['references'] if x in loc]:
             row = {"method": _label(m)}
             for t in ("value", "energy", "mean"):
                 k = PAPER_KEY.get(m, m)
@@ -178,22 +185,22 @@ def _localisation(module, report, r):
                          "(official notebook outputs).")
 
 
-def _boxes(module, report, r):
+def _boxes(report, r, config):
     b = r["boxes"]
     report.add_table("smallest_suppressing_box", [{"method": _label(m), "mean box area (fraction of image)": b[m]}
-                                                  for m in module.scored],
+                                                  for m in config['scored']],
                      caption=f"d. Smallest box (thresholded heatmap, value threshold) whose blurring brings the "
-                     f"normalised softmax to <= {module.box_spec['level']} (Sec. 5 deletion game); "
+                     f"normalised softmax to <= {config['smallest_box']['level']} (Sec. 5 deletion game); "
                      f"no box reaching it: the box with the lowest score (official fallback).")
 
 
 MASK_KEY = "mask"
 
 
-def _adversarial(module, report, a: dict) -> None:
-    spec = module.adversarial.spec
+def _adversarial(report, a: dict, config: dict) -> None:
+    spec = config['adversarial']
     rows = []
-    for m in module.all_methods:
+    for m in config['all_methods']:
         hf = a["hf_change"][m]
         rows.append({"method": _label(m), "detector accuracy %": 100 * a["accuracy"][m],
                      "high-frequency content, adversarial - clean map": sum(hf) / len(hf)})
@@ -213,7 +220,7 @@ def _adversarial(module, report, a: dict) -> None:
                      "applied to the adversarial image. Paper: percentages not read.")
 
 
-def _keypoints(module, report, r):
+def _keypoints(report, r, config):
     k = r["keypoints"]
     if MASK_KEY not in k:
         report.add_section("g. Keypoints", "Not run: the data has no part keypoints (give keypoints_data: the Oxford "
@@ -221,7 +228,7 @@ def _keypoints(module, report, r):
         return
     part, other = r.get("keypoint_parts", ["eyes", "feet"])
     rows = [{"method": _label(m), f"{part} (normalised intensity)": k[m][part], other: k[m][other],
-             f"{part} - {other}": k[m][part] - k[m][other]} for m in module.all_methods + ["ground_truth"] if m in k]
+             f"{part} - {other}": k[m][part] - k[m][other]} for m in config['all_methods'] + ["ground_truth"] if m in k]
     rows.append({"method": "paper: mask (hamster, eyes / feet), 1 - mask value",
                  f"{part} (normalised intensity)": 1 - P.HAMSTER_EYES.value, other: 1 - P.HAMSTER_FEET.value,
                  f"{part} - {other}": P.HAMSTER_FEET.value - P.HAMSTER_EYES.value})
@@ -240,20 +247,20 @@ def _keypoints(module, report, r):
                         f"{name} {e:.3f} / {f:.3f}" for name, (e, f) in P.ANIMAL_PARTS.items()) + ".")
 
 
-def _pointing(module, report, r):
+def _pointing(report, r, config):
     p, pe = r["pointing"], r.get("pointing_evidence") or {}
     rows = []
-    for m in module.all_methods + ["center"] + module.references:
+    for m in config['all_methods'] + ["center"] + config['references']:
         row = {"method": _label(m), "all %": 100 * p[m]["all"], "difficult %": 100 * p[m]["difficult"]}
         if m in pe:
             row.update({"all %, evidence GT": 100 * pe[m]["all"], "difficult %, evidence GT": 100 * pe[m]["difficult"]})
         rows.append(row)
-    source = module.pointing_spec.get("data", {}).get("kind", module.data_spec["kind"])
+    source = config['pointing'].get("data", {}).get("kind", config['data']["kind"])
     report.add_table("pointing_game", rows, caption=f"h. Pointing game (Table 2) on {source}, mean per-class accuracy, TorchRay "
                      "definition (15 px at 224 scaled), against the boxes of the class and, where the data has it, "
                      "against the class evidence. Paper reference: gradient 67.0% on VOC07 (GoogLeNet, official "
                      "notebook); centre baseline 27.8 / 19.5% on COCO (TorchRay). The paper's Table 2 was not read.")
-    _validity(report, {"protocol_validity": module.validity_specs(r)})
+    _validity(report, r)
 
 
 def _validity(report, r) -> None:
@@ -264,7 +271,7 @@ def _validity(report, r) -> None:
             "localisation error above 0.02."))
 
 
-def _benchmark(module, report, r):
+def _benchmark(report, r, config):
     b = r.get("benchmark") or {}
     if not b:
         return
@@ -287,8 +294,8 @@ def _show(ax, img, title=None, cmap=None):
         ax.set_title(title, fontsize=8)
 
 
-def _figures(module, report):
-    ex = module.examples
+def _figures(report, examples: dict):
+    ex = examples.get("mask")
     if not ex:
         return
     from lightning_modules.tasks.mask_learning import compose
@@ -317,7 +324,7 @@ def _figures(module, report):
                       "class evidence known by construction.")
     plt.close(fig)
 
-    art = module.examples_extra.get("artifact")
+    art = examples.get("a_artifacts")
     if art:
         k = art["images"].shape[0]
         fig, axes = plt.subplots(k, 3, figsize=(6, 2 * k), squeeze=False)

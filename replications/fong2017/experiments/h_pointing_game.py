@@ -1,0 +1,74 @@
+"""h. The pointing game (Fong & Vedaldi 2017, Table 2; EBP's protocol, TorchRay's definition) with the centre
+baseline.
+
+On the scenes it runs on the main test split, against the boxes of the class and, where the data carries it, the
+class evidence; in the paper profile it is a separate pass (``pointing_data``: COCO val2014, its segmentation masks,
+Zhang et al.'s difficult flags) explained on its own classifier (``pointing_model``).
+"""
+
+from __future__ import annotations
+
+import torch.nn as nn
+
+from lightning_modules.experiment import BatchContext, Experiment
+from lightning_modules.metrics import SampleValues
+from lightning_modules.metrics.pointing import PointingGame, center_heatmaps
+
+
+def check_classes(model: nn.Module, n: int, what: str) -> None:
+    """The pass's data and its classifier must agree on the number of classes."""
+    out = getattr(model, "num_classes", None)
+    if isinstance(out, int) and out != n:
+        raise ValueError(f"the {what} data has {n} classes but its model has {out} outputs; set {what}_model "
+                         f"(e.g. {{name: googlenet, checkpoint: ..., num_classes: {n}}})")
+
+
+class PointingGameExperiment(Experiment):
+    name = "h_pointing_game"
+
+    def __init__(self, scored: list[str], separate_pass: bool):
+        super().__init__()
+        self.scored = list(scored)
+        self.separate_pass = separate_pass
+        self.splits = ("pointing",) if separate_pass else ("test",)
+        self.pointing = nn.ModuleDict({m: PointingGame() for m in self.scored + ["center"]})
+        self.pointing_evidence = nn.ModuleDict({m: PointingGame() for m in self.scored + ["center"]})
+        self.labels = SampleValues("label")
+
+    def update(self, ctx: BatchContext) -> None:
+        """Every method and the centre baseline; the target region is the class's segmentation mask where the data
+        has one of the target class (COCO), else the union of the class's boxes (the scenes)."""
+        batch, images, labels, ids = ctx.batch, ctx.images, ctx.labels, ctx.ids
+        if "multilabel" in batch:
+            check_classes(ctx.model, batch["multilabel"].shape[1], "pointing")
+        b, _, h, w = images.shape
+        region = ({"masks": batch["mask"]} if self.separate_pass and "mask" in batch
+                  else {"boxes": batch["boxes"], "box_labels": batch["box_labels"]})
+        maps = {**ctx.maps([m for m in self.scored if m in ctx.methods]),
+                "center": center_heatmaps(b, h, w, images.device)}
+        evidence = None if self.separate_pass else ctx.evidence
+        for m in maps:
+            self.pointing[m].update(maps[m], labels, difficult=batch.get("difficult"), ids=ids, **region)
+            if evidence is not None:  # the evidence of the label's object as the ground truth
+                self.pointing_evidence[m].update(maps[m], labels, masks=evidence, difficult=batch.get("difficult"),
+                                                 ids=ids)
+        self.labels.update(ids, label=labels)
+
+    def compute(self) -> dict:
+        r: dict = {"pointing": {}, "pointing_evidence": {}}
+        for m in self.scored + ["center"]:
+            r["pointing"][m] = {k: float(x) for k, x in self.pointing[m].compute().items()}
+            if self.pointing_evidence[m].update_count:
+                r["pointing_evidence"][m] = {k: float(x) for k, x in self.pointing_evidence[m].compute().items()}
+        per = {m: self.pointing[m].per_sample() for m in self.scored + ["center"]}
+        r["pointing_per_image"] = {m: {"hits": p["hits"].cpu().tolist(), "difficult": p["difficult"].bool().cpu().tolist()}
+                                   for m, p in per.items()}
+        r["pointing_evidence_per_image"] = {m: {"hits": self.pointing_evidence[m].per_sample()["hits"].cpu().tolist()}
+                                            for m in r["pointing_evidence"]}
+        r["pointing_labels"] = [int(x) for x in self.labels.compute()["label"].cpu().tolist()]
+        return r
+
+    def claims(self, results: dict, profile: str = "default") -> list:
+        from replications.fong2017.claims import pointing_claims
+
+        return pointing_claims(results)
