@@ -108,8 +108,7 @@ def test_smoke_report_passes_the_contract_and_matches_its_snapshot(smoke_report)
 
 
 def _infinite_as_null(x):
-    """Infinite interval bounds (a t interval undecided at small n) as null: ``diff_reports`` compares numbers by
-    their difference, and inf - inf is nan, so two equal infinite bounds would read as moved."""
+    """Infinite interval bounds (a t interval at n = 1) as null, the form the committed snapshot stores them in."""
     if isinstance(x, float) and math.isinf(x):
         return None
     if isinstance(x, dict):

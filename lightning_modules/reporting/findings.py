@@ -4,7 +4,8 @@ Each paper names its findings (ids and texts of ``../shared/HEADLINE_CLAIMS.md``
 ``replications/<paper>/claims.py``) and, for those its profile cannot test, the reason (``NOT_TESTED``). Each claim
 names the findings it tests (``Claim.findings``). A finding's status is a pure function of its claims' statuses:
 
-- **not tested here**: no claim tests it in this profile (the reason is required in a paper's default profile);
+- **not tested here**: no claim tests it in this profile (the reason is required in a paper's default profile, whose
+  report is committed);
 - **not valid here**: every claim that tests it rests on a protocol that fails its validity check in the run (the
   relations' own verdicts are still shown, rules of judgement 7);
 - among the claims on valid protocols (sanity checks never count): **reproduced** when all hold, **not
