@@ -150,7 +150,10 @@ def test_perturbations():
     torch.testing.assert_close(blur.mean(), x.mean(), atol=0.02, rtol=0)
     g = torch.Generator().manual_seed(0)
     noise = perturbation_substrate(x, "noise", 1.0, 0.1, g)
-    assert 0.05 < (noise - x).std() < 0.12 and noise.min() >= 0 and noise.max() <= 1
+    # Eq. 3: noise *replaces* the deleted pixels (around the mean colour), it is not added to the image: nothing of
+    # the image's content survives in the substrate
+    assert 0.05 < (noise - const).std() < 0.12 and noise.min() >= 0 and noise.max() <= 1
+    assert abs(torch.corrcoef(torch.stack([noise.flatten(), x.flatten()]))[0, 1]) < 0.1
     with pytest.raises(ValueError, match="perturbation"):
         perturbation_substrate(x, "salt", 1.0, 0.1)
 

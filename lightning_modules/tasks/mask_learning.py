@@ -116,6 +116,7 @@ class MaskResult:
     null_score: torch.Tensor  # (B,) f_c(P(x0))
     final_score: torch.Tensor  # (B,) f_c(Phi(x0; m)) without jitter
     init_radius: torch.Tensor | None = None  # (B,) circle init radius in pixels
+    #: ``classes``, ``substrate``, and the initial mask's ``init_score`` f_c(Phi(x0; m_0)) and ``init_area`` (B,)
     extras: dict = field(default_factory=dict)
 
 
@@ -131,7 +132,13 @@ def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
 
 def perturbation_substrate(images: torch.Tensor, kind: str, blur_sigma: float, noise_std: float,
                            generator: torch.Generator | None = None) -> torch.Tensor:
-    """``P(x0)`` of Sec. 3.2: blurred image, per-image mean colour, or the image plus Gaussian noise."""
+    """``P(x0)`` of Sec. 3.2: blurred image, per-image mean colour, or Gaussian noise.
+
+    Noise *replaces* the deleted pixels, as Eq. 3 (``Phi(x0; m)(u) = m(u) x0(u) + (1 - m(u)) eta(u)``, eta
+    Gaussian) and the official code: ``eta`` is the per-image mean colour (the constant perturbation's value, the
+    zero of the paper's mean-subtracted input) plus ``noise_std`` times one standard normal field, clipped to the
+    pixel range. (Adding the noise to the image instead would keep the object visible: the fully perturbed image
+    would still carry the class.)"""
     if kind == "blur":
         return _blur(images, blur_sigma)
     if kind == "constant":
@@ -140,7 +147,7 @@ def perturbation_substrate(images: torch.Tensor, kind: str, blur_sigma: float, n
         # one noise field (C, H, W) for every image: a sample's perturbation does not depend on which images share
         # its batch (so 1 and N processes, and batched vs one at a time, give the same masks)
         noise = torch.randn(images.shape[1:], generator=generator, device="cpu", dtype=images.dtype).to(images.device)
-        return (images + noise_std * noise).clamp(0, 1)
+        return (images.mean(dim=(2, 3), keepdim=True) + noise_std * noise).clamp(0, 1)
     raise ValueError(f"unknown perturbation {kind!r}; use one of {list(PERTURBATIONS)}")
 
 
@@ -314,8 +321,13 @@ def _learn(model, images, targets, cfg: MaskConfig, px: dict, gen: torch.Generat
         mask = mask.detach()
         up = upsample(mask)
         final = class_scores(model, compose(images, substrate, up), classes)
+        # the starting point, measured as the final mask is (no jitter): what the optimisation itself changes
+        up0 = upsample(init.clamp(0, 1))
+        init_score = class_scores(model, compose(images, substrate, up0), classes)
+        init_area = ((1 - up0) if cfg.game == "deletion" else up0).mean(dim=(1, 2, 3))
     return MaskResult(up, mask, losses, scores, clean, null, final, init_radius,
-                      extras={"classes": classes, "substrate": substrate})
+                      extras={"classes": classes, "substrate": substrate, "init_score": init_score,
+                              "init_area": init_area})
 
 
 def normalized_score(score: torch.Tensor, clean: torch.Tensor, null: torch.Tensor, min_drop: float = 0.05) -> torch.Tensor:

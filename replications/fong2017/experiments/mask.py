@@ -1,5 +1,6 @@
 """The learned deletion masks themselves (Fong & Vedaldi 2017, Sec. 3, Eq. 3): the clean, null and masked scores,
-the deleted area, the loss before and after learning, and, where the data has the ground truth, how compact the
+the deleted area, the loss before and after learning, the initial mask's score and deleted area (what the
+optimisation starts from: the circle initialisation already suppresses the class), and, where the data has the ground truth, how compact the
 deleted region is against the object box and the class evidence. Keeps the first images for the figures.
 """
 
@@ -22,7 +23,8 @@ class MaskExperiment(Experiment):
         super().__init__()
         self.methods = list(methods)
         self.figure_images = figure_images
-        self.rows = SampleValues("clean", "null", "final", "area", "init_radius", "loss_first", "loss_last")
+        self.rows = SampleValues("clean", "null", "final", "area", "init_radius", "loss_first", "loss_last",
+                                 "init_score", "init_area")
         self.compact = SampleValues("box_area", "mass_in_box", "head_box_iou", "evidence_area", "mass_on_evidence")
         self._examples: dict = {}
 
@@ -35,7 +37,8 @@ class MaskExperiment(Experiment):
                          area=(1 - res.mask).mean(dim=(1, 2, 3)),
                          init_radius=res.init_radius if res.init_radius is not None else torch.full_like(res.clean_score, float("nan")),
                          loss_first=res.loss_history[:k].mean(0) if it else nan,
-                         loss_last=res.loss_history[-k:].mean(0) if it else nan)
+                         loss_last=res.loss_history[-k:].mean(0) if it else nan,
+                         init_score=res.extras["init_score"], init_area=res.extras["init_area"])
         evidence = ctx.evidence
         if evidence is not None:
             self._compactness(ctx.batch, res.mask, evidence)
@@ -74,8 +77,10 @@ class MaskExperiment(Experiment):
         r["mask"]["normalized_score"] = mean(ns)
         r["mask"]["n"] = int(rows["final"].numel())
         r["mask"]["n_defined"] = int(torch.isfinite(ns).sum())
-        r["mask_per_image"] = {"normalised_score": ns.cpu().tolist(),
-                               **{k: rows[k].cpu().tolist() for k in ("area", "loss_first", "loss_last")}}
+        ns0 = normalized_score(rows["init_score"], rows["clean"], rows["null"])
+        r["mask"]["init_normalized_score"] = mean(ns0)
+        r["mask_per_image"] = {"normalised_score": ns.cpu().tolist(), "init_normalised_score": ns0.cpu().tolist(),
+                               **{k: rows[k].cpu().tolist() for k in ("area", "init_area", "loss_first", "loss_last")}}
         if self.compact.update_count:
             comp = self.compact.compute()
             r["compactness_per_image"] = {k: v.cpu().tolist() for k, v in comp.items() if k != "sample_ids"}
