@@ -9,8 +9,9 @@ fails its checks in the run.
 The headline findings (``FINDINGS``, ``../shared/HEADLINE_CLAIMS.md``) are judged under its rules of judgement:
 
 - R1 (Table 1): one claim per pair, RISE against each of Grad-CAM, the sliding window and LIME, in deletion (the
-  paper's mean-colour substrate) and insertion. ``rise_best_*`` (which adds the gradient, not in Table 1) and the
-  ``*_order`` claims (Table 1's ordering among the other methods too) test more than R1 and name no finding;
+  paper's mean-colour substrate) and insertion. ``rise_best_*`` (which adds the gradient, not in Table 1) tests more
+  than R1 and names no finding; Table 1's order among the other methods is not claimed (some of its gaps lie within
+  the paper's noise);
 - R2 (pointing game, Sec. 4.2 / TorchRay's re-run): RISE beats the centre baseline and the gradient, and matches or
   exceeds Grad-CAM (non-inferiority within the protocol's minimum effect), on every pointing protocol of the run;
 - R3: the seed-to-seed agreement of the maps rises over the whole stored N-curve (rule 1). The two one-point
@@ -121,15 +122,8 @@ def _causal(res: dict, profile: str) -> list[Claim]:
             Relation.best("rise", others, op), measured, samples=samples,
             paper={m: paper_tab[m] for m in order}, protocols=protocols, min_effect=effect,
         ))
-        if len(order) >= 3:
-            # beyond R1: Table 1's ordering among the other methods
-            names = " < " if op == "<" else " > "
-            out.append(Claim(
-                f"{metric}_order", "a. deletion/insertion",
-                f"{metric.capitalize()} AUC ordering of Table 1 (ResNet50): " + names.join(LABELS[m] for m in order),
-                Relation.order(order, op), {m: measured[m] for m in order}, samples={m: samples[m] for m in order},
-                paper={m: paper_tab[m] for m in order}, protocols=protocols, min_effect=effect,
-            ))
+        # no claim on Table 1's order among the other methods: the paper reports some of them within its own noise
+        # (LIME vs Grad-CAM deletion 0.1217 vs 0.1232); R1 is RISE against each of them
     refs = res["references"]
     if {"oracle", "random"} <= set(refs):
         # the two references that define each protocol's span: a tenth of it is met whenever the span is decided
