@@ -722,12 +722,17 @@ class RiseReplication(ReplicationModule):
             + (f"benchmark v2 with its shipped `{self.model_cfg['embedded_v2']}`" if "embedded_v2" in self.model_cfg
                else "the shipped black box") + ") instead of ImageNet val with "
             "ResNet50/VGG16 (the `paper` profile has that setting, for GPUs; it was not run here).",
-            f"- {n_img} images instead of ImageNet val's 50,000, and N = {res['rise']['n_masks']} masks instead of the "
-            f"paper's {res['rise']['paper_n_masks']} (unconfirmed; TorchRay {P.RISE_TORCHRAY['n_masks']}), to fit the "
-            "CPU budget; the stability table measures the maps' and AUCs' agreement across mask seeds at this N.",
-            f"- LIME: {lime.get('n_samples')} samples (the lime package's default for images"
-            + (", and RISE's N here: both spend the same forward passes per image" if lime.get("n_samples") ==
-               res["rise"]["n_masks"] else "") + "; the paper's LIME settings were not available), SLIC superpixels sized "
+            f"- {n_img} images instead of ImageNet val's 50,000; N = {res['rise']['n_masks']} masks "
+            + ("as the paper" if res["rise"]["n_masks"] == res["rise"]["paper_n_masks"] else
+               f"instead of the paper's {res['rise']['paper_n_masks']}, to fit the CPU budget")
+            + f" (the paper's N is unconfirmed; TorchRay {P.RISE_TORCHRAY['n_masks']}); the stability table measures "
+            "the maps' and AUCs' agreement across mask seeds up to its largest N.",
+            f"- LIME: {lime.get('n_samples')} samples ("
+            + ("RISE's N: both spend the same forward passes per image" if lime.get("n_samples") ==
+               res["rise"]["n_masks"] else "") + ("; " if lime.get("n_samples") == res["rise"]["n_masks"] else "")
+            + ("the lime package's default for images" if lime.get("n_samples") == 1000 else
+               "the lime package's default is 1000")
+            + "; the paper's LIME settings were not available), SLIC superpixels sized "
             "for the image (`" + str(lime.get("segmentation_kwargs")) + "`) instead of lime's quickshift, which is "
             "tuned for 224-px images; the sliding window and its grey occluder are ours (the paper's exact window "
             "settings were not available).",
