@@ -279,7 +279,7 @@ def rerender_report(paper: str, report_path: str | os.PathLike | None = None) ->
 
     A ``DIR`` that is not a report folder (missing, a file, no readable results.json) raises a ``DataRootError``
     naming it and the fix, before anything is written."""
-    from lightning_modules.reporting import paper_source_sha256, rerender, write_index
+    from lightning_modules.reporting import rerender, write_index
     from lightning_modules.validation import DataRootError
 
     out = Path(report_path) if report_path else REPO_ROOT / "reports" / paper
@@ -304,29 +304,11 @@ def rerender_report(paper: str, report_path: str | os.PathLike | None = None) ->
     if contract(paper).build_claims is not None and stored.get("results") is not None:
         claims = [c.to_dict() for c in claims_for(paper, stored["results"], stored["profile"])]
         findings = findings_for(paper, claims, stored["profile"])
-    # the report stays as fresh as it was: its sources' hash (claims.py and deviations.py excluded) is renewed only
-    # where the experiment code and config are those of the run
-    source = None
-    if report_path is None and stored.get("source_sha256"):
-        config_file = stored.get("config_file") or f"configs/{paper}/{stored['profile']}.yaml"
-        current = paper_source_sha256(paper, config_file=config_file)
-        source = current if _sources_unchanged_since_run(paper, stored, current) else None
-    changed = rerender(out, claims, findings, source)
+    changed = rerender(out, claims, findings)
     if report_path is None:
         write_index()
     print(f"{out / 'README.md'}: {'re-rendered' if changed else 'already up to date'} from results.json")
     return out
-
-
-def _sources_unchanged_since_run(paper: str, stored: dict, current: str) -> bool:
-    """Whether the paper's non-re-derivable sources equal the run's: the stored hash matches, or it is the hash of a
-    report written while ``claims.py`` was still part of it and neither file has changed since."""
-    from lightning_modules.reporting import paper_source_sha256
-
-    if stored["source_sha256"] == current:
-        return True
-    config_file = stored.get("config_file") or f"configs/{paper}/{stored['profile']}.yaml"
-    return paper_source_sha256(paper, config_file=config_file, exclude=("deviations.py",)) == stored["source_sha256"]
 
 
 def report_command(paper: str, argv: list[str], from_command_line: bool = True) -> Path:

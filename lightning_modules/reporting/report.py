@@ -50,8 +50,7 @@ def file_sha256(path: str | os.PathLike) -> str | None:
 REDERIVABLE = ("deviations.py", "claims.py")
 
 
-def paper_source_files(paper: str, repo_root: Path | None = None, config_file: str | os.PathLike | None = None,
-                       exclude: Sequence[str] = REDERIVABLE) -> list[Path]:
+def paper_source_files(paper: str, repo_root: Path | None = None, config_file: str | os.PathLike | None = None) -> list[Path]:
     """The files a report's freshness is tied to: every file of ``replications/<paper>/`` but ``claims.py`` and
     ``deviations.py`` (``REDERIVABLE``: re-derived by ``report`` and ``check`` from the stored results), and the run's config
     (``config_file``, relative to the repository; every file of ``configs/<paper>/`` when not given). Another profile's
@@ -59,7 +58,7 @@ def paper_source_files(paper: str, repo_root: Path | None = None, config_file: s
     root = repo_root or REPO_ROOT
     package = root / "replications" / paper
     files = [p for p in package.rglob("*") if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
-             and str(p.relative_to(package)) not in exclude] if package.is_dir() else []
+             and str(p.relative_to(package)) not in REDERIVABLE] if package.is_dir() else []
     if config_file is not None:
         cfg = Path(config_file)
         files.append(cfg if cfg.is_absolute() else root / cfg)
@@ -68,12 +67,11 @@ def paper_source_files(paper: str, repo_root: Path | None = None, config_file: s
     return sorted(files)
 
 
-def paper_source_sha256(paper: str, repo_root: Path | None = None, config_file: str | os.PathLike | None = None,
-                        exclude: Sequence[str] = REDERIVABLE) -> str:
+def paper_source_sha256(paper: str, repo_root: Path | None = None, config_file: str | os.PathLike | None = None) -> str:
     """One SHA-256 over the relative paths and contents of :func:`paper_source_files`."""
     root = repo_root or REPO_ROOT
     h = hashlib.sha256()
-    for p in paper_source_files(paper, root, config_file, exclude):
+    for p in paper_source_files(paper, root, config_file):
         name = str(p.relative_to(root)) if p.is_relative_to(root) else str(p)
         h.update(name.encode() + b"\0" + (hashlib.sha256(p.read_bytes()).digest() if p.is_file() else b"missing"))
     return h.hexdigest()
@@ -538,12 +536,10 @@ def jsonable(v):
     return v
 
 
-def rerender(report_dir: str | os.PathLike, claims: list[dict] | None = None, findings: list[dict] | None = None,
-             source_sha256: str | None = None) -> bool:
+def rerender(report_dir: str | os.PathLike, claims: list[dict] | None = None, findings: list[dict] | None = None) -> bool:
     """Re-render README.md of a written report from its results.json (no re-run), with ``claims`` and ``findings``
-    (re-derived from the stored results by the current code) in place of the stored ones when given, and the
-    sources' hash when the caller checked that only re-derivable files changed; the folder is replaced as one unit
-    with the new hashes recorded. Returns whether anything changed."""
+    (re-derived from the stored results by the current code) in place of the stored ones when given; the folder is
+    replaced as one unit with the new hashes recorded. Returns whether anything changed."""
     report_dir = Path(report_dir)
     results = load_results(report_dir / "results.json")
     if claims is not None:
@@ -552,8 +548,6 @@ def rerender(report_dir: str | os.PathLike, claims: list[dict] | None = None, fi
     if findings is not None:
         results["findings"] = findings
         results["finding_counts"] = count_findings(findings)
-    if source_sha256 is not None:
-        results["source_sha256"] = source_sha256
     readme = render_readme(results)
     if claims is None and (report_dir / "README.md").is_file() and (report_dir / "README.md").read_text() == readme:
         return False
