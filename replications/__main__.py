@@ -96,7 +96,7 @@ def cmd_check(papers: list[str] | None = None) -> int:
             warnings.append(f"{name}: claims NOT rebuilt from the code (replications/{name}/claims.py has no build_claims)")
         problems += check_results(results, rebuild=rebuild if has_code else None,
                                   rebuild_findings=(lambda r, claims: findings_for(r["paper"], claims, r["profile"]))
-                                  if has_code else None)
+                                  if has_code else None, render=contract(name).render)
         if isinstance(results, dict) and isinstance(results.get("claims"), list):
             checked += len(results["claims"])
     for w in warnings:

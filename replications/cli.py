@@ -94,9 +94,23 @@ class ReplicationModule(pl.LightningModule):
         if stage == "fit" and not any(p.requires_grad for p in self.parameters()):
             self.register_parameter("_ddp_placeholder", torch.nn.Parameter(torch.empty(0)))
 
-    def build_report(self, report: Report) -> None:  # pragma: no cover - abstract
-        """Sections, tables and figures of the report."""
-        raise NotImplementedError
+    def build_report(self, report: Report) -> None:
+        """Sections, tables and figures of the report: ``replications/<paper>/report.py``'s ``build_report``, a pure
+        function of the plain results, the settings (:meth:`report_config`) and the figure tensors (``examples()``),
+        given exactly as they are stored with the report, so that ``python -m replications.<paper> report`` draws the
+        same report again without a run. A paper without that file overrides this method."""
+        render = contract(self.paper).render
+        if render is None:  # pragma: no cover - every paper has report.py or overrides this
+            raise NotImplementedError(f"replications/{self.paper}/report.py has no build_report(report, results, "
+                                      "config, examples)")
+        config = plain(self.report_config())
+        examples = self.examples() if hasattr(self, "examples") else {}
+        render(report, plain(self.plain_results()), config, examples)
+        report.set_inputs(config, examples)
+
+    def report_config(self) -> dict:
+        """The settings the report states (plain values), stored with it as ``report_config``."""
+        return {}
 
     def plain_results(self) -> dict:  # pragma: no cover - abstract
         """The run's plain (JSON-serialisable) results: what ``claims.build_claims`` computes the claims from."""
@@ -279,7 +293,7 @@ def rerender_report(paper: str, report_path: str | os.PathLike | None = None) ->
 
     A ``DIR`` that is not a report folder (missing, a file, no readable results.json) raises a ``DataRootError``
     naming it and the fix, before anything is written."""
-    from lightning_modules.reporting import rerender, write_index
+    from lightning_modules.reporting import rebuild, rerender, write_index
     from lightning_modules.validation import DataRootError
 
     out = Path(report_path) if report_path else REPO_ROOT / "reports" / paper
@@ -302,9 +316,15 @@ def rerender_report(paper: str, report_path: str | os.PathLike | None = None) ->
                             f"re-run `python -m replications.{paper} fit`") from None
     claims = findings = None
     if contract(paper).build_claims is not None and stored.get("results") is not None:
-        claims = [c.to_dict() for c in claims_for(paper, stored["results"], stored["profile"])]
+        claim_objects = claims_for(paper, stored["results"], stored["profile"])
+        claims = [c.to_dict() for c in claim_objects]
         findings = findings_for(paper, claims, stored["profile"])
-    changed = rerender(out, claims, findings)
+    render = contract(paper).render
+    if render is not None and claims is not None and "report_config" in stored:
+        # the whole report: its tables and figures drawn again by the current report.py
+        changed = rebuild(out, render, claim_objects, findings)
+    else:
+        changed = rerender(out, claims, findings)
     if report_path is None:
         write_index()
     print(f"{out / 'README.md'}: {'re-rendered' if changed else 'already up to date'} from results.json")

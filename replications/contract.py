@@ -33,6 +33,9 @@ class PaperContract:
     deviations: dict[str, Deviation]
     findings: dict[str, str] | None = None
     not_tested: dict[str, str] | None = None
+    #: ``replications/<paper>/report.py``'s ``build_report(report, results, config, examples)``: the sections, tables
+    #: and figures as a pure function of the stored results, settings and figure tensors (None: not split out yet)
+    render: Callable[..., None] | None = None
 
 
 def contract(paper: str) -> PaperContract:
@@ -53,7 +56,14 @@ def contract(paper: str) -> PaperContract:
         if e.name not in (f"replications.{paper}", f"replications.{paper}.deviations"):
             raise
         deviations = {}
-    return PaperContract(paper, build, deviations, dict(findings) if findings is not None else None, dict(not_tested))
+    try:
+        render = getattr(importlib.import_module(f"replications.{paper}.report"), "build_report", None)
+    except ModuleNotFoundError as e:
+        if e.name not in (f"replications.{paper}", f"replications.{paper}.report"):
+            raise
+        render = None
+    return PaperContract(paper, build, deviations, dict(findings) if findings is not None else None, dict(not_tested),
+                         render)
 
 
 def plain(results: dict) -> dict:

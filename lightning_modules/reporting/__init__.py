@@ -24,6 +24,7 @@ from lightning_modules.reporting.claims import (
 )
 from lightning_modules.reporting.relations import FAILS, HOLDS, INCONCLUSIVE, Interval, Relation, Verdict, judge
 from lightning_modules.reporting.report import (
+    EXAMPLES_FILE,
     SCHEMA_VERSION,
     Report,
     count_statuses,
@@ -31,12 +32,15 @@ from lightning_modules.reporting.report import (
     file_sha256,
     find_reports,
     jsonable,
+    load_examples,
     load_results,
     markdown_table,
     paper_source_files,
     paper_source_sha256,
+    rebuild,
     recover_report_dir,
     render_readme,
+    render_report,
     rerender,
     swap_in,
     write_index,

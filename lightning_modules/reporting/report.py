@@ -42,17 +42,19 @@ def file_sha256(path: str | os.PathLike) -> str | None:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-#: the one file of a paper package that does not make a report stale: the deviation registry acts on the stored
-#: results only, ``check`` verifies it by rebuilding the claims, and ``python -m replications.<paper> report``
-#: re-derives the claims from the stored results after it changes
 #: files of a paper package that ``python -m replications.<paper> report`` re-derives from the stored results (the
-#: claims, their findings and the deviation registry): changing them re-judges a report, it does not make it stale
-REDERIVABLE = ("deviations.py", "claims.py")
+#: claims, their findings and the deviation registry; ``report.py``, the tables and figures as a pure function of the
+#: stored results, settings and figure tensors): changing them re-renders a report, it does not make it stale
+REDERIVABLE = ("deviations.py", "claims.py", "report.py")
+#: the figure tensors of a report (``Report.set_inputs``), beside results.json: what ``report.py`` draws from
+EXAMPLES_FILE = "examples.pt"
+#: the header of results.json that describes the run itself: kept as it was when a report is re-rendered
+RUN_RECORD = ("generated_at", "wall_time_s", "environment", "config_sha256", "source_sha256", "metrics")
 
 
 def paper_source_files(paper: str, repo_root: Path | None = None, config_file: str | os.PathLike | None = None) -> list[Path]:
-    """The files a report's freshness is tied to: every file of ``replications/<paper>/`` but ``claims.py`` and
-    ``deviations.py`` (``REDERIVABLE``: re-derived by ``report`` and ``check`` from the stored results), and the run's config
+    """The files a report's freshness is tied to: every file of ``replications/<paper>/`` but ``REDERIVABLE``
+    (``claims.py``, ``deviations.py``, ``report.py``: re-derived by ``report`` and ``check`` from the stored results), and the run's config
     (``config_file``, relative to the repository; every file of ``configs/<paper>/`` when not given). Another profile's
     config (``paper.yaml``) does not change the default report, so it does not make it stale."""
     root = repo_root or REPO_ROOT
@@ -370,7 +372,28 @@ class Report:
         self.metrics: dict[str, Any] = {}
         self.plain_results: dict | None = None
         self.findings: list[dict] | None = None
+        #: the settings and figure tensors the tables and figures were drawn from (``set_inputs``)
+        self.report_config: dict | None = None
+        self.examples: dict | None = None
+        #: a re-rendered report's run header (``RUN_RECORD``), kept from the run
+        self.record: dict = {}
         self._order: list[tuple[str, str]] = []
+
+    @classmethod
+    def restore(cls, stored: dict) -> "Report":
+        """An empty report with the header of a stored results.json (paper, profile, config, the run's record), to
+        re-render its sections, tables and figures from the stored results."""
+        report = cls(stored["paper"], stored.get("title", ""), stored["profile"],
+                     config_path=REPO_ROOT / stored["config_file"] if stored.get("config_file") else None,
+                     seed=stored.get("seed"), config=stored.get("config"), citation=stored.get("citation", ""))
+        report.record = {k: stored[k] for k in RUN_RECORD if k in stored}
+        return report
+
+    def set_inputs(self, config: dict, examples: dict | None = None) -> None:
+        """The settings (plain values) and the figure tensors the report is drawn from: stored with it
+        (results.json ``report_config``, ``examples.pt``) so that ``report.py`` can re-render it without a run."""
+        self.report_config = jsonable(config)
+        self.examples = examples or {}
 
     # -- content
     def add_section(self, title: str, markdown: str) -> None:
@@ -431,6 +454,7 @@ class Report:
             "source_sha256": paper_source_sha256(self.paper, config_file=self.config_path),
             "config": jsonable(self.config),
             "metrics": jsonable(self.metrics),
+            **({"report_config": self.report_config} if self.report_config is not None else {}),
             "results": self.plain_results,
             "sections": [{"title": t, "markdown": m} for t, m in self.sections],
             "tables": self.tables,
@@ -440,7 +464,7 @@ class Report:
             "claim_counts": count_statuses(claims),
             **({"findings": self.findings, "finding_counts": count_findings(self.findings)}
                if self.findings is not None else {}),
-        }
+        } | self.record
 
     def readme(self, results: dict) -> str:
         return render_readme(results)
@@ -462,6 +486,11 @@ class Report:
                 with atomic_write(built / f["path"], "wb") as fh:
                     fh.write(f["png"])
                 files[f["path"]] = hashlib.sha256(f["png"]).hexdigest()
+            if self.examples:
+                data = examples_bytes(self.examples)
+                with atomic_write(built / EXAMPLES_FILE, "wb") as fh:
+                    fh.write(data)
+                files[EXAMPLES_FILE] = hashlib.sha256(data).hexdigest()
             readme = self.readme(results)
             with atomic_write(built / "README.md") as fh:
                 fh.write(readme)
@@ -534,6 +563,60 @@ def jsonable(v):
     if isinstance(v, Path):
         return str(v)
     return v
+
+
+def examples_bytes(examples: dict) -> bytes:
+    """``examples`` (nested dicts of tensors and plain values) as ``torch.save`` bytes, tensors detached on the CPU."""
+    import torch
+
+    def cpu(v):
+        if isinstance(v, torch.Tensor):
+            return v.detach().cpu().clone()
+        if isinstance(v, dict):
+            return {str(k): cpu(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [cpu(x) for x in v]
+        return v
+
+    buf = io.BytesIO()
+    torch.save(cpu(examples), buf)
+    return buf.getvalue()
+
+
+def load_examples(report_dir: str | os.PathLike) -> dict:
+    """The figure tensors stored with a report (``{}`` where it has none)."""
+    path = Path(report_dir) / EXAMPLES_FILE
+    if not path.is_file():
+        return {}
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def render_report(stored: dict, render, examples: dict) -> "Report":
+    """A stored report's sections, tables and figures drawn again by ``render(report, results, config, examples)``
+    (the paper's ``report.build_report``) from its results, settings and figure tensors; claims not added."""
+    report = Report.restore(stored)
+    render(report, stored["results"], stored["report_config"], examples)
+    report.set_inputs(stored["report_config"], examples)
+    report.set_results(stored["results"])
+    return report
+
+
+def rebuild(report_dir: str | os.PathLike, render, claims: list[Claim], findings: list[dict] | None) -> bool:
+    """Re-render a whole report folder (README.md, results.json's sections and tables, the figures) from its stored
+    results, settings and figure tensors with the current ``render``, the claims and findings given (re-derived by the
+    caller); written as one unit. Returns whether README.md or a table changed."""
+    report_dir = Path(report_dir)
+    stored = load_results(report_dir / "results.json")
+    report = render_report(stored, render, load_examples(report_dir))
+    report.add_claims(claims)
+    report.findings = findings
+    new = report.results()
+    changed = render_readme(new) != (report_dir / "README.md").read_text() if (report_dir / "README.md").is_file() else True
+    changed = changed or new["tables"] != stored.get("tables")
+    report.write(report_dir)
+    return changed
 
 
 def rerender(report_dir: str | os.PathLike, claims: list[dict] | None = None, findings: list[dict] | None = None) -> bool:

@@ -13,13 +13,16 @@ snapshots), with stated tolerances; timings are skipped by name.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import re
 from pathlib import Path
 from typing import Callable
 
 from lightning_modules.reporting.claims import STATUSES, Claim
-from lightning_modules.reporting.report import SCHEMA_VERSION, count_statuses, paper_source_sha256
+from lightning_modules.reporting.report import (
+    SCHEMA_VERSION, count_statuses, load_examples, paper_source_sha256, render_report,
+)
 from lightning_modules.utils import REPO_ROOT
 
 REQUIRED = ("schema_version", "paper", "profile", "claims", "claim_counts", "source_sha256", "files_sha256", "results")
@@ -58,13 +61,16 @@ def _short(v, n: int = 160) -> str:
 
 def check_results(results, report_dir: Path | None = None, repo_root: Path = REPO_ROOT,
                   rebuild: Callable[[dict], list[Claim]] | None = None, check_freshness: bool = True,
-                  rebuild_findings: Callable[[dict, list[dict]], list[dict] | None] | None = None) -> list[str]:
+                  rebuild_findings: Callable[[dict, list[dict]], list[dict] | None] | None = None,
+                  render: Callable[..., None] | None = None) -> list[str]:
     """Every problem with one committed results.json; an empty list means it passes.
 
     ``rebuild(results) -> claims`` recomputes the claims from the code (``replications.contract``); without it
     the claims are only re-judged on their stored numbers (and the caller reports that they were not rebuilt).
     ``rebuild_findings(results, claims) -> findings`` judges the paper's headline findings from the stored claims
-    (None where the paper lists none): the stored findings must equal them."""
+    (None where the paper lists none): the stored findings must equal them. ``render`` (the paper's
+    ``report.build_report``) draws the sections and tables again from the stored results, settings and figure
+    tensors: they must equal the stored ones (a report.py changed without ``report`` re-rendering is caught)."""
     if not isinstance(results, dict):
         return [f"results.json must hold a JSON object, got {type(results).__name__}; regenerate the report with the paper's fit"]
     where = f"{results.get('paper', '?')}/{results.get('profile', '?')}"
@@ -136,6 +142,17 @@ def check_results(results, report_dir: Path | None = None, repo_root: Path = REP
                             f"{config_file} changed); re-run `python -m replications.{results['paper']} fit "
                             f"--config {config_file}`")
     report_dir = report_dir or repo_root / "reports" / results["paper"]
+    if render is not None and "report_config" in results:
+        try:
+            drawn = render_report(results, render, load_examples(report_dir)).results()
+        except Exception as e:  # noqa: BLE001 - a report.py that cannot draw the stored results is a failed check
+            problems.append(f"{where}: report.py cannot draw the report from the stored results: {type(e).__name__}: {e}")
+        else:
+            for part in ("sections", "tables"):
+                if json.dumps(drawn[part], sort_keys=True) != json.dumps(results.get(part), sort_keys=True):
+                    problems.append(f"{where}: the stored {part} are not what replications/{results['paper']}/report.py "
+                                    f"draws from the stored results; re-render with `python -m replications."
+                                    f"{results['paper']} report`")
     files = results["files_sha256"] if isinstance(results["files_sha256"], dict) else {}
     if "README.md" not in files:
         problems.append(f"{where}: results.json records no hash of README.md")
@@ -162,7 +179,7 @@ VOLATILE = re.compile(r"(^|[_\s(/])(time|times|seconds|wall|cpu|elapsed|timing|t
                       r"($|[_\s)/])|ratio|per_forward|throughput|generated|environment|git|files_sha256|source_sha256"
                       r"|config_sha256")
 _SKIP_TOP = {"generated_at", "wall_time_s", "environment", "files_sha256", "source_sha256", "config_sha256", "config",
-             "config_file", "sections", "claim_counts"}
+             "report_config", "config_file", "sections", "claim_counts"}
 #: prose: captions quote timings of the run; a claim's problem text is derived from its status, which is compared.
 #: ``n_to_decide``: a sample size derived from an interval's mean and spread (compared), ill-conditioned where the
 #: mean is near 0 (a 1e-5 move of a 5e-4 mean moves it by 5%). ``known_deviation``: always null in reports written

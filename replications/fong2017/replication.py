@@ -34,20 +34,15 @@ from lightning_modules.reporting import pointing_specs, protocol_spec
 from lightning_modules.tasks.mask_learning import MaskConfig, learn_masks
 from lightning_modules.utils import config_section
 from replications.cli import ReplicationModule
-from replications.fong2017.experiments.a_artifacts import ArtifactsConfig, ArtifactsExperiment
-from replications.fong2017.experiments.b_generalisation import GeneralisationConfig, GeneralisationExperiment
-from replications.fong2017.experiments.benchmark import BenchmarkExperiment, MaskBenchmarkConfig
-from replications.fong2017.experiments.c_weak_localisation import (
-    THRESHOLDS,
-    LocalisationConfig,
-    WeakLocalisationExperiment,
-)
-from replications.fong2017.experiments.d_smallest_box import SmallestBoxConfig, SmallestBoxExperiment
-from replications.fong2017.experiments.e_adversarial_detection import AdversarialConfig, AdversarialDetectionExperiment
-from replications.fong2017.experiments.f_label_recovery import LabelRecoveryExperiment
-from replications.fong2017.experiments.g_keypoints import KeypointsConfig, KeypointsExperiment
-from replications.fong2017.experiments.h_pointing_game import PointingGameExperiment, check_classes
-from replications.fong2017.experiments.mask import MaskExperiment
+from replications.fong2017.experiments import experiment_modules
+from replications.fong2017.experiments.a_artifacts import ArtifactsConfig
+from replications.fong2017.experiments.b_generalisation import GeneralisationConfig
+from replications.fong2017.experiments.benchmark import MaskBenchmarkConfig
+from replications.fong2017.experiments.c_weak_localisation import THRESHOLDS, LocalisationConfig
+from replications.fong2017.experiments.d_smallest_box import SmallestBoxConfig
+from replications.fong2017.experiments.e_adversarial_detection import AdversarialConfig
+from replications.fong2017.experiments.g_keypoints import KeypointsConfig
+from replications.fong2017.experiments.h_pointing_game import check_classes
 from replications.fong2017.masks import MASK, MASK_RESULT
 from replications.fong2017.paper import PAPER_KEY
 
@@ -163,20 +158,8 @@ class FongReplication(ExperimentReplication, ReplicationModule):
         self.blackbox: nn.Module | None = None
         self.pointing_model: nn.Module | None = None
         self.explainers = {m: create_explainer(m, **self.explainer_kwargs.get(m, {})) for m in self.methods}
-        # the order in which they see a batch
-        experiments = [
-            WeakLocalisationExperiment(self.loc_spec, self.scored),
-            PointingGameExperiment(self.scored, separate_pass=bool(self.pointing_spec.get("data"))),
-            KeypointsExperiment(self.kp_spec, self.all_methods, separate_pass=bool(self.kp_spec.get("data"))),
-            SmallestBoxExperiment(self.box_spec, self.scored, self.mask_config),
-            MaskExperiment(self.all_methods, figure_images),
-            GeneralisationExperiment(self.gen_spec, self.mask_config),
-            ArtifactsExperiment(self.artifact_spec, self.mask_config),
-        ]
-        if self.adv_spec.get("enabled"):
-            experiments += [AdversarialDetectionExperiment(self.adv_spec, self.all_methods),
-                            LabelRecoveryExperiment(self.adv_spec)]
-        self.add_experiments(experiments + [BenchmarkExperiment(self.bench_spec, self.mask_config)])
+        # every file of experiments/, in the order they see a batch
+        self.add_experiments([e for module in experiment_modules() for e in module.build(self)])
 
     # ------------------------------------------------------------------------------------------ setup / data
     def _load_blackbox(self, model_spec: dict | None = None) -> nn.Module:
@@ -294,7 +277,7 @@ class FongReplication(ExperimentReplication, ReplicationModule):
         """Every number the claims read (``claims.build_claims``): the per-image values of every experiment (sorted
         by sample id; the same images for every method), their means, and the run's settings."""
         r = self.results
-        out = {k: v for k, v in r.items() if k != "timings_s"}
+        out = dict(r)
         out["methods"] = list(self.methods)
         out["all_methods"] = list(self.all_methods)
         out["paper_keys"] = {m: PAPER_KEY.get(m, m) for m in self.all_methods}
@@ -319,12 +302,6 @@ class FongReplication(ExperimentReplication, ReplicationModule):
                 "all_methods": self.all_methods, "references": self.references, "scored": self.scored,
                 "blackbox_info": getattr(self.blackbox, "blackbox_info", None),
                 "embedded_info": getattr(self.blackbox, "embedded_info", None)}
-
-    def build_report(self, report) -> None:
-        from replications.fong2017.report import build_report
-
-        results = {**self.plain_results(), "timings_s": self.results.get("timings_s", {})}
-        build_report(report, results, self.report_config(), self.examples())
 
 
 def validity_specs(r: dict, names: list[str]) -> dict:

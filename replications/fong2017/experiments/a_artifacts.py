@@ -89,3 +89,12 @@ class ArtifactsExperiment(Experiment):
 
     def examples(self) -> dict:
         return self._examples
+
+
+#: where it sees a batch among the experiments (``replication.FongReplication`` runs them in this order)
+ORDER = 70
+
+
+def build(rep) -> list[Experiment]:
+    """This experiment, configured from the replication's sections (``rep``: the ``FongReplication``)."""
+    return [ArtifactsExperiment(rep.artifact_spec, rep.mask_config)]

@@ -60,3 +60,12 @@ class GeneralisationExperiment(Experiment):
         from replications.fong2017.claims import generalisation_claims
 
         return generalisation_claims(results)
+
+
+#: where it sees a batch among the experiments (``replication.FongReplication`` runs them in this order)
+ORDER = 60
+
+
+def build(rep) -> list[Experiment]:
+    """This experiment, configured from the replication's sections (``rep``: the ``FongReplication``)."""
+    return [GeneralisationExperiment(rep.gen_spec, rep.mask_config)]

@@ -94,3 +94,12 @@ class BenchmarkExperiment(Experiment):
         from replications.fong2017.claims import benchmark_claims
 
         return benchmark_claims(results, profile)
+
+
+#: where it sees a batch among the experiments (``replication.FongReplication`` runs them in this order)
+ORDER = 100
+
+
+def build(rep) -> list[Experiment]:
+    """This experiment, configured from the replication's sections (``rep``: the ``FongReplication``)."""
+    return [BenchmarkExperiment(rep.bench_spec, rep.mask_config)]

@@ -84,3 +84,12 @@ class WeakLocalisationExperiment(Experiment):
         from replications.fong2017.claims import localisation_claims
 
         return localisation_claims(results)
+
+
+#: where it sees a batch among the experiments (``replication.FongReplication`` runs them in this order)
+ORDER = 10
+
+
+def build(rep) -> list[Experiment]:
+    """This experiment, configured from the replication's sections (``rep``: the ``FongReplication``)."""
+    return [WeakLocalisationExperiment(rep.loc_spec, rep.scored)]

@@ -51,3 +51,12 @@ class SmallestBoxExperiment(Experiment):
         from replications.fong2017.claims import boxes_claims
 
         return boxes_claims(results)
+
+
+#: where it sees a batch among the experiments (``replication.FongReplication`` runs them in this order)
+ORDER = 40
+
+
+def build(rep) -> list[Experiment]:
+    """This experiment, configured from the replication's sections (``rep``: the ``FongReplication``)."""
+    return [SmallestBoxExperiment(rep.box_spec, rep.scored, rep.mask_config)]

@@ -119,3 +119,12 @@ class AdversarialDetectionExperiment(Experiment):
         from replications.fong2017.claims import detection_claims
 
         return detection_claims(results)
+
+
+#: where it sees a batch among the experiments (``replication.FongReplication`` runs them in this order)
+ORDER = 80
+
+
+def build(rep) -> list[Experiment]:
+    """This experiment, configured from the replication's sections (``rep``: the ``FongReplication``)."""
+    return [AdversarialDetectionExperiment(rep.adv_spec, rep.all_methods)] if rep.adv_spec.get("enabled") else []

@@ -59,3 +59,12 @@ class LabelRecoveryExperiment(Experiment):
         from replications.fong2017.claims import recovery_claims
 
         return recovery_claims(results)
+
+
+#: where it sees a batch among the experiments (``replication.FongReplication`` runs them in this order)
+ORDER = 90
+
+
+def build(rep) -> list[Experiment]:
+    """This experiment, configured from the replication's sections (``rep``: the ``FongReplication``)."""
+    return [LabelRecoveryExperiment(rep.adv_spec)] if rep.adv_spec.get("enabled") else []

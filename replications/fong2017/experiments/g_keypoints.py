@@ -82,3 +82,12 @@ class KeypointsExperiment(Experiment):
         from replications.fong2017.claims import keypoints_claims
 
         return keypoints_claims(results)
+
+
+#: where it sees a batch among the experiments (``replication.FongReplication`` runs them in this order)
+ORDER = 30
+
+
+def build(rep) -> list[Experiment]:
+    """This experiment, configured from the replication's sections (``rep``: the ``FongReplication``)."""
+    return [KeypointsExperiment(rep.kp_spec, rep.all_methods, separate_pass=bool(rep.kp_spec.get("data")))]

@@ -72,3 +72,12 @@ class PointingGameExperiment(Experiment):
         from replications.fong2017.claims import pointing_claims
 
         return pointing_claims(results)
+
+
+#: where it sees a batch among the experiments (``replication.FongReplication`` runs them in this order)
+ORDER = 20
+
+
+def build(rep) -> list[Experiment]:
+    """This experiment, configured from the replication's sections (``rep``: the ``FongReplication``)."""
+    return [PointingGameExperiment(rep.scored, separate_pass=bool(rep.pointing_spec.get("data")))]

@@ -94,3 +94,12 @@ class MaskExperiment(Experiment):
 
     def examples(self) -> dict:
         return self._examples
+
+
+#: where it sees a batch among the experiments (``replication.FongReplication`` runs them in this order)
+ORDER = 50
+
+
+def build(rep) -> list[Experiment]:
+    """This experiment, configured from the replication's sections (``rep``: the ``FongReplication``)."""
+    return [MaskExperiment(rep.all_methods, rep.figure_images)]
