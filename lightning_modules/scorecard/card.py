@@ -1,0 +1,467 @@
+"""Scorecard assembly: the built-in cache, verdicts and ranks, the Markdown table, the figure, the JSON, and the
+verification that ``check`` runs on a committed scorecard.
+
+Validity is a property of the benchmark, not of the method being scored: each protocol's verdict is
+:func:`lightning_modules.reporting.validity.protocol_verdicts` over the reference maps (oracle in two tie orders,
+random) and the built-in methods only (the rule: the oracle best or within CI of the best, random not CI-separated
+better than any method, the best and worst methods CI-separated, no saturation, protocol-specific checks). The new
+method is then placed among the built-in methods with the same seeded paired bootstrap over images: its mean and 95%
+CI, its rank by the mean and the range of ranks its CIs allow (1 + the methods CI-separated better than it, to N -
+the methods CI-separated worse).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from lightning_modules.reporting.validity import N_BOOT, bootstrap_weights, protocol_spec, protocol_verdicts, statistic
+from lightning_modules.scorecard.protocols import (BY_NAME, PROTOCOLS, REFERENCES, RETRAINING, Bench, Setting,
+                                                   explainer_provider, load_bench, prepare_attacks,
+                                                   prepare_randomised, reference_provider, score)
+from lightning_modules.utils import REPO_ROOT, atomic_write
+
+FORMAT = 1
+REPORT_DIR = REPO_ROOT / "reports" / "scorecard"
+EXAMPLE = REPO_ROOT / "examples" / "my_method.py"
+FIGURE = "scorecard.png"
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def code_hash() -> str:
+    """The scorecard's protocol code (``protocols.py``): a change invalidates the built-in cache."""
+    return hashlib.sha256((Path(__file__).parent / "protocols.py").read_bytes()).hexdigest()[:12]
+
+
+def bench_fingerprint(bench: Bench) -> str:
+    h = hashlib.sha256()
+    for k in sorted(bench.data):
+        v = bench.data[k]
+        if isinstance(v, torch.Tensor):
+            h.update(k.encode())
+            h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    for k, v in sorted(bench.model.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------------------------- running
+def _protocols_to_run(bench: Bench, skip: set[str]) -> tuple[list[str], dict[str, str]]:
+    run, not_run = [], {}
+    for p in PROTOCOLS:
+        if p.name in skip:
+            not_run[p.name] = "skipped (--skip)"
+        elif not bench.available(p):
+            not_run[p.name] = f"not run: the data has no {', '.join(f for f in p.needs if bench.data.get(f) is None)}"
+        else:
+            run.append(p.name)
+    return run, not_run
+
+
+def score_references(bench: Bench, protocols: list[str], log=print) -> dict:
+    """Reference maps: each oracle scores the object-GT protocols with the object mask, the rest with the
+    evidence; random scores everything."""
+    out = {}
+    obj = [p for p in protocols if BY_NAME[p].oracle_gt == "object"]
+    rest = [p for p in protocols if p not in obj]
+    for ref in REFERENCES:
+        if ref == "random":
+            out[ref] = score(bench, reference_provider(bench, ref), protocols, log=log)
+            continue
+        r = score(bench, reference_provider(bench, ref, "evidence"), rest, log=log)
+        if obj and bench.data.get("object_mask") is not None:
+            o = score(bench, reference_provider(bench, ref, "object"), obj, log=log)
+            r["values"].update(o["values"])
+        out[ref] = r
+    return out
+
+
+def builtin_results(bench: Bench, protocols: list[str], cache_dir: Path | None, log=print) -> dict:
+    """References and built-in methods scored on every protocol, read from the cache when it holds them."""
+    from lightning_modules.explainers import create_explainer
+
+    key = f"{bench.setting.model}_{bench.setting.key()}_{bench_fingerprint(bench)}_{code_hash()}"
+    path = None if cache_dir is None else Path(cache_dir) / f"builtins_{key}.json"
+    if path is not None and path.is_file():
+        cached = json.loads(path.read_text())
+        if set(protocols) <= set(cached["protocols"]):
+            log(f"built-in results from the cache ({path})")
+            cached["cache_hit"] = True
+            return cached
+    log(f"scoring the references and {len(bench.setting.builtins)} built-in methods (cached after this run)")
+    w0, c0 = time.perf_counter(), time.process_time()
+    maps = score_references(bench, protocols, log)
+    for name, kwargs in bench.setting.builtin_kwargs().items():
+        t = time.process_time()
+        maps[name] = score(bench, explainer_provider(create_explainer(name, **kwargs)), protocols, log=log)
+        log(f"  {name}: {time.process_time() - t:.0f} s CPU")
+    cached = {"key": key, "protocols": protocols, "maps": maps, "info": bench.info,
+              "wall_s": round(time.perf_counter() - w0, 1), "cpu_s": round(time.process_time() - c0, 1)}
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(path) as fh:
+            json.dump(cached, fh)
+    return cached
+
+
+def run_scorecard(explainer, name: str, setting: Setting, *, skip: set[str] = frozenset(), with_: set[str] = frozenset(),
+                  cache_dir: Path | None = REPO_ROOT / "outputs" / "scorecard" / "cache", model=None, data=None,
+                  method_info: dict | None = None, log=print) -> dict:
+    """Score ``explainer`` (a :class:`CheckedExplainer`) beside the built-in methods; the plain results."""
+    unknown = set(skip) - set(BY_NAME) - set(RETRAINING)
+    if unknown:
+        raise ValueError(f"--skip: unknown protocol(s) {sorted(unknown)}; known: {sorted(BY_NAME) + sorted(RETRAINING)}")
+    asked = set(with_) - set(RETRAINING)
+    if asked:
+        raise ValueError(f"--with: unknown protocol(s) {sorted(asked)}; the protocols that need retraining: {sorted(RETRAINING)}")
+    if with_:
+        raise NotImplementedError(f"--with {','.join(sorted(with_))}: the retraining protocols are not run by the "
+                                  "scorecard yet (issue #41 follow-up); run the paper replications for them")
+    w0, c0 = time.perf_counter(), time.process_time()
+    bench = load_bench(setting, model, data, log)
+    protocols, not_run = _protocols_to_run(bench, set(skip))
+    if any(p.startswith("fragility") for p in protocols):
+        prepare_attacks(bench, log)
+    if any(p.endswith("randomisation") for p in protocols):
+        prepare_randomised(bench)
+    builtins = builtin_results(bench, protocols, cache_dir, log)
+    log(f"scoring {name}")
+    w1, c1 = time.perf_counter(), time.process_time()
+    new = score(bench, explainer_provider(explainer), protocols, log=log)
+    own = {"wall_s": round(time.perf_counter() - w1, 1), "cpu_s": round(time.process_time() - c1, 1)}
+    for p in RETRAINING:
+        not_run[p] = f"not run ({RETRAINING[p]}; --with {p})" if p not in skip else "skipped (--skip)"
+    d = bench.data
+    results = {
+        "format": FORMAT, "kind": "scorecard", "method": {"name": name, **(method_info or {})},
+        "setting": setting.to_dict(), "setting_key": setting.key(), "cache_key": builtins["key"],
+        "n_images": bench.n, "num_classes": bench.num_classes,
+        "labels": [int(v) for v in d["label"]],
+        "difficult": None if d.get("difficult") is None else [bool(v) for v in d["difficult"]],
+        "benchmark": builtins["info"], "builtin_methods": list(setting.builtin_kwargs()),
+        "protocols_run": protocols, "not_run": not_run,
+        "values": {p: {m: r["values"][p] for m, r in {**builtins["maps"], name: new}.items()} for p in protocols},
+        "curves": {m: r["curves"] for m, r in {**builtins["maps"], name: new}.items()},
+        "cost": {m: r["cost"] for m, r in {**builtins["maps"], name: new}.items() if m not in REFERENCES},
+        "timing": {"method": own, "method_seconds_per_protocol": new["seconds"],
+                   "total": {"wall_s": round(time.perf_counter() - w0, 1), "cpu_s": round(time.process_time() - c0, 1)},
+                   "builtins_cached_build": {"wall_s": builtins["wall_s"], "cpu_s": builtins["cpu_s"]},
+                   "cache_hit": bool(builtins.get("cache_hit", False)),
+                   "threads": torch.get_num_threads(), "machine": platform.machine()},
+    }
+    results["checks"] = protocol_checks(results)
+    return results
+
+
+def protocol_checks(results: dict) -> dict:
+    """The deletion / insertion checks of ``lightning_modules.benchmarks.validity`` on the built-in methods' mean
+    curves (a plain ``protocol_spec`` check each)."""
+    s, out = results["setting"], {}
+    builtins = results["builtin_methods"]
+    n_pix = None
+    for mode, better in (("deletion", False), ("insertion", True)):
+        if mode not in results["protocols_run"]:
+            continue
+        vals = results["values"][mode]
+        sign = 1 if better else -1
+        best = max(builtins, key=lambda k: sign * sum(vals[k]) / len(vals[k]))
+        mc = results["curves"][best][mode]
+        span = mc[-1] - mc[0]
+        first = (mc[1] - mc[0]) / span if span != 0 else math.nan
+        if mode == "deletion":
+            out[mode] = {"first_step_not_at_floor": {"value": first, "op": "<=", "bound": 0.9,
+                                                     "text": f"{best}: share of the drop after the first step"}}
+            area = results["benchmark"].get("evidence_area_px")
+            if area is not None:
+                out[mode]["step_well_below_evidence"] = {"value": s["pixels_per_step"], "op": "<=", "bound": area / 4,
+                                                         "text": "pixels per step vs a quarter of the evidence area"}
+        else:
+            chance = 1.0 / results["num_classes"]
+            out[mode] = {"blurred_start_uninformative": {"value": results["curves"]["random"][mode][0], "op": "<=",
+                                                         "bound": 3 * chance, "text": "blurred start's score vs 3x chance"},
+                         "first_step_not_at_top": {"value": first, "op": "<=", "bound": 0.9,
+                                                   "text": f"{best}: share of the rise after the first step"}}
+    del n_pix
+    return out
+
+
+# --------------------------------------------------------------------------------------------- deriving
+def _classes(results: dict, protocol: str) -> list[int] | None:
+    if not BY_NAME[protocol].classes:
+        return None
+    labels = results["labels"]
+    if protocol.endswith("difficult"):
+        return [c for c, f in zip(labels, results["difficult"]) if f]
+    return labels
+
+
+def derive(results: dict) -> dict:
+    """Verdicts (references and built-ins only), every map's mean and CI, the new method's rank: a pure function of
+    the stored values."""
+    name = results["method"]["name"]
+    builtins = results["builtin_methods"]
+    out = {}
+    for p in results["protocols_run"]:
+        proto = BY_NAME[p]
+        vals = results["values"][p]
+        classes = _classes(results, p)
+        n = len(vals["random"])
+        enough = n >= 2 and (p != "pointing_object_difficult" and p != "pointing_evidence_difficult" or n >= 10)
+        if not enough:
+            out[p] = {"status": "not judged", "reason": f"only {n} images (needs 10)"}
+            continue
+        spec = protocol_spec({m: vals[m] for m in (*REFERENCES, *builtins)}, proto.higher_is_better, classes=classes,
+                             bound=proto.bound, checks=results["checks"].get(p))
+        verdict = protocol_verdicts({p: spec})[p]
+        # the new method beside them: the same seeded paired bootstrap
+        w = bootstrap_weights(n, N_BOOT, 0)
+        cls = None if classes is None else torch.tensor(classes)
+        sign = 1.0 if proto.higher_is_better else -1.0
+        allm = [*REFERENCES, *builtins, name]
+        t = {m: torch.tensor([math.nan if v is None else v for v in vals[m]], dtype=torch.float64) for m in allm}
+        point = {m: float(statistic(t[m], classes=cls)) for m in allm}
+        boots = {m: statistic(t[m], w, cls) for m in allm}
+
+        def ci(x):
+            x = x[~torch.isnan(x)]
+            if x.numel() == 0:
+                return [math.nan, math.nan]
+            q = torch.quantile(x, torch.tensor([0.025, 0.975], dtype=x.dtype))
+            return [float(q[0]), float(q[1])]
+
+        methods = [*builtins, name]
+        key = lambda m: sign * point[m] if not math.isnan(point[m]) else -math.inf  # noqa: E731
+        order = sorted(methods, key=key, reverse=True)
+        better = [m for m in builtins if ci(sign * (boots[m] - boots[name]))[0] > 0]
+        worse = [m for m in builtins if ci(sign * (boots[name] - boots[m]))[0] > 0]
+        rank = {"rank": order.index(name) + 1, "of": len(methods), "range": [1 + len(better), len(methods) - len(worse)],
+                "ci_better": better, "ci_worse": worse}
+        out[p] = {"status": "valid" if verdict["valid"] else "not valid",
+                  "failed": {k: c["detail"] for k, c in verdict["checks"].items() if not c["passed"]},
+                  "best_builtin": verdict["best_real"], "worst_builtin": verdict["worst_real"],
+                  "maps": {m: {"value": point[m], "ci95": ci(boots[m])} for m in allm},
+                  "rank": rank if verdict["valid"] else None}
+    cost = results["cost"]
+    order = sorted(cost, key=lambda m: cost[m])
+    out["cost"] = {"status": "measured", "maps": {m: {"value": v, "ci95": None} for m, v in cost.items()},
+                   "rank": {"rank": order.index(name) + 1, "of": len(order), "range": None}}
+    return out
+
+
+# --------------------------------------------------------------------------------------------- rendering
+def _f(x: float | None) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    return f"{x:.3f}" if abs(x) < 100 else f"{x:.0f}"
+
+
+def _cell(entry: dict) -> str:
+    ci = entry.get("ci95")
+    return _f(entry["value"]) + (f" [{_f(ci[0])}, {_f(ci[1])}]" if ci else "")
+
+
+def _rank(r: dict | None) -> str:
+    if not r:
+        return "–"
+    s = f"**{r['rank']}** of {r['of']}"
+    if r.get("range") and r["range"][0] != r["range"][1]:
+        s += f" (CI {r['range'][0]}–{r['range'][1]})"
+    return s
+
+
+def render_markdown(results: dict, derived: dict) -> str:
+    name = results["method"]["name"]
+    s = results["setting"]
+    valid = [p for p in results["protocols_run"] if derived[p]["status"] == "valid"]
+    invalid = [p for p in results["protocols_run"] if derived[p]["status"] != "valid"]
+    tm = results["timing"]
+    lines = [f"# Scorecard: {name}", "",
+             f"Written by `python -m replications scorecard` (lightning_modules/scorecard). Method: `{results['method'].get('spec', name)}`"
+             + (f" with `{json.dumps(results['method'].get('init_args'))}`" if results["method"].get("init_args") else "")
+             + f". Model `{s['model']}`, {results['n_images']} test images at "
+             f"{results['benchmark'].get('image_size', '64')} px, target = the label. Values: mean over images "
+             "(pointing: mean over classes of the per-class hit rate) with seeded paired bootstrap 95% CIs "
+             f"({N_BOOT} resamples over images). Rank: {name}'s place among the built-in methods by the mean (CI: the "
+             "ranks its paired CIs allow). Validity is judged on the reference maps and the built-in methods only "
+             "(oracle best or within CI, random not better than any method, methods CI-separated, no saturation), "
+             "so the new method cannot change it.", "",
+             f"Cost of scoring {name}: {tm['method']['wall_s']:.0f} s wall, {tm['method']['cpu_s']:.0f} s CPU "
+             f"({tm['threads']} threads; the whole command {tm['total']['wall_s']:.0f} s wall, "
+             + ("with the built-in results read from the cache" if tm.get("cache_hit") else "building the built-in cache")
+             + f"; building that cache takes {tm['builtins_cached_build']['wall_s']:.0f} s wall once).", "",
+             "## Valid protocols", ""]
+    arrow = lambda p: "↑" if BY_NAME[p].higher_is_better else "↓"  # noqa: E731
+    cols = valid + ["cost"]
+    lines.append("| map | " + " | ".join(f"{p} {arrow(p)}" if p != "cost" else "cost ↓ (forward passes)" for p in cols) + " |")
+    lines.append("|---|" + "---|" * len(cols))
+    rows = [*REFERENCES, *results["builtin_methods"], name]
+    for m in rows:
+        cells = []
+        for p in cols:
+            e = derived[p]["maps"].get(m)
+            cells.append("–" if e is None else (f"**{_cell(e)}**" if m == name else _cell(e)))
+        label = f"**{m}** (new)" if m == name else (f"{m} (reference)" if m in REFERENCES else m)
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines.append(f"| rank of {name} | " + " | ".join(_rank(derived[p]["rank"]) for p in cols) + " |")
+    lines += ["", "Paper of each protocol: " + "; ".join(f"{p}: {BY_NAME[p].paper} ({BY_NAME[p].what})" for p in valid)
+              + ". Cost: CPU time of one map per image relative to one forward pass per image (batched, this machine).", ""]
+    lines += ["## Not valid on this benchmark (listed, not scored)", ""]
+    if invalid:
+        lines += [f"| protocol | why | {name} | best built-in | oracle | random |", "|---|---|---|---|---|---|"]
+        for p in invalid:
+            dp = derived[p]
+            if dp["status"] == "not judged":
+                lines.append(f"| {p} | {dp['reason']} | – | – | – | – |")
+                continue
+            why = "; ".join(f"{k}: {v}" for k, v in dp["failed"].items())
+            lines.append(f"| {p} {arrow(p)} | {why} | {_cell(dp['maps'][name])} | {dp['best_builtin']} "
+                         f"{_cell(dp['maps'][dp['best_builtin']])} | {_cell(dp['maps']['oracle'])} | {_cell(dp['maps']['random'])} |")
+    else:
+        lines.append("None.")
+    lines += ["", "## Not run", ""]
+    lines += [f"- `{p}`: {why}" for p, why in results["not_run"].items()] or ["None."]
+    b = results["benchmark"]
+    lines += ["", "## Notes", "",
+              "- Oracle: the ground truth as a map (`oracle_map`: the evidence, or the object for the object-GT protocols; "
+              "ties inside it in two stated orders, both counted as oracles). Random: uniform noise seeded by the image "
+              "id, drawn afresh for every other input (attacked image, randomised model), as a method that ignores its "
+              "input would.",
+              f"- Randomisation (Adebayo): Spearman rank correlation of |map| with |map| of the randomised model (lower: "
+              f"the map depends more on the weights), mean over the kept layers {b.get('randomisation_layers')}, on the "
+              f"first {s['randomisation_images']} images. The oracle does not depend on the model, so it scores worst: "
+              "a sanity check, not a ranking; it is not valid by the oracle rule.",
+              f"- Fragility (Ghorbani): top-k ({s['attack_k']} px) intersection between the map of an image and of its "
+              f"attacked copy; the attacks ({s['attack_steps']} steps, epsilon {s['attack_epsilon']:.4f}) target the "
+              "model's gradient map and are transferred to every method (a new method is never differentiated "
+              f"through); first {s['attack_images']} images; labels kept: top-k {b.get('attack_topk_label_kept', math.nan):.2f}, "
+              f"centre {b.get('attack_center_label_kept', math.nan):.2f}.",
+              "- Thresholded protocols (localisation, suppression) use the map clamped at 0; localisation picks each "
+              "map's energy threshold on the evaluated images (optimistic for every map alike).",
+              f"- One forward pass: {b['forward_cpu_s_per_image'] * 1e3:.2f} ms CPU per image (batch "
+              f"{s['batch_size']}).", ""]
+    return "\n".join(lines) + "\n"
+
+
+def render_figure(results: dict, derived: dict, path: Path) -> None:
+    """Per protocol: where each map stands between random (0) and the oracle (1); the new method with its CI."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    name = results["method"]["name"]
+    protos = [p for p in results["protocols_run"] if derived[p]["status"] != "not judged"]
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(protos) + 1.5))
+    for i, p in enumerate(protos):
+        d = derived[p]["maps"]
+        o = max((d[k]["value"] for k in REFERENCES if k != "random"),
+                key=lambda v: v if BY_NAME[p].higher_is_better else -v)
+        r = d["random"]["value"]
+        span = (o - r) if o != r else 1.0
+        norm = lambda v: max(-0.3, min(1.3, (v - r) / span))  # noqa: E731
+        y = len(protos) - 1 - i
+        valid = derived[p]["status"] == "valid"
+        if not valid:
+            ax.axhspan(y - 0.5, y + 0.5, color="0.92", zorder=0)
+        for m in results["builtin_methods"]:
+            ax.plot(norm(d[m]["value"]), y, "o", color="0.45", ms=5, zorder=2)
+        lo, hi = sorted(norm(v) for v in d[name]["ci95"]) if not any(math.isnan(v) for v in d[name]["ci95"]) else (0, 0)
+        ax.plot([lo, hi], [y, y], "-", color="tab:blue", lw=2, zorder=3)
+        ax.plot(norm(d[name]["value"]), y, "D", color="tab:blue", ms=8, zorder=4)
+        rk = derived[p]["rank"]
+        ax.text(1.34, y, f"rank {rk['rank']}/{rk['of']}" if rk else "not valid", va="center", fontsize=8)
+    ax.axvline(0, color="tab:red", lw=1)
+    ax.axvline(1, color="tab:green", lw=1)
+    ax.set_yticks(range(len(protos)))
+    ax.set_yticklabels([f"{p} {'↑' if BY_NAME[p].higher_is_better else '↓'}" for p in reversed(protos)], fontsize=8)
+    ax.set_xlim(-0.35, 1.55)
+    ax.set_xlabel("position between random (0, red) and the oracle (1, green)")
+    ax.set_title(f"{name} (blue, 95% CI) among the built-in methods (grey)\ngrey rows: not valid on this benchmark",
+                 fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, metadata={"Software": None})
+    plt.close(fig)
+
+
+def _roundtrip(obj):
+    return json.loads(json.dumps(obj, default=float))
+
+
+def write_scorecard(results: dict, out_dir: Path) -> dict:
+    """``results.json``, ``README.md`` and the figure under ``out_dir``; the JSON carries the derived numbers and
+    both files' SHA-256."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results = _roundtrip(results)
+    results.pop("derived", None)
+    results.pop("files", None)
+    derived = _roundtrip(derive(results))
+    md = render_markdown(results, derived)
+    with atomic_write(out_dir / "README.md") as fh:
+        fh.write(md)
+    render_figure(results, derived, out_dir / FIGURE)
+    results["derived"] = derived
+    results["files"] = {"README.md": _sha(md.encode()), FIGURE: _sha((out_dir / FIGURE).read_bytes())}
+    with atomic_write(out_dir / "results.json") as fh:
+        json.dump(results, fh, indent=None, separators=(",", ":"), default=float)
+        fh.write("\n")
+    return results
+
+
+# --------------------------------------------------------------------------------------------- check
+def verify_scorecard(out_dir: Path = REPORT_DIR, example: Path | None = EXAMPLE) -> list[str]:
+    """Problems of a committed scorecard (empty when it is sound): the derived verdicts, CIs and ranks re-derived
+    from the stored values, README.md re-rendered, the files' hashes, and the example's source hash."""
+    out_dir = Path(out_dir)
+    path = out_dir / "results.json"
+    where = out_dir.relative_to(REPO_ROOT) if out_dir.is_relative_to(REPO_ROOT) else out_dir
+    if not path.is_file():
+        return [f"scorecard: no {where}/results.json; run `python -m replications scorecard --explainer "
+                "examples.my_method:EdgeWeightedGradCAM --out reports/scorecard`"]
+    try:
+        results = json.loads(path.read_text())
+    except ValueError as e:
+        return [f"scorecard: {where}/results.json is not valid JSON ({e})"]
+    problems = []
+    base = {k: v for k, v in results.items() if k not in ("derived", "files")}
+    try:
+        derived = _roundtrip(derive(base))
+    except Exception as e:  # noqa: BLE001 -- any failure to re-derive is a problem to report
+        return [f"scorecard: cannot re-derive {where}/results.json ({type(e).__name__}: {e})"]
+    if derived != results.get("derived"):
+        bad = sorted(k for k in set(derived) | set(results.get("derived") or {})
+                     if derived.get(k) != (results.get("derived") or {}).get(k))
+        problems.append(f"scorecard: the stored verdicts / CIs / ranks differ from those re-derived from the stored "
+                        f"values for {bad}; re-run the scorecard")
+    md = render_markdown(base, derived)
+    files = results.get("files") or {}
+    readme = out_dir / "README.md"
+    if not readme.is_file() or readme.read_text() != md:
+        problems.append(f"scorecard: {where}/README.md is not what the stored results render; re-run the scorecard")
+    for f, sha in files.items():
+        p = out_dir / f
+        if not p.is_file():
+            problems.append(f"scorecard: {where}/{f} is missing")
+        elif _sha(p.read_bytes()) != sha:
+            problems.append(f"scorecard: {where}/{f} does not match its recorded SHA-256")
+    if set(files) != {"README.md", FIGURE}:
+        problems.append(f"scorecard: results.json records hashes of {sorted(files)}, expected README.md and {FIGURE}")
+    if example is not None:
+        rec = results.get("method", {}).get("source_sha256")
+        if not Path(example).is_file():
+            problems.append(f"scorecard: the worked example {example} is missing")
+        elif rec != _sha(Path(example).read_bytes()):
+            problems.append(f"scorecard: {Path(example).name} changed since its scorecard was written (stale); re-run "
+                            "`python -m replications scorecard --explainer examples.my_method:EdgeWeightedGradCAM "
+                            "--out reports/scorecard`")
+    return problems

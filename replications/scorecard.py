@@ -1,0 +1,119 @@
+"""``python -m replications scorecard --explainer my_pkg.my_module:MyExplainer [options]``: a method under every
+protocol of the suite that is valid on the embedded benchmark, beside the built-in methods (lightning_modules/scorecard).
+
+The method is an ``Explainer`` subclass (``--init-args`` its constructor's keyword arguments, as JSON), a plain
+function ``fn(model, images, targets) -> (B, 1, H, W)`` (``--init-args`` become keyword arguments) or a built-in
+method's name. The built-in methods' results are cached under ``outputs/scorecard/cache/``, so a new method costs
+only its own runs. ``--model``/``--data`` take ``module:callable`` for a user's own model (an ``nn.Module`` on
+``[0, 1]`` images) and data (a dict in the batch schema: ``image``, ``label`` and, where the user has them,
+``mask`` (object), ``evidence_mask``, ``boxes``, ``evidence_boxes``, ``box_labels``, ``difficult``); a protocol whose
+ground truth is missing is listed as not run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from lightning_modules.utils import REPO_ROOT, torch_threads
+
+
+def _load_callable(spec: str, what: str):
+    from lightning_modules.scorecard.contract import _import
+
+    obj, _ = _import(spec)
+    if not callable(obj):
+        raise TypeError(f"--{what} {spec!r} is not callable")
+    return obj()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from lightning_modules.scorecard import PROFILES, PROTOCOLS, RETRAINING
+
+    p = argparse.ArgumentParser(prog="python -m replications scorecard", description=__doc__.split("\n\n")[0])
+    p.add_argument("--explainer", required=True, help="module:Name, path/to/file.py:Name or a built-in method's name")
+    p.add_argument("--init-args", default="{}", help="JSON object: the constructor's (or function's) keyword arguments")
+    p.add_argument("--name", default=None, help="the method's name in the table (default: the class or function name)")
+    p.add_argument("--model", default="scenes_v2_vgg", help="a shipped v2 model (scenes_v2_vgg, scenes_v2_resnet) or "
+                                                           "module:callable returning your nn.Module")
+    p.add_argument("--data", default=None, help="module:callable returning your data as a batch dict (with --model)")
+    p.add_argument("--profile", default="default", choices=sorted(PROFILES), help="smoke: seconds, for tests")
+    p.add_argument("--images", type=int, default=None, help="test images (default: the profile's)")
+    p.add_argument("--skip", default="", help="comma-separated protocols to leave out: "
+                                              + ", ".join([q.name for q in PROTOCOLS] + list(RETRAINING)))
+    p.add_argument("--with", dest="with_", default="", help="protocols that need retraining, run only when asked: "
+                                                            + ", ".join(RETRAINING))
+    p.add_argument("--out", default=None, help="output folder (default outputs/scorecard/<name>)")
+    p.add_argument("--cache-dir", default=str(REPO_ROOT / "outputs" / "scorecard" / "cache"),
+                   help="where the built-in methods' results are cached ('none': no cache)")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads (the stated times are at 2)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from dataclasses import replace
+
+    from lightning_modules.scorecard import PROFILES, load_explainer, run_scorecard, write_scorecard
+    from lightning_modules.scorecard.contract import ExplainerContractError, file_sha256
+
+    args = build_parser().parse_args(argv)
+    try:
+        init_args = json.loads(args.init_args)
+    except json.JSONDecodeError as e:
+        print(f"--init-args must be a JSON object such as '{{\"k\": 3}}' ({e})", file=sys.stderr)
+        return 2
+    if not isinstance(init_args, dict):
+        print("--init-args must be a JSON object such as '{\"k\": 3}'", file=sys.stderr)
+        return 2
+    try:
+        name, explainer, source = load_explainer(args.explainer, init_args, args.name)
+    except (ImportError, AttributeError, TypeError, ValueError, FileNotFoundError) as e:
+        print(f"scorecard: {e}", file=sys.stderr)
+        return 2
+    setting = PROFILES[args.profile]
+    model = data = None
+    if ":" in args.model:
+        model = _load_callable(args.model, "model")
+        setting = replace(setting, model=args.model)
+    else:
+        setting = replace(setting, model=args.model)
+    if args.data:
+        if model is None:
+            print("--data needs --model module:callable (your model, trained on your data)", file=sys.stderr)
+            return 2
+        data = _load_callable(args.data, "data")
+    elif model is not None:
+        print("--model module:callable needs --data module:callable (the images it is scored on)", file=sys.stderr)
+        return 2
+    if args.images:
+        setting = replace(setting, n_images=args.images)
+    info = {"spec": args.explainer, "init_args": init_args}
+    if source:
+        src = Path(source).resolve()
+        info["source"] = str(src.relative_to(REPO_ROOT)) if src.is_relative_to(REPO_ROOT) else str(src)
+        info["source_sha256"] = file_sha256(src)
+    out = Path(args.out) if args.out else REPO_ROOT / "outputs" / "scorecard" / name
+    cache = None if args.cache_dir == "none" else Path(args.cache_dir)
+    split = lambda s: {x.strip() for x in s.split(",") if x.strip()}  # noqa: E731
+    try:
+        with torch_threads(args.threads):
+            results = run_scorecard(explainer, name, setting, skip=split(args.skip), with_=split(args.with_),
+                                    cache_dir=cache, model=model, data=data, method_info=info)
+    except ExplainerContractError as e:
+        print(f"scorecard: {e}", file=sys.stderr)
+        return 2
+    except (ValueError, NotImplementedError) as e:
+        print(f"scorecard: {e}", file=sys.stderr)
+        return 2
+    results = write_scorecard(results, out)
+    print((out / "README.md").read_text())
+    t = results["timing"]
+    print(f"wrote {out}/README.md, results.json, scorecard.png; {name}: {t['method']['wall_s']:.0f} s wall, "
+          f"{t['method']['cpu_s']:.0f} s CPU; the command {t['total']['wall_s']:.0f} s wall")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
