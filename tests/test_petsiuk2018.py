@@ -9,9 +9,12 @@ import pytest
 import torch
 import torch.nn as nn
 
+from lightning_modules.experiment import BatchContext
 from replications.cli import run
 from replications.petsiuk2018.data import RiseData
-from replications.petsiuk2018.experiments import RiseReplication, _pearson_rows, evidence_precision, scaled_blur
+from replications.petsiuk2018.experiments.a_causal import TOP1, evidence_precision, scaled_blur
+from replications.petsiuk2018.experiments.c_stability import _pearson_rows
+from replications.petsiuk2018.replication import RISE_SCORES, RiseReplication
 
 torch.set_num_threads(1)
 
@@ -174,7 +177,7 @@ def test_paper_source_runs_on_tiny_real_format_files(tmp_path):
     trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False, inference_mode=False,
                          enable_progress_bar=False, enable_model_summary=False)
     trainer.test(module, datamodule=dm, verbose=False)
-    r = module.results
+    r = module.plain_results()["per_method"]
     assert r["rise"]["n_causal"] == 3 and r["gradient"]["n_causal"] == 3
     assert r["rise"]["n_pointing"] >= 4 and r["center"]["n_difficult"] >= 1
     report = module.write_report(tmp_path / "report")
@@ -214,18 +217,21 @@ def test_pearson_rows_known_answers():
 
 
 def test_rise_maps_for_two_targets_come_from_one_pass():
-    """The pointing game's ground-truth-class maps and the top-1 maps: RISE from one all-classes pass, the others
-    re-explain only where the two targets differ; both equal a direct call."""
+    """The pointing game's ground-truth-class maps and the top-1 maps, from one per-batch cache (``ctx.map``): RISE
+    from one all-classes pass, the others re-explain only where the two targets differ; both equal a direct call."""
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)).eval()
     module = RiseReplication(model={"name": "x"}, methods={"rise": {"n_masks": 20, "grid_size": 3}, "gradient": {}},
                              stability={"n_values": [10, 20]})
     images = torch.rand(3, 3, 12, 12)
     preds, labels = torch.tensor([0, 1, 2]), torch.tensor([0, 2, 2])
-    maps = module._maps(model, images, preds, also=labels)
-    torch.testing.assert_close(maps["rise"][0], module.explainers["rise"](model, images, preds), atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(maps["rise"][1], module.explainers["rise"](model, images, labels), atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(maps["gradient"][1], module.explainers["gradient"](model, images, labels))
+    ctx = BatchContext({"image": images, "label": labels, "id": torch.arange(3)}, "test", 0, model,
+                       module.methods_for("test"), module.explain)
+    ctx.cached(TOP1, lambda: preds)  # the batch's top-1 classes (here given)
+    torch.testing.assert_close(ctx.map("rise"), module.explainers["rise"](model, images, preds), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ctx.map("rise@label"), module.explainers["rise"](model, images, labels), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ctx.map("gradient@label"), module.explainers["gradient"](model, images, labels))
+    assert ctx.cached(RISE_SCORES, lambda: None).shape == (3, 20, 3), "one all-classes RISE pass serves both targets"
 
 
 @pytest.mark.parametrize(

@@ -26,7 +26,7 @@ from lightning_modules.utils import REPO_ROOT
 from replications.petsiuk2018 import pointing_models as pm
 from paper_files import save_with_sha_prefix, write_imagenet_val
 from replications.petsiuk2018.__main__ import main
-from replications.petsiuk2018.experiments import DELETION_SUBSTRATES
+from replications.petsiuk2018.experiments.a_causal import DELETION_SUBSTRATES
 
 torch.set_num_threads(1)
 

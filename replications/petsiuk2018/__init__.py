@@ -1,7 +1,10 @@
 """Petsiuk, Das & Saenko 2018, RISE: Randomized Input Sampling for Explanation of Black-box Models."""
 
+from replications.petsiuk2018.experiments import experiment_names
+
 PAPER = {
     "title": "RISE: Randomized Input Sampling for Explanation of Black-box Models",
     "citation": "V. Petsiuk, A. Das, K. Saenko. RISE: Randomized Input Sampling for Explanation of Black-box Models. BMVC 2018.",
-    "experiments": ["deletion/insertion (Table 1)", "pointing game (Table 2)", "stability vs N", "benchmark"],
+    # one file per experiment under experiments/
+    "experiments": experiment_names(),
 }

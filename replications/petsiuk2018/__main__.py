@@ -2,7 +2,7 @@
 
 from replications.cli import run
 from replications.petsiuk2018.data import RiseData
-from replications.petsiuk2018.experiments import RiseReplication
+from replications.petsiuk2018.replication import RiseReplication
 
 
 def main(args=None):
