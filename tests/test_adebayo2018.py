@@ -9,7 +9,7 @@ import torch
 from replications.adebayo2018.data import SanityChecksData
 import yaml
 
-from replications.adebayo2018.experiments import AdebayoReplication
+from replications.adebayo2018.replication import AdebayoReplication
 from replications.cli import run
 
 REPO = Path(__file__).resolve().parents[1]

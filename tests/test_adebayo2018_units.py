@@ -64,7 +64,7 @@ def test_accuracy_known_answer():
 
 
 def test_similarity_summary_per_sample_and_scalar():
-    from replications.adebayo2018.experiments import summarize_similarity
+    from replications.adebayo2018.maps import summarize_similarity
 
     s = summarize_similarity({"a": torch.tensor([1.0, 3.0]), "b": torch.tensor(0.5), "c": torch.tensor([float("nan"), 2.0])})
     assert s["a"] == {"mean": 2.0, "std": 1.0, "n": 2, "undefined": 0}
@@ -139,9 +139,9 @@ def test_configs_have_seed_and_trainer(profile):
     cfg = yaml.safe_load((REPO / "configs" / "adebayo2018" / f"{profile}.yaml").read_text())
     assert "seed_everything" in cfg
     assert "trainer" in cfg and "accelerator" in cfg["trainer"]
-    from replications.adebayo2018.experiments import DataRandomisationExperiment
+    from replications.adebayo2018.experiments.c_data_randomisation import DataRandomisationConfig
 
-    exps = [DataRandomisationExperiment.parse(n, e) for n, e in cfg["model"]["data_randomisation"].items()]
+    exps = [DataRandomisationConfig.parse(n, e) for n, e in cfg["model"]["data_randomisation"].items()]
     assert exps and all(isinstance(e.random, TrainingConfig) for e in exps)
     assert set(cfg["model"]["model_randomisation"]) <= {e.name for e in exps if e.true is not None}
 

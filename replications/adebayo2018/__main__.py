@@ -1,7 +1,7 @@
 """``python -m replications.adebayo2018 fit|validate|test [--config configs/adebayo2018/<profile>.yaml]``."""
 
 from replications.adebayo2018.data import SanityChecksData
-from replications.adebayo2018.experiments import AdebayoReplication
+from replications.adebayo2018.replication import AdebayoReplication
 from replications.cli import run
 
 

@@ -1,5 +1,6 @@
 """Figures of the sanity-check report: the stage grid (paper Fig. 2), similarity curves (Fig. 4) and the
-data randomisation maps (Fig. 5)."""
+data randomisation maps (Fig. 5). Pure functions of the plain results and the figure tensors the experiments keep
+(``examples()``); :mod:`replications.adebayo2018.report` calls them."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
+
+from replications.adebayo2018.constants import LABELS  # noqa: E402
 
 MEASURE_TITLES = {"spearman_abs": "Spearman (|map|)", "spearman": "Spearman (signed)", "spearman_no_abs": "Spearman (signed)",
                   "ssim": "SSIM", "hog": "HOG similarity"}
@@ -25,19 +28,15 @@ def _image(x: torch.Tensor):
     return x[0] if x.shape[0] == 1 else x.permute(1, 2, 0)
 
 
-def stage_grid(rep, model: str, mode: str, example: int = 0):
-    ex = rep.runners[model].examples
-    order = rep.runners[model].order
-    methods = list(rep.runners[model].explainers)
+def stage_grid(ex: dict, order: list[str], methods: list[str], model: str, mode: str, example: int = 0):
+    """``ex``: the examples of ``model`` under ``mode`` (``images``, ``original`` and ``stages``: stage -> maps)."""
     cols = 2 + len(order)
     fig, axes = plt.subplots(len(methods), cols, figsize=(1.3 * cols, 1.3 * len(methods)), squeeze=False)
-    from replications.adebayo2018.experiments import LABELS
-
     for i, m in enumerate(methods):
         axes[i, 0].imshow(_image(ex["images"][example]), cmap="gray")
         axes[i, 1].imshow(_show(ex["original"][m][example]), cmap="gray")
         for j, stage in enumerate(order):
-            axes[i, 2 + j].imshow(_show(ex["stages"][mode][stage][m][example]), cmap="gray")
+            axes[i, 2 + j].imshow(_show(ex["stages"][stage][m][example]), cmap="gray")
         axes[i, 0].set_ylabel(LABELS.get(m, m), rotation=0, ha="right", va="center", fontsize=7)
     titles = ["input", "original"] + [s.replace("net.", "") for s in order]
     for j, t in enumerate(titles):
@@ -50,14 +49,11 @@ def stage_grid(rep, model: str, mode: str, example: int = 0):
     return fig
 
 
-def similarity_curves(rep, model: str, mode: str):
-    res = rep.summary_model[model][mode]
-    order = rep.runners[model].order
-    methods = list(rep.runners[model].explainers)
+def similarity_curves(res: dict, order: list[str], methods: list[str]):
+    """``res``: stage -> method -> measure -> {"mean", "std", ...} (the summaries of one model and mode)."""
     measures = list(res[order[0]][methods[0]])
     measures = [m for m in measures if m in MEASURE_TITLES] or measures
     fig, axes = plt.subplots(1, len(measures), figsize=(3.2 * len(measures), 3.0), squeeze=False)
-    from replications.adebayo2018.experiments import LABELS
 
     xs = list(range(len(order) + 1))
     for ax, meas in zip(axes[0], measures):
@@ -78,13 +74,12 @@ def similarity_curves(rep, model: str, mode: str):
     return fig
 
 
-def data_randomisation_grid(rep, name: str):
-    """Paper Fig. 5: per image, every method's map of the true-label and of the random-label model."""
-    ex = rep.data_examples[name]
+def data_randomisation_grid(ex: dict, name: str):
+    """Paper Fig. 5: per image, every method's map of the true-label and of the random-label model (``ex``: the
+    data randomisation test's examples)."""
     methods = ex["methods"]
     n = ex["images"].shape[0]
     fig, axes = plt.subplots(n, 1 + 2 * len(methods), figsize=(1.0 * (1 + 2 * len(methods)), 1.15 * n), squeeze=False)
-    from replications.adebayo2018.experiments import LABELS
 
     for i in range(n):
         axes[i, 0].imshow(_image(ex["images"][i]), cmap="gray")
