@@ -22,6 +22,7 @@ import lightning.pytorch as pl
 import torch
 import torch.nn as nn
 
+from lightning_modules import progress
 from lightning_modules.data.schema import evidence_of
 
 
@@ -151,17 +152,22 @@ class ExperimentReplication(pl.LightningModule):
         ctx = self.batch_context(batch, split, batch_idx)
         for e in self.experiments.values():
             if split in e.splits:
+                progress.note(f"{split} batch {batch_idx + 1}: {e.name}")  # display only: which experiment now
                 e.update(ctx)
 
     def on_test_epoch_end(self) -> None:
         results: dict = {}
-        for e in self.experiments.values():
-            for key, value in e.compute().items():
-                # experiments that report under one key (one attack, two experiments) add disjoint entries to it
-                if key in results and not (isinstance(value, dict) and isinstance(results[key], dict)
-                                           and not set(value) & set(results[key])):
-                    raise ValueError(f"experiment {e.name!r} reports {key!r} again")
-                results[key] = {**results[key], **value} if key in results else value
+        # display only: which experiment's results are being computed (some compute for long, e.g. a benchmark)
+        with progress.stage("experiment results", total=len(self.experiments), unit="experiments", detail=True) as bar:
+            for e in self.experiments.values():
+                bar.note(e.name)
+                for key, value in e.compute().items():
+                    # experiments that report under one key (one attack, two experiments) add disjoint entries to it
+                    if key in results and not (isinstance(value, dict) and isinstance(results[key], dict)
+                                               and not set(value) & set(results[key])):
+                        raise ValueError(f"experiment {e.name!r} reports {key!r} again")
+                    results[key] = {**results[key], **value} if key in results else value
+                bar.advance()
         results["timings_s"] = dict(self.timings)
         self.results = results
 

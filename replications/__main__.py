@@ -78,6 +78,7 @@ def cmd_check(papers: list[str] | None = None) -> int:
     if not papers:
         problems.append("no paper packages found under replications/")
     checked = 0
+    summaries: list[str] = []
     unknown = sorted(set(papers) - set(list_papers()))
     if unknown:
         problems.append(f"unknown paper(s) {unknown}; known: {list_papers()}")
@@ -99,8 +100,17 @@ def cmd_check(papers: list[str] | None = None) -> int:
                                   if has_code else None, render=contract(name).render)
         if isinstance(results, dict) and isinstance(results.get("claims"), list):
             checked += len(results["claims"])
+            if isinstance(results.get("claim_counts"), dict):
+                from replications.summary import summary_line
+
+                summaries.append(summary_line(results, res_path.parent))
     for w in warnings:
         print(f"warning: {w}")
+    # the closing summary: what each checked report says (read from its results.json)
+    for line in summaries:
+        print(line)
+    if summaries:
+        print("re-render one: python -m replications.<paper> report reports/<paper>")
     if problems:
         print(f"check FAILED ({len(problems)} problems):")
         for p in problems:
@@ -110,7 +120,50 @@ def cmd_check(papers: list[str] | None = None) -> int:
     return 0
 
 
+#: where each benchmark writes its report without ``--out``
+BENCH_OUT = {"explainers": "reports/benchmarks/explainers.md", "metrics": "reports/benchmarks/metrics.md",
+             "paper-scale": str(REPO_ROOT / "reports" / "benchmarks" / "paper_scale.md"),
+             "validity": str(REPO_ROOT / "reports" / "benchmarks")}
+
+
+def bench_report_path(what: str, extra: list[str]) -> str:
+    """The report a benchmark writes (its ``--out``, else its default; validity's is ``validity.md`` there)."""
+    out = BENCH_OUT[what]
+    for i, a in enumerate(extra):
+        if a == "--out" and i + 1 < len(extra):
+            out = extra[i + 1]
+        elif a.startswith("--out="):
+            out = a.split("=", 1)[1]
+    return str(os.path.join(out, "validity.md")) if what == "validity" else out
+
+
 def cmd_bench(what: str, extra: list[str] | None = None) -> int:
+    import resource
+    import time
+
+    if what not in BENCH_OUT:
+        print(f"unknown benchmark {what!r}; use 'explainers', 'metrics', 'paper-scale' or 'validity'")
+        return 2
+    extra = list(extra or [])
+    if any(a in ("-h", "--help") for a in extra):
+        return _bench_main(what, extra)
+    started = time.perf_counter()
+    cpu = lambda: sum(getattr(resource.getrusage(w), f) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)  # noqa: E731
+                      for f in ("ru_utime", "ru_stime"))
+    cpu0 = cpu()
+    code = _bench_main(what, extra)
+    from lightning_modules.progress import duration
+    from replications.summary import shown_path
+
+    path = bench_report_path(what, extra)
+    print(f"bench {what}: report written to {shown_path(path)}" if os.path.exists(path)
+          else f"bench {what}: no report written ({shown_path(path)} does not exist)")
+    print(f"  time      {duration(time.perf_counter() - started)} wall, {duration(cpu() - cpu0)} CPU")
+    print(f"  re-run    python -m replications bench {what}" + (" " + " ".join(extra) if extra else ""))
+    return code
+
+
+def _bench_main(what: str, extra: list[str]) -> int:
     if what == "explainers":
         from lightning_modules.benchmarks.explainers import main
     elif what == "metrics":
@@ -119,10 +172,9 @@ def cmd_bench(what: str, extra: list[str] | None = None) -> int:
         from lightning_modules.benchmarks.paper_scale import main
     elif what == "validity":
         from lightning_modules.benchmarks.validity import main
-    else:
-        print(f"unknown benchmark {what!r}; use 'explainers', 'metrics', 'paper-scale' or 'validity'")
+    else:  # pragma: no cover - checked by cmd_bench
         return 2
-    main(list(extra or []))
+    main(list(extra))
     return 0
 
 

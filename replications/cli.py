@@ -6,6 +6,11 @@ Two additions make ``fit`` a whole replication:
 - without ``--config``, the paper's ``configs/<paper>/default.yaml`` is used (the embedded replication);
 - after ``fit`` the CLI runs ``test`` on the same trainer, and the module writes ``reports/<paper>/``
   at the end of ``test`` (rank zero only), so ``fit`` alone gives a full replication.
+
+What a user sees (#44): one progress display of the run's stages (``lightning_modules.progress``: the training and
+test passes, ROAR retrainings, mask optimisations, attacks; redrawn on a terminal, one line per stage otherwise),
+then a closing summary read from the written report (``replications.summary``). ``--quiet`` leaves only errors and
+the summary. W&B's own terminal output is silenced; the summary says where an offline run was saved.
 """
 
 from __future__ import annotations
@@ -20,7 +25,10 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.cli import LightningCLI
+
+from lightning_modules import progress
 
 from lightning_modules.reporting import Report
 from lightning_modules.utils import REPO_ROOT
@@ -35,6 +43,42 @@ def wandb_logged_in() -> bool:
         return True
     netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
     return netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="ignore")
+
+
+#: W&B's deprecation warning on the ``anonymous`` argument that Lightning's WandbLogger always passes (None)
+_WANDB_ANONYMOUS = "The anonymous setting has no effect and will be removed in a future version."
+
+
+def quiet_wandb() -> None:
+    """W&B prints eleven lines per run (a deprecation warning Lightning triggers, the offline-sync hint at start and
+    again at exit, ...); the closing summary says the one that matters (where an offline run was saved and the
+    ``wandb sync`` command). ``WANDB_SILENT`` set by the user (``false``) is respected."""
+    os.environ.setdefault("WANDB_SILENT", "true")
+    if os.environ["WANDB_SILENT"].lower() not in ("true", "1", "yes"):
+        return
+    try:  # the warning is raised while W&B validates its settings, before WANDB_SILENT applies: mark it as printed
+        import wandb.errors.term as term
+
+        term._printed_messages.add(f"{term.WARN_STRING} {_WANDB_ANONYMOUS}")
+    except (ImportError, AttributeError):  # pragma: no cover - another wandb version
+        pass
+
+
+def wandb_summary(logger) -> str | None:
+    """``offline run saved to X; `wandb sync X` to upload`` (or the online run's address) for a W&B logger whose run
+    was started; None otherwise."""
+    run = getattr(logger, "_experiment", None)
+    if run is None or not hasattr(run, "dir"):
+        return None
+    try:
+        if getattr(run, "offline", False):
+            from replications.summary import shown_path
+
+            where = shown_path(Path(run.dir).parent)
+            return f"offline run saved to {where}; `wandb sync {where}` to upload"
+        return f"run at {run.url}" if getattr(run, "url", None) else None
+    except Exception:  # pragma: no cover - a finished or broken run
+        return None
 
 
 def default_logger() -> dict | bool:
@@ -140,8 +184,10 @@ class ReplicationModule(pl.LightningModule):
             report.add_claims(claims_for(self.paper, report.plain_results, self.profile))
             report.findings = findings_for(self.paper, [c.to_dict() for c in report.claims], self.profile)
         out_dir = out_dir or self.run_info.get("report_dir")
-        report.write(out_dir)
-        report.log_wandb(self.logger)
+        with progress.stage(f"{self.paper} report"):
+            #: where the report was written (the closing summary reads it back)
+            self.report_written = report.write(out_dir)
+            report.log_wandb(self.logger)
         return report
 
     def on_test_end(self) -> None:
@@ -152,7 +198,9 @@ class ReplicationModule(pl.LightningModule):
 #: Lightning's messages for a fit loop with nothing to train, which is by design for the papers that learn inside
 #: ``test`` or in nested runs (``max_epochs: 0``, an empty ``train_dataloader``): noise for a newcomer.
 _NOTHING_TO_TRAIN_INFO = re.compile(r"^`Trainer\.fit` stopped: (No training batches\.|`max_epochs=0` reached\.)$|"
-                                    r"^💡 Tip: For seamless cloud logging")
+                                    r"^💡 Tip: For seamless cloud logging|"
+                                    # the accelerator lines, only when they matter (a GPU / TPU / HPU is there)
+                                    r"^(GPU|TPU|HPU|IPU) available: False\b")
 _NOTHING_TO_TRAIN_WARNINGS = (
     r"Total length of `(list|CombinedLoader)` across ranks is zero\. Please make sure this was your intention\.",
     r"`LightningModule\.configure_optimizers` returned `None`, this fit will run with no optimizer",
@@ -174,6 +222,76 @@ def quiet_nothing_to_train() -> None:
         log.addFilter(_DropInfo())
 
 
+class ProgressCallback(Callback):
+    """The run's stages in :mod:`lightning_modules.progress`, for every paper: the training pass (batches of all
+    epochs), the test pass (batches of every test loader; ``ExperimentReplication`` notes which experiment runs on
+    which batch), the work after the last batch (results, ROAR retrainings, ...). Display only."""
+
+    def __init__(self):
+        self._stage: progress.Stage | None = None
+
+    def _close(self) -> None:
+        if self._stage is not None:
+            self._stage.close()
+            self._stage = None
+
+    @staticmethod
+    def _name(pl_module) -> str:
+        return getattr(pl_module, "paper", "") or type(pl_module).__name__
+
+    @staticmethod
+    def _total(batches) -> int | None:
+        batches = batches if isinstance(batches, (list, tuple)) else [batches]
+        total = sum(batches) if batches else 0
+        return int(total) if total != float("inf") else None
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        per_epoch = self._total(trainer.num_training_batches)
+        epochs = trainer.max_epochs if trainer.max_epochs is not None and trainer.max_epochs >= 0 else None
+        if per_epoch == 0 or epochs == 0:
+            return
+        self._close()
+        total = per_epoch * epochs if per_epoch is not None and epochs is not None else None
+        self._stage = progress.stage(f"{self._name(pl_module)} training", total=total, unit="batches")
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self._stage is not None:
+            self._stage.note(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}")
+            self._stage.advance()
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._close()
+
+    def on_test_epoch_start(self, trainer, pl_module) -> None:
+        self._close()
+        self._stage = progress.stage(f"{self._name(pl_module)} test pass", total=self._total(trainer.num_test_batches),
+                                     unit="batches")
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        if self._stage is not None:
+            self._stage.advance()
+
+    def on_test_epoch_end(self, trainer, pl_module) -> None:
+        # runs before the module's own hook, which computes the results (and, for some papers, runs for long)
+        self._close()
+        self._stage = progress.stage(f"{self._name(pl_module)} results")
+
+    def on_test_end(self, trainer, pl_module) -> None:
+        self._close()  # before the module's hook, which writes the report
+
+    def on_exception(self, trainer, pl_module, exception) -> None:
+        self._stage = None
+        progress.close_all(error=exception)
+
+
+def set_quiet(quiet: bool) -> None:
+    """``--quiet``: no progress, no Lightning information lines (seed, accelerators), no W&B line; warnings, errors
+    and the closing summary remain."""
+    progress.set_quiet(quiet)
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING if quiet else logging.INFO)
+
+
 class ReplicationCLI(LightningCLI):
     """LightningCLI for one paper; see the module docstring.
 
@@ -183,6 +301,9 @@ class ReplicationCLI(LightningCLI):
     def __init__(self, model_class, paper: str, datamodule_class=None, args=None, **kwargs):
         self.paper = paper
         argv = list(sys.argv[1:] if args is None else args)
+        # read before parsing: the seed line is printed while the arguments are applied
+        self.quiet = "--quiet" in argv[1:] and "--help" not in argv and "-h" not in argv
+        set_quiet(self.quiet)
         if argv and argv[0] in SUBCOMMANDS and not any(a == "--config" or a.startswith("--config=") for a in argv):
             argv[1:1] = ["--config", str(REPO_ROOT / "configs" / paper / "default.yaml")]
         self._config_path = self._find_config(argv)
@@ -192,6 +313,7 @@ class ReplicationCLI(LightningCLI):
                                      argument="report destination" + (" ($SALIENCY_REPORT_DIR)"
                                                                        if os.environ.get("SALIENCY_REPORT_DIR") else ""))
         quiet_nothing_to_train()
+        quiet_wandb()
         self._started_at = time.time()
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         kwargs.setdefault(
@@ -205,7 +327,18 @@ class ReplicationCLI(LightningCLI):
             },
         )
         kwargs.setdefault("seed_everything_default", 0)
-        super().__init__(model_class, datamodule_class, args=argv, **kwargs)
+        try:
+            super().__init__(model_class, datamodule_class, args=argv, **kwargs)
+        except BaseException as e:
+            progress.close_all(error=e)
+            raise
+
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.add_argument("--quiet", action="store_true",
+                            help="print only errors and the closing summary (no progress, no information lines)")
+
+    def _instantiate_trainer(self, config, callbacks):
+        return super()._instantiate_trainer(config, [*callbacks, ProgressCallback()])
 
     def parse_arguments(self, parser, args) -> None:
         # ``args`` already holds the command line (with the default config inserted); hiding sys.argv avoids
@@ -235,7 +368,7 @@ class ReplicationCLI(LightningCLI):
             "profile": profile,
             "config_path": cfg_path,
             "seed": sub.get("seed_everything"),
-            "config": _plain(sub),
+            "config": {k: v for k, v in _plain(sub).items() if k != "quiet"},  # --quiet is not a setting
             "started_at": self._started_at,
             "subcommand": self.subcommand,
             "report_dir": report_dir(self.paper, profile),
@@ -256,6 +389,27 @@ class ReplicationCLI(LightningCLI):
         # ``fit`` is a whole replication: evaluate and write the report on the same trainer.
         if isinstance(self.model, ReplicationModule):
             self.trainer.test(self.model, datamodule=self.datamodule, verbose=False)
+            self.print_summary()
+
+    def after_test(self) -> None:
+        self.print_summary()
+
+    def print_summary(self) -> None:
+        """The closing summary (``replications.summary``), read from the report this run wrote (rank zero)."""
+        written = getattr(self.model, "report_written", None)
+        if written is None or not self.trainer.is_global_zero or os.environ.get("SALIENCY_SUMMARY") == "0":
+            return
+        from lightning_modules.reporting import load_results
+        from replications.summary import print_summary
+
+        results_path = Path(written) / "results.json"
+        if not results_path.is_file():
+            return
+        extra = []
+        wandb_line = None if self.quiet else wandb_summary(self.trainer.logger)
+        if wandb_line:
+            extra.append(("W&B", wandb_line))
+        print_summary(load_results(results_path), written, extra=extra)
 
 
 def report_dir(paper: str, profile: str) -> Path | None:

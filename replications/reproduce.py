@@ -72,24 +72,44 @@ def committed_results(paper: str, profile: str, repo_root: Path = REPO_ROOT) -> 
     return repo_root / "tests" / "snapshots" / f"{paper}_{profile}.json"
 
 
-def run_profile(paper: str, profile: str, out_dir: Path, repo_root: Path = REPO_ROOT, extra: list[str] | None = None) -> Path:
-    """Run ``python -m replications.<paper> fit`` on ``configs/<paper>/<profile>.yaml`` writing into ``out_dir``."""
+def run_profile(paper: str, profile: str, out_dir: Path, repo_root: Path = REPO_ROOT, extra: list[str] | None = None,
+                show_progress: bool = False) -> Path:
+    """Run ``python -m replications.<paper> fit`` on ``configs/<paper>/<profile>.yaml`` writing into ``out_dir``.
+
+    ``show_progress``: the run's progress goes to this process's stdout (a terminal shows its display, a log one
+    line per stage); otherwise its output is captured. Its own closing summary is left out (``reproduce`` prints
+    one); its stderr is kept for the error message."""
     config = repo_root / "configs" / paper / f"{profile}.yaml"
     if not config.is_file():
         raise FileNotFoundError(f"no profile {profile!r} for {paper}: {config} does not exist")
-    env = dict(os.environ, SALIENCY_REPORT_DIR=str(out_dir), WANDB_MODE="disabled")
+    env = dict(os.environ, SALIENCY_REPORT_DIR=str(out_dir), WANDB_MODE="disabled", SALIENCY_SUMMARY="0")
     env["PYTHONPATH"] = str(repo_root) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     cmd = [sys.executable, "-m", f"replications.{paper}", "fit", "--config", str(config), *(extra or [])]
-    proc = subprocess.run(cmd, cwd=repo_root, env=env, capture_output=True, text=True)
+    if show_progress:
+        sys.stdout.flush()
+        proc = subprocess.run(cmd, cwd=repo_root, env=env, stdout=None, stderr=subprocess.PIPE, text=True)
+    else:
+        proc = subprocess.run(cmd, cwd=repo_root, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"`{' '.join(cmd)}` failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
     return out_dir / "results.json"
 
 
+def report_record(results: dict) -> dict:
+    """What the closing summary reads from a report's results.json (``replications.summary``)."""
+    return {"paper": results.get("paper"), "profile": results.get("profile"),
+            "claim_counts": results.get("claim_counts"),
+            "findings": [{"id": f["id"], "status": f["status"]} for f in results.get("findings") or []] or None,
+            "wall_time_s": results.get("wall_time_s"),
+            "environment": {"cpu_time_s": (results.get("environment") or {}).get("cpu_time_s")}}
+
+
 def reproduce(paper: str, profile: str = "default", rtol: float | None = None, atol: float | None = None,
-              repo_root: Path = REPO_ROOT, keep: Path | None = None) -> tuple[list[str], dict]:
+              repo_root: Path = REPO_ROOT, keep: Path | None = None,
+              show_progress: bool = False) -> tuple[list[str], dict]:
     """``(differences, summary)`` of a fresh run of ``paper``/``profile`` against the committed numbers (``rtol`` /
-    ``atol`` None: the paper's ``TOLERANCES``)."""
+    ``atol`` None: the paper's ``TOLERANCES``). ``summary["report"]``: the new report's counts and times
+    (:func:`report_record`); ``summary["report_dir"]``: where it was kept (None: a temporary folder, deleted)."""
     tol = tolerance(paper)
     rtol = tol.rtol if rtol is None else rtol
     atol = tol.atol if atol is None else atol
@@ -100,11 +120,12 @@ def reproduce(paper: str, profile: str = "default", rtol: float | None = None, a
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix=f"reproduce-{paper}-") as tmp:
         out = Path(keep) if keep else Path(tmp) / "report"
-        actual = load_results(run_profile(paper, profile, out, repo_root))
+        actual = load_results(run_profile(paper, profile, out, repo_root, show_progress=show_progress))
     diffs = diff_reports(expected, actual, rtol=rtol, atol=atol)
     statuses = {c["id"]: c["status"] for c in actual.get("claims", [])}
     summary = {"paper": paper, "profile": profile, "against": str(expected_path), "rtol": rtol, "atol": atol,
-               "claims": len(statuses), "wall_s": round(time.perf_counter() - started, 1)}
+               "claims": len(statuses), "wall_s": round(time.perf_counter() - started, 1),
+               "report_dir": str(keep) if keep else None, "report": report_record(actual)}
     return diffs, summary
 
 
@@ -117,6 +138,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--rtol", type=float, default=None, help="default: the paper's measured tolerance (TOLERANCES)")
     p.add_argument("--atol", type=float, default=None)
     p.add_argument("--keep", type=Path, default=None, help="write the new report here instead of a temporary folder")
+    p.add_argument("--quiet", action="store_true", help="no progress of the run: only errors, the summary and the verdict")
     args = p.parse_args(argv)
     from replications import list_papers
 
@@ -124,13 +146,17 @@ def main(argv: list[str]) -> int:
         print(f"unknown paper {args.paper!r}; known: {list_papers()}")
         return 2
     try:
-        diffs, summary = reproduce(args.paper, args.profile, args.rtol, args.atol, keep=args.keep)
+        diffs, summary = reproduce(args.paper, args.profile, args.rtol, args.atol, keep=args.keep,
+                                   show_progress=not args.quiet)
     except (FileNotFoundError, RuntimeError) as e:
         print(f"reproduce {args.paper}: {e}")
         return 2
     head = (f"reproduce {summary['paper']} ({summary['profile']}): {summary['claims']} claims, against "
             f"{Path(summary['against']).relative_to(REPO_ROOT) if Path(summary['against']).is_relative_to(REPO_ROOT) else summary['against']}, "
             f"rtol {summary['rtol']:g}, atol {summary['atol']:g}, {summary['wall_s']:.0f} s")
+    from replications.summary import print_summary
+
+    print_summary(summary["report"], summary["report_dir"])
     if diffs:
         print(f"{head}: FAILED, {len(diffs)} numbers or statuses differ:")
         for d in diffs[:100]:

@@ -47,6 +47,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
+from lightning_modules import progress
+
 ATTACKS = ("random", "topk", "center", "targeted")
 METHODS = ("gradient", "integrated_gradients", "deeplift")
 MEASURES = ("intersection", "mass_center")
@@ -362,21 +364,25 @@ class FragilityAttack:
         accepted = torch.zeros(b, dtype=torch.long, device=x0.device)
         rejected = torch.zeros_like(accepted)
         at_steps = {}
-        for step in range(1, self.steps + 1):
-            cand = linf_project(x + self.alpha * self._direction(surrogate, x, labels, ref, gen), x0, self.epsilon)
-            with torch.no_grad():
-                keep = model(cand).argmax(1) == labels
-            accepted += keep
-            rejected += ~keep
-            x = cand if self.on_flip == "continue" else torch.where(keep.view(-1, 1, 1, 1), cand, x)
-            last_kept = torch.where(keep.view(-1, 1, 1, 1), cand, last_kept)
-            if self.keep_best:
-                crit = self._criterion(self.maps(model, cand, labels), ref)
-                better = keep & (crit > best_crit)
-                best_crit = torch.where(better, crit, best_crit)
-                best_x = torch.where(better.view(-1, 1, 1, 1), cand, best_x)
-            if step in self.record_steps:
-                at_steps[step] = (best_x if self.keep_best else last_kept).clone()
+        # progress only: an inner loop, shown on a terminal beside its stage (touches no generator or tensor)
+        with progress.stage(f"attack {self.attack} on {self.method} (eps {255 * self.epsilon:.3g}/255, {b} images)",
+                            total=self.steps, unit="steps", detail=True) as bar:
+            for step in range(1, self.steps + 1):
+                cand = linf_project(x + self.alpha * self._direction(surrogate, x, labels, ref, gen), x0, self.epsilon)
+                with torch.no_grad():
+                    keep = model(cand).argmax(1) == labels
+                accepted += keep
+                rejected += ~keep
+                x = cand if self.on_flip == "continue" else torch.where(keep.view(-1, 1, 1, 1), cand, x)
+                last_kept = torch.where(keep.view(-1, 1, 1, 1), cand, last_kept)
+                if self.keep_best:
+                    crit = self._criterion(self.maps(model, cand, labels), ref)
+                    better = keep & (crit > best_crit)
+                    best_crit = torch.where(better, crit, best_crit)
+                    best_x = torch.where(better.view(-1, 1, 1, 1), cand, best_x)
+                if step in self.record_steps:
+                    at_steps[step] = (best_x if self.keep_best else last_kept).clone()
+                bar.advance()
         final = best_x if self.keep_best else last_kept
         with torch.no_grad():
             final_labels = model(final).argmax(1)

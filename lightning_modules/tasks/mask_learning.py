@@ -37,6 +37,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torchvision.transforms.v2.functional import gaussian_blur
 
+from lightning_modules import progress
 from lightning_modules.validation import check_images, check_targets
 
 GAMES = ("deletion", "preservation")
@@ -296,27 +297,31 @@ def _learn(model, images, targets, cfg: MaskConfig, px: dict, gen: torch.Generat
         shifts = torch.randint(0, 2 * j + 1, (max(cfg.iterations, 1), 2), generator=gen).tolist()
     losses = torch.zeros(cfg.iterations, b, device=images.device)
     scores = torch.zeros(cfg.iterations, b, device=images.device)
-    for it in range(cfg.iterations):
-        opt.zero_grad(set_to_none=True)
-        up = upsample(mask)
-        if j > 0:
-            dy, dx = shifts[it]
-            p0, d0 = sub_pad[..., dy:dy + h, dx:dx + w], diff_pad[..., dy:dy + h, dx:dx + w]
-        else:
-            p0, d0 = substrate, diff
-        score = class_scores(model, torch.addcmul(p0, up, d0), classes)
-        area = (1 - mask) if cfg.game == "deletion" else mask
-        l1 = area.abs().sum(dim=(1, 2, 3)) * cell_scale
-        tv = tv_norm(mask, cfg.tv_beta) * cell_scale
-        objective = score if cfg.game == "deletion" else 1 - score
-        loss = cfg.l1_coeff * l1 + cfg.tv_coeff * tv + objective
-        loss.sum().backward()  # per-image losses are independent: each mask gets its own gradient
-        opt.step()
-        with torch.no_grad():
-            mask.clamp_(0, 1)
-        if record:
-            losses[it] = loss.detach()
-            scores[it] = score.detach()
+    # progress only: an inner loop, shown on a terminal beside its stage (touches no generator or tensor)
+    with progress.stage(f"mask learning ({cfg.game}, {b} images)", total=cfg.iterations, unit="steps",
+                        detail=True) as bar:
+        for it in range(cfg.iterations):
+            opt.zero_grad(set_to_none=True)
+            up = upsample(mask)
+            if j > 0:
+                dy, dx = shifts[it]
+                p0, d0 = sub_pad[..., dy:dy + h, dx:dx + w], diff_pad[..., dy:dy + h, dx:dx + w]
+            else:
+                p0, d0 = substrate, diff
+            score = class_scores(model, torch.addcmul(p0, up, d0), classes)
+            area = (1 - mask) if cfg.game == "deletion" else mask
+            l1 = area.abs().sum(dim=(1, 2, 3)) * cell_scale
+            tv = tv_norm(mask, cfg.tv_beta) * cell_scale
+            objective = score if cfg.game == "deletion" else 1 - score
+            loss = cfg.l1_coeff * l1 + cfg.tv_coeff * tv + objective
+            loss.sum().backward()  # per-image losses are independent: each mask gets its own gradient
+            opt.step()
+            with torch.no_grad():
+                mask.clamp_(0, 1)
+            if record:
+                losses[it] = loss.detach()
+                scores[it] = score.detach()
+            bar.advance()
     with torch.no_grad():
         mask = mask.detach()
         up = upsample(mask)

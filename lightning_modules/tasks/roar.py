@@ -43,6 +43,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from lightning_modules import progress
 from lightning_modules.utils import atomic_write, torch_threads
 
 
@@ -294,6 +295,8 @@ class RoarPipeline:
         #: rows this pipeline read from finished results instead of retraining
         self.reused: list[dict] = []
         self._trained: set[Path] = set()
+        #: the progress stage of the runs in flight (``run`` / ``run_reference``); display only
+        self._stage: progress.Stage | None = None
         (self.work_dir / "results").mkdir(parents=True, exist_ok=True)
         (self.work_dir / "timings").mkdir(parents=True, exist_ok=True)
 
@@ -360,6 +363,8 @@ class RoarPipeline:
 
     def _one(self, method: str, fraction: float, seed: int, train: tuple, test: tuple, on_result) -> dict:
         path = self._result_path(method, fraction, seed)
+        if self._stage is not None:
+            self._stage.note(f"{method} {fraction:.2f} seed {seed}" + (" (cached)" if path.is_file() else ""))
         if path.is_file():
             row = json.loads(path.read_text())
             if path not in self._trained:  # (the reference row is read again after run_reference trained it)
@@ -377,13 +382,31 @@ class RoarPipeline:
             with atomic_write(path) as fh:
                 json.dump(row, fh)
             self._trained.add(path)
+        if self._stage is not None:
+            self._stage.advance()
         if on_result is not None:
             on_result(row)
         return row
 
+    def run_count(self, methods: int) -> int:
+        """How many (method, fraction, seed) rows ``run`` produces for ``methods`` attribution methods."""
+        cfg = self.config
+        per_method = len(cfg.fractions) * len(cfg.seeds) * (2 if cfg.mask_only_control else 1)
+        return (len(cfg.seeds) if cfg.reference else 0) + methods * per_method
+
+    def _progress(self, description: str, total: int) -> progress.Stage:
+        self._stage = progress.stage(f"{description} ({self.work_dir.name})", total=total, unit="runs")
+        return self._stage
+
     def run_reference(self, train: tuple, test: tuple, on_result: Callable[[dict], None] | None = None) -> list[dict]:
         """Retrain on the unmodified data, once per seed (method ``"none"``, fraction 0)."""
-        return [self._one(REFERENCE, 0.0, seed, train, test, on_result) for seed in self.config.seeds]
+        if self._stage is not None:  # inside ``run``: its stage counts these runs
+            return [self._one(REFERENCE, 0.0, seed, train, test, on_result) for seed in self.config.seeds]
+        with self._progress("ROAR reference model", len(self.config.seeds)):
+            try:
+                return [self._one(REFERENCE, 0.0, seed, train, test, on_result) for seed in self.config.seeds]
+            finally:
+                self._stage = None
 
     def trained_model(self, method: str, fraction: float, seed: int) -> torch.nn.Module:
         """The finished retraining of ``(method, fraction, seed)`` as a frozen eval model taking [0, 1] images
@@ -407,6 +430,13 @@ class RoarPipeline:
         attributions: dict[str, tuple[torch.Tensor, torch.Tensor]],
         on_result: Callable[[dict], None] | None = None,
     ) -> list[dict]:
+        with self._progress("ROAR retraining", self.run_count(len(attributions))):
+            try:
+                return self._run(train, test, attributions, on_result)
+            finally:
+                self._stage = None
+
+    def _run(self, train, test, attributions, on_result) -> list[dict]:
         cfg = self.config
         fill = train[0].mean(dim=(0, 2, 3))  # per-channel mean of the (unmodified) training set
         rows = self.run_reference(train, test, on_result) if cfg.reference else []
@@ -462,7 +492,8 @@ def cached_attributions(path: str | Path, compute: Callable[[], torch.Tensor]) -
     if path.is_file():
         return torch.load(path, map_location="cpu", weights_only=True)
     wall, cpu = time.perf_counter(), time.process_time()
-    maps = compute()
+    with progress.stage(f"attributions {path.parent.name}/{path.name}"):
+        maps = compute()
     timing = {"wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu}
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(path.with_name(path.name + ".timing.json")) as fh:
