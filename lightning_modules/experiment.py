@@ -16,6 +16,10 @@ data loaders and how a method's map is computed (:meth:`ExperimentReplication.ex
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+import re
+from pathlib import Path
 from typing import Any, Callable
 
 import lightning.pytorch as pl
@@ -174,3 +178,25 @@ class ExperimentReplication(pl.LightningModule):
     def examples(self) -> dict:
         """Every experiment's figure tensors, by experiment name."""
         return {name: e.examples() for name, e in self.experiments.items()}
+
+
+#: a paper's experiment files in the paper's order: ``<letter>_<name>.py``, then the others (``mask.py``, ``benchmark.py``)
+_LETTERED = re.compile(r"^[a-z]_[a-z_]+$")
+
+
+def experiment_names(package: str) -> list[str]:
+    """The experiment files of ``package`` (a paper's ``replications.<paper>.experiments``): the lettered ones in
+    the paper's order, then the others; files starting with ``_`` are helpers, not experiments."""
+    path = Path(importlib.import_module(package).__file__).parent
+    names = [m.name for m in pkgutil.iter_modules([str(path)]) if not m.name.startswith("_")]
+    return sorted(names, key=lambda n: (not _LETTERED.match(n), n))
+
+
+def experiment_modules(package: str) -> list:
+    """The experiment modules of ``package`` in the order they see a batch (each module's ``ORDER``); each has
+    ``build(rep) -> [Experiment]``, so adding an experiment is adding its file."""
+    modules = [importlib.import_module(f"{package}.{n}") for n in experiment_names(package)]
+    missing = [m.__name__ for m in modules if not hasattr(m, "ORDER") or not hasattr(m, "build")]
+    if missing:
+        raise AttributeError(f"experiment files {missing} need ORDER (where they see a batch) and build(rep)")
+    return sorted(modules, key=lambda m: m.ORDER)

@@ -411,7 +411,3 @@ class AdebayoReplication(ExperimentReplication, ReplicationModule):
             "training_threads": self.training_threads, "trained_models": self.trained_models,
         })
 
-    def build_report(self, report) -> None:
-        from replications.adebayo2018.report import build_report
-
-        build_report(report, plain(self.plain_results()), self.report_config(), self.examples())

@@ -12,24 +12,17 @@ gives both from one all-classes pass, the other methods re-explain only where th
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-import re
-from pathlib import Path
-
-_LETTERED = re.compile(r"^[a-z]_[a-z_]+$")
+from lightning_modules import experiment as _experiment
 
 
 def experiment_names() -> list[str]:
     """The experiment files of this package: the lettered ones in the paper's order, then the others."""
-    names = [m.name for m in pkgutil.iter_modules([str(Path(__file__).parent)]) if not m.name.startswith("_")]
-    return sorted(names, key=lambda n: (not _LETTERED.match(n), n))
+    return _experiment.experiment_names(__name__)
 
 
 def experiment_modules() -> list:
     """The experiment files' modules, in the order they see a batch (their ``ORDER``)."""
-    modules = [importlib.import_module(f"{__name__}.{n}") for n in experiment_names()]
-    return sorted(modules, key=lambda m: m.ORDER)
+    return _experiment.experiment_modules(__name__)
 
 
 def __getattr__(name: str):
