@@ -72,6 +72,7 @@ def cmd_check(papers: list[str] | None = None) -> int:
     """Verify every committed report against the code (see ``lightning_modules.reporting.verify``)."""
     from replications.contract import contract, findings_for, rebuild
 
+    with_scorecard = not papers  # `check` with no papers also verifies reports/scorecard/ (issue #41)
     papers = papers or list_papers()
     problems: list[str] = []
     warnings: list[str] = []
@@ -104,6 +105,10 @@ def cmd_check(papers: list[str] | None = None) -> int:
                 from replications.summary import summary_line
 
                 summaries.append(summary_line(results, res_path.parent))
+    if with_scorecard:
+        from lightning_modules.scorecard import verify_scorecard
+
+        problems += verify_scorecard()
     for w in warnings:
         print(f"warning: {w}")
     # the closing summary: what each checked report says (read from its results.json)
@@ -224,11 +229,19 @@ def main(argv: list[str] | None = None) -> int:
     p_bench = sub.add_parser("bench", help="run a benchmark")
     p_bench.add_argument("what", choices=["explainers", "metrics", "paper-scale", "validity"])
     p_bench.add_argument("extra", nargs=argparse.REMAINDER, help="options of the benchmark, e.g. --threads 1 --clock process")
+    p_score = sub.add_parser("scorecard", help="score your own saliency method under every valid protocol", add_help=False)
+    p_score.add_argument("extra", nargs=argparse.REMAINDER, help="--explainer module:Name [--init-args JSON] [--model M] "
+                                                                 "[--skip P,...] [--out DIR] (--help for all)")
     p_rep = sub.add_parser("reproduce", help="re-run a paper's profile and diff every number against the committed report")
     p_rep.add_argument("extra", nargs=argparse.REMAINDER, help="<paper> [--profile smoke] [--rtol R] [--atol A] [--keep DIR]")
     p_train = sub.add_parser("train-embedded", help="retrain shipped embedded models and ship their weights")
     p_train.add_argument("names", nargs="*", help="e.g. blackbox_default mnist_cnn_default")
     p_train.add_argument("--accelerator", default="cpu", help="v2 models only: Lightning accelerator (cpu, gpu, auto)")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["scorecard"]:  # its options start with "--", which argparse's REMAINDER would not take
+        from replications.scorecard import main as scorecard_main
+
+        return scorecard_main(argv[1:])
     args = parser.parse_args(argv)
     if args.cmd in (None, "list"):
         return cmd_list()

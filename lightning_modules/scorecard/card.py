@@ -61,8 +61,10 @@ def _protocols_to_run(bench: Bench, skip: set[str]) -> tuple[list[str], dict[str
     for p in PROTOCOLS:
         if p.name in skip:
             not_run[p.name] = "skipped (--skip)"
-        elif not bench.available(p):
-            not_run[p.name] = f"not run: the data has no {', '.join(f for f in p.needs if bench.data.get(f) is None)}"
+        elif not bench.available(p) or (p.name.startswith("localisation") and bench.data.get("box_labels") is None):
+            missing = [f for f in (*p.needs, *(("box_labels",) if p.name.startswith("localisation") else ()))
+                       if bench.data.get(f) is None]
+            not_run[p.name] = f"not run: the data has no {', '.join(missing)}"
         else:
             run.append(p.name)
     return run, not_run
@@ -86,11 +88,31 @@ def score_references(bench: Bench, protocols: list[str], log=print) -> dict:
     return out
 
 
+def cache_key(bench: Bench) -> str:
+    return f"{bench.setting.model.replace(':', '.')}_{bench.setting.key()}_{bench_fingerprint(bench)}_{code_hash()}"
+
+
+def _attacks(bench: Bench, cache_dir: Path | None, log=print) -> None:
+    """The attacked images (the same for every method), cached beside the built-in results."""
+    path = None if cache_dir is None else Path(cache_dir) / f"attacks_{cache_key(bench)}.pt"
+    if path is not None and path.is_file():
+        stored = torch.load(path, weights_only=True)
+        bench.attacked.update(stored["images"])
+        bench.info.update({k: float(v) for k, v in stored["info"].items()})
+        return
+    prepare_attacks(bench, log)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        info = {k: torch.tensor(v) for k, v in bench.info.items() if k.startswith("attack_")}
+        with atomic_write(path, "wb") as fh:
+            torch.save({"images": bench.attacked, "info": info}, fh)
+
+
 def builtin_results(bench: Bench, protocols: list[str], cache_dir: Path | None, log=print) -> dict:
     """References and built-in methods scored on every protocol, read from the cache when it holds them."""
     from lightning_modules.explainers import create_explainer
 
-    key = f"{bench.setting.model}_{bench.setting.key()}_{bench_fingerprint(bench)}_{code_hash()}"
+    key = cache_key(bench)
     path = None if cache_dir is None else Path(cache_dir) / f"builtins_{key}.json"
     if path is not None and path.is_file():
         cached = json.loads(path.read_text())
@@ -101,11 +123,17 @@ def builtin_results(bench: Bench, protocols: list[str], cache_dir: Path | None, 
     log(f"scoring the references and {len(bench.setting.builtins)} built-in methods (cached after this run)")
     w0, c0 = time.perf_counter(), time.process_time()
     maps = score_references(bench, protocols, log)
+    failed = {}
     for name, kwargs in bench.setting.builtin_kwargs().items():
         t = time.process_time()
-        maps[name] = score(bench, explainer_provider(create_explainer(name, **kwargs)), protocols, log=log)
+        try:
+            maps[name] = score(bench, explainer_provider(create_explainer(name, **kwargs)), protocols, log=log)
+        except (ValueError, RuntimeError, NotImplementedError) as e:  # e.g. Grad-CAM on an architecture it cannot read
+            failed[name] = f"{type(e).__name__}: {e}"
+            log(f"  {name}: not run on this model ({failed[name]})")
+            continue
         log(f"  {name}: {time.process_time() - t:.0f} s CPU")
-    cached = {"key": key, "protocols": protocols, "maps": maps, "info": bench.info,
+    cached = {"key": key, "protocols": protocols, "maps": maps, "failed_builtins": failed, "info": bench.info,
               "wall_s": round(time.perf_counter() - w0, 1), "cpu_s": round(time.process_time() - c0, 1)}
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -128,10 +156,16 @@ def run_scorecard(explainer, name: str, setting: Setting, *, skip: set[str] = fr
         raise NotImplementedError(f"--with {','.join(sorted(with_))}: the retraining protocols are not run by the "
                                   "scorecard yet (issue #41 follow-up); run the paper replications for them")
     w0, c0 = time.perf_counter(), time.process_time()
+    if model is not None and data is not None and not isinstance(getattr(model, "mean", None), torch.Tensor):
+        # the deletion / pixel-perturbation substrate is the model's mean colour: without one, the data's
+        model.mean = data["image"].float().mean((0, 2, 3))
     bench = load_bench(setting, model, data, log)
+    if bench.data.get("evidence_mask") is None:
+        raise ValueError("the data has no 'evidence_mask': the validity references (the oracle map) need the "
+                         "evidence ground truth (N, 1, H, W) bool")
     protocols, not_run = _protocols_to_run(bench, set(skip))
     if any(p.startswith("fragility") for p in protocols):
-        prepare_attacks(bench, log)
+        _attacks(bench, cache_dir, log)
     if any(p.endswith("randomisation") for p in protocols):
         prepare_randomised(bench)
     builtins = builtin_results(bench, protocols, cache_dir, log)
@@ -148,7 +182,9 @@ def run_scorecard(explainer, name: str, setting: Setting, *, skip: set[str] = fr
         "n_images": bench.n, "num_classes": bench.num_classes,
         "labels": [int(v) for v in d["label"]],
         "difficult": None if d.get("difficult") is None else [bool(v) for v in d["difficult"]],
-        "benchmark": builtins["info"], "builtin_methods": list(setting.builtin_kwargs()),
+        "benchmark": builtins["info"],
+        "builtin_methods": [m for m in setting.builtin_kwargs() if m in builtins["maps"]],
+        "builtin_failures": builtins.get("failed_builtins", {}),
         "protocols_run": protocols, "not_run": not_run,
         "values": {p: {m: r["values"][p] for m, r in {**builtins["maps"], name: new}.items()} for p in protocols},
         "curves": {m: r["curves"] for m, r in {**builtins["maps"], name: new}.items()},
@@ -219,6 +255,10 @@ def derive(results: dict) -> dict:
         enough = n >= 2 and (p != "pointing_object_difficult" and p != "pointing_evidence_difficult" or n >= 10)
         if not enough:
             out[p] = {"status": "not judged", "reason": f"only {n} images (needs 10)"}
+            continue
+        if len(builtins) < 2:
+            out[p] = {"status": "not judged", "reason": f"{len(builtins)} built-in method(s) ran on this model; the "
+                                                        "validity rule needs two"}
             continue
         spec = protocol_spec({m: vals[m] for m in (*REFERENCES, *builtins)}, proto.higher_is_better, classes=classes,
                              bound=proto.bound, checks=results["checks"].get(p))
@@ -330,6 +370,7 @@ def render_markdown(results: dict, derived: dict) -> str:
         lines.append("None.")
     lines += ["", "## Not run", ""]
     lines += [f"- `{p}`: {why}" for p, why in results["not_run"].items()] or ["None."]
+    lines += [f"- built-in `{m}`: not run on this model ({why})" for m, why in results.get("builtin_failures", {}).items()]
     b = results["benchmark"]
     lines += ["", "## Notes", "",
               "- Oracle: the ground truth as a map (`oracle_map`: the evidence, or the object for the object-GT protocols; "
@@ -438,9 +479,10 @@ def verify_scorecard(out_dir: Path = REPORT_DIR, example: Path | None = EXAMPLE)
         derived = _roundtrip(derive(base))
     except Exception as e:  # noqa: BLE001 -- any failure to re-derive is a problem to report
         return [f"scorecard: cannot re-derive {where}/results.json ({type(e).__name__}: {e})"]
-    if derived != results.get("derived"):
+    same = lambda a, b: json.dumps(a, sort_keys=True, default=float) == json.dumps(b, sort_keys=True, default=float)  # noqa: E731
+    if not same(derived, results.get("derived")):
         bad = sorted(k for k in set(derived) | set(results.get("derived") or {})
-                     if derived.get(k) != (results.get("derived") or {}).get(k))
+                     if not same(derived.get(k), (results.get("derived") or {}).get(k)))
         problems.append(f"scorecard: the stored verdicts / CIs / ranks differ from those re-derived from the stored "
                         f"values for {bad}; re-run the scorecard")
     md = render_markdown(base, derived)

@@ -259,7 +259,7 @@ def _maps(provider, bench: Bench, model, images, idx, key) -> torch.Tensor:
 def score(bench: Bench, provider, protocols: list[str], oracle_gt: str = "evidence", log=print) -> dict:
     """Per-image values ``protocol -> list`` of one provider, plus its mean curves, map cost and seconds."""
     from lightning_modules.metrics import DeletionAUC, InsertionAUC
-    from lightning_modules.metrics._progressive import trapezoid_auc
+    from lightning_modules.metrics.progressive import trapezoid_auc
     from lightning_modules.metrics.fragility import topk_intersection
     from lightning_modules.metrics.localisation import WeakLocalisation
     from lightning_modules.metrics.pixel_perturbation import PixelPerturbation
