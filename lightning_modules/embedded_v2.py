@@ -115,7 +115,7 @@ def evidence_check(model: torch.nn.Module, dataset: ScenesV2) -> dict:
       sigma 10, and RISE's insertion blur, kernel 11 sigma 5) or by the image's mean colour; ``s_null``: the
       whole image blurred with sigma 10. Near 0 = the perturbation removes the evidence.
     """
-    from lightning_modules.metrics._progressive import blur
+    from lightning_modules.metrics.progressive import blur
     from lightning_modules.metrics.suppression import null_blur
 
     images, labels = dataset.tensors()

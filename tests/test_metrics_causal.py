@@ -7,7 +7,7 @@ import torch
 
 from conftest_quantus import quantus
 from lightning_modules.metrics import DeletionAUC, InsertionAUC, PixelPerturbation
-from lightning_modules.metrics._progressive import trapezoid_auc
+from lightning_modules.metrics.progressive import trapezoid_auc
 
 H = W = 16
 REGION = (slice(4, 10), slice(5, 11))  # rows, cols of the evidence

@@ -14,7 +14,7 @@ from lightning_modules.data.schema import validate_batch
 from lightning_modules.data.scenes_v2 import (
     MAX_CLASSES, PROFILES, ScenesV2, ScenesV2DataModule, SyntheticScenesV2Config, class_name, is_coat_class, render_split,
 )
-from lightning_modules.metrics._progressive import blur
+from lightning_modules.metrics.progressive import blur
 from lightning_modules.metrics.localisation import box_iou
 
 CFG = PROFILES["smoke"]

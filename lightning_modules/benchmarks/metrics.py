@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from lightning_modules.metrics import DeletionAUC, InsertionAUC
-from lightning_modules.metrics._progressive import blur, forward_batch_sizes
+from lightning_modules.metrics.progressive import blur, forward_batch_sizes
 from lightning_modules.utils import REPO_ROOT, atomic_write
 
 N_IMAGES = 32

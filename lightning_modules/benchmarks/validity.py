@@ -144,7 +144,7 @@ def v1_eval_set(config, n: int, split: str = "test", root=None) -> EvalSet:
 
 def oracle_maps(evidence_mask: torch.Tensor) -> torch.Tensor:
     """The ground-truth evidence as a heatmap: mask + 0.5 * its Gaussian blur (sigma 3 px, normalised)."""
-    from lightning_modules.metrics._progressive import blur
+    from lightning_modules.metrics.progressive import blur
 
     m = evidence_mask.float()
     soft = blur(m, 19, 3.0)
@@ -180,7 +180,7 @@ def score_protocols(model, es: EvalSet, maps: dict[str, torch.Tensor], params: P
                     n_boot: int = N_BOOT, seed: int = 0) -> dict:
     """Every protocol's per-image values for every map, judged by ``judge``."""
     from lightning_modules.metrics import DeletionAUC, InsertionAUC
-    from lightning_modules.metrics._progressive import blur, eval_mode, target_scores
+    from lightning_modules.metrics.progressive import blur, eval_mode, target_scores
     from lightning_modules.metrics.localisation import WeakLocalisation
     from lightning_modules.metrics.pointing import boxes_to_mask, default_tolerance, pointing_hits
     from lightning_modules.metrics.suppression import SmallestSuppressingBox
@@ -195,7 +195,7 @@ def score_protocols(model, es: EvalSet, maps: dict[str, torch.Tensor], params: P
     ins = InsertionAUC(pixels_per_step=params.pixels_per_step, blur_kernel=params.insertion_blur_kernel,
                        blur_sigma=params.insertion_blur_sigma, max_batch=params.max_batch)
     curves = {"deletion": {}, "insertion": {}}
-    from lightning_modules.metrics._progressive import trapezoid_auc
+    from lightning_modules.metrics.progressive import trapezoid_auc
 
     for name, m in maps.items():
         curves["deletion"][name] = dele.curves(model, es.images, m, es.labels)

@@ -4,7 +4,7 @@ from lightning_modules.metrics.causal import DeletionAUC, DeletionInsertion, Ins
 from lightning_modules.metrics.fragility import CenterOfMassShift, RankCorrelation, TopKIntersection, TopKMaskShare
 from lightning_modules.metrics.keypoints import KeypointIntensity
 from lightning_modules.metrics.localisation import WeakLocalisation, best_alpha, tune_and_evaluate
-from lightning_modules.metrics._samples import PerSampleMetric, SampleValues
+from lightning_modules.metrics.samples import PerSampleMetric, SampleValues
 from lightning_modules.metrics.pixel_perturbation import PixelPerturbation
 from lightning_modules.metrics.pointing import PointingGame, center_heatmaps
 from lightning_modules.metrics.similarity import MapSimilarity, UndefinedSimilarityWarning, spearman

@@ -17,10 +17,10 @@ import math
 import torch
 import torch.nn as nn
 
-from lightning_modules.metrics._progressive import (
+from lightning_modules.metrics.progressive import (
     Substrate, blur, eval_mode, make_substrate, pixel_ranks, progressive_scores, trapezoid_auc,
 )
-from lightning_modules.metrics._samples import PerSampleMetric, fingerprint
+from lightning_modules.metrics.samples import PerSampleMetric, fingerprint
 
 #: RISE's batch evaluation uses 224 * 8 pixels per step at 224 x 224, i.e. 28 steps; we keep 28 steps at any size.
 RISE_STEPS_AT_224 = 28

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from lightning_modules.metrics._samples import PerSampleMetric
+from lightning_modules.metrics.samples import PerSampleMetric
 from lightning_modules.metrics.similarity import defined_means, spearman
 from lightning_modules.validation import check_heatmaps
 

@@ -17,7 +17,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from lightning_modules.metrics._samples import PerSampleMetric, fingerprint
+from lightning_modules.metrics.samples import PerSampleMetric, fingerprint
 from lightning_modules.validation import check_heatmaps, check_targets
 
 #: half-size of the window at 224 px (the paper's window size is unconfirmed; configurable), scaled with size.

@@ -22,7 +22,7 @@ from typing import Sequence
 
 import torch
 
-from lightning_modules.metrics._samples import PerSampleMetric, fingerprint
+from lightning_modules.metrics.samples import PerSampleMetric, fingerprint
 from lightning_modules.metrics.pointing import check_class_boxes
 
 #: Fong's search grids (localization.ipynb): 0..0.95 step 0.05 for value/energy, 0..10 step 0.5 for mean.

@@ -3,7 +3,7 @@ Network Pruning", Sec. 4; official ``CAMP-eXplain-AI/RoarTorch``, task ``lerf``/
 
 Remove the k% most (MoRF) or least (LeRF) important pixels, replacing them with a substrate, and record the
 target output for every k. A faithful map makes the output fall fast under MoRF and stay high under LeRF.
-All fractions of all images are scored in batched forwards (see ``_progressive``).
+All fractions of all images are scored in batched forwards (see ``progressive``).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
-from lightning_modules.metrics._progressive import Substrate, make_substrate, pixel_ranks, progressive_scores
-from lightning_modules.metrics._samples import PerSampleMetric, fingerprint
+from lightning_modules.metrics.progressive import Substrate, make_substrate, pixel_ranks, progressive_scores
+from lightning_modules.metrics.samples import PerSampleMetric, fingerprint
 
 DEFAULT_FRACTIONS = tuple(round(0.1 * i, 1) for i in range(11))
 

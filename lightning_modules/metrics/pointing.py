@@ -14,7 +14,7 @@ import math
 
 import torch
 
-from lightning_modules.metrics._samples import PerSampleMetric, fingerprint
+from lightning_modules.metrics.samples import PerSampleMetric, fingerprint
 
 TOLERANCE_AT_224 = 15.0
 

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torchmetrics.functional.image import structural_similarity_index_measure
 
-from lightning_modules.metrics._samples import PerSampleMetric
+from lightning_modules.metrics.samples import PerSampleMetric
 from lightning_modules.metrics.keypoints import normalise_maps
 from lightning_modules.validation import check_heatmaps
 

@@ -18,8 +18,8 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
-from lightning_modules.metrics._progressive import blur, eval_mode, target_scores
-from lightning_modules.metrics._samples import PerSampleMetric, fingerprint
+from lightning_modules.metrics.progressive import blur, eval_mode, target_scores
+from lightning_modules.metrics.samples import PerSampleMetric, fingerprint
 from lightning_modules.metrics.localisation import kept_regions, region_boxes
 
 DEFAULT_ALPHAS = tuple(round(0.01 * i, 2) for i in range(100))  # np.arange(0, 1, 0.01) in the official script

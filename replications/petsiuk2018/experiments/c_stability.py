@@ -17,7 +17,7 @@ import torch
 
 from lightning_modules.experiment import BatchContext, Experiment
 from lightning_modules.explainers.rise import RISE
-from lightning_modules.metrics._progressive import trapezoid_auc
+from lightning_modules.metrics.progressive import trapezoid_auc
 from lightning_modules.metrics.causal import DeletionAUC, InsertionAUC
 from replications.petsiuk2018.experiments.a_causal import top1
 
