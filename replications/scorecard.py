@@ -99,8 +99,11 @@ def main(argv: list[str] | None = None) -> int:
     split = lambda s: {x.strip() for x in s.split(",") if x.strip()}  # noqa: E731
     try:
         with torch_threads(args.threads):
+            from lightning_modules.scorecard.roar import ROAR_PROFILES
+
             results = run_scorecard(explainer, name, setting, skip=split(args.skip), with_=split(args.with_),
-                                    cache_dir=cache, model=model, data=data, method_info=info)
+                                    cache_dir=cache, model=model, data=data, method_info=info,
+                                    roar_setting=ROAR_PROFILES[args.profile])
     except ExplainerContractError as e:
         print(f"scorecard: {e}", file=sys.stderr)
         return 2

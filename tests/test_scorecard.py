@@ -158,8 +158,8 @@ def test_an_explainer_subclass_takes_init_args():
 
 def test_retraining_protocols_are_listed_and_refused_clearly(cache_dir):
     _, explainer, _ = load_explainer("gradient")
-    with pytest.raises(NotImplementedError, match="--with roar"):
-        run_scorecard(explainer, "gradient", SMOKE, with_={"roar"}, cache_dir=cache_dir)
+    with pytest.raises(NotImplementedError, match="data_randomisation"):
+        run_scorecard(explainer, "gradient", SMOKE, with_={"data_randomisation"}, cache_dir=cache_dir)
     with pytest.raises(ValueError, match="unknown protocol"):
         run_scorecard(explainer, "gradient", SMOKE, skip={"nope"}, cache_dir=cache_dir)
 
@@ -191,3 +191,19 @@ def test_a_users_own_model_and_data(eval_set, tmp_path):
         run_scorecard(explainer, "g", SMOKE, model=model, data={"image": b["image"], "label": b["label"]},
                       cache_dir=None)
     del out
+
+
+def test_roar_runs_when_asked(cache_dir, tmp_path):
+    from lightning_modules.scorecard.roar import ROAR_PROFILES
+
+    _, explainer, _ = load_explainer("gradcam")
+    results = run_scorecard(explainer, "gradcam_again", SMOKE, with_={"roar"}, cache_dir=cache_dir,
+                            roar_setting=ROAR_PROFILES["smoke"], log=lambda *a: None)
+    assert "roar" in results["protocols_run"] and "roar" not in results["not_run"]
+    vals = results["values"]["roar"]
+    assert set(vals) == {"oracle", "oracle__border_first", "random", "gradient", "gradcam", "gradcam_again"}
+    assert all(len(v) == SMOKE.n_images and all(0 <= x <= 1 for x in v) for v in vals.values())
+    out = write_scorecard(results, tmp_path / "card")
+    assert out["derived"]["roar"]["status"] in ("valid", "not valid")
+    assert "ROAR (Hooker)" in (tmp_path / "card" / "README.md").read_text()
+    assert verify_scorecard(tmp_path / "card", example=None) == []

@@ -17,6 +17,7 @@ import json
 import math
 import platform
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -25,7 +26,11 @@ from lightning_modules.reporting.validity import N_BOOT, bootstrap_weights, prot
 from lightning_modules.scorecard.protocols import (BY_NAME, PROTOCOLS, REFERENCES, RETRAINING, Bench, Setting,
                                                    explainer_provider, load_bench, prepare_attacks,
                                                    prepare_randomised, reference_provider, score)
+from lightning_modules.scorecard.roar import PROTOCOL as ROAR_PROTOCOL, ROAR_PROFILES, RoarSetting, run_roar
 from lightning_modules.utils import REPO_ROOT, atomic_write
+
+#: every protocol a scorecard may hold (ROAR only with --with roar)
+PROTO = {**BY_NAME, "roar": ROAR_PROTOCOL}
 
 FORMAT = 1
 REPORT_DIR = REPO_ROOT / "reports" / "scorecard"
@@ -74,7 +79,7 @@ def score_references(bench: Bench, protocols: list[str], log=print) -> dict:
     """Reference maps: each oracle scores the object-GT protocols with the object mask, the rest with the
     evidence; random scores everything."""
     out = {}
-    obj = [p for p in protocols if BY_NAME[p].oracle_gt == "object"]
+    obj = [p for p in protocols if PROTO[p].oracle_gt == "object"]
     rest = [p for p in protocols if p not in obj]
     for ref in REFERENCES:
         if ref == "random":
@@ -144,7 +149,8 @@ def builtin_results(bench: Bench, protocols: list[str], cache_dir: Path | None, 
 
 def run_scorecard(explainer, name: str, setting: Setting, *, skip: set[str] = frozenset(), with_: set[str] = frozenset(),
                   cache_dir: Path | None = REPO_ROOT / "outputs" / "scorecard" / "cache", model=None, data=None,
-                  method_info: dict | None = None, log=print) -> dict:
+                  method_info: dict | None = None, roar_setting: RoarSetting = ROAR_PROFILES["default"],
+                  log=print) -> dict:
     """Score ``explainer`` (a :class:`CheckedExplainer`) beside the built-in methods; the plain results."""
     unknown = set(skip) - set(BY_NAME) - set(RETRAINING)
     if unknown:
@@ -152,9 +158,9 @@ def run_scorecard(explainer, name: str, setting: Setting, *, skip: set[str] = fr
     asked = set(with_) - set(RETRAINING)
     if asked:
         raise ValueError(f"--with: unknown protocol(s) {sorted(asked)}; the protocols that need retraining: {sorted(RETRAINING)}")
-    if with_:
-        raise NotImplementedError(f"--with {','.join(sorted(with_))}: the retraining protocols are not run by the "
-                                  "scorecard yet (issue #41 follow-up); run the paper replications for them")
+    if set(with_) - {"roar"}:
+        raise NotImplementedError(f"--with {','.join(sorted(set(with_) - {'roar'}))}: not run by the scorecard yet "
+                                  "(issue #41 follow-up; --with roar is); run the adebayo2018 replication for it")
     w0, c0 = time.perf_counter(), time.process_time()
     if model is not None and data is not None and not isinstance(getattr(model, "mean", None), torch.Tensor):
         # the deletion / pixel-perturbation substrate is the model's mean colour: without one, the data's
@@ -164,6 +170,7 @@ def run_scorecard(explainer, name: str, setting: Setting, *, skip: set[str] = fr
         raise ValueError("the data has no 'evidence_mask': the validity references (the oracle map) need the "
                          "evidence ground truth (N, 1, H, W) bool")
     protocols, not_run = _protocols_to_run(bench, set(skip))
+    protocols = list(protocols)
     if any(p.startswith("fragility") for p in protocols):
         _attacks(bench, cache_dir, log)
     if any(p.endswith("randomisation") for p in protocols):
@@ -173,7 +180,21 @@ def run_scorecard(explainer, name: str, setting: Setting, *, skip: set[str] = fr
     w1, c1 = time.perf_counter(), time.process_time()
     new = score(bench, explainer_provider(explainer), protocols, log=log)
     own = {"wall_s": round(time.perf_counter() - w1, 1), "cpu_s": round(time.process_time() - c1, 1)}
+    roar_vals, roar_time = None, {}
+    if "roar" in with_ and "roar" not in skip:
+        from lightning_modules.explainers import create_explainer
+
+        log("ROAR (retraining)")
+        providers = {r: reference_provider(bench, r) for r in REFERENCES}
+        providers.update({m: explainer_provider(create_explainer(m, **kw))
+                          for m, kw in setting.builtin_kwargs().items() if m in builtins["maps"]})
+        roar_vals, roar_time = run_roar(bench, providers, explainer_provider(explainer), name, roar_setting, cache_dir,
+                                        builtins["key"], log)
+        own = {"wall_s": round(own["wall_s"] + roar_time["roar_wall_s"], 1),
+               "cpu_s": round(own["cpu_s"] + roar_time["roar_cpu_s"], 1)}
     for p in RETRAINING:
+        if p == "roar" and roar_vals is not None:
+            continue
         not_run[p] = f"not run ({RETRAINING[p]}; --with {p})" if p not in skip else "skipped (--skip)"
     d = bench.data
     results = {
@@ -187,6 +208,7 @@ def run_scorecard(explainer, name: str, setting: Setting, *, skip: set[str] = fr
         "builtin_failures": builtins.get("failed_builtins", {}),
         "protocols_run": protocols, "not_run": not_run,
         "values": {p: {m: r["values"][p] for m, r in {**builtins["maps"], name: new}.items()} for p in protocols},
+        "roar_setting": None if roar_vals is None else asdict(roar_setting),
         "curves": {m: r["curves"] for m, r in {**builtins["maps"], name: new}.items()},
         "cost": {m: r["cost"] for m, r in {**builtins["maps"], name: new}.items() if m not in REFERENCES},
         "timing": {"method": own, "method_seconds_per_protocol": new["seconds"],
@@ -195,6 +217,10 @@ def run_scorecard(explainer, name: str, setting: Setting, *, skip: set[str] = fr
                    "cache_hit": bool(builtins.get("cache_hit", False)),
                    "threads": torch.get_num_threads(), "machine": platform.machine()},
     }
+    if roar_vals is not None:
+        results["protocols_run"].append("roar")
+        results["values"]["roar"] = {m: roar_vals[m] for m in (*REFERENCES, *results["builtin_methods"], name)}
+        results["timing"]["roar"] = roar_time
     results["checks"] = protocol_checks(results)
     return results
 
@@ -233,7 +259,7 @@ def protocol_checks(results: dict) -> dict:
 
 # --------------------------------------------------------------------------------------------- deriving
 def _classes(results: dict, protocol: str) -> list[int] | None:
-    if not BY_NAME[protocol].classes:
+    if not PROTO[protocol].classes:
         return None
     labels = results["labels"]
     if protocol.endswith("difficult"):
@@ -248,7 +274,7 @@ def derive(results: dict) -> dict:
     builtins = results["builtin_methods"]
     out = {}
     for p in results["protocols_run"]:
-        proto = BY_NAME[p]
+        proto = PROTO[p]
         vals = results["values"][p]
         classes = _classes(results, p)
         n = len(vals["random"])
@@ -340,7 +366,7 @@ def render_markdown(results: dict, derived: dict) -> str:
              + ("with the built-in results read from the cache" if tm.get("cache_hit") else "building the built-in cache")
              + f"; building that cache takes {tm['builtins_cached_build']['wall_s']:.0f} s wall once).", "",
              "## Valid protocols", ""]
-    arrow = lambda p: "↑" if BY_NAME[p].higher_is_better else "↓"  # noqa: E731
+    arrow = lambda p: "↑" if PROTO[p].higher_is_better else "↓"  # noqa: E731
     cols = valid + ["cost"]
     lines.append("| map | " + " | ".join(f"{p} {arrow(p)}" if p != "cost" else "cost ↓ (forward passes)" for p in cols) + " |")
     lines.append("|---|" + "---|" * len(cols))
@@ -353,7 +379,7 @@ def render_markdown(results: dict, derived: dict) -> str:
         label = f"**{m}** (new)" if m == name else (f"{m} (reference)" if m in REFERENCES else m)
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines.append(f"| rank of {name} | " + " | ".join(_rank(derived[p]["rank"]) for p in cols) + " |")
-    lines += ["", "Paper of each protocol: " + "; ".join(f"{p}: {BY_NAME[p].paper} ({BY_NAME[p].what})" for p in valid)
+    lines += ["", "Paper of each protocol: " + "; ".join(f"{p}: {PROTO[p].paper} ({PROTO[p].what})" for p in valid)
               + ". Cost: CPU time of one map per image relative to one forward pass per image (batched, this machine).", ""]
     lines += ["## Not valid on this benchmark (listed, not scored)", ""]
     if invalid:
@@ -390,6 +416,13 @@ def render_markdown(results: dict, derived: dict) -> str:
               "map's energy threshold on the evaluated images (optimistic for every map alike).",
               f"- One forward pass: {b['forward_cpu_s_per_image'] * 1e3:.2f} ms CPU per image (batch "
               f"{s['batch_size']}).", ""]
+    rs = results.get("roar_setting")
+    if rs:
+        lines.insert(-1, f"- ROAR (Hooker): the top {rs['fractions']} of each map's pixels (squared) replaced by the mean "
+                         f"colour in {rs['train_images']} training and the test images; a {rs['model_name']} retrained "
+                         f"from scratch ({rs['max_epochs']} epochs, at {64 // rs['downsample']} px, one seed) per map "
+                         "and fraction; value: each test image's accuracy averaged over the fractions (the CI leaves "
+                         "out the retraining's own variance).")
     return "\n".join(lines) + "\n"
 
 
@@ -406,7 +439,7 @@ def render_figure(results: dict, derived: dict, path: Path) -> None:
     for i, p in enumerate(protos):
         d = derived[p]["maps"]
         o = max((d[k]["value"] for k in REFERENCES if k != "random"),
-                key=lambda v: v if BY_NAME[p].higher_is_better else -v)
+                key=lambda v: v if PROTO[p].higher_is_better else -v)
         r = d["random"]["value"]
         span = (o - r) if o != r else 1.0
         norm = lambda v: max(-0.3, min(1.3, (v - r) / span))  # noqa: E731
@@ -424,7 +457,7 @@ def render_figure(results: dict, derived: dict, path: Path) -> None:
     ax.axvline(0, color="tab:red", lw=1)
     ax.axvline(1, color="tab:green", lw=1)
     ax.set_yticks(range(len(protos)))
-    ax.set_yticklabels([f"{p} {'↑' if BY_NAME[p].higher_is_better else '↓'}" for p in reversed(protos)], fontsize=8)
+    ax.set_yticklabels([f"{p} {'↑' if PROTO[p].higher_is_better else '↓'}" for p in reversed(protos)], fontsize=8)
     ax.set_xlim(-0.35, 1.55)
     ax.set_xlabel("position between random (0, red) and the oracle (1, green)")
     ax.set_title(f"{name} (blue, 95% CI) among the built-in methods (grey)\ngrey rows: not valid on this benchmark",
