@@ -62,7 +62,7 @@ BLACKBOX_PROFILES: dict[str, BlackboxConfig] = {
 }
 
 
-def _config(profile: str | BlackboxConfig) -> BlackboxConfig:
+def blackbox_config(profile: str | BlackboxConfig) -> BlackboxConfig:
     if isinstance(profile, BlackboxConfig):
         return profile
     if profile not in BLACKBOX_PROFILES:
@@ -71,7 +71,7 @@ def _config(profile: str | BlackboxConfig) -> BlackboxConfig:
 
 
 def blackbox_dir(profile: str | BlackboxConfig = "default", root: str | Path | None = None) -> Path:
-    cfg = _config(profile)
+    cfg = blackbox_config(profile)
     return (Path(root) if root is not None else data_root()) / "blackbox" / cfg.content_hash()
 
 
@@ -193,7 +193,7 @@ def load_blackbox(profile: str | BlackboxConfig = "default", root: str | Path | 
     """
     from lightning_modules.models import load_model
 
-    cfg = _config(profile)
+    cfg = blackbox_config(profile)
     name = shipped_name(profile)
     if not retrain and name is not None and shipped_entry(name) is not None:
         state, info = load_shipped(name, config_hash=cfg.content_hash())
@@ -219,7 +219,7 @@ def ship_blackbox(profile: str = "default", root: str | Path | None = None) -> P
     """Retrain the black box of a named profile and ship it (``weights/``, with its SHA-256)."""
     from lightning_modules.models import unwrap
 
-    cfg = _config(profile)
+    cfg = blackbox_config(profile)
     model, _ = load_blackbox(profile, root=root, retrain=True)
     return ship(shipped_name(profile), unwrap(model).state_dict(), model.blackbox_info, config_hash=cfg.content_hash())
 
@@ -239,4 +239,4 @@ def blackbox_info(profile: str | BlackboxConfig = "default", root: str | Path | 
 def blackbox_datamodule(profile: str | BlackboxConfig = "default", root: str | Path | None = None,
                         **kwargs) -> SyntheticScenesDataModule:
     """The scenes DataModule the black box of ``profile`` was trained on (same cache)."""
-    return SyntheticScenesDataModule.from_config(_config(profile).scenes, root=root, **kwargs)
+    return SyntheticScenesDataModule.from_config(blackbox_config(profile).scenes, root=root, **kwargs)

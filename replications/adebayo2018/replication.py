@@ -200,9 +200,9 @@ class AdebayoReplication(ExperimentReplication, ReplicationModule):
 
             cfg = embedded_v2_config(self.embedded_v2)
         else:
-            from lightning_modules.blackbox import _config
+            from lightning_modules.blackbox import blackbox_config
 
-            cfg = _config(self.blackbox_profile)
+            cfg = blackbox_config(self.blackbox_profile)
         if (exp.random.model_name, dict(exp.random.model_kwargs)) != (cfg.model_name, dict(cfg.model_kwargs)):
             raise ValueError(
                 f"data_randomisation.{exp.name}: the true-label model is the black box ({cfg.model_name} "
