@@ -63,6 +63,7 @@ BLACKBOX_PROFILES: dict[str, BlackboxConfig] = {
 
 
 def blackbox_config(profile: str | BlackboxConfig) -> BlackboxConfig:
+    """The settings of black-box ``profile`` (a ``BLACKBOX_PROFILES`` name; a config is returned as it is)."""
     if isinstance(profile, BlackboxConfig):
         return profile
     if profile not in BLACKBOX_PROFILES:
