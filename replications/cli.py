@@ -205,6 +205,8 @@ _NOTHING_TO_TRAIN_WARNINGS = (
     r"Total length of `(list|CombinedLoader)` across ranks is zero\. Please make sure this was your intention\.",
     r"`LightningModule\.configure_optimizers` returned `None`, this fit will run with no optimizer",
     r"`isinstance\(treespec, LeafSpec\)` is deprecated",  # Lightning's own call into torch's pytree, every run
+    # the one no-op training batch of the papers that learn nothing in the outer loop (petsiuk2018, adebayo2018)
+    r"The number of training batches \(1\) is smaller than the logging interval",
 )
 
 
