@@ -376,6 +376,22 @@ def _input_check_hook(config: DataConfig):
     return hook
 
 
+def class_probabilities(model: nn.Module, logits: torch.Tensor) -> torch.Tensor:
+    """The class probabilities of ``model``'s ``logits`` (B, K): the softmax over classes, or each class's own
+    sigmoid for a multi-label model (``model.score == "sigmoid"``, e.g. ``embedded_multilabel``'s, trained with a
+    per-class sigmoid loss like the VOC / COCO classifiers of the pointing game). The class score of the
+    perturbation methods (RISE, occlusion, LIME, Score-CAM, the meaningful-perturbation mask)."""
+    return logits.sigmoid() if getattr(model, "score", "softmax") == "sigmoid" else logits.softmax(dim=1)
+
+
+def architecture_version(name: str) -> int:
+    """The ``ARCH_VERSION`` of one of our own networks (1 when it declares none; 0 for a timm / torchvision name):
+    hashed with a training config, so a changed architecture never loads weights trained for the old one."""
+    _ensure_local_registered()
+    spec = _LOCAL.get(name)
+    return getattr(spec.ctor, "ARCH_VERSION", 1) if spec is not None else 0
+
+
 def load_model(
     name: str,
     pretrained: bool = False,

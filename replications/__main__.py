@@ -15,6 +15,8 @@
   (``scenes_v2_vgg``, ``scenes_v2_resnet``)).
 - ``bench validity``: whether each protocol can tell methods apart on the embedded benchmarks (oracle map best,
   random worst, methods CI-separated, no saturation): ``reports/benchmarks/validity.md``.
+- ``bench pointing``: the pointing game as EBP / TorchRay ran it, on the multi-label scenes and their multi-label
+  model, with its validity: the multi-label section of ``reports/benchmarks/validity.md``.
 - ``train-embedded NAME``: retrain a shipped embedded model and ship it (e.g. ``scenes_v2_vgg``).
 - ``bench paper-scale``: the estimated cost of every paper's published setting (forward passes counted from
   ``configs/<paper>/paper.yaml``, measured FLOPs and CPU time per forward, an assumed GPU throughput).
@@ -128,7 +130,8 @@ def cmd_check(papers: list[str] | None = None) -> int:
 #: where each benchmark writes its report without ``--out``
 BENCH_OUT = {"explainers": "reports/benchmarks/explainers.md", "metrics": "reports/benchmarks/metrics.md",
              "paper-scale": str(REPO_ROOT / "reports" / "benchmarks" / "paper_scale.md"),
-             "validity": str(REPO_ROOT / "reports" / "benchmarks")}
+             "validity": str(REPO_ROOT / "reports" / "benchmarks"),
+             "pointing": str(REPO_ROOT / "reports" / "benchmarks")}
 
 
 def bench_report_path(what: str, extra: list[str]) -> str:
@@ -139,7 +142,7 @@ def bench_report_path(what: str, extra: list[str]) -> str:
             out = extra[i + 1]
         elif a.startswith("--out="):
             out = a.split("=", 1)[1]
-    return str(os.path.join(out, "validity.md")) if what == "validity" else out
+    return str(os.path.join(out, "validity.md")) if what in ("validity", "pointing") else out
 
 
 def cmd_bench(what: str, extra: list[str] | None = None) -> int:
@@ -177,6 +180,8 @@ def _bench_main(what: str, extra: list[str]) -> int:
         from lightning_modules.benchmarks.paper_scale import main
     elif what == "validity":
         from lightning_modules.benchmarks.validity import main
+    elif what == "pointing":
+        from lightning_modules.benchmarks.pointing import main
     else:  # pragma: no cover - checked by cmd_bench
         return 2
     main(list(extra))
@@ -195,6 +200,9 @@ def _embedded_trainers() -> dict:
     from lightning_modules.embedded_v2 import SHIPPED_V2, ship_embedded_v2
 
     trainers.update({name: partial(ship_embedded_v2, name) for name in SHIPPED_V2})
+    from lightning_modules.embedded_multilabel import SHIPPED_MULTILABEL, ship_embedded_multilabel
+
+    trainers.update({name: partial(ship_embedded_multilabel, name) for name in SHIPPED_MULTILABEL})
     return trainers
 
 
@@ -202,8 +210,10 @@ def cmd_train_embedded(names: list[str], accelerator: str = "cpu") -> int:
     """Retrain shipped models from scratch and ship them (new SHA-256 in weights/MANIFEST.json)."""
     import time
 
+    from lightning_modules.embedded_multilabel import SHIPPED_MULTILABEL
     from lightning_modules.embedded_v2 import SHIPPED_V2
 
+    on_device = SHIPPED_V2 + SHIPPED_MULTILABEL
     trainers = _embedded_trainers()
     unknown = [n for n in names if n not in trainers]
     if unknown or not names:
@@ -212,10 +222,10 @@ def cmd_train_embedded(names: list[str], accelerator: str = "cpu") -> int:
         return 2
     for name in names:
         started, cpu = time.perf_counter(), time.process_time()
-        if accelerator != "cpu" and name not in SHIPPED_V2:
-            print(f"{name} trains on the CPU only; --accelerator applies to {list(SHIPPED_V2)}")
+        if accelerator != "cpu" and name not in on_device:
+            print(f"{name} trains on the CPU only; --accelerator applies to {list(on_device)}")
             return 2
-        path = trainers[name](accelerator=accelerator) if name in SHIPPED_V2 else trainers[name]()
+        path = trainers[name](accelerator=accelerator) if name in on_device else trainers[name]()
         print(f"{name}: shipped {path} ({time.perf_counter() - started:.0f} s wall, {time.process_time() - cpu:.0f} s CPU)")
     return 0
 
@@ -227,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     p_check = sub.add_parser("check", help="verify the committed reports against their claims")
     p_check.add_argument("papers", nargs="*", help="papers to check (default: all)")
     p_bench = sub.add_parser("bench", help="run a benchmark")
-    p_bench.add_argument("what", choices=["explainers", "metrics", "paper-scale", "validity"])
+    p_bench.add_argument("what", choices=["explainers", "metrics", "paper-scale", "validity", "pointing"])
     p_bench.add_argument("extra", nargs=argparse.REMAINDER, help="options of the benchmark, e.g. --threads 1 --clock process")
     p_score = sub.add_parser("scorecard", help="score your own saliency method under every valid protocol", add_help=False)
     p_score.add_argument("extra", nargs=argparse.REMAINDER, help="--explainer module:Name [--init-args JSON] [--model M] "

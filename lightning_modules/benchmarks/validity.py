@@ -326,7 +326,15 @@ def write_report(results: dict, out_dir: Path) -> None:
               "blurred with the insertion kernel (chance = 1 / classes).",
               "- The v1 black box is scored with the same 64 px protocol parameters as the v2 models (not the v1 "
               "reports' 147-px deletion steps), so the table compares the settings, not the parameters.",
+              "- The pointing rows above are single-label scenes (one answer per image: the label's object is the "
+              "largest and its class occurs nowhere else), where class-sensitive maps saturate; the pointing game as "
+              "the papers ran it, on multi-label scenes, is the next section when `pointing.json` is present.",
               ""]
+    pointing = out_dir / "pointing.json"
+    if pointing.is_file():
+        from lightning_modules.benchmarks.pointing import markdown
+
+        lines += markdown(json.loads(pointing.read_text()))
     with atomic_write(out_dir / "validity.md") as fh:
         fh.write("\n".join(lines) + "\n")
 

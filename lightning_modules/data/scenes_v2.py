@@ -261,10 +261,13 @@ def _box_of(mask: torch.Tensor) -> torch.Tensor:
     return torch.where(has[:, None], torch.stack([x0, y0, x1, y1], 1).float(), torch.zeros(mask.shape[0], 4))
 
 
-def render_chunk(p: dict, cfg: SyntheticScenesV2Config, omit: tuple[str, ...] = ()) -> dict:
+def render_chunk(p: dict, cfg, omit: tuple[str, ...] = (), object_index: bool = False) -> dict:
     """Render one chunk of sampled parameters (uint8 images, bit-packed masks, boxes, keypoints).
 
     ``omit``: see the module docstring; the ground truth (masks, boxes) is that of the full scene.
+    ``object_index``: also return ``object_index`` / ``evidence_index`` (uint8 (n, H, W): ``j + 1`` where object
+    slot ``j`` (its evidence) is drawn, 0 elsewhere; objects never overlap), the per-object ground truth of
+    multi-label scenes. ``cfg``: any config with ``image_size``, ``max_objects`` and ``max_clutter``.
     """
     bad = set(omit) - set(OMITTABLE)
     if bad:
@@ -295,6 +298,8 @@ def render_chunk(p: dict, cfg: SyntheticScenesV2Config, omit: tuple[str, ...] = 
     box_labels = torch.full((n, M), -1, dtype=torch.long)
     heads = torch.full((n, M, 2), math.nan)
     feet_kp = torch.full((n, 2 * M, 2), math.nan)
+    obj_index = torch.zeros(n, H, H, dtype=torch.uint8) if object_index else None
+    ev_index = torch.zeros(n, H, H, dtype=torch.uint8) if object_index else None
     for j in range(M):
         on = t["active"][:, j].view(n, 1, 1)
         if j > 0 and "distractors" in omit:
@@ -331,6 +336,9 @@ def render_chunk(p: dict, cfg: SyntheticScenesV2Config, omit: tuple[str, ...] = 
         packed |= (evidence & is_label).to(torch.uint8) * _BIT_EVID
         packed |= (foot & is_label).to(torch.uint8) * _BIT_FEET
         packed |= (head & is_label).to(torch.uint8) * _BIT_HEAD
+        if object_index:
+            obj_index.masked_fill_(obj, j + 1)
+            ev_index.masked_fill_(evidence, j + 1)
         act = t["active"][:, j]
         boxes[:, j] = _box_of(obj)
         ev_boxes[:, j] = _box_of(evidence)
@@ -341,7 +349,9 @@ def render_chunk(p: dict, cfg: SyntheticScenesV2Config, omit: tuple[str, ...] = 
                           torch.stack([cx.view(n) + 4.5 * uj, fy.view(n)], 1)], 1)
         feet_kp[:, 2 * j:2 * j + 2] = torch.where(act.view(n, 1, 1), fo, torch.full_like(fo, math.nan))
     n_obj = t["active"].sum(1)
+    extra = {"object_index": obj_index, "evidence_index": ev_index} if object_index else {}
     return {
+        **extra,
         "image": (img * 255).round().to(torch.uint8),
         "label": t["label"].long(),
         "packed_masks": packed,

@@ -23,7 +23,7 @@ from captum.attr import GuidedGradCam, LayerGradCam
 
 from lightning_modules.explainers.base import Explainer, hooks_guard, reduce_channels, register_explainer
 from lightning_modules.explainers.gradients import _check_relu_modules, _leaf
-from lightning_modules.models import resolve_layer
+from lightning_modules.models import class_probabilities, resolve_layer
 
 
 def upsample(maps: torch.Tensor, size, mode: str = "bilinear") -> torch.Tensor:
@@ -111,11 +111,11 @@ class ScoreCAM(Explainer):
         scores = torch.empty(b * k, device=images.device, dtype=images.dtype)
         for start in range(0, b * k, self.chunk_size):
             sl = slice(start, start + self.chunk_size)
-            probs = model(images[image_idx[sl]] * masks[sl]).softmax(dim=1)
+            probs = class_probabilities(model, model(images[image_idx[sl]] * masks[sl]))
             scores[sl] = probs.gather(1, target_rep[sl, None]).squeeze(1)
         weights = scores.view(b, k)
         if self.baseline_score:
-            base = model(torch.zeros_like(images)).softmax(dim=1).gather(1, targets[:, None])
+            base = class_probabilities(model, model(torch.zeros_like(images))).gather(1, targets[:, None])
             weights = weights - base
         cam = F.relu((weights[..., None, None] * acts).sum(dim=1, keepdim=True))
         return upsample(cam, (h, w), "bilinear")

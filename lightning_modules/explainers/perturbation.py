@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from captum.attr import Occlusion
 
 from lightning_modules.explainers.base import Explainer, register_explainer
+from lightning_modules.models import class_probabilities
 
 
 def gaussian_kernel1d(sigma: float, device=None, dtype=torch.float32, truncate: float = 4.0) -> torch.Tensor:
@@ -52,7 +53,7 @@ def _score_fn(model, output: str):
     if output == "logit":
         return model
     if output == "prob":
-        return lambda x: model(x).softmax(dim=1)
+        return lambda x: class_probabilities(model, model(x))
     raise ValueError(f"output must be 'logit' or 'prob', got {output!r}")
 
 
@@ -242,7 +243,7 @@ class LimeExplainer(Explainer):
             sl = slice(start, start + self.samples_batch_size)
             keep = z[smp_idx[sl]].gather(1, seg_flat[img_idx[sl]]).view(-1, 1, h, w)
             x = images[img_idx[sl]] * keep + fill[img_idx[sl]] * (1 - keep)
-            probs[sl] = model(x).softmax(dim=1).gather(1, targets[img_idx[sl], None]).squeeze(1)
+            probs[sl] = class_probabilities(model, model(x)).gather(1, targets[img_idx[sl], None]).squeeze(1)
         y = probs.view(b, n)
         # Only each image's own K_b segments are features; the padding columns are zero (coefficient 0).
         n_seg = seg_flat.amax(dim=1) + 1  # (B,)

@@ -31,6 +31,7 @@ import torch
 import torch.nn as nn
 
 from lightning_modules.explainers.base import Explainer, register_explainer
+from lightning_modules.models import class_probabilities
 
 #: Default working-set budget for one chunk of masked images (inputs + activations + outputs).
 DEFAULT_MEMORY_BUDGET_MB = 512.0
@@ -220,10 +221,11 @@ class RISE(Explainer):
         return images.new_full((1, 1, 1, 1), float(self.baseline))
 
     # -- the method -----------------------------------------------------------------------------------------
-    def _scores(self, logits: torch.Tensor) -> torch.Tensor:
+    def _scores(self, model: nn.Module, logits: torch.Tensor) -> torch.Tensor:
         if logits.dim() != 2:
             raise RuntimeError(f"RISE needs a classifier returning (batch, classes); got output shape {tuple(logits.shape)}")
-        return logits.softmax(dim=1) if self.output == "softmax" else logits
+        # "softmax": the class probabilities (a multi-label model's own sigmoids, models.class_probabilities)
+        return class_probabilities(model, logits) if self.output == "softmax" else logits
 
     def _chunks(self, model: nn.Module, images: torch.Tensor):
         """Yield ``(image slice, mask slice, scores (b, n, K))`` over all (image, mask) pairs, ``chunk`` pairs
@@ -242,7 +244,7 @@ class RISE(Explainer):
             for m0 in range(0, N, masks_per_pass):
                 m1 = min(N, m0 + masks_per_pass)
                 masked = (base + masks[None, m0:m1] * delta).reshape(-1, C, H, W)
-                scores = self._scores(model(masked)).reshape(b1 - b0, m1 - m0, -1)
+                scores = self._scores(model, model(masked)).reshape(b1 - b0, m1 - m0, -1)
                 passes += 1
                 yield slice(b0, b1), slice(m0, m1), scores
         self.last_chunk_size = chunk
@@ -293,6 +295,14 @@ class RISE(Explainer):
 
     def attribute(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         B, C, H, W = images.shape
+        uniq, inverse = torch.unique(images.reshape(B, -1), dim=0, return_inverse=True)
+        if uniq.shape[0] < B:
+            # one image explained for several classes (the pointing game's (image, class) trials): its masked
+            # copies are scored once and every requested class's map is read from the same scores
+            classes, t_idx = torch.unique(targets, return_inverse=True)
+            maps = self._accumulate(model, uniq.reshape(-1, C, H, W),
+                                    lambda s, m, _: torch.einsum("bnk,np->bkp", s[..., classes], m))
+            return maps[inverse, t_idx].reshape(B, 1, H, W)
 
         def reduce(scores, m, idx):
             t = targets[idx]

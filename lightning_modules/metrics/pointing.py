@@ -17,11 +17,19 @@ import torch
 from lightning_modules.metrics.samples import PerSampleMetric, fingerprint
 
 TOLERANCE_AT_224 = 15.0
+#: TorchRay resizes the map to the native image before taking its maximum; VOC07 / COCO images are about 500 x 375
+NATIVE_SIZE = (375, 500)
 
 
 def default_tolerance(height: int, width: int) -> float:
-    """15 px at 224 x 224 (TorchRay), scaled with the image's linear size."""
+    """15 px at 224 x 224, scaled with the image's linear size (4.3 px at 64 px)."""
     return TOLERANCE_AT_224 * math.sqrt(height * width) / 224.0
+
+
+def native_tolerance(height: int, width: int, native: tuple[int, int] = NATIVE_SIZE) -> float:
+    """TorchRay's tolerance on data without a native size: 15 px at the native VOC / COCO image (``native``, about
+    500 x 375: 15 / 433 of the side), scaled with the image's linear size (2.2 px at 64 px)."""
+    return TOLERANCE_AT_224 * math.sqrt(height * width) / math.sqrt(native[0] * native[1])
 
 
 def check_class_boxes(boxes: torch.Tensor, box_labels: torch.Tensor, targets: torch.Tensor, height: int,

@@ -47,6 +47,13 @@ def bootstrap_weights(n: int, n_boot: int = N_BOOT, seed: int = 0) -> torch.Tens
     return torch.zeros(n_boot, n).scatter_add_(1, idx, torch.ones(n_boot, n))
 
 
+def group_bootstrap_weights(groups: torch.Tensor, n_boot: int = N_BOOT, seed: int = 0) -> torch.Tensor:
+    """``(n_boot, n)`` multiplicities of ``n`` values when whole groups are resampled (a cluster bootstrap:
+    ``groups[i]`` is value i's group, e.g. its image); one seeded draw over the groups, shared by every map."""
+    _, inverse = torch.unique(groups.cpu(), return_inverse=True)
+    return bootstrap_weights(int(inverse.max()) + 1, n_boot, seed)[:, inverse]
+
+
 def statistic(values: torch.Tensor, weights: torch.Tensor | None = None, classes: torch.Tensor | None = None) -> torch.Tensor:
     """Mean of per-image ``values`` (NaN left out), or with ``classes`` the mean over classes of the per-class
     mean (the pointing game's accuracy), for the data itself (``weights=None``) or every resample ``(R,)``."""
@@ -65,9 +72,12 @@ def statistic(values: torch.Tensor, weights: torch.Tensor | None = None, classes
 
 def judge(values: dict[str, torch.Tensor], higher_is_better: bool, classes: torch.Tensor | None = None,
           oracle: str = "oracle", random: str = "random", bound: float | None = None, n_boot: int = N_BOOT,
-          seed: int = 0, extra_checks: dict | None = None) -> dict:
+          seed: int = 0, extra_checks: dict | None = None, groups: torch.Tensor | None = None) -> dict:
     """Validity of one protocol from per-image ``values`` of every map (same images, same order).
 
+    ``groups``: the resampling unit of each value when several values share one (the pointing game's (image,
+    class) trials share their image): the bootstrap then resamples groups, each with all its values
+    (:func:`group_bootstrap_weights`), so trials of one image are not counted as independent.
     ``bound``: the saturation bound of the best real method (pointing 0.98 from below, localisation error 0.02
     from above). ``extra_checks``: protocol-specific ``name -> (passed, detail)`` (e.g. deletion's first step).
     Returns the per-map means and 95% CIs, the best / worst real method, each rule's outcome and ``valid``.
@@ -85,7 +95,7 @@ def judge(values: dict[str, torch.Tensor], higher_is_better: bool, classes: torc
     n = next(iter(values.values())).numel()
     if any(v.numel() != n for v in values.values()):
         raise ValueError("every map needs one value per image (the same images)")
-    w = bootstrap_weights(n, n_boot, seed)
+    w = bootstrap_weights(n, n_boot, seed) if groups is None else group_bootstrap_weights(groups, n_boot, seed)
     sign = 1.0 if higher_is_better else -1.0
     point = {k: float(statistic(v, classes=classes)) for k, v in values.items()}
     boots = {k: statistic(v, w, classes) for k, v in values.items()}
@@ -137,9 +147,11 @@ def judge(values: dict[str, torch.Tensor], higher_is_better: bool, classes: torc
 
 # --------------------------------------------------------------------------------------------- from plain results
 def protocol_spec(values: Mapping[str, list[float]], higher_is_better: bool, *, classes: list[int] | None = None,
-                  bound: float | None = None, checks: Mapping[str, Mapping] | None = None) -> dict:
+                  bound: float | None = None, checks: Mapping[str, Mapping] | None = None,
+                  groups: list[int] | None = None) -> dict:
     """The plain (JSON) inputs of one protocol's verdict, as a run stores them in ``results["protocol_validity"]``.
 
+    ``groups``: each value's resampling unit when values share one (the image of a pointing trial; see ``judge``).
     ``values``: per-image values of ``oracle``, ``random`` and the real methods (the same images in the same order).
     ``checks``: protocol-specific checks as ``name -> {"value": x, "op": "<=", "bound": y, "text": "..."}``: passed
     when ``value op bound``; the value is a number of the run (e.g. the share of the drop left after the first step).
@@ -149,6 +161,8 @@ def protocol_spec(values: Mapping[str, list[float]], higher_is_better: bool, *, 
             "classes": None if classes is None else [int(c) for c in classes],
             "bound": None if bound is None else float(bound),
             "checks": {}}
+    if groups is not None:
+        spec["groups"] = [int(g) for g in groups]
     for name, c in (checks or {}).items():
         if c["op"] not in _OPS:
             raise ValueError(f"check {name}: op must be one of {sorted(_OPS)}, got {c['op']!r}")
@@ -164,18 +178,21 @@ MIN_DIFFICULT = 10
 
 
 def pointing_specs(gt: str, hits: Mapping[str, list[float]], labels: list[int], difficult: list[bool],
-                   bound: float = POINTING_SATURATION, min_difficult: int = MIN_DIFFICULT) -> dict:
+                   bound: float = POINTING_SATURATION, min_difficult: int = MIN_DIFFICULT,
+                   groups: list[int] | None = None) -> dict:
     """The specs ``pointing_<gt>_all`` and (with ``min_difficult`` difficult images or more)
-    ``pointing_<gt>_difficult`` from per-image hits (the same images for every map), their target classes (the
-    pointing game's mean over classes) and difficult flags."""
+    ``pointing_<gt>_difficult`` from per-trial hits (the same trials for every map), their target classes (the
+    pointing game's mean over classes) and difficult flags; ``groups``: each trial's image where an image holds
+    several trials (multi-label data: one trial per (image, class), resampled by image)."""
     n = len(labels)
-    if len(difficult) != n or any(len(v) != n for v in hits.values()):
-        raise ValueError(f"pointing hits, labels and difficult flags must cover the same {n} images")
-    out = {f"pointing_{gt}_all": protocol_spec(hits, True, classes=labels, bound=bound)}
+    if len(difficult) != n or any(len(v) != n for v in hits.values()) or (groups is not None and len(groups) != n):
+        raise ValueError(f"pointing hits, labels, difficult flags (and groups) must cover the same {n} trials")
+    out = {f"pointing_{gt}_all": protocol_spec(hits, True, classes=labels, bound=bound, groups=groups)}
     hard = [i for i, f in enumerate(difficult) if f]
     if len(hard) >= min_difficult:
-        out[f"pointing_{gt}_difficult"] = protocol_spec({m: [v[i] for i in hard] for m, v in hits.items()}, True,
-                                                        classes=[labels[i] for i in hard], bound=bound)
+        out[f"pointing_{gt}_difficult"] = protocol_spec(
+            {m: [v[i] for i in hard] for m, v in hits.items()}, True, classes=[labels[i] for i in hard], bound=bound,
+            groups=None if groups is None else [groups[i] for i in hard])
     return out
 
 
@@ -190,8 +207,9 @@ def protocol_verdicts(specs: Mapping[str, Mapping] | None) -> dict[str, dict]:
             value = c["value"]
             passed = (not math.isnan(value)) and _OPS[c["op"]](value, c["bound"])
             extra[name] = (passed, f"{c['text']}: {value:.4g} (needs {c['op']} {c['bound']:.4g})")
+        groups = None if spec.get("groups") is None else torch.tensor(spec["groups"])
         out[protocol] = judge(values, spec["higher_is_better"], classes=classes, bound=spec.get("bound"),
-                              extra_checks=extra)
+                              extra_checks=extra, groups=groups)
     return out
 
 

@@ -2,7 +2,8 @@
 (Ghorbani-style), ROAR retraining (Hooker et al. 2019, as used by Khakzar 2019) and the data-randomisation
 test's models (Adebayo et al. 2018, Sec. 4) all train through this one module.
 
-Cross-entropy, AdamW / Adam / SGD (Nesterov momentum), a per-step cosine schedule with optional linear
+Cross-entropy (or, with ``multilabel=True``, a per-class sigmoid loss on the batch's ``multilabel`` multi-hot
+targets, as the VOC / COCO classifiers of the pointing game), AdamW / Adam / SGD (Nesterov momentum), a per-step cosine schedule with optional linear
 warm-up, torchmetrics accuracy for train / val / test (DDP-synced). The network is any
 ``lightning_modules.models.load_model`` name; it is built *wrapped in* ``Normalized``, so the module takes
 [0, 1] images like the rest of the project and ``task.model`` is directly usable as a black box.
@@ -18,7 +19,7 @@ import math
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
-from torchmetrics.classification import MulticlassAccuracy
+from torchmetrics.classification import MulticlassAccuracy, MultilabelAveragePrecision
 
 from lightning_modules.data.schema import validate_batch
 
@@ -29,7 +30,9 @@ SCHEDULERS = ("cosine", "none")
 class ClassifierTask(pl.LightningModule):
     """Train ``model_name`` (built by ``load_model``) on any DataModule following the batch schema.
 
-    Logs ``train/loss``, ``train/acc``, ``val/loss``, ``val/acc``, ``test/loss``, ``test/acc``.
+    Logs ``train/loss``, ``train/acc``, ``val/loss``, ``val/acc``, ``test/loss``, ``test/acc``; with
+    ``multilabel=True`` the metric is the macro mean average precision over classes (``<stage>/map``) instead of
+    the accuracy.
     ``checkpoint`` starts from saved weights (``weights_only=True``). ``validate_batches`` checks every
     batch against the schema (NaN, range, class count) and fails with a message naming the fix.
     """
@@ -50,6 +53,7 @@ class ClassifierTask(pl.LightningModule):
         label_smoothing: float = 0.0,
         hflip: bool = False,
         validate_batches: bool = True,
+        multilabel: bool = False,
     ):
         super().__init__()
         if optimizer not in OPTIMIZERS:
@@ -58,6 +62,8 @@ class ClassifierTask(pl.LightningModule):
             raise ValueError(f"unknown scheduler {scheduler!r}; use one of {SCHEDULERS}")
         if num_classes < 2:
             raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+        if multilabel and label_smoothing:
+            raise ValueError("label_smoothing applies to the softmax loss; pass label_smoothing=0 with multilabel=True")
         if lr <= 0 or not 0 <= warmup_fraction < 1:
             raise ValueError(f"need lr > 0 and 0 <= warmup_fraction < 1, got lr={lr}, warmup_fraction={warmup_fraction}")
         self.save_hyperparameters()
@@ -66,9 +72,15 @@ class ClassifierTask(pl.LightningModule):
         self.model, self.data_config = load_model(model_name, num_classes=num_classes, checkpoint=checkpoint,
                                                   freeze=False, **dict(model_kwargs or {}))
         self.num_classes = num_classes
-        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
-        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
-        self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.multilabel = multilabel
+        self.metric_name = "map" if multilabel else "acc"
+
+        def metric():
+            if multilabel:
+                return MultilabelAveragePrecision(num_classes, average="macro")
+            return MulticlassAccuracy(num_classes, average="micro")
+
+        self.train_acc, self.val_acc, self.test_acc = metric(), metric(), metric()
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(images)
@@ -91,10 +103,18 @@ class ClassifierTask(pl.LightningModule):
             flip = torch.rand(x.shape[0], device=x.device) < 0.5
             x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
         logits = self.model(x)
-        loss = F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing if stage == "train" else 0.0)
-        metric(logits.detach(), y)
+        if self.multilabel:
+            if "multilabel" not in batch:
+                raise ValueError("multilabel=True needs batch['multilabel'] (B, K) multi-hot targets; use a multi-label "
+                                 "DataModule (e.g. lightning_modules.data.scenes_multilabel)")
+            targets = batch["multilabel"].to(logits.dtype)
+            loss = F.binary_cross_entropy_with_logits(logits, targets)
+            metric(logits.detach(), targets.long())
+        else:
+            loss = F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing if stage == "train" else 0.0)
+            metric(logits.detach(), y)
         self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, sync_dist=True, batch_size=x.shape[0])
-        self.log(f"{stage}/acc", metric, on_step=False, on_epoch=True, batch_size=x.shape[0])
+        self.log(f"{stage}/{self.metric_name}", metric, on_step=False, on_epoch=True, batch_size=x.shape[0])
         return loss
 
     def training_step(self, batch, batch_idx):

@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torchvision.transforms.v2.functional import gaussian_blur
 
 from lightning_modules import progress
+from lightning_modules.models import class_probabilities
 from lightning_modules.validation import check_images, check_targets
 
 GAMES = ("deletion", "preservation")
@@ -196,8 +197,9 @@ def compose(images: torch.Tensor, substrate: torch.Tensor, mask: torch.Tensor) -
 
 
 def class_scores(model: nn.Module, images: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
-    """Sum of softmax probabilities of ``classes`` (B, K) -> (B,) (the official code's ``end_layer='prob'``)."""
-    probs = model(images).softmax(dim=1)
+    """Sum of the class probabilities (softmax; a multi-label model's sigmoids) of ``classes`` (B, K) -> (B,) (the
+    official code's ``end_layer='prob'``)."""
+    probs = class_probabilities(model, model(images))
     return probs.gather(1, classes).sum(dim=1)
 
 
@@ -269,7 +271,7 @@ def _learn(model, images, targets, cfg: MaskConfig, px: dict, gen: torch.Generat
             classes = logits.topk(min(5, logits.shape[1]), dim=1).indices
         else:
             classes = targets[:, None]
-        clean = logits.softmax(1).gather(1, classes).sum(1)
+        clean = class_probabilities(model, logits).gather(1, classes).sum(1)
         null = class_scores(model, substrate, classes)
 
     init_radius = None
