@@ -58,12 +58,22 @@ def test_smoke_run_writes_the_report_with_every_experiment(smoke_report):
         assert (by_id[cid]["status"] == "not_valid") == (not by_id[cid]["validity"][protocol]["valid"]), cid
     oracle = results["results"]["localisation_evidence"]["oracle"]
     assert all(oracle[t]["test_error"] == 0.0 for t in ("value", "energy", "mean")), "the oracle finds the evidence box"
+    # Table 1 on the coat classes against the object boxes: its own protocols, claims, and table
+    assert {f"localisation_object_coat_{t}" for t in ("value", "energy", "mean")} <= set(judged)
+    assert by_id["c_value_mask_best_coat"]["protocols"] == ["localisation_object_coat_value"]
+    coat = results["results"]["localisation_coat_subset"]
+    assert coat["n_test"] == len(by_id["c_value_mask_best_coat"]["samples"]["mask_value"]) > 0
+    assert all(16 <= c <= 23 for c in coat["classes"])
+    oracle = results["results"]["localisation_coat"]["oracle"]
+    assert all(oracle[t]["test_error"] == 0.0 for t in ("value", "energy", "mean")), "coat evidence ~ the object"
     assert len(by_id["e_mask_best_detector"]["samples"]["mask"]) == results["results"]["adversarial"]["n_test"]
     for fig in ("masks.png", "heatmap_grid.png", "artifacts.png"):
         assert (smoke_report / "figures" / fig).is_file()
     text = (smoke_report / "README.md").read_text()
     assert "weak_localisation" in text and "pointing_game" in text and "adversarial_detection" in text
     assert "weak_localisation_evidence" in text and "protocol_validity" in text
+    assert "weak_localisation_coat" in text
+    assert f"on the {coat['n_test']} test images whose label is a coat class" in text
 
 
 def test_v1_scenes_stay_available(tmp_path, monkeypatch):
@@ -204,3 +214,70 @@ def test_bad_config_fails_early():
         FongReplication(mask={"lambda1": 1e-4})
     with pytest.raises(KeyError, match="unknown explainer"):
         FongReplication(methods=["gradiant"])
+
+
+def _localisation_on_toy_scenes(coat_subset: bool = True):
+    """c_weak_localisation on hand-made 16-px batches: the object box of every image is its top-left quarter; each
+    map lights that box exactly on coat-class images (16-23) and the opposite corner on head-class images, so the
+    object-box error is 0 on the coat classes and 1 on the others at every threshold."""
+    from types import SimpleNamespace
+
+    from replications.fong2017.experiments.c_weak_localisation import WeakLocalisationExperiment
+
+    scored = ["gradient", "guided_backprop", "excitation_backprop", "gradcam", "blurred_circle_occlusion", "mask",
+              "oracle", "random"]
+    exp = WeakLocalisationExperiment({"iou": 0.5}, scored, coat_subset=coat_subset)
+    splits = {"test": ([0, 16, 5, 17, 23, 9], 0), "heldout": ([3, 18, 12, 20], 100)}
+    for split, (labels, first_id) in splits.items():
+        n = len(labels)
+        labels = torch.tensor(labels)
+        coat = (labels >= 16)[:, None, None, None]
+        on_box = torch.zeros(n, 1, 16, 16)
+        on_box[..., :8, :8] = 1.0
+        maps = torch.where(coat, on_box, on_box.flip(-1).flip(-2)) * torch.rand(n, 1, 16, 16).add(0.5)
+        batch = {"boxes": torch.tensor([[0.0, 0.0, 8.0, 8.0]]).expand(n, 1, 4).clone(), "box_labels": labels[:, None]}
+        ctx = SimpleNamespace(batch=batch, labels=labels, ids=torch.arange(first_id, first_id + n), split=split,
+                              evidence=None, maps=lambda names, maps=maps: {m: maps for m in names})
+        exp.update(ctx)
+    return exp
+
+
+def test_table1_on_the_coat_classes_selects_the_coat_images(monkeypatch):
+    """The coat subset is the test images whose label is a coat class (16-23), scored against the object boxes;
+    alpha is searched on all held-out images below MIN_COAT_HELDOUT coat images there, else on the coat ones."""
+    import replications.fong2017.experiments.c_weak_localisation as C
+
+    r = _localisation_on_toy_scenes().compute()
+    sub = r["localisation_coat_subset"]
+    assert sub == {"classes": [16, 17, 23], "n_test": 3, "n_heldout_coat": 2, "n_heldout": 4, "alpha_tuned_on": "all",
+                   "min_coat_heldout": C.MIN_COAT_HELDOUT}
+    for t in ("value", "energy", "mean"):
+        assert r["localisation_coat_per_image"]["mask"][t] == [0.0, 0.0, 0.0]
+        assert r["localisation_coat"]["mask"][t]["test_error"] == 0.0
+        assert r["localisation_coat"]["mask"][t]["heldout_error"] == 0.5  # all held-out images: half are head classes
+        assert r["localisation"]["mask"][t]["test_error"] == 0.5  # the all-class table is kept as it was
+    monkeypatch.setattr(C, "MIN_COAT_HELDOUT", 2)
+    r = _localisation_on_toy_scenes().compute()
+    assert r["localisation_coat_subset"]["alpha_tuned_on"] == "coat"
+    assert all(r["localisation_coat"]["mask"][t]["heldout_error"] == 0.0 for t in ("value", "energy", "mean"))
+    # the v1 scenes and ImageNet have no coat classes
+    assert "localisation_coat" not in _localisation_on_toy_scenes(coat_subset=False).compute()
+
+
+def test_table1_claims_on_the_coat_classes_mirror_the_object_box_claims():
+    """F4 is claimed on the coat subset with the same claims as on the object boxes of every class (suffix _coat),
+    on the coat images' per-image errors."""
+    from replications.fong2017.claims import localisation_claims
+    from replications.fong2017.paper import PAPER_KEY
+
+    exp = _localisation_on_toy_scenes()
+    res = exp.compute()
+    methods = [m for m in exp.scored if m not in ("mask", "oracle", "random")]
+    res.update(methods=methods, paper_keys={m: PAPER_KEY.get(m, m) for m in methods + ["mask"]})
+    claims = {c.id: c for c in localisation_claims(res) if c is not None}
+    plain = {i for i in claims if not i.endswith("_coat")}
+    assert plain and {f"{i}_coat" for i in plain} == {i for i in claims if i.endswith("_coat")}
+    for cid, c in claims.items():
+        if cid.endswith("_coat"):
+            assert c.findings == ("F4",) and all(len(v) == 3 for v in c.samples.values()), cid
+            assert "coat classes" in c.text, cid

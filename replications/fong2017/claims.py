@@ -6,7 +6,9 @@ Known deviations are registered, each with a diagnostic measured in the same run
 run judged a protocol's validity (the scenes, with the oracle and random reference maps), every claim on it names
 the protocol and is reported as not valid when the protocol fails its checks in the run. Table 1 and the pointing
 game are claimed on both ground truths where the data has the evidence: the object boxes (the paper's) and the
-class evidence (``_evidence`` claims).
+class evidence (``_evidence`` claims). On benchmark v2 Table 1 is also claimed on the coat classes against the object
+boxes (``_coat`` claims): the classes whose evidence is the whole creature, where the paper's protocol rewards the
+evidence.
 
 Each claim names the headline finding it tests (``FINDINGS``, ``../shared/HEADLINE_CLAIMS.md``) and every comparison
 between methods, or of a method with a reference, carries a minimum effect (rules of judgement 3): a tenth of the span
@@ -211,10 +213,18 @@ def generalisation_claims(res: dict) -> list[Claim]:
                    min_effect=UNIT_SPAN_MIN_EFFECT)]
 
 
-def _per_ground_truth(res: dict, base: str):
+#: Table 1's ground truths besides the object boxes of every class: ``(ground truth, claim-id suffix, text)``; the
+#: ground truth names the protocols (``localisation_<gt>_<threshold>``), the suffix the results
+#: (``localisation<suffix>_per_image``) and the claims
+LOCALISATION_SUBSETS = (("evidence", "_evidence", " (against the class evidence's boxes)"),
+                        ("object_coat", "_coat", " (the coat classes 16-23, whose evidence is head + body, against the "
+                                                 "object boxes)"))
+
+
+def _per_ground_truth(res: dict, base: str, more=(("evidence", "_evidence"),)):
     """``(ground truth, claim-id suffix, per-image results)`` for each ground truth the run scored: the object boxes
-    (``<base>_per_image``) and the class evidence (``<base>_evidence_per_image``)."""
-    for gt, suffix in (("object", ""), ("evidence", "_evidence")):
+    (``<base>_per_image``) and each of ``more`` (``<base><suffix>_per_image``; by default the class evidence)."""
+    for gt, suffix in (("object", ""), *more):
         per = res.get(f"{base}{suffix}_per_image") or {}
         if MASK in per:
             yield gt, suffix, per
@@ -223,13 +233,16 @@ def _per_ground_truth(res: dict, base: str):
 def localisation_claims(res: dict) -> list[Claim]:
     """F4 (Table 1). Each claim rests on one protocol (ground truth x threshold) and takes its minimum effect from that
     protocol's oracle and random maps; without them (no reference maps), one percentage point (an error rate is one
-    minus a localisation accuracy)."""
+    minus a localisation accuracy). The same claims are made against the object boxes of every class, against the
+    class evidence's boxes, and (benchmark v2) against the object boxes on the coat classes alone
+    (:data:`LOCALISATION_SUBSETS`)."""
     key = res["paper_keys"]
     methods = res["methods"]
     in_table = [m for m in methods if key[m] in P.TABLE1_ERROR["value"]]
+    texts = {gt: text for gt, _, text in LOCALISATION_SUBSETS}
     out = []
-    for gt, suffix, loc in _per_ground_truth(res, "localisation"):
-        gt_text = " (against the class evidence's boxes)" if gt == "evidence" else ""
+    for gt, suffix, loc in _per_ground_truth(res, "localisation", [(gt, sfx) for gt, sfx, _ in LOCALISATION_SUBSETS]):
+        gt_text = texts.get(gt, "")
 
         def samples(t, ms, loc=loc):
             return {f"{m}_{t}": loc[m][t] for m in ms}

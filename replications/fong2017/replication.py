@@ -308,7 +308,9 @@ def validity_specs(r: dict, names: list[str]) -> dict:
     """The inputs of every protocol's validity verdict (``lightning_modules.reporting.validity``): per-image values
     of the oracle, random and every method (the mask included) on the test images."""
     specs = {}
-    for gt, key in (("object", "localisation_per_image"), ("evidence", "localisation_evidence_per_image")):
+    # Table 1 against the object boxes (all classes, and benchmark v2's coat classes alone) and the evidence boxes
+    for gt, key in (("object", "localisation_per_image"), ("evidence", "localisation_evidence_per_image"),
+                    ("object_coat", "localisation_coat_per_image")):
         per = r.get(key) or {}
         if not per:
             continue
