@@ -160,3 +160,34 @@ def test_group_bootstrap_resamples_whole_images():
     # trials of one image always carry the same multiplicity
     assert torch.equal(w[:, 0], w[:, 1]) and torch.equal(w[:, 3], w[:, 5])
     assert torch.equal(w[:, [0, 2, 3]].sum(1), torch.full((50,), 3.0))
+
+
+def test_unit_means_make_the_image_the_paired_unit():
+    from lightning_modules.reporting.rules import unit_means
+
+    assert unit_means([1, 0, 1, 1]) == [1.0, 0.0, 1.0, 1.0]
+    assert unit_means([1, 0, 1, 1], [True, True, False, True], [7, 7, 3, 3]) == [1.0, 0.5]
+    with pytest.raises(ValueError, match="one entry per value"):
+        unit_means([1, 0], [True], None)
+
+
+def test_the_papers_pointing_passes_load_the_trials(tmp_path, monkeypatch):
+    monkeypatch.setenv("SALIENCY_DATA", str(tmp_path))
+    from replications.fong2017.data import pass_dataset
+    from replications.petsiuk2018.data import RiseData
+
+    ds = pass_dataset({"kind": "scenes_multilabel", "profile": "smoke", "test_images": 5}, "pointing")
+    expected = int((render_split(SMOKE, "test")["box_labels"][:5] >= 0).sum())
+    assert len(ds) == expected and int(ds.__getitems__(range(len(ds)))["image_index"].max()) == 4
+    dm = RiseData(source="scenes_v2", scenes_profile="smoke", n_images=4, batch_size=4,
+                  pointing_dataset="scenes_multilabel", pointing={"profile": "smoke", "n_images": 5})
+    dm.setup("test")
+    loaders = dm.test_dataloader()
+    assert dm.has_pointing_pass and len(loaders) == 2 and len(loaders[1].dataset) == expected
+    with pytest.raises(ValueError, match="scenes_v2"):
+        RiseData(source="scenes", pointing_dataset="scenes_multilabel")
+    with pytest.raises(ValueError, match="profile and n_images"):
+        RiseData(source="scenes_v2", scenes_profile="smoke", pointing_dataset="scenes_multilabel",
+                 pointing={"size": 3}).setup("test")
+    with pytest.raises(ValueError, match="scenes_multilabel"):
+        pass_dataset({"kind": "nope"}, "pointing")

@@ -270,13 +270,17 @@ class RISE(Explainer):
         from lightning_modules.validation import check_images
 
         check_images(images, model=model)
+        # an image repeated in the batch (the pointing game's (image, class) trials) is masked and scored once
+        uniq, inverse = torch.unique(images.reshape(images.shape[0], -1), dim=0, return_inverse=True)
+        repeated = uniq.shape[0] < images.shape[0]
+        todo = uniq.reshape(-1, *images.shape[1:]) if repeated else images
         out = None
         with model_state_guard(model), torch.no_grad():
-            for bs, ms, scores in self._chunks(model, images):
+            for bs, ms, scores in self._chunks(model, todo):
                 if out is None:
-                    out = scores.new_empty(images.shape[0], self.n_masks, scores.shape[-1])
+                    out = scores.new_empty(todo.shape[0], self.n_masks, scores.shape[-1])
                 out[bs, ms] = scores
-        return out
+        return out[inverse] if repeated else out
 
     def maps_from_scores(self, scores: torch.Tensor, size: tuple[int, int], n: int | None = None) -> torch.Tensor:
         """(B, 1, H, W) maps from per-mask scores ``(B, N)`` of one class each, using the first ``n`` masks."""

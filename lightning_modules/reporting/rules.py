@@ -10,6 +10,8 @@
 - **Effects that matter** (rule 3): :data:`MIN_EFFECT_FRACTION` of the span between the random and the oracle
   reference of the protocol (:func:`span_min_effect`); where a protocol has no such pair, a fixed minimum per measure
   (:data:`MIN_EFFECTS`), each with its reason. A claim carries its :class:`~.claims.MinimumEffect`.
+- **Independent units** (rule 2): where several values share a unit (the pointing game's (image, class) trials
+  share their image), :func:`unit_means` makes the unit the paired sample of the bootstrap.
 """
 
 from __future__ import annotations
@@ -84,3 +86,20 @@ def curve_summary(values: Sequence[Sequence[float]], points: Sequence[int] | Non
     if not cols:
         raise ValueError("curve_summary: every point of the curve is saturated; no point can decide")
     return [float(x) for x in a[:, cols].mean(1)]
+
+
+def unit_means(values: Sequence[float], keep: Sequence[bool] | None = None,
+               units: Sequence[int] | None = None) -> list[float]:
+    """The paired samples of a claim: the kept ``values`` as they are, or where values share a unit (``units[i]``:
+    value i's unit, e.g. the image of a pointing trial) the mean of each unit's kept values, in unit order, so that
+    a unit counts once in the bootstrap."""
+    keep = [True] * len(values) if keep is None else list(keep)
+    if len(keep) != len(values) or (units is not None and len(units) != len(values)):
+        raise ValueError(f"values ({len(values)}), keep ({len(keep)}) and units must have one entry per value")
+    if units is None:
+        return [float(v) for v, k in zip(values, keep) if k]
+    per: dict[int, list[float]] = {}
+    for v, k, u in zip(values, keep, units):
+        if k:
+            per.setdefault(int(u), []).append(float(v))
+    return [sum(v) / len(v) for _, v in sorted(per.items())]

@@ -80,7 +80,8 @@ def main_datasets(spec: dict) -> dict[str, Dataset]:
 
 
 def pass_dataset(spec: dict, what: str) -> Dataset:
-    """The dataset of a separate pass: ``coco`` for the pointing game, ``animal_parts`` for the keypoints."""
+    """The dataset of a separate pass: ``coco`` or ``scenes_multilabel`` (test images; ``test_images`` of them) for
+    the pointing game, ``animal_parts`` for the keypoints."""
     kind = spec.get("kind")
     if kind == "coco":
         from lightning_modules.data.coco import COCOPointingDataModule
@@ -94,4 +95,14 @@ def pass_dataset(spec: dict, what: str) -> Dataset:
         dm = AnimalPartsDataModule(batch_size=spec.get("batch_size", 32), **_kwargs(spec))
         dm.setup()
         return _first(dm.eval_set, spec.get("test_images"), what)
-    raise ValueError(f"unknown {what} data kind {kind!r}; use 'coco' (pointing game) or 'animal_parts' (keypoints)")
+    if kind == "scenes_multilabel":
+        # the embedded pointing game: one trial per (image, present class) of the multi-label scenes
+        from lightning_modules.data.scenes_multilabel import PROFILES, MultiLabelScenes
+
+        profile = spec.get("profile", "default")
+        if profile not in PROFILES:
+            raise ValueError(f"{what}_data.profile must be one of {sorted(PROFILES)}, got {profile!r}")
+        return MultiLabelScenes("test", PROFILES[profile], root=spec.get("root"), trials=True,
+                                limit=spec.get("test_images"))
+    raise ValueError(f"unknown {what} data kind {kind!r}; use 'coco' or 'scenes_multilabel' (pointing game) or "
+                     "'animal_parts' (keypoints)")

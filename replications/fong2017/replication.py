@@ -91,6 +91,7 @@ class FongReplication(ExperimentReplication, ReplicationModule):
         pointing_data: dict[str, Any] | None = None,
         pointing_model: dict[str, Any] | None = None,
         pointing_mask: dict[str, Any] | None = None,
+        pointing_methods: list[str] | None = None,
         adversarial: AdversarialConfig = AdversarialConfig(),  # noqa: B008
         benchmark: MaskBenchmarkConfig = MaskBenchmarkConfig(),  # noqa: B008
         figure_images: int = 4,
@@ -111,6 +112,10 @@ class FongReplication(ExperimentReplication, ReplicationModule):
             pointing_data: a separate pointing-game pass (``{"kind": "coco", ...}``) with its own classifier
                 ``pointing_model`` (a ``load_model`` spec; None: the main black box) and ``pointing_mask``
                 (MaskConfig overrides); None: the pointing game runs on the main test split (the scenes).
+                ``{"kind": "scenes_multilabel", "profile": ..., "test_images": N}`` with ``pointing_model``
+                ``{"embedded_multilabel": name}``: the embedded pointing game, as the paper's on COCO (one trial per
+                (image, class), EBP's difficult rule, the class's object pixels and its evidence as ground truths).
+            pointing_methods: the methods explained on a separate pointing pass besides the mask (None: every method).
             (Separate top-level arguments, not nested dicts, so ``--model.pointing_data.root DIR`` overrides one key.)
             figure_images: images shown in the figures.
         """
@@ -134,6 +139,10 @@ class FongReplication(ExperimentReplication, ReplicationModule):
         self.kp_spec.update({k: v for k, v in extra.items() if v is not None})
         extra = {"data": pointing_data, "model": pointing_model, "mask": pointing_mask}
         self.pointing_spec = {k: v for k, v in extra.items() if v is not None}
+        unknown = sorted(set(pointing_methods or []) - set(self.methods))
+        if unknown:
+            raise ValueError(f"pointing_methods {unknown} are not among the methods {self.methods}")
+        self.pointing_methods = [m for m in self.methods if pointing_methods is None or m in pointing_methods]
         # separate passes (paper profile): their own data, and mask settings that may differ from Table 1's
         # (Fong's animal-parts and pointing masks explain the given class, Table 1's the top-5 classes)
         self.pass_mask_configs = {
@@ -164,7 +173,17 @@ class FongReplication(ExperimentReplication, ReplicationModule):
     # ------------------------------------------------------------------------------------------ setup / data
     def _load_blackbox(self, model_spec: dict | None = None) -> nn.Module:
         model_spec = self.model_spec if model_spec is None else model_spec
-        if model_spec and "embedded_v2" in model_spec:
+        if model_spec and "embedded_multilabel" in model_spec:
+            # the multi-label black box of the embedded pointing game (per-class sigmoid scores)
+            from lightning_modules.embedded_multilabel import load_embedded_multilabel
+
+            spec = dict(model_spec)
+            name = spec.pop("embedded_multilabel")
+            if spec:
+                raise ValueError(f"model.embedded_multilabel takes no other keys, got {sorted(spec)}")
+            model, _ = load_embedded_multilabel(name)
+            model.num_classes = model.scenes_config.num_classes
+        elif model_spec and "embedded_v2" in model_spec:
             from lightning_modules.embedded_v2 import load_embedded_v2
 
             spec = dict(model_spec)
@@ -250,9 +269,17 @@ class FongReplication(ExperimentReplication, ReplicationModule):
     def model_for(self, split: str) -> nn.Module:
         return self.pointing_model if split == "pointing" else self.blackbox
 
+    def multilabel_pointing(self) -> bool:
+        """The pointing game runs on the embedded multi-label scenes (a separate pass that has the evidence)."""
+        return (self.pointing_spec.get("data") or {}).get("kind") == "scenes_multilabel"
+
     def methods_for(self, split: str) -> list[str]:
-        # the reference maps need the main data's evidence; the separate passes have none
-        return self.scored if split in ("test", "heldout") else self.all_methods
+        # the reference maps need the class evidence: the main scenes and the multi-label pointing scenes have it
+        if split in ("test", "heldout"):
+            return self.scored
+        if split == "pointing":
+            return self.pointing_methods + [MASK] + (list(REFERENCES) if self.multilabel_pointing() else [])
+        return self.all_methods
 
     def explain(self, method: str, ctx: BatchContext) -> torch.Tensor:
         """One method's maps of a batch: an explainer's (signed maps clamped at 0: Fong's thresholds need
@@ -322,5 +349,7 @@ def validity_specs(r: dict, names: list[str]) -> dict:
     for gt, key in (("object", "pointing_per_image"), ("evidence", "pointing_evidence_per_image")):
         per = r.get(key) or {}
         if per:
-            specs.update(pointing_specs(gt, {m: per[m]["hits"] for m in names}, r["pointing_labels"], flags))
+            # the multi-label pass: the (image, class) trials of one image are resampled together
+            specs.update(pointing_specs(gt, {m: per[m]["hits"] for m in names if m in per}, r["pointing_labels"],
+                                        flags, groups=r.get("pointing_image_index")))
     return specs

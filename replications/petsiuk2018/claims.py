@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from lightning_modules.reporting import Claim, Relation
 from lightning_modules.reporting.claims import MinimumEffect
-from lightning_modules.reporting.rules import fixed_min_effect, span_min_effect
+from lightning_modules.reporting.rules import fixed_min_effect, span_min_effect, unit_means
 from replications.petsiuk2018 import paper as P
 
 #: our convergence criteria (not the paper's numbers): maps of independent mask sets agree, AUCs stop moving
@@ -86,6 +86,12 @@ def _auc_min_effect(res: dict, metric: str) -> MinimumEffect:
                            f"{metric} AUC")
 
 
+def per_image_rates(hits: list[float], keep: list[bool], image_index: list[int] | None) -> list[float]:
+    """The claims' paired unit in %: per trial, or where trials share an image (the multi-label pass: one trial per
+    (image, class)) the image's hit rate over its kept trials (``rules.unit_means``)."""
+    return [100.0 * v for v in unit_means(hits, keep, image_index)]
+
+
 def _pointing_min_effect(res: dict, key: str, keep: list[bool], protocol: str) -> MinimumEffect:
     """A tenth of the span between the oracle's and the random map's per-image hit rate (%) on the claim's images."""
     pm = res["per_method"]
@@ -93,7 +99,8 @@ def _pointing_min_effect(res: dict, key: str, keep: list[bool], protocol: str) -
         fixed = fixed_min_effect("accuracy")
         return MinimumEffect(100.0 * fixed.value, f"{fixed.rule}; hit rates in %, so {100.0 * fixed.value:g} point "
                                                   "(the run has no oracle map to span)")
-    rate = lambda m: 100.0 * _mean([float(h) for h, k in zip(pm[m][f"{key}_hits"], keep) if k])  # noqa: E731
+    image_index = res.get("pointing_image_index")
+    rate = lambda m: _mean(per_image_rates(pm[m][f"{key}_hits"], keep, image_index))  # noqa: E731
     return span_min_effect(rate("oracle"), rate("random"), f"{protocol} (per-image hit rate, %)")
 
 
@@ -168,7 +175,8 @@ def _pointing(res: dict) -> list[Claim]:
     difficult images; against the object boxes of the target class (the paper's ground truth) and, where the data has
     it, against the class evidence (``_evidence`` claims). The paper says RISE "matches or exceeds" the white-box
     methods (abstract; TorchRay's re-run: above the gradient in every column, within 4 points of Grad-CAM): the
-    gradient and the centre are to be beaten, Grad-CAM matched (RISE at most the protocol's minimum effect below)."""
+    gradient and the centre are to be beaten, Grad-CAM matched (RISE at most the protocol's minimum effect below).
+    On the multi-label pass the paired unit is the image (its hit rate over its trials of the subset)."""
     pm, ref = res["per_method"], res["pointing_reference"]
     flags = pm["rise"]["pointing_difficult_flags"]
     out = []
@@ -186,7 +194,8 @@ def _pointing(res: dict) -> list[Claim]:
                                 ("gradcam", "")):
                 if other != "center" and other not in res["methods"]:
                     continue
-                samples = {m: [100.0 * h for h, k in zip(pm[m][f"{key}_hits"], keep) if k] for m in ("rise", other)}
+                samples = {m: per_image_rates(pm[m][f"{key}_hits"], keep, res.get("pointing_image_index"))
+                           for m in ("rise", other)}
                 common = dict(measured={m: _mean(v) for m, v in samples.items()}, samples=samples,
                               paper={m: P.pointing_value(ref, m, subset) for m in ("rise", other)},
                               protocols=_on(res, protocol), findings=("R2",))

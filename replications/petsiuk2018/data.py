@@ -5,6 +5,10 @@
 (``evidence_mask``, the oracle and the evidence ground truth of the pointing game) and the "difficult" flag (a
 distractor object of another class, or a small object).
 ``source="scenes"``: the v1 scenes of the cached black box (kept for comparison; the oracle is the head mask).
+With ``pointing_dataset="scenes_multilabel"`` the scenes get the paper's second pass: the pointing game on the
+multi-label scenes (``lightning_modules.data.scenes_multilabel``: one trial per (image, present class), EBP's
+difficult rule), the first ``pointing["n_images"]`` test images of profile ``pointing["profile"]`` (default: the
+``scenes_profile``), as the paper runs it on VOC07 / COCO with a multi-label classifier.
 ``source="paper"``: ImageNet val (``imagenet`` kwargs of ``ImageNetValDataModule``) for deletion/insertion and
 VOC07 test or COCO val2014 (``pointing`` kwargs, ``pointing_dataset``) for the pointing game.
 
@@ -24,6 +28,8 @@ from lightning_modules.data.schema import collate_batch
 
 #: the embedded sources: benchmark v2 and the v1 scenes
 SCENE_SOURCES = ("scenes_v2", "scenes")
+#: the pointing game's data: the paper's (VOC07 test, COCO val2014) and the embedded multi-label scenes
+POINTING_DATASETS = ("voc07", "coco", "scenes_multilabel")
 
 
 class _One(torch.utils.data.Dataset):
@@ -50,8 +56,11 @@ class RiseData(pl.LightningDataModule):
         if source not in SCENE_SOURCES + ("paper",):
             raise ValueError(f"source must be 'scenes_v2' (benchmark v2), 'scenes' (v1) or 'paper' (ImageNet + "
                              f"VOC07/COCO), got {source!r}")
-        if pointing_dataset not in ("voc07", "coco"):
-            raise ValueError(f"pointing_dataset must be 'voc07' or 'coco', got {pointing_dataset!r}")
+        if pointing_dataset not in POINTING_DATASETS:
+            raise ValueError(f"pointing_dataset must be one of {POINTING_DATASETS}, got {pointing_dataset!r}")
+        if pointing_dataset == "scenes_multilabel" and source != "scenes_v2":
+            raise ValueError("pointing_dataset 'scenes_multilabel' is the pointing pass of source 'scenes_v2' (benchmark "
+                             f"v2), got source {source!r}")
         if n_images < 1 or batch_size < 1:
             raise ValueError(f"n_images and batch_size must be >= 1, got {n_images}, {batch_size}")
         self.source = source
@@ -63,6 +72,7 @@ class RiseData(pl.LightningDataModule):
         self.pointing = dict(pointing or {})
         self.root = root
         self._scenes = None
+        self._pointing_scenes = None
         self._paper: dict = {}
 
     def setup(self, stage: str | None = None) -> None:
@@ -80,6 +90,17 @@ class RiseData(pl.LightningDataModule):
                 if self.n_images > len(ds):
                     raise ValueError(f"n_images={self.n_images} but the {self.scenes_profile} scenes test split has {len(ds)}")
                 self._scenes = Subset(ds, range(self.n_images))
+            if self.pointing_dataset == "scenes_multilabel" and self._pointing_scenes is None:
+                from lightning_modules.data.scenes_multilabel import PROFILES, MultiLabelScenes
+
+                kw = dict(self.pointing)
+                profile = kw.pop("profile", self.scenes_profile)
+                n = kw.pop("n_images", None)
+                if kw:
+                    raise ValueError(f"data.pointing for the multi-label scenes takes profile and n_images, got {sorted(kw)}")
+                if profile not in PROFILES:
+                    raise ValueError(f"data.pointing.profile must be one of {sorted(PROFILES)}, got {profile!r}")
+                self._pointing_scenes = MultiLabelScenes("test", PROFILES[profile], root=self.root, trials=True, limit=n)
             return
         if not self._paper:
             from lightning_modules.data.coco import COCOPointingDataModule
@@ -104,7 +125,16 @@ class RiseData(pl.LightningDataModule):
         """The same images as ``test``: ``validate`` checks that the models read them (top-1 accuracy)."""
         return self.test_dataloader()
 
+    @property
+    def has_pointing_pass(self) -> bool:
+        """A separate pointing-game pass: the paper's VOC07 / COCO, or the multi-label scenes."""
+        return self.source == "paper" or self.pointing_dataset == "scenes_multilabel" and self.source == "scenes_v2"
+
     def test_dataloader(self):
         if self.source in SCENE_SOURCES:
-            return DataLoader(self._scenes, batch_size=self.batch_size, shuffle=False, collate_fn=collate_batch)
+            scenes = DataLoader(self._scenes, batch_size=self.batch_size, shuffle=False, collate_fn=collate_batch)
+            if self._pointing_scenes is None:
+                return scenes
+            trials = DataLoader(self._pointing_scenes, batch_size=self.batch_size, shuffle=False, collate_fn=collate_batch)
+            return [scenes, trials]
         return [self._paper["causal"].test_dataloader(), self._paper["pointing"].test_dataloader()]

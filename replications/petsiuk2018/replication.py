@@ -124,6 +124,7 @@ class RiseReplication(ExperimentReplication, ReplicationModule):
         self.blackbox: nn.Module | None = None
         self.pointing_blackbox: nn.Module | None = None
         self.blackbox_info: dict = {}
+        self.pointing_info: dict = {}
         self.validation: dict = {}
         #: deletion / insertion's settings with the blur resolved for the image size (``on_test_start``)
         self.causal_used: dict = {}
@@ -146,6 +147,15 @@ class RiseReplication(ExperimentReplication, ReplicationModule):
                 raise ValueError(f"model.embedded_v2 takes no other keys, got {sorted(cfg)}")
             model, _ = load_embedded_v2(name)
             self.blackbox_info = {"name": name, **dict(getattr(model, "embedded_info", {}) or {})}
+        elif "embedded_multilabel" in cfg:
+            # the multi-label black box of the embedded pointing game (lightning_modules.embedded_multilabel)
+            from lightning_modules.embedded_multilabel import load_embedded_multilabel
+
+            name = cfg.pop("embedded_multilabel")
+            if cfg:
+                raise ValueError(f"model.embedded_multilabel takes no other keys, got {sorted(cfg)}")
+            model, _ = load_embedded_multilabel(name)
+            self.pointing_info = {"name": name, **dict(getattr(model, "embedded_info", {}) or {})}
         elif "torchray" in cfg:
             # the pointing-game networks of Table 2 (Zhang et al.'s Caffe models, TorchRay's published files)
             from replications.petsiuk2018.pointing_models import load_torchray_model
@@ -221,7 +231,7 @@ class RiseReplication(ExperimentReplication, ReplicationModule):
         is one of the image's classes (each image counted once)."""
         images = batch["image"].to(self.device)
         with torch.no_grad():
-            if self._scenes_source() or dataloader_idx == 0:
+            if dataloader_idx == 0:
                 preds = self.blackbox(images).argmax(1)
                 self.val_metrics["acc"].update(batch["id"].to(self.device), hits=preds == batch["label"].to(self.device))
             else:
@@ -255,21 +265,35 @@ class RiseReplication(ExperimentReplication, ReplicationModule):
             ckw["blur_sigma"] = ckw["blur_sigma"] or sigma
         self.causal_used = ckw
         # the scenes: one loader whose batches serve every experiment; the paper data: ImageNet val, then VOC / COCO
-        self.test_splits = ["test"] if self._scenes_source() else ["causal", "pointing"]
+        # (the scenes with the multi-label pointing pass: the scenes, then the (image, class) trials)
+        if self._scenes_source():
+            self.test_splits = ["test", "pointing"] if self.has_pointing_pass() else ["test"]
+        else:
+            self.test_splits = ["causal", "pointing"]
         # every file of experiments/, in the order they see a batch, with fresh state for this test run
         self.experiments = nn.ModuleDict()
         self.add_experiments([e for module in experiment_modules() for e in module.build(self)])
         self.experiments.to(self.device)
         self._test_started = time.time()
 
+    def has_pointing_pass(self) -> bool:
+        """The pointing game runs on its own data and model (the paper's VOC07 / COCO, the multi-label scenes)."""
+        dm = self.trainer.datamodule if self._trainer is not None else None
+        return bool(getattr(dm, "has_pointing_pass", False))
+
     def model_for(self, split: str) -> nn.Module:
         return self.pointing_blackbox if split == "pointing" else self.blackbox
 
     def methods_for(self, split: str) -> list[str]:
-        if split == "pointing":  # the paper's pointing pass: the methods, explained for the labels
-            return list(self.methods)
+        if split == "pointing":  # the pointing pass: its methods, explained for the labels (+ the scenes' references)
+            return self.pointing_methods() + (self.references if self._scenes_source() else [])
         extra = [label_maps(m) for m in self.methods] if split == "test" else []
         return self.methods + self.references + extra
+
+    def pointing_methods(self) -> list[str]:
+        """The methods of the pointing game (``pointing.methods``; None: every method)."""
+        chosen = self.pointing_cfg.get("methods")
+        return list(self.methods) if chosen is None else [m for m in self.methods if m in chosen]
 
     def _timed(self, key: str, fn, *args):
         t0 = time.time()
@@ -360,7 +384,7 @@ class RiseReplication(ExperimentReplication, ReplicationModule):
             "lime": dict(self.method_kwargs.get("lime", {})),
             "benchmark": dict(r.get("benchmark") or {}),
         }
-        for key in ("evidence_area_px", "protocol_validity", "stability"):
+        for key in ("evidence_area_px", "protocol_validity", "stability", "pointing_image_index", "pointing_tolerance_px"):
             if r.get(key):
                 out[key] = r[key]
         out["timings_s"] = dict(r.get("timings_s") or self.timings)
@@ -378,4 +402,5 @@ class RiseReplication(ExperimentReplication, ReplicationModule):
             "rise": {k: rk[k] for k in ("n_masks", "grid_size", "p", "seed", "baseline", "memory_budget_mb")}
             | {"last_chunk_size": self.rise.last_chunk_size},
             "data_source": self._source(), "scenes_source": self._scenes_source(), "blackbox_info": self.blackbox_info,
+            "pointing_info": self.pointing_info,
         }

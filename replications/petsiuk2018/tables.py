@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from lightning_modules.reporting import VALIDITY_CAPTION, protocol_verdicts, validity_rows
 from replications.petsiuk2018 import paper as P
+from replications.petsiuk2018.claims import per_image_rates
 
 
-def _image_rate(hits: list[float], keep: list[bool] | None = None) -> float:
-    vals = [h for h, k in zip(hits, keep or [True] * len(hits)) if k]
-    return 100.0 * sum(vals) / len(vals) if vals else float("nan")
+def _mean_or_nan(vals: list[float]) -> float:
+    return sum(vals) / len(vals) if vals else float("nan")
 
 
 def add_tables(res: dict, report) -> None:
@@ -40,19 +40,23 @@ def add_tables(res: dict, report) -> None:
     )
     ref = res["pointing_reference"]
     rows = []
-    for m in res["methods"] + ["center"] + [x for x in res["references"] if "pointing_hits" in pm[x]]:
+    idx = res.get("pointing_image_index")
+    scored = [x for x in res["methods"] + ["center"] + res["references"] if "pointing_hits" in pm.get(x, {})]
+    for m in scored:
         r = pm[m]
+        n = len(r["pointing_hits"])
         row = {"method": m + (" (reference)" if m in res["references"] else ""),
                "all (ours)": r["pointing_all"], "difficult (ours)": r["pointing_difficult"],
-               "all, per image (ours)": _image_rate(r["pointing_hits"]),
-               "difficult, per image (ours)": _image_rate(r["pointing_hits"], r["pointing_difficult_flags"])}
+               "all, per image (ours)": _mean_or_nan(per_image_rates(r["pointing_hits"], [True] * n, idx)),
+               "difficult, per image (ours)": _mean_or_nan(per_image_rates(r["pointing_hits"],
+                                                                             r["pointing_difficult_flags"], idx))}
         if "pointing_evidence_all" in r:
             row["all, evidence GT (ours)"] = r["pointing_evidence_all"]
             row["difficult, evidence GT (ours)"] = r["pointing_evidence_difficult"]
         if m in P.POINTING_TORCHRAY[ref]:
             row[f"all ({ref}, TorchRay)"] = P.POINTING_TORCHRAY[ref][m][0]
             row[f"difficult ({ref}, TorchRay)"] = P.POINTING_TORCHRAY[ref][m][1]
-        row["images (all / difficult)"] = f"{r['n_pointing']} / {r['n_difficult']}"
+        row["trials (all / difficult)" if idx else "images (all / difficult)"] = f"{r['n_pointing']} / {r['n_difficult']}"
         rows.append(row)
     report.add_table(
         "pointing_game", rows,

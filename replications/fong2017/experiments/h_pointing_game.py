@@ -4,6 +4,12 @@ baseline.
 On the scenes it runs on the main test split, against the boxes of the class and, where the data carries it, the
 class evidence; in the paper profile it is a separate pass (``pointing_data``: COCO val2014, its segmentation masks,
 Zhang et al.'s difficult flags) explained on its own classifier (``pointing_model``).
+
+The embedded default runs it as the paper does, on a separate pass: the multi-label scenes
+(``pointing_data.kind: scenes_multilabel``; one trial per (image, present class), EBP's difficult rule) explained on
+the multi-label black box, against the class's object pixels (as COCO's segmentation) and its evidence, with the
+oracle and random reference maps, TorchRay's native tolerance (15 px at the ~500 x 375 native image, scaled:
+``metrics.pointing.native_tolerance``), and the image as the unit of the claims and of the validity's bootstrap.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ import torch.nn as nn
 
 from lightning_modules.experiment import BatchContext, Experiment
 from lightning_modules.metrics import SampleValues
-from lightning_modules.metrics.pointing import PointingGame, center_heatmaps
+from lightning_modules.metrics.pointing import PointingGame, center_heatmaps, native_tolerance
 
 
 def check_classes(model: nn.Module, n: int, what: str) -> None:
@@ -26,14 +32,16 @@ def check_classes(model: nn.Module, n: int, what: str) -> None:
 class PointingGameExperiment(Experiment):
     name = "h_pointing_game"
 
-    def __init__(self, scored: list[str], separate_pass: bool):
+    def __init__(self, scored: list[str], separate_pass: bool, native_tolerance: bool = False):
         super().__init__()
         self.scored = list(scored)
         self.separate_pass = separate_pass
+        self.native_tolerance = native_tolerance
         self.splits = ("pointing",) if separate_pass else ("test",)
         self.pointing = nn.ModuleDict({m: PointingGame() for m in self.scored + ["center"]})
         self.pointing_evidence = nn.ModuleDict({m: PointingGame() for m in self.scored + ["center"]})
-        self.labels = SampleValues("label")
+        # the per-trial target class and its image (several trials per image on the multi-label pass)
+        self.labels = SampleValues("label", "image_index")
 
     def update(self, ctx: BatchContext) -> None:
         """Every method and the centre baseline; the target region is the class's segmentation mask where the data
@@ -42,17 +50,20 @@ class PointingGameExperiment(Experiment):
         if "multilabel" in batch:
             check_classes(ctx.model, batch["multilabel"].shape[1], "pointing")
         b, _, h, w = images.shape
+        if self.native_tolerance:
+            for pg in [*self.pointing.values(), *self.pointing_evidence.values()]:
+                pg.tolerance = native_tolerance(h, w)
         region = ({"masks": batch["mask"]} if self.separate_pass and "mask" in batch
                   else {"boxes": batch["boxes"], "box_labels": batch["box_labels"]})
         maps = {**ctx.maps([m for m in self.scored if m in ctx.methods]),
                 "center": center_heatmaps(b, h, w, images.device)}
-        evidence = None if self.separate_pass else ctx.evidence
+        evidence = ctx.evidence if (not self.separate_pass or "evidence_mask" in batch) else None
         for m in maps:
             self.pointing[m].update(maps[m], labels, difficult=batch.get("difficult"), ids=ids, **region)
             if evidence is not None:  # the evidence of the label's object as the ground truth
                 self.pointing_evidence[m].update(maps[m], labels, masks=evidence, difficult=batch.get("difficult"),
                                                  ids=ids)
-        self.labels.update(ids, label=labels)
+        self.labels.update(ids, label=labels, image_index=batch.get("image_index", ids))
 
     def compute(self) -> dict:
         r: dict = {"pointing": {}, "pointing_evidence": {}}
@@ -65,7 +76,13 @@ class PointingGameExperiment(Experiment):
                                    for m, p in per.items()}
         r["pointing_evidence_per_image"] = {m: {"hits": self.pointing_evidence[m].per_sample()["hits"].cpu().tolist()}
                                             for m in r["pointing_evidence"]}
-        r["pointing_labels"] = [int(x) for x in self.labels.compute()["label"].cpu().tolist()]
+        rows = self.labels.compute()
+        r["pointing_labels"] = [int(x) for x in rows["label"].cpu().tolist()]
+        if self.separate_pass and "image_index" in rows:
+            r["pointing_image_index"] = [int(x) for x in rows["image_index"].cpu().tolist()]
+        tolerance = next(iter(self.pointing.values())).tolerance
+        if tolerance is not None:
+            r["pointing_tolerance_px"] = float(tolerance)
         return r
 
     def claims(self, results: dict, profile: str = "default") -> list:
@@ -80,4 +97,6 @@ ORDER = 20
 
 def build(rep) -> list[Experiment]:
     """This experiment, configured from the replication's sections (``rep``: the ``FongReplication``)."""
-    return [PointingGameExperiment(rep.scored, separate_pass=bool(rep.pointing_spec.get("data")))]
+    separate = bool(rep.pointing_spec.get("data"))
+    scored = rep.methods_for("pointing") if separate else rep.scored
+    return [PointingGameExperiment(scored, separate_pass=separate, native_tolerance=rep.multilabel_pointing())]
