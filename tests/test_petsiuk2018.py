@@ -84,6 +84,11 @@ def test_smoke_end_to_end_writes_the_report(smoke_run):
         assert (by_id[cid]["status"] == "not_valid") == (not by_id[cid]["validity"][protocol]["valid"]), cid
     verdicts = {r["protocol"].split(" (")[0]: r for r in res["tables"]["protocol_validity"]["rows"]}
     assert set(verdicts) == set(judged)
+    # issue 37: insertion is judged with the saturation rule of an AUC and over its own window and step
+    ins = judged["insertion"]["checks"]
+    assert {"first_step", "step_below_evidence", "at_ceiling", "window_covers_evidence"} <= set(ins)
+    assert ins["at_ceiling"]["bound"] == 0.5 and "260 px" in ins["window_covers_evidence"]["text"]
+    assert "13 px" in ins["step_below_evidence"]["text"]
     bench = res["results"]["benchmark"]
     assert bench["time_ratio"] > 0 and bench["forward_passes"] >= 1 and bench["peak_mb"] >= 0
     # The smoke profile never writes the committed report.
@@ -206,6 +211,32 @@ def test_scaled_blur_is_the_papers_at_224_px():
     k, sigma = scaled_blur(64)
     assert k == 3 and abs(sigma - 5 * 64 / 224) < 1e-12
     assert scaled_blur(448) == (21, 10.0)
+
+
+def test_insertion_window_and_step_are_insertion_only():
+    """Issue 37: ``insertion_max_pixels`` / ``insertion_pixels_per_step`` give insertion its own window and step;
+    deletion keeps the whole image; the AUC is the trapezoid rule on [0, 1] over the window."""
+    from lightning_modules.metrics.causal import DeletionAUC, InsertionAUC
+
+    kw = {"pixels_per_step": 40, "insertion_pixels_per_step": 10, "insertion_max_pixels": 200}
+    assert DeletionAUC(**kw).step_counts(64, 64)[-1] == 64 * 64
+    counts = InsertionAUC(**kw).step_counts(64, 64)
+    assert counts.tolist() == list(range(0, 201, 10))
+    assert InsertionAUC(pixels_per_step=30, max_pixels=100).step_counts(64, 64).tolist() == [0, 30, 60, 90, 100]
+    with pytest.raises(ValueError, match="max_pixels"):
+        InsertionAUC(max_pixels=0)
+
+    class Lin(nn.Module):  # class 0's logit grows with the image's mean: a curve that rises with inserted pixels
+        def forward(self, x):
+            m = x.mean((1, 2, 3))[:, None]
+            return torch.cat([50 * m, torch.zeros_like(m)], 1)
+
+    images = torch.ones(2, 3, 8, 8)
+    maps = torch.rand(2, 1, 8, 8)
+    full = InsertionAUC(pixels_per_step=4, blur_kernel=3, blur_sigma=1.0).curves(Lin(), images, maps, 0)
+    part = InsertionAUC(pixels_per_step=4, insertion_max_pixels=16, blur_kernel=3, blur_sigma=1.0).curves(
+        Lin(), images, maps, 0)
+    assert part.shape[1] == 5 and torch.allclose(part, full[:, :5])
 
 
 def test_evidence_precision_known_answers():

@@ -191,3 +191,27 @@ def test_pointing_specs_judge_the_difficult_subset_only_with_enough_images():
                                              "pointing_evidence_difficult (higher better)", "saturated (higher better)"]
     assert rows[0]["verdict"] == "valid" and rows[0]["failed checks"] == "–"
     assert rows[-1]["verdict"] == "**not valid**" and "not_saturated: best real 1 vs bound 0.98" in rows[-1]["failed checks"]
+
+
+def test_the_ceiling_check_fails_a_saturated_auc_and_passes_one_that_is_not():
+    """Issue 37: the saturation rule of an area under a curve on [0, 1] (every paper alike): the best method within
+    AUC_CEILING_MARGIN of its ceiling on more than MAX_SHARE_AT_CEILING of the images fails the protocol."""
+    from lightning_modules.reporting.validity import AUC_CEILING_MARGIN, MAX_SHARE_AT_CEILING, share_at_ceiling
+
+    assert AUC_CEILING_MARGIN == 0.05 and MAX_SHARE_AT_CEILING == 0.5
+    assert share_at_ceiling([0.99, 0.96, 0.9, 0.5], True) == 0.5
+    assert share_at_ceiling([0.01, 0.2, 0.3, 0.04], False) == 0.5
+    assert np.isnan(share_at_ceiling([], True))
+    rng = np.random.default_rng(0)
+
+    def verdict(best: list[float]) -> dict:
+        values = {"oracle": [min(1.0, b + 0.005) for b in best], "random": list(rng.uniform(0.3, 0.45, N)),
+                  "best": best, "worst": list(rng.uniform(0.5, 0.65, N))}
+        check = {"at_ceiling": {"value": share_at_ceiling(best, True), "op": "<=", "bound": MAX_SHARE_AT_CEILING,
+                                "text": "share of images at the ceiling"}}
+        return protocol_verdicts({"insertion": protocol_spec(values, True, checks=check)})["insertion"]
+
+    saturated = verdict(list(rng.uniform(0.97, 0.995, N)))  # issue 37's full-image insertion: RISE above 0.97
+    assert not saturated["checks"]["at_ceiling"]["passed"] and not saturated["valid"]
+    spread = verdict(list(rng.uniform(0.7, 0.96, N)))  # within the window: a few images near 1, most not
+    assert spread["checks"]["at_ceiling"]["passed"] and spread["valid"], spread["checks"]

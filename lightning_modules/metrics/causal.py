@@ -41,6 +41,11 @@ class DeletionInsertion(PerSampleMetric):
             normalised zeros), ``"zeros"``, ``"blur"``, ``"image_mean"``, a colour or a callable.
         blur_kernel, blur_sigma: insertion's blurred start image (and ``substrate="blur"``); RISE: 11, 5.
         max_batch: images per forward pass (the memory budget).
+        max_pixels: the curve's window: it stops once this many pixels are changed (the AUC is the trapezoid rule
+            on [0, 1] over the window); ``None`` (RISE): the whole image.
+        insertion_pixels_per_step, insertion_max_pixels: in insertion mode, replace ``pixels_per_step`` and
+            ``max_pixels`` where not None (ignored in deletion mode), so that one set of settings serves both
+            protocols; ``None``: the shared ones.
         output: ``"prob"`` (softmax probability, RISE) or ``"logit"``.
 
     ``update(model, images, heatmaps, targets=None, ids=None)``: ``targets=None`` uses the model's top-1 class on
@@ -50,14 +55,21 @@ class DeletionInsertion(PerSampleMetric):
 
     def __init__(self, mode: str = "deletion", pixels_per_step: int | None = None, substrate: Substrate = "mean",
                  blur_kernel: int = 11, blur_sigma: float = 5.0, max_batch: int = 256, output: str = "prob",
-                 **kwargs):
+                 max_pixels: int | None = None, insertion_pixels_per_step: int | None = None,
+                 insertion_max_pixels: int | None = None, **kwargs):
         super().__init__(**kwargs)
+        if mode == "insertion":
+            pixels_per_step = insertion_pixels_per_step or pixels_per_step
+            max_pixels = insertion_max_pixels or max_pixels
         if mode not in ("deletion", "insertion"):
             raise ValueError(f"mode must be 'deletion' or 'insertion', got {mode!r}")
         if pixels_per_step is not None and pixels_per_step < 1:
             raise ValueError(f"pixels_per_step must be >= 1, got {pixels_per_step}")
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        if max_pixels is not None and max_pixels < 1:
+            raise ValueError(f"max_pixels must be >= 1, got {max_pixels}")
+        self.max_pixels = max_pixels
         self.mode = mode
         self.pixels_per_step = pixels_per_step
         self.substrate = substrate
@@ -67,8 +79,10 @@ class DeletionInsertion(PerSampleMetric):
         self._add_row_states("auc", "step_scores")
 
     def step_counts(self, height: int, width: int, device=None) -> torch.Tensor:
-        """Number of changed pixels at each of the N + 1 steps: 0, k, 2k, ..., H*W."""
+        """Number of changed pixels at each of the N + 1 steps: 0, k, 2k, ..., H*W (or up to ``max_pixels``)."""
         n_pix = height * width
+        if self.max_pixels is not None:
+            n_pix = min(n_pix, int(self.max_pixels))
         step = self.pixels_per_step or default_pixels_per_step(height, width)
         n_steps = math.ceil(n_pix / step)
         return (torch.arange(n_steps + 1, device=device) * step).clamp(max=n_pix)

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import torch
 
@@ -175,6 +175,23 @@ def protocol_spec(values: Mapping[str, list[float]], higher_is_better: bool, *, 
 POINTING_SATURATION = 0.98
 #: the difficult subset is judged only with at least this many images
 MIN_DIFFICULT = 10
+#: an area under a curve on [0, 1] (insertion AUC, every paper alike) is at its ceiling on an image when it is within
+#: this distance of its end of the scale (above 1 - 0.05 for higher-is-better, below 0.05 otherwise) ...
+AUC_CEILING_MARGIN = 0.05
+#: ... and the protocol saturates when the best method is at its ceiling on more than this share of the images
+#: (issue 37: RISE's full-image insertion AUC was above 0.97 on 95% of the images)
+MAX_SHARE_AT_CEILING = 0.5
+
+
+def share_at_ceiling(per_image: Sequence[float], higher_is_better: bool, margin: float = AUC_CEILING_MARGIN) -> float:
+    """The share of images whose AUC (on [0, 1]) lies within ``margin`` of its ceiling: above ``1 - margin`` when
+    higher is better, below ``margin`` otherwise (the protocol-specific check ``at_ceiling`` compares it with
+    ``MAX_SHARE_AT_CEILING``). NaN for no images."""
+    values = [float(v) for v in per_image]
+    if not values:
+        return math.nan
+    hits = [v > 1 - margin if higher_is_better else v < margin for v in values]
+    return sum(hits) / len(hits)
 
 
 def pointing_specs(gt: str, hits: Mapping[str, list[float]], labels: list[int], difficult: list[bool],

@@ -151,8 +151,9 @@ def _causal(res: dict, profile: str) -> list[Claim]:
     if ev:
         out.append(Claim(
             "protocol_step_below_evidence", "a. deletion/insertion",
-            f"One deletion/insertion step changes at most {MAX_STEP_SHARE_OF_EVIDENCE:g} of the median evidence area "
-            "(the configured step against the measured head area)",
+            f"One deletion step changes at most {MAX_STEP_SHARE_OF_EVIDENCE:g} of the median evidence area "
+            "(the configured step against the measured head area; insertion's own step and window are checked in the "
+            "protocol's validity)",
             Relation.at_most("step_share_of_evidence", MAX_STEP_SHARE_OF_EVIDENCE),
             {"step_share_of_evidence": res["causal"]["pixels_per_step"] / ev["median"]}, kind="sanity",
         ))

@@ -31,7 +31,8 @@ def add_tables(res: dict, report) -> None:
     report.add_table(
         "deletion_insertion", rows,
         caption=f"Table 1: deletion (lower is better; to the mean colour as the paper, and to the blurred image) and "
-                f"insertion (higher is better) AUC, {c['pixels_per_step']} px per step. Paper: ResNet50 on ImageNet val "
+                f"insertion (higher is better) AUC, {c['pixels_per_step']} px per step (insertion: over the window "
+                "of the Setting, not the whole image, where it sat at its ceiling). Paper: ResNet50 on ImageNet val "
                 "(unconfirmed values, PAPERS.md); the official notebook's RISE run gives "
                 f"{P.NOTEBOOK_RISE['deletion'].value} / {P.NOTEBOOK_RISE['insertion'].value} (confirmed). Reference rows "
                 "bound the metric: the oracle map (the ground-truth evidence) and uniform random maps. Evidence "
@@ -69,8 +70,10 @@ def add_tables(res: dict, report) -> None:
     if verdicts:
         report.add_table("protocol_validity", validity_rows(verdicts), caption=VALIDITY_CAPTION + (
             " Here: pointing must stay below 0.98; deletion and insertion must not finish in their first step, "
-            "deletion's step must be at most a quarter of the mean evidence area and insertion's blurred start at "
-            "most 3x chance."))
+            "each one's step must be at most a quarter of the mean evidence area, insertion's blurred start at "
+            "most 3x chance, insertion's window at least 0.75 of the mean evidence area, and the best method's "
+            "insertion AUC within 0.05 of 1 on at most half of the images (issue 37: the saturation rule of an AUC, "
+            "lightning_modules.reporting.validity.share_at_ceiling)."))
     s = res.get("stability")
     if s:
         rows = []
