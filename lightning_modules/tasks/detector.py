@@ -3,6 +3,11 @@
 - :func:`iterative_fgsm`: adversarial images by iterative FGSM (Kurakin et al.'s basic iterative method, L-inf)
   with ART's ``BasicIterativeMethod`` around a ``PyTorchClassifier`` on [0, 1] pixels (``clip_values=(0, 1)``,
   so ``eps`` is in pixel units: ``8/255`` = 8 grey levels).
+- :func:`iterative_least_likely`: the iterative least-likely-class method (ILLC, Kurakin et al. 2017, "Adversarial
+  examples in the physical world"; the attack of Fong & Vedaldi's adversarial repository, ``one_step_iter``):
+  targeted I-FGSM toward the clean image's least-likely class, ``x <- clip_{x0, eps}(x - step * sign(grad CE(x,
+  y_LL)))``, batched, with a per-image ``eps`` and Kurakin's step count ``min(eps + 4, 1.25 eps)`` (eps in grey
+  levels) per image (:func:`kurakin_steps`).
 - :class:`HeatmapDetector`: torchvision's AlexNet architecture (five conv layers, three fully connected), with a
   one-channel first layer for heatmaps and the pooling/classifier widths sized to the heatmap resolution, trained
   as a LightningModule to tell heatmaps of clean images (label 0) from heatmaps of adversarial ones (label 1).
@@ -48,6 +53,41 @@ def iterative_fgsm(model: nn.Module, images: torch.Tensor, labels: torch.Tensor 
     return torch.from_numpy(adv).to(device=dev, dtype=images.dtype)
 
 
+def kurakin_steps(eps: torch.Tensor) -> torch.Tensor:
+    """Kurakin et al.'s iteration count per image, ``floor(min(eps + 4, 1.25 eps))`` with eps in grey levels (eps
+    in [0, 1] pixel units times 255), at least 1 (the official adversarial code's ``step = None`` rule)."""
+    g = eps * 255
+    return torch.minimum(g + 4, 1.25 * g).add(1e-6).floor().clamp_min(1).long()
+
+
+def iterative_least_likely(model: nn.Module, images: torch.Tensor, eps: float | torch.Tensor,
+                           eps_step: float = 1 / 255, steps: int | torch.Tensor | None = None) -> torch.Tensor:
+    """ILLC adversarial images (same device and dtype as ``images``, pixels in [0, 1]): targeted iterative FGSM
+    toward each clean image's least-likely class. ``eps`` is a float or one L-inf budget per image (pixel units);
+    ``steps`` an int, one count per image, or ``None`` for :func:`kurakin_steps`. Batched: every iteration updates
+    the images whose count is not reached (one forward/backward over them), so the cost is the sum of the counts."""
+    n = images.shape[0]
+    eps = torch.as_tensor(eps, dtype=images.dtype, device=images.device).expand(n).clone()
+    if (eps <= 0).any() or eps_step <= 0:
+        raise ValueError(f"need eps > 0 and eps_step > 0; got {eps.min().item()}, {eps_step}")
+    steps = kurakin_steps(eps) if steps is None else torch.as_tensor(steps, device=images.device).long().expand(n)
+    model.eval()
+    x0 = images.detach()
+    with torch.no_grad():
+        target = model(x0).argmin(1)
+    adv = x0.clone()
+    e = eps.view(-1, *([1] * (images.dim() - 1)))
+    with torch.enable_grad():  # callers may run under no_grad (Lightning's test loop)
+        for i in range(int(steps.max())):
+            act = (steps > i).nonzero().squeeze(1)
+            x = adv[act].requires_grad_(True)
+            loss = F.cross_entropy(model(x), target[act], reduction="sum")
+            (grad,) = torch.autograd.grad(loss, x)
+            lo, hi = x0[act] - e[act], x0[act] + e[act]
+            adv[act] = torch.minimum(torch.maximum(x.detach() - eps_step * grad.sign(), lo), hi).clamp(0, 1)
+    return adv
+
+
 #: the smallest input for which AlexNet's feature stack keeps a non-empty map
 MIN_SIZE = 63
 
@@ -76,10 +116,13 @@ def alexnet_for_heatmaps(size: int, in_chans: int = 1, num_classes: int = 2, hid
 class HeatmapDetector(pl.LightningModule):
     """Clean (0) vs adversarial (1) heatmap classifier: AlexNet sized to the maps (Sec. 5)."""
 
-    def __init__(self, size: int, lr: float = 1e-3, weight_decay: float = 1e-4, hidden: int = 512):
+    def __init__(self, size: int, lr: float = 1e-3, weight_decay: float = 1e-4, hidden: int = 512,
+                 input_size: int = 0):
+        """``input_size``: the AlexNet input the maps are resized to (bilinear; the paper: 227 px); 0 = the maps'
+        size (at least :data:`MIN_SIZE`)."""
         super().__init__()
         self.save_hyperparameters()
-        self.input_size = max(size, MIN_SIZE)
+        self.input_size = max(input_size or size, MIN_SIZE)
         self.net = alexnet_for_heatmaps(self.input_size, hidden=hidden)
 
     @staticmethod
@@ -91,7 +134,7 @@ class HeatmapDetector(pl.LightningModule):
 
     def forward(self, maps: torch.Tensor) -> torch.Tensor:
         maps = self.standardise(maps)
-        if maps.shape[-1] < self.input_size or maps.shape[-2] < self.input_size:
+        if maps.shape[-1] != self.input_size or maps.shape[-2] != self.input_size:
             maps = F.interpolate(maps, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False)
         return self.net(maps)
 
@@ -109,14 +152,15 @@ class HeatmapDetector(pl.LightningModule):
 
 
 def train_detector(maps: torch.Tensor, labels: torch.Tensor, epochs: int = 30, batch_size: int = 32,
-                   lr: float = 1e-3, seed: int = 0, hidden: int = 512) -> HeatmapDetector:
+                   lr: float = 1e-3, seed: int = 0, hidden: int = 512, input_size: int = 0) -> HeatmapDetector:
     """Train a :class:`HeatmapDetector` with its own ``training_step``/``configure_optimizers`` (seeded, full
-    epochs, shuffled by a private generator, so it can run inside another Trainer's loop)."""
+    epochs, shuffled by a private generator, so it can run inside another Trainer's loop); ``input_size``: see
+    :class:`HeatmapDetector`."""
     if maps.dim() != 4 or maps.shape[1] != 1 or labels.shape[0] != maps.shape[0]:
         raise ValueError(f"maps must be (N, 1, H, W) with N labels; got {tuple(maps.shape)} and {tuple(labels.shape)}")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        det = HeatmapDetector(maps.shape[-1], lr=lr, hidden=hidden).to(maps.device)
+        det = HeatmapDetector(maps.shape[-1], lr=lr, hidden=hidden, input_size=input_size).to(maps.device)
     det.log = lambda *a, **k: None  # outside a Trainer: no logging
     opt = det.configure_optimizers()
     g = torch.Generator().manual_seed(seed)

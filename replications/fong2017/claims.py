@@ -289,7 +289,8 @@ def boxes_claims(res: dict) -> list[Claim]:
 
 def detection_claims(res: dict) -> list[Claim]:
     """F7 (Sec. 5). Detector accuracy is a proportion of test maps: one percentage point (no oracle or random map
-    exists for it)."""
+    exists for it). The samples are the per-test-map correctness (clean and adversarial maps of the odd ids, the
+    paper's attack: ILLC over its epsilon sweep), paired across methods by map."""
     a = res.get("adversarial")
     if not a:
         return []

@@ -116,9 +116,10 @@ def _reductions(config: dict, r: dict, h: int) -> str:
         "excitation backprop; Fong's blurred-circle occlusion, `" + str(config['explainer_kwargs'].get("blurred_circle_occlusion", {}))
         + "` (defaults: radius 1/8 of the image, stride 1/16, the 224-px blurs scaled)); signed maps clamped at 0. "
         "Contrastive excitation backprop has no Table 1 value in the sources read.",
-        f"- Adversarial (e, f): I-FGSM settings of the paper not read (eps {config['adversarial'].get('eps', 0) * 255:.3g}/255, "
-        f"step {config['adversarial'].get('eps_step', 0) * 255:.3g}/255, {config['adversarial'].get('max_iter')} iterations used); "
-        f"{config['adversarial'].get('images', 'all')} images; clean maps are the test pass's (ground-truth target).",
+        f"- Adversarial (e, f): {_attack_text(config['adversarial'])}; "
+        f"{config['adversarial'].get('images', 'all')} images; clean maps are the test pass's (ground-truth target); "
+        f"the detector sees the 64-px maps resized to {_detector_size_text(config['adversarial'])} instead of the "
+        "paper's 227 px (CPU budget; the stated rule in configs/fong2017/default.yaml).",
         f"- Artifacts (a): {config['artifacts']['images']} images (the first test ids); smallest suppressing box (d): "
         f"the official {r['n_box_alphas']}-level alpha grid.",
         "- Timings: the machine is shared with other engineers' jobs (CPU time and load average are recorded with the "
@@ -214,6 +215,22 @@ def _boxes(report, r, config):
 MASK_KEY = "mask"
 
 
+def _attack_text(spec: dict) -> str:
+    """The attack as run: the paper's ILLC over its epsilon sweep, or the earlier untargeted I-FGSM."""
+    if spec.get("attack", "illc") == "illc":
+        sweep = ", ".join(f"{float(e):g}" for e in spec["eps_sweep"])
+        return (f"the paper's iterative least-likely-class attack (ILLC, Kurakin et al.; the authors' adversarial code's "
+                f"epsilon sweep) at eps {sweep} /255 (one per image, cycling with id // 2), step "
+                f"{spec['eps_step'] * 255:.3g}/255, min(eps + 4, 1.25 eps) iterations")
+    return (f"untargeted I-FGSM via ART (eps {spec['eps'] * 255:.3g}/255, step {spec['eps_step'] * 255:.3g}/255, "
+            f"{spec['max_iter']} iterations; the paper used ILLC over an epsilon sweep)")
+
+
+def _detector_size_text(spec: dict) -> str:
+    size = int(spec.get("detector_size", 0) or 0)
+    return f"{size} px" if size else "their own size (at least 63 px)"
+
+
 def _adversarial(report, a: dict, config: dict) -> None:
     spec = config['adversarial']
     rows = []
@@ -222,10 +239,13 @@ def _adversarial(report, a: dict, config: dict) -> None:
         rows.append({"method": _label(m), "detector accuracy %": 100 * a["accuracy"][m],
                      "high-frequency content, adversarial - clean map": sum(hf) / len(hf)})
     report.add_table("adversarial_detection", rows,
-                     caption=f"e. Clean vs adversarial heatmap detection (AlexNet architecture sized to the "
-                     f"heatmaps, {a['n_train']} training / {a['n_test']} test maps, split by image id). I-FGSM via ART: "
-                     f"eps {spec['eps'] * 255:.3g}/255, step {spec['eps_step'] * 255:.3g}/255, {spec['max_iter']} "
-                     f"iterations (the paper's settings were not read); {100 * a['fooled']:.1f}% of the images fooled. "
+                     caption=f"e. Clean vs adversarial heatmap detection (AlexNet architecture on the maps resized "
+                     f"to {_detector_size_text(spec)} (paper: 227 px, about 7,800 training maps), {spec.get('epochs')} "
+                     f"epochs, {a['n_train']} training / {a['n_test']} test maps, split by image id parity). Attack: "
+                     f"{_attack_text(spec)}; {100 * a['fooled']:.1f}% of the images fooled"
+                     + ("" if not a.get("fooled_by_eps") else " (by eps: " + ", ".join(
+                         f"{e}: {100 * v:.0f}%" for e, v in a["fooled_by_eps"].items()) + ")")
+                     + ". F7 is decided on the per-test-map correctness (paired bootstrap, claims). "
                      "Last column: mean over images of the change of the map's pixel-scale content (mean |difference of "
                      "neighbouring pixels| of the min-max-standardised map) from the clean to the adversarial image. "
                      "Paper: per-method accuracies (numbers not read).")

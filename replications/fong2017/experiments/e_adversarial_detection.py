@@ -1,9 +1,15 @@
 """e. Adversarial detection (Fong & Vedaldi 2017, Sec. 5, "adversarial defence").
 
-For each test image an adversarial image by iterative FGSM (ART ``BasicIterativeMethod``, L-inf, untargeted on the
-model's prediction); heatmaps of the clean images (the test pass's maps, target: the ground-truth class) and of the
+For each test image an adversarial image by the paper's attack, the iterative least-likely-class method (ILLC,
+Kurakin et al.; ``attack: illc``, :func:`~lightning_modules.tasks.detector.iterative_least_likely`: targeted I-FGSM
+toward the clean image's least-likely class, step 1/255, Kurakin's ``min(eps + 4, 1.25 eps)`` iterations) over the
+sweep of L-inf budgets of the authors' adversarial code (``eps_sweep``, grey levels: 1, 2, 4, 8, 12, 16). Each image
+gets one budget: ``eps_sweep[(id // 2) % len(eps_sweep)]``, so the cost does not multiply and the even (training) and
+odd (test) ids both cycle through the whole sweep. ``attack: ifgsm`` keeps the earlier untargeted I-FGSM at one
+``eps`` (ART ``BasicIterativeMethod`` on the model's prediction). Heatmaps of the clean images (the test pass's maps, target: the ground-truth class) and of the
 adversarial images (target: the adversarial prediction) for every method; an AlexNet-architecture classifier per
-method trained to tell clean from adversarial heatmaps. Images are split by id parity: even ids train the detector,
+method trained to tell clean from adversarial heatmaps, the maps resized to ``detector_size`` px (the paper: 227, the
+AlexNet input; 0 = the maps' own size, where the 64-px maps' features collapse to 1x1). Images are split by id parity: even ids train the detector,
 odd ids test it (a split that does not depend on the process count).
 
 The mechanism the detection numbers point at is measured too: the high-frequency content of every method's map
@@ -20,7 +26,7 @@ import torch
 
 from lightning_modules.experiment import BatchContext, Experiment
 from lightning_modules.metrics import SampleValues
-from lightning_modules.tasks.detector import HeatmapDetector, iterative_fgsm, train_detector
+from lightning_modules.tasks.detector import HeatmapDetector, iterative_fgsm, iterative_least_likely, train_detector
 
 #: the split name of the adversarial images' context
 ADVERSARIAL = "adversarial"
@@ -28,11 +34,16 @@ ADVERSARIAL = "adversarial"
 
 @dataclass
 class AdversarialConfig:
-    """e./f. I-FGSM (L-inf ``eps``, ``eps_step``, ``max_iter``) on the first ``images`` test ids, and the detector's
-    training (``epochs``, ``hidden`` units, ``lr``, ``seed``)."""
+    """e./f. The attack on the first ``images`` test ids: ``attack`` ``illc`` (the paper's; one budget per image from
+    ``eps_sweep``, grey levels, ``eps_step`` per iteration, Kurakin's iteration count) or ``ifgsm`` (untargeted, L-inf
+    ``eps``, ``eps_step``, ``max_iter``); the detector's input size (``detector_size``, 0 = the maps') and training
+    (``epochs``, ``hidden`` units, ``lr``, ``seed``). Defaults: the paper's attack and 227-px AlexNet input."""
 
     enabled: bool = False
     images: int = 10 ** 9
+    attack: str = "illc"
+    eps_sweep: tuple[float, ...] = (1, 2, 4, 8, 12, 16)
+    detector_size: int = 227
     eps: float = 8 / 255
     eps_step: float = 1 / 255
     max_iter: int = 10
@@ -54,14 +65,26 @@ def adversarial_context(ctx: BatchContext, config: dict) -> BatchContext | None:
         model, images = ctx.model, ctx.images[sel]
         with torch.no_grad():
             pred = model(images).argmax(1)
-        adv = iterative_fgsm(model, images, None, eps=config["eps"], eps_step=config["eps_step"],
-                             max_iter=int(config["max_iter"]), batch_size=images.shape[0])
+        if config.get("attack", "illc") == "illc":
+            adv = iterative_least_likely(model, images, attack_eps(ctx.ids[sel], config), eps_step=config["eps_step"])
+        elif config["attack"] == "ifgsm":
+            adv = iterative_fgsm(model, images, None, eps=config["eps"], eps_step=config["eps_step"],
+                                 max_iter=int(config["max_iter"]), batch_size=images.shape[0])
+        else:
+            raise ValueError(f"adversarial.attack must be illc or ifgsm; got {config['attack']!r}")
         with torch.no_grad():
             adv_pred = model(adv).argmax(1)
         return ctx.derive({"image": adv, "label": adv_pred, "id": ctx.ids[sel], "clean_pred": pred,
                            "ground_truth": ctx.labels[sel], "sel": sel}, ADVERSARIAL)
 
     return ctx.cached(ADVERSARIAL, attack)
+
+
+def attack_eps(ids: torch.Tensor, config: dict) -> torch.Tensor:
+    """The ILLC budget of each image id (pixel units): ``eps_sweep[(id // 2) % len(eps_sweep)] / 255`` (pairs of ids
+    share a budget, so both parities of the train/test split see the whole sweep)."""
+    sweep = torch.as_tensor([float(e) for e in config["eps_sweep"]], dtype=torch.float32)
+    return (sweep[(ids.cpu().long() // 2) % len(sweep)] / 255).to(ids.device)
 
 
 def high_frequency(maps: torch.Tensor) -> torch.Tensor:
@@ -100,12 +123,17 @@ class AdversarialDetectionExperiment(Experiment):
         train, test = (ids % 2 == 0), (ids % 2 == 1)
         out = {"n": int(ids.numel()), "fooled": float(fooled.float().mean()), "accuracy": {},
                "n_train": 2 * int(train.sum()), "n_test": 2 * int(test.sum()), "correct": {}, "hf_change": {}}
+        if self.config.get("attack", "illc") == "illc":  # fooled share per budget (grey levels)
+            eps = attack_eps(ids, self.config) * 255
+            out["fooled_by_eps"] = {f"{e:g}": float(fooled[(eps - e).abs() < 1e-3].float().mean())
+                                    for e in map(float, self.config["eps_sweep"]) if ((eps - e).abs() < 1e-3).any()}
         for m in self.methods:
             maps = torch.cat([r[f"clean_{m}"], r[f"adv_{m}"]])
             y = torch.cat([torch.zeros(ids.numel()), torch.ones(ids.numel())]).long().to(maps.device)
             tr, te = torch.cat([train, train]), torch.cat([test, test])
             det = train_detector(maps[tr], y[tr], epochs=int(self.config["epochs"]), lr=float(self.config["lr"]),
-                                 seed=int(self.config["seed"]), hidden=int(self.config["hidden"]))
+                                 seed=int(self.config["seed"]), hidden=int(self.config["hidden"]),
+                                 input_size=int(self.config.get("detector_size", 0)))
             with torch.no_grad():
                 det.eval()
                 # per test map (clean maps of the odd ids, then their adversarial maps): the paired unit
