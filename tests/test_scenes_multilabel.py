@@ -191,3 +191,25 @@ def test_the_papers_pointing_passes_load_the_trials(tmp_path, monkeypatch):
                  pointing={"size": 3}).setup("test")
     with pytest.raises(ValueError, match="scenes_multilabel"):
         pass_dataset({"kind": "nope"}, "pointing")
+
+
+def test_pointing_benchmark_judges_every_protocol_with_the_image_as_unit(tmp_path):
+    """The benchmark's scoring on a few trials with hand-made maps: the oracle hits everything, the centre row is
+    reported beside the methods, both tolerances and both ground truths are judged, and validity.md gets its
+    section from pointing.json."""
+    from lightning_modules.benchmarks import pointing as P
+    from lightning_modules.benchmarks.validity import oracle_maps, random_maps
+
+    es = P.trial_eval_set(SMOKE, 40, root=tmp_path)
+    maps = {"oracle": oracle_maps(es.evidence_mask), "random": random_maps(es.images),
+            "first": oracle_maps(es.object_mask), "second": random_maps(es.images, seed=3)}
+    out = P.score(es, maps, n_boot=50)
+    assert set(out["tolerance_px"]) == {"native", "scaled_224"}
+    e = out["pointing_evidence_all@native"]
+    assert e["maps"]["oracle"]["value"] == 1.0 and e["n_images"] == 40 and e["n_trials"] == len(es.labels)
+    assert 0.0 <= e["center"] <= 1.0 and e["best_real"] == "first"
+    res = {"model": "m", "n_images": 40, "n_trials": len(es.labels), "n_difficult": int(es.difficult.sum()),
+           "n_boot": 50, "methods": {}, "method_cpu_s": {"first": 0.0}, "model_test": {"map": 1.0},
+           "model_training_s": 1.0, "model_training_cpu_s": 1.0, "protocols": out, "cpu_s": 1.0, "wall_s": 1.0}
+    text = "\n".join(P.markdown(res))
+    assert "pointing_object_all@native" in text and "| center |" in text

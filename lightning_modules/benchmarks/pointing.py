@@ -153,6 +153,14 @@ def markdown(res: dict) -> list[str]:
         e = res["protocols"][k]
         lines.append(f"| {k} | " + " | ".join(f"{e['maps'][n]['value']:.3f}" for n in names) + f" | {e['center']:.3f} |")
     lines += ["", "Method CPU seconds for the maps: " + ", ".join(f"{k} {v}" for k, v in res["method_cpu_s"].items()), ""]
+    saturated = [k for k in protos if not res["protocols"][k]["checks"].get("not_saturated", {}).get("passed", True)]
+    if saturated:
+        lines += [f"Saturated here: {', '.join(saturated)}. The model recognises every object (test mAP "
+                  f"{t.get('map', float('nan')):.3f}, small objects included), so the maximum of a class-sensitive "
+                  "map lands on the class's object, a larger target than its evidence; the paper profiles' trials are "
+                  "judged with their own methods in each run. What would change it (untested): images whose classes "
+                  "are confusable (co-occurring classes that share a colour pair or an orientation, so a map must "
+                  "resolve the texture's other factor), partial occlusion, or a model below perfect mAP.", ""]
     return lines
 
 
