@@ -28,19 +28,11 @@ from pathlib import Path
 
 import torch
 
+from lightning_modules.benchmarks.validity import METHODS as VALIDITY_METHODS
 from lightning_modules.utils import REPO_ROOT, atomic_write, torch_threads
 
 #: the real methods (name -> constructor kwargs): the validity benchmark's, plus excitation backprop (EBP's own)
-METHODS: dict[str, dict] = {
-    "gradient": {},
-    "guided_backprop": {},
-    "smoothgrad": {"n_samples": 32},
-    "integrated_gradients": {"steps": 32, "reduction": "abs_sum"},
-    "gradcam": {},
-    "excitation_backprop": {},
-    "occlusion": {"window": 8, "stride": 4},
-    "rise": {"n_masks": 1000},
-}
+METHODS: dict[str, dict] = {**VALIDITY_METHODS, "excitation_backprop": {}}
 SMOKE_METHODS = {"gradient": {}, "gradcam": {}}
 GROUND_TRUTHS = ("object", "evidence")
 

@@ -33,25 +33,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import math
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import lightning.pytorch as pl
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from lightning_modules.data.schema import collate_batch
-from lightning_modules.data.scenes_v2 import (MAX_CLASSES, ORIENTATIONS_DEG, PAIR_DIRECTIONS, PERIODS_PX, _extent,
-                                              class_factors, is_coat_class, render_chunk)
+from lightning_modules.data.cache import cached_render
+from lightning_modules.data.scenes_v2 import (MAX_CLASSES, ORIENTATIONS_DEG, PAIR_DIRECTIONS, PERIODS_PX, creature_extent,
+                                              ScenesV2DataModule, class_factors, is_coat_class, render_chunk)
 from lightning_modules.data.synthetic import CHUNK, SPLITS, hsv_to_rgb
-from lightning_modules.utils import atomic_write, data_root
-
-log = logging.getLogger(__name__)
+from lightning_modules.utils import data_root
 
 GENERATOR_VERSION = 1
 #: EBP's difficult rule: the class's boxes cover less than this fraction of the image (and another class is present)
@@ -133,7 +128,7 @@ def sample_chunk(cfg: MultiLabelScenesConfig, split: str, chunk: int, n: int) ->
     lo, hi = cfg.scale_range
     u = np.exp(rng.uniform(math.log(lo), math.log(hi), (n, M))) * s
     wanted = rng.integers(cfg.min_objects, cfg.max_objects + 1, n)
-    hw, top, bot = _extent(u)
+    hw, top, bot = creature_extent(u)
     cx, cy = np.zeros((n, M)), np.zeros((n, M))
     active = np.zeros((n, M), bool)
     placed_boxes = np.zeros((n, M, 4))
@@ -195,18 +190,7 @@ def load_split(cfg: MultiLabelScenesConfig, split: str, root: str | Path | None 
     """The rendered split, from ``<root>/scenes_multilabel/<split>-<hash>.pt`` when cached (else rendered, cached)."""
     root = Path(root) if root is not None else data_root()
     path = root / "scenes_multilabel" / f"{split}-{cfg.content_hash(split)}.pt"
-    if cache and path.is_file():
-        try:
-            return torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # a corrupt cache is regenerated, not fatal
-            log.warning("multi-label scenes cache %s unreadable (%s); regenerating", path, e)
-    started = time.perf_counter()
-    data = render_split(cfg, split)
-    log.info("rendered %d %s multi-label scenes in %.1f s", data["image"].shape[0], split, time.perf_counter() - started)
-    if cache:
-        with atomic_write(path, "wb") as fh:
-            torch.save(data, fh)
-    return data
+    return cached_render(path, lambda: render_split(cfg, split), f"{split} multi-label scenes", cache)
 
 
 def pointing_trials(data: dict, image_size: int) -> dict:
@@ -284,54 +268,19 @@ class MultiLabelScenes(Dataset):
         return self.data["image"].float().div_(255), self.data["multilabel"].float()
 
 
-class MultiLabelScenesDataModule(pl.LightningDataModule):
-    """train / val (images, for training) and test / heldout (pointing trials) multi-label scenes."""
+class MultiLabelScenesDataModule(ScenesV2DataModule):
+    """train / val (images, for training) and test / heldout (pointing trials) multi-label scenes; the loaders and
+    the cache handling are v2's."""
 
-    def __init__(self, config: MultiLabelScenesConfig | None = None, batch_size: int = 64,
-                 eval_batch_size: int | None = None, num_workers: int = 0, root: str | None = None, cache: bool = True):
-        super().__init__()
-        self.config = config or MultiLabelScenesConfig()
-        self.num_classes = self.config.num_classes
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size or batch_size
-        self.num_workers = num_workers
-        self.root = root
-        self.cache = cache
-        self.seed = self.config.seed
-        self.datasets: dict[str, MultiLabelScenes] = {}
+    profiles = PROFILES
+    kind = "multi-label scenes"
 
-    @classmethod
-    def from_profile(cls, profile: str = "default", **kwargs) -> "MultiLabelScenesDataModule":
-        if profile not in PROFILES:
-            raise ValueError(f"unknown multi-label scenes profile {profile!r}; known: {sorted(PROFILES)}")
-        return cls(PROFILES[profile], **kwargs)
+    @staticmethod
+    def default_config():
+        return MultiLabelScenesConfig()
 
-    def prepare_data(self) -> None:
-        if self.cache:
-            for split in SPLITS:
-                if self.config.split_size(split) > 0:
-                    load_split(self.config, split, self.root, self.cache)
+    def load_split(self, split: str) -> dict:
+        return load_split(self.config, split, self.root, self.cache)
 
-    def dataset(self, split: str) -> MultiLabelScenes:
-        if split not in self.datasets:
-            self.datasets[split] = MultiLabelScenes(split, self.config, self.root, self.cache,
-                                                    trials=split in ("test", "heldout"))
-        return self.datasets[split]
-
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        g = torch.Generator().manual_seed(self.seed)
-        return DataLoader(self.dataset(split), batch_size=self.batch_size if shuffle else self.eval_batch_size,
-                          shuffle=shuffle, generator=g if shuffle else None, collate_fn=collate_batch,
-                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("heldout", False)
+    def make_dataset(self, split: str) -> MultiLabelScenes:
+        return MultiLabelScenes(split, self.config, self.root, self.cache, trials=split in ("test", "heldout"))

@@ -56,9 +56,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import math
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -68,11 +66,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from lightning_modules.data.cache import cached_render
 from lightning_modules.data.schema import collate_batch
 from lightning_modules.data.synthetic import CHUNK, SPLITS, ellipse_mask, hsv_to_rgb, paint
-from lightning_modules.utils import atomic_write, data_root
-
-log = logging.getLogger(__name__)
+from lightning_modules.utils import data_root
 
 GENERATOR_VERSION = 1
 ORIENTATIONS_DEG = (0.0, 45.0, 90.0, 135.0)
@@ -163,7 +160,7 @@ PROFILES: dict[str, SyntheticScenesV2Config] = {
 
 
 # --------------------------------------------------------------------------------------------- sampling
-def _extent(u):
+def creature_extent(u):
     """Creature extent around its centre (cx, cy) at unit ``u``: half-width, top, bottom."""
     return 10.0 * u, 19.0 * u, 10.5 * u
 
@@ -196,7 +193,7 @@ def sample_chunk(cfg: SyntheticScenesV2Config, split: str, chunk: int, n: int) -
     u = np.empty((n, M))
     u[:, 0] = scale0 * s
     u[:, 1:] = rng.uniform(0.42, 0.55, (n, M - 1)) * s
-    hw, top, bot = _extent(u)
+    hw, top, bot = creature_extent(u)
     cx = np.empty((n, M))
     cy = np.empty((n, M))
     cx[:, 0] = hw[:, 0] + 1 + rng.uniform(size=n) * np.maximum(H - 2 * hw[:, 0] - 2, 0)
@@ -380,18 +377,7 @@ def load_split(cfg: SyntheticScenesV2Config, split: str, root: str | Path | None
     """The rendered split, from ``<root>/scenes_v2/<split>-<hash>.pt`` when cached (else rendered and cached)."""
     root = Path(root) if root is not None else data_root()
     path = root / "scenes_v2" / f"{split}-{cfg.content_hash(split)}.pt"
-    if cache and path.is_file():
-        try:
-            return torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # a corrupt cache is regenerated, not fatal
-            log.warning("scenes v2 cache %s unreadable (%s); regenerating", path, e)
-    started = time.perf_counter()
-    data = render_split(cfg, split)
-    log.info("rendered %d %s v2 scenes in %.1f s", data["label"].shape[0], split, time.perf_counter() - started)
-    if cache:
-        with atomic_write(path, "wb") as fh:
-            torch.save(data, fh)
-    return data
+    return cached_render(path, lambda: render_split(cfg, split), f"{split} v2 scenes", cache)
 
 
 # --------------------------------------------------------------------------------------------- dataset
@@ -449,10 +435,14 @@ class ScenesV2(Dataset):
 class ScenesV2DataModule(pl.LightningDataModule):
     """train / val / test (+ ``heldout``, served by ``predict_dataloader``) v2 scenes in the batch schema."""
 
+    @staticmethod
+    def default_config():
+        return SyntheticScenesV2Config()
+
     def __init__(self, config: SyntheticScenesV2Config | None = None, batch_size: int = 128,
                  eval_batch_size: int | None = None, num_workers: int = 0, root: str | None = None, cache: bool = True):
         super().__init__()
-        self.config = config or SyntheticScenesV2Config()
+        self.config = config or self.default_config()
         self.num_classes = self.config.num_classes
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
@@ -462,22 +452,33 @@ class ScenesV2DataModule(pl.LightningDataModule):
         self.seed = self.config.seed
         self.datasets: dict[str, ScenesV2] = {}
 
+    #: the named configs of ``from_profile`` (a subclass for another generator names its own)
+    profiles: dict = PROFILES
+    kind = "scenes v2"
+
     @classmethod
     def from_profile(cls, profile: str = "default", **kwargs) -> "ScenesV2DataModule":
-        if profile not in PROFILES:
-            raise ValueError(f"unknown scenes v2 profile {profile!r}; known: {sorted(PROFILES)}")
-        return cls(PROFILES[profile], **kwargs)
+        if profile not in cls.profiles:
+            raise ValueError(f"unknown {cls.kind} profile {profile!r}; known: {sorted(cls.profiles)}")
+        return cls(cls.profiles[profile], **kwargs)
+
+    def load_split(self, split: str) -> dict:
+        """Render (or read from the cache) one split of this generator."""
+        return load_split(self.config, split, self.root, self.cache)
+
+    def make_dataset(self, split: str) -> Dataset:
+        return ScenesV2(split, self.config, self.root, self.cache)
 
     def prepare_data(self) -> None:
         if not self.cache:
             return
         for split in SPLITS:
             if self.config.split_size(split) > 0:
-                load_split(self.config, split, self.root, self.cache)
+                self.load_split(split)
 
     def dataset(self, split: str) -> ScenesV2:
         if split not in self.datasets:
-            self.datasets[split] = ScenesV2(split, self.config, self.root, self.cache)
+            self.datasets[split] = self.make_dataset(split)
         return self.datasets[split]
 
     def setup(self, stage: str | None = None) -> None:

@@ -25,9 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import math
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -37,10 +35,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from lightning_modules.data.cache import cached_render
 from lightning_modules.data.schema import collate_batch
-from lightning_modules.utils import atomic_write, data_root
-
-log = logging.getLogger(__name__)
+from lightning_modules.utils import data_root
 
 #: bump when rendering changes: cached files of older versions are then regenerated
 GENERATOR_VERSION = 1
@@ -358,18 +355,7 @@ def load_split(cfg: ScenesConfig, split: str, root: str | Path | None = None, ca
     """The rendered split, from ``<root>/scenes/<hash>.pt`` when cached (else rendered and cached)."""
     root = Path(root) if root is not None else data_root()
     path = root / "scenes" / f"{split}-{cfg.content_hash(split)}.pt"
-    if cache and path.is_file():
-        try:
-            return torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # a corrupt cache is regenerated, not fatal
-            log.warning("scenes cache %s unreadable (%s); regenerating", path, e)
-    started = time.perf_counter()
-    data = render_split(cfg, split)
-    log.info("rendered %d %s scenes in %.1f s", data["label"].shape[0], split, time.perf_counter() - started)
-    if cache:
-        with atomic_write(path, "wb") as fh:
-            torch.save(data, fh)
-    return data
+    return cached_render(path, lambda: render_split(cfg, split), f"{split} scenes", cache)
 
 
 # --------------------------------------------------------------------------------------------- dataset
