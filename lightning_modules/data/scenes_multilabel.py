@@ -43,9 +43,9 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from lightning_modules.data.cache import cached_render
-from lightning_modules.data.scenes_v2 import (MAX_CLASSES, ORIENTATIONS_DEG, PAIR_DIRECTIONS, PERIODS_PX, creature_extent,
-                                              ScenesV2DataModule, class_factors, is_coat_class, render_chunk)
-from lightning_modules.data.synthetic import CHUNK, SPLITS, hsv_to_rgb
+from lightning_modules.data.scenes_v2 import (MAX_CLASSES, ScenesV2DataModule, creature_extent, render_chunk,
+                                              sample_background, sample_looks)
+from lightning_modules.data.synthetic import CHUNK, SPLITS
 from lightning_modules.utils import data_root
 
 GENERATOR_VERSION = 1
@@ -112,17 +112,7 @@ def sample_chunk(cfg: MultiLabelScenesConfig, split: str, chunk: int, n: int) ->
     deterministic given (seed, split, chunk)."""
     rng = np.random.default_rng([cfg.seed, SPLITS.index(split), chunk, GENERATOR_VERSION, 36])
     H, M, D, s = cfg.image_size, cfg.max_objects, cfg.max_clutter, cfg.image_size / 64.0
-    p: dict = {}
-    for k, g in enumerate((2, 4, 8, 16)):
-        p[f"bg_oct{k}"] = rng.normal(0, (0.22, 0.12, 0.08, 0.06)[k], (n, 3, g, g)).astype(np.float32)
-    p["bg_mean"] = rng.uniform(0.3, 0.7, (n, 3, 1, 1)).astype(np.float32)
-    p["noise"] = rng.normal(0, 0.03, (n, 3, H, H)).astype(np.float32)
-    p["n_clutter"] = rng.integers(0, D + 1, n) if D else np.zeros(n, np.int64)
-    p["c_type"] = rng.integers(0, 3, (n, D))
-    p["c_xy"] = rng.uniform(0, H, (n, D, 2)).astype(np.float32)
-    p["c_size"] = (rng.uniform(3, 8, (n, D)) * s).astype(np.float32)
-    p["c_angle"] = rng.uniform(0, math.pi, (n, D)).astype(np.float32)
-    p["c_color"] = hsv_to_rgb(rng.uniform(0, 1, (n, D)), rng.uniform(0.2, 1, (n, D)), rng.uniform(0.3, 1, (n, D)))
+    p = sample_background(rng, n, H, D)
     # distinct classes per image: the first M of a random permutation
     cls = np.argsort(rng.uniform(size=(n, cfg.num_classes)), 1)[:, :M]
     lo, hi = cfg.scale_range
@@ -151,17 +141,7 @@ def sample_chunk(cfg: MultiLabelScenesConfig, split: str, chunk: int, n: int) ->
         active[:, j] = (j < wanted) & (ok.any(1) | (j == 0))
     p["cx"], p["cy"], p["u"] = cx.astype(np.float32), cy.astype(np.float32), u.astype(np.float32)
     p["active"], p["cls"] = active, cls
-    p["head_dx"] = rng.uniform(-2, 2, (n, M)).astype(np.float32)
-    pair, freq, orient = class_factors(cls)
-    p["angle"] = np.deg2rad(np.asarray(ORIENTATIONS_DEG)[orient] + rng.uniform(-4, 4, (n, M))).astype(np.float32)
-    p["period"] = (np.asarray(PERIODS_PX)[freq] * rng.uniform(0.94, 1.06, (n, M))).astype(np.float32)
-    p["phase"] = rng.uniform(0, 2 * math.pi, (n, M)).astype(np.float32)
-    p["grey"] = rng.uniform(0.4, 0.6, (n, M)).astype(np.float32)
-    p["amp"] = rng.uniform(0.25, 0.35, (n, M)).astype(np.float32)
-    p["direction"] = np.asarray(PAIR_DIRECTIONS, np.float32)[pair]
-    p["coat"] = is_coat_class(cls)
-    p["body_color"] = hsv_to_rgb(rng.uniform(0, 1, (n, M)), rng.uniform(0.0, 0.45, (n, M)), rng.uniform(0.35, 0.75, (n, M)))
-    p["feet_color"] = hsv_to_rgb(rng.uniform(0, 1, (n, M)), rng.uniform(0, 0.3, (n, M)), rng.uniform(0.1, 0.3, (n, M)))
+    p.update(sample_looks(rng, cls))
     p["label"] = cls[:, 0]  # render_chunk's single-label bits; unused here (every object is a label)
     p["small"] = np.zeros(n, bool)
     return p

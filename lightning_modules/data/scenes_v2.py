@@ -165,27 +165,51 @@ def creature_extent(u):
     return 10.0 * u, 19.0 * u, 10.5 * u
 
 
+def sample_background(rng: np.random.Generator, n: int, size: int, max_clutter: int) -> dict:
+    """The background's parameters: coloured value noise at 4 scales, pixel noise, and up to ``max_clutter``
+    non-class shapes (type 0 ring, 1 bar, 2 hollow square), in the draw order every scene generator shares."""
+    s = size / 64.0
+    p: dict = {}
+    for k, g in enumerate((2, 4, 8, 16)):
+        amp = (0.22, 0.12, 0.08, 0.06)[k]
+        p[f"bg_oct{k}"] = rng.normal(0, amp, (n, 3, g, g)).astype(np.float32)
+    p["bg_mean"] = rng.uniform(0.3, 0.7, (n, 3, 1, 1)).astype(np.float32)
+    p["noise"] = rng.normal(0, 0.03, (n, 3, size, size)).astype(np.float32)
+    D = max_clutter
+    p["n_clutter"] = rng.integers(0, D + 1, n) if D else np.zeros(n, np.int64)
+    p["c_type"] = rng.integers(0, 3, (n, D))
+    p["c_xy"] = rng.uniform(0, size, (n, D, 2)).astype(np.float32)
+    p["c_size"] = (rng.uniform(3, 8, (n, D)) * s).astype(np.float32)
+    p["c_angle"] = rng.uniform(0, math.pi, (n, D)).astype(np.float32)
+    p["c_color"] = hsv_to_rgb(rng.uniform(0, 1, (n, D)), rng.uniform(0.2, 1, (n, D)), rng.uniform(0.3, 1, (n, D)))
+    return p
+
+
+def sample_looks(rng: np.random.Generator, cls: np.ndarray) -> dict:
+    """The looks of objects of classes ``cls`` (n, M): head offset, the class's grating (orientation, period,
+    phase, grey, amplitude, colour direction), coat flag, body and feet colours."""
+    n, M = cls.shape
+    p: dict = {"head_dx": rng.uniform(-2, 2, (n, M)).astype(np.float32)}
+    pair, freq, orient = class_factors(cls)
+    p["angle"] = np.deg2rad(np.asarray(ORIENTATIONS_DEG)[orient] + rng.uniform(-4, 4, (n, M))).astype(np.float32)
+    p["period"] = (np.asarray(PERIODS_PX)[freq] * rng.uniform(0.94, 1.06, (n, M))).astype(np.float32)
+    p["phase"] = rng.uniform(0, 2 * math.pi, (n, M)).astype(np.float32)
+    p["grey"] = rng.uniform(0.4, 0.6, (n, M)).astype(np.float32)
+    p["amp"] = rng.uniform(0.25, 0.35, (n, M)).astype(np.float32)
+    p["direction"] = np.asarray(PAIR_DIRECTIONS, np.float32)[pair]  # (n, M, 3)
+    p["coat"] = is_coat_class(cls)
+    p["body_color"] = hsv_to_rgb(rng.uniform(0, 1, (n, M)), rng.uniform(0.0, 0.45, (n, M)), rng.uniform(0.35, 0.75, (n, M)))
+    p["feet_color"] = hsv_to_rgb(rng.uniform(0, 1, (n, M)), rng.uniform(0, 0.3, (n, M)), rng.uniform(0.1, 0.3, (n, M)))
+    return p
+
+
 def sample_chunk(cfg: SyntheticScenesV2Config, split: str, chunk: int, n: int) -> dict:
     """All random parameters of ``n`` scenes; deterministic given (seed, split, chunk)."""
     rng = np.random.default_rng([cfg.seed, SPLITS.index(split), chunk, GENERATOR_VERSION, 2])
     H = cfg.image_size
     M = cfg.max_objects
     s = H / 64.0
-    p: dict = {}
-    # background: coloured value noise at 4 scales + pixel noise
-    for k, g in enumerate((2, 4, 8, 16)):
-        amp = (0.22, 0.12, 0.08, 0.06)[k]
-        p[f"bg_oct{k}"] = rng.normal(0, amp, (n, 3, g, g)).astype(np.float32)
-    p["bg_mean"] = rng.uniform(0.3, 0.7, (n, 3, 1, 1)).astype(np.float32)
-    p["noise"] = rng.normal(0, 0.03, (n, 3, H, H)).astype(np.float32)
-    # clutter: type 0 ring, 1 bar, 2 hollow square
-    D = cfg.max_clutter
-    p["n_clutter"] = rng.integers(0, D + 1, n) if D else np.zeros(n, np.int64)
-    p["c_type"] = rng.integers(0, 3, (n, D))
-    p["c_xy"] = rng.uniform(0, H, (n, D, 2)).astype(np.float32)
-    p["c_size"] = (rng.uniform(3, 8, (n, D)) * s).astype(np.float32)
-    p["c_angle"] = rng.uniform(0, math.pi, (n, D)).astype(np.float32)
-    p["c_color"] = hsv_to_rgb(rng.uniform(0, 1, (n, D)), rng.uniform(0.2, 1, (n, D)), rng.uniform(0.3, 1, (n, D)))
+    p = sample_background(rng, n, H, cfg.max_clutter)
     # primary object (slot 0) and distractor objects (slots 1..)
     label = rng.integers(0, cfg.num_classes, n)
     small = rng.uniform(size=n) < cfg.small_object_prob
@@ -229,17 +253,7 @@ def sample_chunk(cfg: SyntheticScenesV2Config, split: str, chunk: int, n: int) -
     p["cx"], p["cy"], p["u"] = cx.astype(np.float32), cy.astype(np.float32), u.astype(np.float32)
     p["active"] = active
     p["cls"] = cls
-    p["head_dx"] = rng.uniform(-2, 2, (n, M)).astype(np.float32)
-    pair, freq, orient = class_factors(cls)
-    p["angle"] = np.deg2rad(np.asarray(ORIENTATIONS_DEG)[orient] + rng.uniform(-4, 4, (n, M))).astype(np.float32)
-    p["period"] = (np.asarray(PERIODS_PX)[freq] * rng.uniform(0.94, 1.06, (n, M))).astype(np.float32)
-    p["phase"] = rng.uniform(0, 2 * math.pi, (n, M)).astype(np.float32)
-    p["grey"] = rng.uniform(0.4, 0.6, (n, M)).astype(np.float32)
-    p["amp"] = rng.uniform(0.25, 0.35, (n, M)).astype(np.float32)
-    p["direction"] = np.asarray(PAIR_DIRECTIONS, np.float32)[pair]  # (n, M, 3)
-    p["coat"] = is_coat_class(cls)
-    p["body_color"] = hsv_to_rgb(rng.uniform(0, 1, (n, M)), rng.uniform(0.0, 0.45, (n, M)), rng.uniform(0.35, 0.75, (n, M)))
-    p["feet_color"] = hsv_to_rgb(rng.uniform(0, 1, (n, M)), rng.uniform(0, 0.3, (n, M)), rng.uniform(0.1, 0.3, (n, M)))
+    p.update(sample_looks(rng, cls))
     p["label"] = label
     p["small"] = small
     return p
