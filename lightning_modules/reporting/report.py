@@ -668,6 +668,8 @@ def write_index(repo_root: Path | None = None) -> Path:
     rows = []
     for p in find_reports(root):
         r = load_results(p)
+        if not r.get("paper"):  # not a paper's report (the scorecard's results.json)
+            continue
         c = r.get("claim_counts", {})
         fc = r.get("finding_counts") or {}
         findings = (f"{fc.get('tested_valid', 0)}/{len(r['findings'])} tested; {fc.get(REPRODUCED, 0)} reproduced, "
