@@ -217,7 +217,8 @@ MASK_KEY = "mask"
 
 def _attack_text(spec: dict) -> str:
     """The attack as run: the paper's ILLC over its epsilon sweep, or the earlier untargeted I-FGSM."""
-    if spec.get("attack", "illc") == "illc":
+    # a stored run's spec without an ``attack`` key predates ILLC: it ran the untargeted I-FGSM
+    if spec.get("attack", "ifgsm" if "eps_sweep" not in spec else "illc") == "illc":
         sweep = ", ".join(f"{float(e):g}" for e in spec["eps_sweep"])
         return (f"the paper's iterative least-likely-class attack (ILLC, Kurakin et al.; the authors' adversarial code's "
                 f"epsilon sweep) at eps {sweep} /255 (one per image, cycling with id // 2), step "
