@@ -41,6 +41,7 @@ from replications.petsiuk2018.data import SCENE_SOURCES
 from replications.petsiuk2018.experiments import experiment_modules
 from replications.petsiuk2018.experiments.a_causal import (
     DELETION_SUBSTRATES,
+    ORACLE_TIE_ORDERS,
     REFERENCES,
     CausalConfig,
     scaled_blur,
@@ -288,7 +289,8 @@ class RiseReplication(ExperimentReplication, ReplicationModule):
         if split == "pointing":  # the pointing pass: its methods, explained for the labels (+ the scenes' references)
             return self.pointing_methods() + (self.references if self._scenes_source() else [])
         extra = [label_maps(m) for m in self.methods] if split == "test" else []
-        return self.methods + self.references + extra
+        oracles = list(ORACLE_TIE_ORDERS) if "oracle" in self.references and split in ("test", "causal") else []
+        return self.methods + self.references + oracles + extra
 
     def pointing_methods(self) -> list[str]:
         """The methods of the pointing game (``pointing.methods``; None: every method)."""
@@ -312,6 +314,10 @@ class RiseReplication(ExperimentReplication, ReplicationModule):
         game): RISE from its one all-classes pass, the others re-explain only the images whose two targets differ."""
         if method == "oracle":
             return self._oracle(ctx)
+        if method.startswith("oracle__"):  # the shared oracle with a stated tie order (rules of judgement 6)
+            from lightning_modules.explainers.baselines import oracle_map
+
+            return oracle_map(ctx.evidence, method.split("__", 1)[1]).to(ctx.images.dtype)
         if method == "random":
             # seeded by sample id: a sample's map does not depend on its batch or process
             return id_seeded_random_maps(ctx.ids, tuple(ctx.images.shape[-2:])).to(ctx.images.dtype)

@@ -102,7 +102,9 @@ def setting_text(res: dict, config: dict) -> str:
         + "); softmax "
         "probability of the model's top-1 class; AUC by the trapezoid rule on [0, 1]. Reference rows: "
         + ", ".join(LABELS[m] for m in res["references"]) + " (the oracle ranks the evidence of the target class "
-        "first).",
+        "first" + ("; rules of judgement 6: the validity verdicts also score the shared oracle's two tie orders inside "
+                   "the binary evidence, centre first and border first, and the oracle check passes when any oracle "
+                   "is best or within CI of the best" if "oracle__border_first" in res["per_method"] else "") + ").",
         (f"- Pointing game: TorchRay's protocol (argmax of the map within {tol:.2f} px of the target class's object "
          "pixels, as COCO's segmentation, and of its evidence pixels; TorchRay's 15 px at the native ~500 x 375 image, "
          "scaled to the image side); one trial per (image, present class), the table gives TorchRay's mean over "

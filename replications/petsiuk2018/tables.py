@@ -62,9 +62,11 @@ def add_tables(res: dict, report) -> None:
     report.add_table(
         "pointing_game", rows,
         caption="Table 2: pointing-game accuracy (%): mean over classes (TorchRay's definition) and per image (the "
-                "claims' paired unit), against the object boxes of the target class (the paper's ground truth) and, "
-                "where the data has it, against the class evidence. Reference: TorchRay's re-run (the RISE paper's own "
-                "Table 2 was not read); LIME and the sliding window were not in that table.",
+                "claims' paired unit" + ("; an image's hit rate over its (image, class) trials), against the target "
+                "class's object pixels (as COCO's segmentation: the paper's ground truth)" if idx else
+                "), against the object boxes of the target class (the paper's ground truth)")
+                + " and, where the data has it, against the class evidence. Reference: TorchRay's re-run (the RISE "
+                "paper's own Table 2 was not read); LIME and the sliding window were not in that table.",
     )
     verdicts = protocol_verdicts(res.get("protocol_validity"))
     if verdicts:

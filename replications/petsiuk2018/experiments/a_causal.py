@@ -24,6 +24,7 @@ import torch
 import torch.nn as nn
 
 from lightning_modules.experiment import BatchContext, Experiment
+from lightning_modules.explainers.baselines import TIE_ORDERS
 from lightning_modules.metrics import SampleValues
 from lightning_modules.metrics.causal import DeletionAUC, InsertionAUC, default_pixels_per_step
 from lightning_modules.reporting import protocol_spec
@@ -34,6 +35,9 @@ from replications.petsiuk2018 import paper as P
 DELETION_SUBSTRATES = ("mean", "blur")
 #: the reference maps scored beside the methods
 REFERENCES = ("oracle", "random")
+#: rules of judgement 6: the oracle's binary evidence with its ties broken by each stated order of the shared oracle
+#: (``explainers.baselines.oracle_map``); the validity's oracle check passes when any oracle is best or within CI
+ORACLE_TIE_ORDERS = tuple(f"oracle__{t}" for t in TIE_ORDERS)
 #: validity rules of deletion / insertion (as ``lightning_modules.benchmarks.validity``): after the first step at most
 #: this share of the best method's mean drop / rise is done; one step at most this share of the mean evidence area;
 #: the blurred insertion start at most this many times chance
@@ -102,7 +106,9 @@ class CausalExperiment(Experiment):
     def __init__(self, methods: list[str], references: list[str], causal_kwargs: dict):
         super().__init__()
         self.methods, self.references = list(methods), list(references)
-        self.names = self.methods + self.references
+        # the oracle's tie orders are scored beside it for the validity verdicts (not report rows)
+        self.oracles = list(ORACLE_TIE_ORDERS) if "oracle" in self.references else []
+        self.names = self.methods + self.references + self.oracles
         self.pixels_per_step = causal_kwargs.get("pixels_per_step")
         self.insertion_step = causal_kwargs.get("insertion_pixels_per_step") or self.pixels_per_step
         self.insertion_window = causal_kwargs.get("insertion_max_pixels")
@@ -171,7 +177,7 @@ class CausalExperiment(Experiment):
         values of the oracle, random and every method, and the protocol's own checks with this run's numbers."""
         if not set(REFERENCES) <= set(self.references):
             return {}
-        names = self.methods + list(REFERENCES)
+        names = self.methods + list(REFERENCES) + self.oracles
         h, w = self.image_size or (0, 0)
         step = int(self.pixels_per_step or default_pixels_per_step(h, w))
         evidence_mean = float(area.float().mean()) if area is not None else math.nan
