@@ -213,3 +213,13 @@ def test_pointing_benchmark_judges_every_protocol_with_the_image_as_unit(tmp_pat
            "model_training_s": 1.0, "model_training_cpu_s": 1.0, "protocols": out, "cpu_s": 1.0, "wall_s": 1.0}
     text = "\n".join(P.markdown(res))
     assert "pointing_object_all@native" in text and "| center |" in text
+
+
+def test_bench_pointing_writes_its_section_into_a_fresh_folder(tmp_path):
+    """``python -m replications bench pointing --smoke`` on the shipped multi-label model: pointing.json and a
+    validity.md holding the section alone where the folder has no other protocols' run."""
+    from replications.__main__ import main
+
+    assert main(["bench", "pointing", "--smoke", "--images", "12", "--out", str(tmp_path)]) == 0
+    text = (tmp_path / "validity.md").read_text()
+    assert "Pointing game on the multi-label scenes" in text and (tmp_path / "pointing.json").is_file()

@@ -157,7 +157,8 @@ def markdown(res: dict) -> list[str]:
 
 
 def write(res: dict, out_dir: Path) -> None:
-    """``pointing.json``, and ``validity.md`` re-written from ``validity.json`` with this section."""
+    """``pointing.json``, and ``validity.md`` re-written from ``validity.json`` with this section (this section alone
+    where the folder has no ``validity.json``)."""
     from lightning_modules.benchmarks.validity import write_report
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -167,6 +168,9 @@ def write(res: dict, out_dir: Path) -> None:
     validity = out_dir / "validity.json"
     if validity.is_file():
         write_report(json.loads(validity.read_text()), out_dir)
+    else:  # a folder without the other protocols' run: validity.md holds this section alone
+        with atomic_write(out_dir / "validity.md") as fh:
+            fh.write("\n".join(["# Validity of the protocols on the embedded benchmarks", "", *markdown(res)]) + "\n")
 
 
 def main(argv: list[str] | None = None) -> None:
