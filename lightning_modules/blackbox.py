@@ -44,12 +44,10 @@ class BlackboxConfig:
     seed: int = 0
 
     def content_hash(self) -> str:
-        from lightning_modules.models import _LOCAL, _ensure_local_registered
+        from lightning_modules.models import architecture_version
 
-        _ensure_local_registered()
         d = asdict(self)
-        spec = _LOCAL.get(self.model_name)
-        d["arch_version"] = getattr(spec.ctor, "ARCH_VERSION", 0) if spec is not None else 0
+        d["arch_version"] = architecture_version(self.model_name, undeclared=0)
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 

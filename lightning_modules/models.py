@@ -384,12 +384,13 @@ def class_probabilities(model: nn.Module, logits: torch.Tensor) -> torch.Tensor:
     return logits.sigmoid() if getattr(model, "score", "softmax") == "sigmoid" else logits.softmax(dim=1)
 
 
-def architecture_version(name: str) -> int:
-    """The ``ARCH_VERSION`` of one of our own networks (1 when it declares none; 0 for a timm / torchvision name):
-    hashed with a training config, so a changed architecture never loads weights trained for the old one."""
+def architecture_version(name: str, undeclared: int = 1) -> int:
+    """The ``ARCH_VERSION`` of one of our own networks (``undeclared`` when it declares none; 0 for a timm /
+    torchvision name): hashed with a training config, so a changed architecture never loads weights trained for the
+    old one. (``undeclared`` keeps the hashes of the configs shipped before the rule: the v1 black box's is 0.)"""
     _ensure_local_registered()
     spec = _LOCAL.get(name)
-    return getattr(spec.ctor, "ARCH_VERSION", 1) if spec is not None else 0
+    return getattr(spec.ctor, "ARCH_VERSION", undeclared) if spec is not None else 0
 
 
 def load_model(
