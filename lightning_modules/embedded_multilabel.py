@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from lightning_modules.data.scenes_multilabel import (PROFILES, MultiLabelScenes, MultiLabelScenesConfig,
-                                                      MultiLabelScenesDataModule)
+                                                      MultiLabelScenesDataModule, render_split)
 from lightning_modules.shipped import ShippedWeightsError, load_shipped, ship, shipped_entry
 from lightning_modules.utils import atomic_write, data_root, file_lock, torch_threads
 
@@ -108,7 +108,8 @@ def evaluate(model: torch.nn.Module, dataset: MultiLabelScenes) -> dict:
     onehot = torch.nn.functional.one_hot(d["box_labels"].clamp(min=0), k).bool() & present[..., None]
     small = (onehot & (d["scale"] < SMALL_SCALE)[..., None]).any(1)
     large = (onehot & (d["scale"] >= SMALL_SCALE)[..., None]).any(1)
-    no_evidence = _without_evidence(dataset)
+    # the same scenes with every grating at its mean colour
+    no_evidence = render_split(dataset.config, dataset.split, len(d["image"]), omit=("evidence",))["image"]
     return {
         "n_images": int(images.shape[0]),
         "objects_per_image": float(present.sum(1).float().mean()),
@@ -116,21 +117,9 @@ def evaluate(model: torch.nn.Module, dataset: MultiLabelScenes) -> dict:
         "map_small_objects": mean_average_precision(logits, targets, valid=~large),
         "map_large_objects": mean_average_precision(logits, targets, valid=~small),
         "small_scale_below": SMALL_SCALE,
-        "map_evidence_removed": mean_average_precision(predict_logits(model, no_evidence), targets),
+        "map_evidence_removed": mean_average_precision(predict_logits(model, no_evidence.float().div_(255)), targets),
         "label_frequency": float(targets.mean()),
     }
-
-
-def _without_evidence(dataset: MultiLabelScenes) -> torch.Tensor:
-    """The split's images re-rendered with every grating replaced by its mean colour (float [0, 1])."""
-    from lightning_modules.data.scenes_multilabel import sample_chunk
-    from lightning_modules.data.scenes_v2 import render_chunk
-    from lightning_modules.data.synthetic import CHUNK
-
-    cfg, n = dataset.config, len(dataset.data["image"])
-    parts = [render_chunk(sample_chunk(cfg, dataset.split, c, min(CHUNK, n - s)), cfg, omit=("evidence",))["image"]
-             for c, s in enumerate(range(0, n, CHUNK))]
-    return torch.cat(parts).float().div_(255)
 
 
 # --------------------------------------------------------------------------------------------- training

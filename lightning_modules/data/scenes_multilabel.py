@@ -147,13 +147,14 @@ def sample_chunk(cfg: MultiLabelScenesConfig, split: str, chunk: int, n: int) ->
     return p
 
 
-def render_split(cfg: MultiLabelScenesConfig, split: str, size: int | None = None) -> dict:
-    """The whole split, chunk by chunk (each chunk vectorised): images, multi-hot labels, per-object ground truth."""
+def render_split(cfg: MultiLabelScenesConfig, split: str, size: int | None = None, omit: tuple[str, ...] = ()) -> dict:
+    """The whole split, chunk by chunk (each chunk vectorised): images, multi-hot labels, per-object ground truth.
+    ``omit``: parts not drawn (``scenes_v2.OMITTABLE``; the ground truth stays the full scene's)."""
     n = cfg.split_size(split) if size is None else size
     parts = []
     for c, start in enumerate(range(0, n, CHUNK)):
         p = sample_chunk(cfg, split, c, min(CHUNK, n - start))
-        r = render_chunk(p, cfg, object_index=True)
+        r = render_chunk(p, cfg, omit, object_index=True)
         present = r["box_labels"] >= 0
         multilabel = (F.one_hot(r["box_labels"].clamp(min=0), cfg.num_classes).bool() & present[..., None]).any(1)
         parts.append({"image": r["image"], "multilabel": multilabel, "boxes": r["boxes"],
