@@ -133,6 +133,15 @@ def _activation_bytes_per_sample(model: nn.Module, image: torch.Tensor) -> int:
     return int(total[0])
 
 
+def unique_images(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(distinct images, inverse)`` of a batch in which an image may repeat (the pointing game's (image, class)
+    trials), so that RISE masks and scores each image once; ``(images, None)`` when none repeats."""
+    uniq, inverse = torch.unique(images.reshape(images.shape[0], -1), dim=0, return_inverse=True)
+    if uniq.shape[0] == images.shape[0]:
+        return images, None
+    return uniq.reshape(-1, *images.shape[1:]), inverse
+
+
 @register_explainer("rise")
 class RISE(Explainer):
     """RISE (Petsiuk et al. 2018). See the module docstring for the method and the implementation.
@@ -270,17 +279,14 @@ class RISE(Explainer):
         from lightning_modules.validation import check_images
 
         check_images(images, model=model)
-        # an image repeated in the batch (the pointing game's (image, class) trials) is masked and scored once
-        uniq, inverse = torch.unique(images.reshape(images.shape[0], -1), dim=0, return_inverse=True)
-        repeated = uniq.shape[0] < images.shape[0]
-        todo = uniq.reshape(-1, *images.shape[1:]) if repeated else images
+        todo, inverse = unique_images(images)
         out = None
         with model_state_guard(model), torch.no_grad():
             for bs, ms, scores in self._chunks(model, todo):
                 if out is None:
                     out = scores.new_empty(todo.shape[0], self.n_masks, scores.shape[-1])
                 out[bs, ms] = scores
-        return out[inverse] if repeated else out
+        return out if inverse is None else out[inverse]
 
     def maps_from_scores(self, scores: torch.Tensor, size: tuple[int, int], n: int | None = None) -> torch.Tensor:
         """(B, 1, H, W) maps from per-mask scores ``(B, N)`` of one class each, using the first ``n`` masks."""
@@ -299,13 +305,11 @@ class RISE(Explainer):
 
     def attribute(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         B, C, H, W = images.shape
-        uniq, inverse = torch.unique(images.reshape(B, -1), dim=0, return_inverse=True)
-        if uniq.shape[0] < B:
-            # one image explained for several classes (the pointing game's (image, class) trials): its masked
-            # copies are scored once and every requested class's map is read from the same scores
+        uniq, inverse = unique_images(images)
+        if inverse is not None:
+            # one image explained for several classes: every requested class's map read from the same scores
             classes, t_idx = torch.unique(targets, return_inverse=True)
-            maps = self._accumulate(model, uniq.reshape(-1, C, H, W),
-                                    lambda s, m, _: torch.einsum("bnk,np->bkp", s[..., classes], m))
+            maps = self._accumulate(model, uniq, lambda s, m, _: torch.einsum("bnk,np->bkp", s[..., classes], m))
             return maps[inverse, t_idx].reshape(B, 1, H, W)
 
         def reduce(scores, m, idx):
