@@ -151,6 +151,25 @@ def test_native_tolerance_is_torchray_convention():
     assert native_tolerance(64, 64) < default_tolerance(64, 64)
 
 
+def test_pointing_game_resolves_the_native_tolerance_from_the_maps():
+    """PointingGame(tolerance="native") scores with TorchRay's tolerance at the maps' size: a maximum 3 px from the
+    object misses at 2.2 px (64-px maps) and hits at the 4.3 px of the 224-px convention."""
+    from lightning_modules.metrics.pointing import PointingGame, native_tolerance
+
+    maps = torch.zeros(1, 1, 64, 64)
+    maps[0, 0, 10, 13] = 1.0
+    mask = torch.zeros(1, 1, 64, 64, dtype=torch.bool)
+    mask[0, 0, 10, 16:20] = True
+    native, scaled = PointingGame(tolerance="native"), PointingGame()
+    native.update(maps, torch.tensor([0]), masks=mask)
+    scaled.update(maps, torch.tensor([0]), masks=mask)
+    assert math.isclose(native.tolerance_px, native_tolerance(64, 64))
+    assert float(native.compute()["all"]) == 0.0 and float(scaled.compute()["all"]) == 1.0
+    for bad in ("nativ", 0, -1.0):
+        with pytest.raises(ValueError, match="native"):
+            PointingGame(tolerance=bad)
+
+
 def test_group_bootstrap_resamples_whole_images():
     from lightning_modules.reporting.validity import group_bootstrap_weights
 

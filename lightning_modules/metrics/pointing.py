@@ -91,16 +91,22 @@ def pointing_hits(heatmaps: torch.Tensor, masks: torch.Tensor, tolerance: float)
 class PointingGame(PerSampleMetric):
     """Pointing-game accuracy, mean over classes, for "all" and "difficult" samples (TorchRay definition).
 
+    ``tolerance``: pixels; None: 15 px at 224, scaled to the maps; ``"native"``: TorchRay's 15 px at the native
+    VOC / COCO image, scaled to the maps (:func:`native_tolerance`, for data without a native size).
+
     ``update(heatmaps, targets, masks=None, boxes=None, box_labels=None, difficult=None, ids=None)``: give either
     ``masks`` (``(B, 1, H, W)`` bool, the target class's object) or ``boxes`` + ``box_labels`` (schema in
     docs/CONVENTIONS.md). ``compute()`` -> ``{"all": acc, "difficult": acc}`` (NaN when no difficult sample).
     """
 
-    def __init__(self, tolerance: float | None = None, **kwargs):
+    def __init__(self, tolerance: float | str | None = None, **kwargs):
         super().__init__(**kwargs)
-        if tolerance is not None and tolerance <= 0:
-            raise ValueError(f"tolerance must be > 0 px (1 = the maximum itself must be on the object), got {tolerance}")
+        if tolerance != "native" and not (tolerance is None or (isinstance(tolerance, (int, float)) and tolerance > 0)):
+            raise ValueError(f"tolerance must be > 0 px (1 = the maximum itself must be on the object), None (15 px at "
+                             f"224, scaled) or 'native' (TorchRay's 15 px at the native image, scaled), got {tolerance!r}")
         self.tolerance = tolerance
+        #: the tolerance in pixels of the last update (it depends on the maps' size unless given in pixels)
+        self.tolerance_px: float | None = None
         self._add_row_states("hits", "classes", "difficult")
 
     def update(self, heatmaps: torch.Tensor, targets: torch.Tensor | int, masks: torch.Tensor | None = None,
@@ -123,7 +129,11 @@ class PointingGame(PerSampleMetric):
             if empty.any():
                 raise ValueError(f"samples {empty.nonzero().flatten().tolist()} have an empty mask: nothing to "
                                  "point at; drop them from the evaluation")
-        tolerance = self.tolerance if self.tolerance is not None else default_tolerance(h, w)
+        if self.tolerance == "native":
+            tolerance = native_tolerance(h, w)
+        else:
+            tolerance = self.tolerance if self.tolerance is not None else default_tolerance(h, w)
+        self.tolerance_px = float(tolerance)
         hits = pointing_hits(heatmaps, masks, tolerance)
         if difficult is None:
             difficult = torch.zeros(b, dtype=torch.bool, device=heatmaps.device)

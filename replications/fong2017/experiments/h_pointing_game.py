@@ -18,7 +18,7 @@ import torch.nn as nn
 
 from lightning_modules.experiment import BatchContext, Experiment
 from lightning_modules.metrics import SampleValues
-from lightning_modules.metrics.pointing import PointingGame, center_heatmaps, native_tolerance
+from lightning_modules.metrics.pointing import PointingGame, center_heatmaps
 
 
 def check_classes(model: nn.Module, n: int, what: str) -> None:
@@ -38,8 +38,9 @@ class PointingGameExperiment(Experiment):
         self.separate_pass = separate_pass
         self.native_tolerance = native_tolerance
         self.splits = ("pointing",) if separate_pass else ("test",)
-        self.pointing = nn.ModuleDict({m: PointingGame() for m in self.scored + ["center"]})
-        self.pointing_evidence = nn.ModuleDict({m: PointingGame() for m in self.scored + ["center"]})
+        tolerance = "native" if native_tolerance else None
+        self.pointing = nn.ModuleDict({m: PointingGame(tolerance) for m in self.scored + ["center"]})
+        self.pointing_evidence = nn.ModuleDict({m: PointingGame(tolerance) for m in self.scored + ["center"]})
         # the per-trial target class and its image (several trials per image on the multi-label pass)
         self.labels = SampleValues("label", "image_index")
 
@@ -50,9 +51,6 @@ class PointingGameExperiment(Experiment):
         if "multilabel" in batch:
             check_classes(ctx.model, batch["multilabel"].shape[1], "pointing")
         b, _, h, w = images.shape
-        if self.native_tolerance:
-            for pg in [*self.pointing.values(), *self.pointing_evidence.values()]:
-                pg.tolerance = native_tolerance(h, w)
         region = ({"masks": batch["mask"]} if self.separate_pass and "mask" in batch
                   else {"boxes": batch["boxes"], "box_labels": batch["box_labels"]})
         maps = {**ctx.maps([m for m in self.scored if m in ctx.methods]),
@@ -80,9 +78,8 @@ class PointingGameExperiment(Experiment):
         r["pointing_labels"] = [int(x) for x in rows["label"].cpu().tolist()]
         if self.separate_pass and "image_index" in rows:
             r["pointing_image_index"] = [int(x) for x in rows["image_index"].cpu().tolist()]
-        tolerance = next(iter(self.pointing.values())).tolerance
-        if tolerance is not None:
-            r["pointing_tolerance_px"] = float(tolerance)
+        if self.native_tolerance:
+            r["pointing_tolerance_px"] = next(iter(self.pointing.values())).tolerance_px
         return r
 
     def claims(self, results: dict, profile: str = "default") -> list:

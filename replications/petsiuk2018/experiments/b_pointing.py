@@ -41,17 +41,6 @@ class PointingConfig:
     methods: list[str] | None = None
 
 
-def resolve_tolerance(tolerance: float | str | None, height: int, width: int) -> float | None:
-    """The tolerance in pixels for ``height`` x ``width`` maps (None: the metric's default)."""
-    if tolerance == "native":
-        from lightning_modules.metrics.pointing import native_tolerance
-
-        return native_tolerance(height, width)
-    if isinstance(tolerance, str):
-        raise ValueError(f"pointing.tolerance must be a number of pixels, null or 'native', got {tolerance!r}")
-    return tolerance
-
-
 def label_maps(method: str) -> str:
     """The name of ``method``'s maps of the ground-truth class in the per-batch map cache."""
     return method + LABEL
@@ -70,11 +59,8 @@ class PointingExperiment(Experiment):
         self.methods, self.references = list(methods), list(references)
         self.names = self.methods + self.references + ["center"]
         self.tolerance = tolerance
-        resolve_tolerance(tolerance, 224, 224)  # a bad value fails here, not at the first batch
-        # "native" is resolved in pixels at the first batch (it depends on the image size)
-        px = None if isinstance(tolerance, str) else tolerance
-        self.pointing = nn.ModuleDict({n: PointingGame(tolerance=px) for n in self.names})
-        self.pointing_evidence = nn.ModuleDict({n: PointingGame(tolerance=px) for n in self.names})
+        self.pointing = nn.ModuleDict({n: PointingGame(tolerance=tolerance) for n in self.names})
+        self.pointing_evidence = nn.ModuleDict({n: PointingGame(tolerance=tolerance) for n in self.names})
         # the per-trial target class (the validity's per-class means) and image (the resampling unit)
         self.labels = SampleValues("label", "image_index")
 
@@ -88,9 +74,6 @@ class PointingExperiment(Experiment):
             maps.update(ctx.maps(self.references))
         use_mask = separate and "mask" in batch
         b, _, h, w = next(iter(maps.values())).shape
-        if isinstance(self.tolerance, str):
-            for pg in [*self.pointing.values(), *self.pointing_evidence.values()]:
-                pg.tolerance = resolve_tolerance(self.tolerance, h, w)
         kw = {"difficult": batch.get("difficult"), "ids": ids}
         if use_mask:
             kw["masks"] = batch["mask"]
@@ -129,8 +112,8 @@ class PointingExperiment(Experiment):
             rows = self.labels.compute()
             out["pointing_image_index"] = [int(x) for x in rows["image_index"].cpu().tolist()]
             some = next(iter(self.pointing.values()))
-            if some.tolerance is not None:
-                out["pointing_tolerance_px"] = float(some.tolerance)
+            if self.tolerance is not None:
+                out["pointing_tolerance_px"] = some.tolerance_px
         specs = self._validity_specs(res)
         if specs:
             out["protocol_validity"] = specs
