@@ -38,7 +38,8 @@ from lightning_modules.explainers.base import (
 SCOPES = ("all", "active")
 
 
-def _relu_modules(model: nn.Module) -> list[nn.Module]:
+def relu_modules(model: nn.Module) -> list[nn.Module]:
+    """The ``nn.ReLU`` modules of ``model`` (PruneGrad's neurons are their outputs); an error if it has none."""
     mods = [m for m in model.modules() if isinstance(m, nn.ReLU)]
     if not mods:
         raise ValueError(
@@ -76,7 +77,7 @@ class PruneGrad(Explainer):
             acts.append(out)
 
         with hooks_guard() as handles:
-            for m in _relu_modules(model):
+            for m in relu_modules(model):
                 handles.append(m.register_forward_hook(record))
             logits = model(images.detach().requires_grad_(True))
         grads = torch.autograd.grad(self._target_logits(logits, targets), acts, allow_unused=True)
@@ -129,7 +130,7 @@ class PruneGrad(Explainer):
 
         x = images.detach().requires_grad_(True)
         with hooks_guard() as handles:
-            for m in _relu_modules(model):
+            for m in relu_modules(model):
                 handles.append(m.register_forward_hook(prune))
             logits = model(x)
         (grad,) = torch.autograd.grad(self._target_logits(logits, targets), x)

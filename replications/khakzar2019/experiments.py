@@ -695,10 +695,10 @@ class Khakzar2019Replication(ReplicationModule):
     @staticmethod
     def _relu_neuron_count(model, input_shape: tuple) -> int:
         """ReLU output elements per image (PruneGrad's neurons) for inputs of ``input_shape`` (C, H, W)."""
-        from lightning_modules.explainers.prunegrad import _relu_modules
+        from lightning_modules.explainers.prunegrad import relu_modules
 
         counts: list[int] = []
-        hooks = [m.register_forward_hook(lambda _m, _i, out: counts.append(out[0].numel())) for m in _relu_modules(model)]
+        hooks = [m.register_forward_hook(lambda _m, _i, out: counts.append(out[0].numel())) for m in relu_modules(model)]
         try:
             with torch.no_grad():
                 model(torch.zeros(1, *input_shape, device=next(model.parameters()).device))
