@@ -21,9 +21,9 @@ from lightning_modules.utils import REPO_ROOT, torch_threads
 
 
 def _load_callable(spec: str, what: str):
-    from lightning_modules.scorecard.contract import _import
+    from lightning_modules.scorecard.contract import import_object
 
-    obj, _ = _import(spec)
+    obj, _ = import_object(spec)
     if not callable(obj):
         raise TypeError(f"--{what} {spec!r} is not callable")
     return obj()

@@ -1,5 +1,6 @@
 """The scorecard (issue #41): CLI round trip in the smoke setting, the references' ranks, the explainer contract,
-and the verification of the committed worked example."""
+the pointing game on the multi-label benchmark, the interleaved cost, and the verification of the committed worked
+example."""
 
 from __future__ import annotations
 
@@ -31,16 +32,37 @@ def eval_set():
     return model, b
 
 
-def _lookup_explainer(b, field):
+@pytest.fixture(scope="module")
+def trials():
+    """The smoke setting's multi-label pointing trials (one per (image, present class))."""
+    from lightning_modules.benchmarks.pointing import trial_eval_set
+    from lightning_modules.embedded_multilabel import load_embedded_multilabel
+
+    pm, _ = load_embedded_multilabel(SMOKE.pointing_model)
+    return pm, trial_eval_set(pm.scenes_config, SMOKE.pointing_images)
+
+
+def _lookup_explainer(b, field, es=None):
     """A method that returns the ground truth ``field`` of the nearest evaluation image (the attacked copies lie
-    within 8/255 of theirs): what a perfect method would return."""
+    within 8/255 of theirs), and on a multi-label pointing trial (``es``) the ground truth of the target class in
+    that scene: what a perfect method would return."""
     from lightning_modules.explainers.baselines import oracle_map
 
     flat = b["image"].flatten(1)
 
     def ground_truth(model, images, targets):
-        rows = torch.cdist(images.flatten(1), flat).argmin(1)
-        return oracle_map(b[field][rows].float())
+        x = images.flatten(1)
+        d, rows = torch.cdist(x, flat).min(1)
+        out = b[field][rows].float()
+        if es is not None:
+            ml = es.object_mask if field == "mask" else es.evidence_mask
+            dt = torch.cdist(x, es.images.flatten(1))
+            # the trial of the same scene whose class is the target
+            dt = torch.where(es.labels[None, :] == targets[:, None], dt, torch.full_like(dt, float("inf")))
+            dm, trow = dt.min(1)
+            use = dm < d
+            out[use] = ml[trow[use]].float()
+        return oracle_map(out)
 
     return ground_truth
 
@@ -77,11 +99,12 @@ def test_toy_explainer_round_trips_through_the_cli(tmp_path, cache_dir):
 
 
 @pytest.fixture(scope="module")
-def references(eval_set, cache_dir):
+def references(eval_set, trials, cache_dir):
     """Scorecards of the evidence map, the object map and a random map."""
     model, b = eval_set
+    es = trials[1]
     cards = {}
-    for name, fn in (("evidence", _lookup_explainer(b, "evidence_mask")), ("object", _lookup_explainer(b, "mask")),
+    for name, fn in (("evidence", _lookup_explainer(b, "evidence_mask", es)), ("object", _lookup_explainer(b, "mask", es)),
                      ("noise", lambda model, images, targets: torch.rand(images.shape[0], 1, *images.shape[-2:]))):
         label, explainer, _ = load_explainer(fn, name=name)
         results = run_scorecard(explainer, label, SMOKE, cache_dir=cache_dir, log=lambda *a: None)
@@ -98,6 +121,8 @@ def _valid(derived):
 def test_the_ground_truth_map_ranks_first_on_every_valid_protocol(references):
     ev, obj = references["evidence"], references["object"]
     assert _valid(ev), "the smoke setting must have valid protocols"
+    # the multi-label pointing game is valid in the smoke setting too (on the single-label scenes it saturated)
+    assert any(p.startswith("pointing_") for p in _valid(ev)), {p: ev[p]["status"] for p in ev}
     for p in _valid(ev):
         gt_method = obj if BY_NAME[p].oracle_gt == "object" else ev  # the protocol's own ground truth
         # first: no built-in method is CI-separated better (ties within the CI, e.g. LeRF's flat top, share the place)
@@ -183,6 +208,8 @@ def test_a_users_own_model_and_data(eval_set, tmp_path):
     # Grad-CAM has no default layer for a plain Sequential: reported, and with one built-in method left no protocol
     # can be judged (the validity rule needs two)
     assert "gradcam" in results["builtin_failures"] and results["builtin_methods"] == ["gradient"]
+    # a user's own model keeps the pointing game on its own images (the label's mask, 15 px at 224 scaled)
+    assert results["pointing"] is None and len(results["values"]["pointing_evidence_all"]["gradient"]) == SMOKE.n_images
     out = write_scorecard(results, tmp_path / "card")
     assert all(d["status"] == "not judged" for p, d in out["derived"].items() if p != "cost")
     assert "built-in `gradcam`: not run on this model" in (tmp_path / "card" / "README.md").read_text()
@@ -207,3 +234,101 @@ def test_roar_runs_when_asked(cache_dir, tmp_path):
     assert out["derived"]["roar"]["status"] in ("valid", "not valid")
     assert "ROAR (Hooker)" in (tmp_path / "card" / "README.md").read_text()
     assert verify_scorecard(tmp_path / "card", example=None) == []
+
+
+def test_pointing_runs_on_the_multilabel_trials(trials, cache_dir):
+    """The pointing rows: the method explains the multi-label model, one trial per (image, class), hits at
+    TorchRay's native tolerance (the benchmark's own function), the bootstrap over images."""
+    from lightning_modules.benchmarks.pointing import trial_hits
+    from lightning_modules.explainers import create_explainer
+    from lightning_modules.metrics.pointing import native_tolerance
+    from lightning_modules.scorecard import derive
+
+    pm, es = trials
+    _, explainer, _ = load_explainer("gradient")
+    results = run_scorecard(explainer, "gradient_again", SMOKE, cache_dir=cache_dir, log=lambda *a: None)
+    pt = results["pointing"]
+    n_trials = es.images.shape[0]
+    assert pt["model"] == "scenes_multilabel_vgg" and pt["n_trials"] == n_trials and pt["n_images"] == SMOKE.pointing_images
+    assert n_trials > SMOKE.pointing_images  # several classes per scene
+    assert pt["tolerance_px"] == pytest.approx(native_tolerance(64, 64))
+    assert pt["image_index"] == es.image_index.tolist() and pt["labels"] == es.labels.tolist()
+    maps = create_explainer("gradient")(pm, es.images, es.labels)
+    for gt, masks in (("object", es.object_mask), ("evidence", es.evidence_mask)):
+        want = trial_hits(maps, masks)[0].float().tolist()
+        vals = results["values"][f"pointing_{gt}_all"]
+        assert vals["gradient_again"] == want and vals["gradient"] == want
+        hard = es.difficult.bool()
+        assert len(results["values"][f"pointing_{gt}_difficult"]["oracle"]) == int(hard.sum())
+    # the oracle on the trials is the class's own ground truth: every trial a hit
+    assert all(v == 1.0 for v in results["values"]["pointing_evidence_all"]["oracle"])
+    derived = derive(json.loads(json.dumps(results)))
+    e = derived["pointing_evidence_all"]
+    # the same verdict as the pointing benchmark's (judge with the image as the unit)
+    from lightning_modules.reporting.validity import POINTING_SATURATION, judge
+
+    v = {m: torch.tensor(results["values"]["pointing_evidence_all"][m], dtype=torch.float64)
+         for m in ("oracle", "oracle__border_first", "random", "gradient", "gradcam")}
+    j = judge(v, True, classes=es.labels, bound=POINTING_SATURATION, groups=es.image_index)
+    assert (e["status"] == "valid") == j["valid"]
+    assert e["maps"]["gradient"]["ci95"] == pytest.approx(j["maps"]["gradient"]["ci95"])
+
+
+def test_the_cache_key_changes_with_the_pointing_benchmark():
+    from dataclasses import replace
+
+    from lightning_modules.scorecard.card import code_hash
+    from lightning_modules.scorecard.protocols import Setting
+
+    base = Setting()
+    assert base.pointing_model == "scenes_multilabel_vgg" and base.pointing_tolerance == "native"
+    assert replace(base, pointing_images=64).key() != base.key()
+    assert replace(base, pointing_model="other").key() != base.key()
+    assert len(code_hash()) == 12
+
+
+def test_the_cost_is_timed_interleaved(eval_set, cache_dir):
+    """Each method's cost is its map CPU time over a forward floor timed in the same loop."""
+    from lightning_modules.scorecard.protocols import Bench, timed_maps
+
+    model, b = eval_set
+    bench = Bench(SMOKE, model, {"image": b["image"], "label": b["label"], "ids": b["id"]}, 24)
+    _, explainer, _ = load_explainer("gradient")
+    calls = []
+
+    def provider(m, images, targets, idx, key):
+        calls.append(("map", images.shape[0]))
+        return explainer(m, images, targets)
+
+    class Counting(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x):
+            calls.append(("forward", x.shape[0]) if not torch.is_grad_enabled() else ("grad", x.shape[0]))
+            return self.inner(x)
+
+    maps, map_s, fwd_s = timed_maps(provider, bench, Counting(model), b["image"], torch.arange(24), "clean")
+    assert maps.shape == (24, 1, 64, 64) and map_s > 0 and fwd_s > 0
+    kinds = [c[0] for c in calls if c[0] != "grad"]
+    # warm-up, then per batch: forward, map, forward
+    assert kinds == ["forward"] + ["forward", "map", "forward"] * 1
+    _, ex2, _ = load_explainer("gradcam")
+    results = run_scorecard(ex2, "gradcam_again", SMOKE, cache_dir=cache_dir, skip={"fragility_topk", "fragility_centre"},
+                            log=lambda *a: None)
+    for m, c in results["cost"].items():
+        assert results["cost_forward_cpu_s_per_image"][m] > 0 and c > 0, m
+
+
+def test_cross_module_names_are_public():
+    """No module of the scorecard or the explainers imports another module's private name."""
+    import re
+
+    from lightning_modules.utils import REPO_ROOT
+
+    files = [*(REPO_ROOT / "lightning_modules" / "scorecard").glob("*.py"), REPO_ROOT / "replications" / "scorecard.py",
+             *(REPO_ROOT / "lightning_modules" / "explainers").glob("*.py")]
+    bad = [f"{f.name}: {line.strip()}" for f in files for line in f.read_text().splitlines()
+           if re.search(r"^\s*from\s+\S+\s+import\s+.*\b_[a-z]", line)]
+    assert bad == []

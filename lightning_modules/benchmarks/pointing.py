@@ -59,6 +59,17 @@ def tolerances(height: int, width: int) -> dict[str, float]:
     return {"native": native_tolerance(height, width), "scaled_224": default_tolerance(height, width)}
 
 
+def trial_hits(maps: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """Per-trial hits ``(T,)`` bool of ``maps`` against ``masks`` (``(T, 1, H, W)``, the trial's class's object or
+    evidence) at TorchRay's native tolerance (``PointingGame(tolerance="native")``'s rule), and that tolerance in
+    px."""
+    from lightning_modules.metrics.pointing import pointing_hits
+
+    h, w = maps.shape[-2:]
+    tol = tolerances(h, w)["native"]
+    return pointing_hits(maps, masks.bool(), tol), tol
+
+
 def score(es, maps: dict[str, torch.Tensor], n_boot: int, seed: int = 0) -> dict:
     """Hits of every map (and the centre baseline) for each ground truth and tolerance, judged on all and difficult
     trials with the image as the bootstrap's unit."""

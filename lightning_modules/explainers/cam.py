@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from captum.attr import GuidedGradCam, LayerGradCam
 
 from lightning_modules.explainers.base import Explainer, hooks_guard, reduce_channels, register_explainer
-from lightning_modules.explainers.gradients import _check_relu_modules, _leaf
+from lightning_modules.explainers.gradients import check_relu_modules, leaf_input
 from lightning_modules.models import class_probabilities, resolve_layer
 
 
@@ -46,7 +46,7 @@ class GradCAM(Explainer):
 
     def attribute(self, model, images, targets):
         layer = resolve_layer(model, self.layer)
-        cam = LayerGradCam(model, layer).attribute(_leaf(images), target=targets, relu_attributions=self.relu)
+        cam = LayerGradCam(model, layer).attribute(leaf_input(images), target=targets, relu_attributions=self.relu)
         return upsample(cam, images.shape[-2:], self.upsample_mode)
 
 
@@ -60,11 +60,11 @@ class GuidedGradCAM(Explainer):
         self.upsample_mode = upsample_mode
 
     def attribute(self, model, images, targets):
-        _check_relu_modules(model, "guided_gradcam")
+        check_relu_modules(model, "guided_gradcam")
         layer = resolve_layer(model, self.layer)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU")
-            attr = GuidedGradCam(model, layer).attribute(_leaf(images), target=targets, interpolate_mode=self.upsample_mode)
+            attr = GuidedGradCam(model, layer).attribute(leaf_input(images), target=targets, interpolate_mode=self.upsample_mode)
         return reduce_channels(attr, self.reduction)
 
 

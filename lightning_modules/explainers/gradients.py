@@ -55,17 +55,22 @@ def seeded_rng(seed: int | None, device: torch.device):
         yield
 
 
-def _leaf(images: torch.Tensor) -> torch.Tensor:
+def leaf_input(images: torch.Tensor) -> torch.Tensor:
     """A fresh leaf that requires grad (Captum would otherwise flip the caller's tensor and warn)."""
     return images.detach().requires_grad_(True)
 
 
-def _check_relu_modules(model: nn.Module, method: str) -> None:
+def check_relu_modules(model: nn.Module, method: str) -> None:
+    """Raise when ``model`` has no ``nn.ReLU`` module (``method`` rewrites their backward pass)."""
     if not any(isinstance(m, nn.ReLU) for m in model.modules()):
         raise ValueError(
             f"{method} modifies the backward pass of nn.ReLU modules, and {type(model).__name__} has none "
             "(functional relu cannot be hooked); build the network with nn.ReLU modules"
         )
+
+
+# the former private names, for callers not yet moved to the public ones
+_leaf, _check_relu_modules = leaf_input, check_relu_modules
 
 
 class _GradientBase(Explainer):
@@ -84,7 +89,7 @@ class Gradient(_GradientBase):
     channels by ``reduction`` (paper: ``abs_max``, the maximum magnitude over colour channels)."""
 
     def attribute(self, model, images, targets):
-        attr = Saliency(model).attribute(_leaf(images), target=targets, abs=False)
+        attr = Saliency(model).attribute(leaf_input(images), target=targets, abs=False)
         return self._reduce(attr)
 
 
@@ -97,7 +102,7 @@ class InputTimesGradient(_GradientBase):
         super().__init__(reduction)
 
     def attribute(self, model, images, targets):
-        return self._reduce(InputXGradient(model).attribute(_leaf(images), target=targets))
+        return self._reduce(InputXGradient(model).attribute(leaf_input(images), target=targets))
 
 
 class _NoiseTunnelGradient(_GradientBase):
@@ -203,7 +208,7 @@ class IntegratedGradientsExplainer(_GradientBase):
             # image's worth of steps per chunk).
             internal = max(images.shape[0], self.samples_batch_size)
         attr = IntegratedGradients(model).attribute(
-            _leaf(images), baselines=baseline, target=targets, n_steps=self.steps, method=self.method,
+            leaf_input(images), baselines=baseline, target=targets, n_steps=self.steps, method=self.method,
             internal_batch_size=internal,
         )
         return self._reduce(attr)
@@ -264,7 +269,7 @@ def _modified_relus(model: nn.Module, rule: str):
 
 def _modified_relu_gradient(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, rule: str) -> torch.Tensor:
     """d y_c / d x with every ReLU's backward replaced by ``rule`` (see ``_modified_relus``)."""
-    x = _leaf(images)
+    x = leaf_input(images)
     with _modified_relus(model, rule):
         logits = model(x)
     (grad,) = torch.autograd.grad(logits.gather(1, targets[:, None]).sum(), x)
@@ -277,7 +282,7 @@ class GuidedBackpropExplainer(_GradientBase):
     Equal to Captum's ``GuidedBackprop`` (tested bit for bit), with cheaper hooks (``_modified_relus``)."""
 
     def attribute(self, model, images, targets):
-        _check_relu_modules(model, "guided_backprop")
+        check_relu_modules(model, "guided_backprop")
         return self._reduce(_modified_relu_gradient(model, images, targets, "guided"))
 
 
@@ -287,5 +292,5 @@ class DeconvNet(_GradientBase):
     Equal to Captum's ``Deconvolution`` (tested bit for bit), with cheaper hooks (``_modified_relus``)."""
 
     def attribute(self, model, images, targets):
-        _check_relu_modules(model, "deconvnet")
+        check_relu_modules(model, "deconvnet")
         return self._reduce(_modified_relu_gradient(model, images, targets, "deconv"))

@@ -22,9 +22,10 @@ from pathlib import Path
 
 import torch
 
-from lightning_modules.reporting.validity import N_BOOT, bootstrap_weights, protocol_spec, protocol_verdicts, statistic
+from lightning_modules.reporting.validity import (N_BOOT, bootstrap_weights, group_bootstrap_weights, protocol_spec,
+                                                  protocol_verdicts, statistic)
 from lightning_modules.scorecard.protocols import (BY_NAME, PROTOCOLS, REFERENCES, RETRAINING, Bench, Setting,
-                                                   explainer_provider, forward_cost, load_bench, prepare_attacks,
+                                                   explainer_provider, load_bench, prepare_attacks,
                                                    prepare_randomised, reference_provider, score)
 from lightning_modules.scorecard.roar import PROTOCOL as ROAR_PROTOCOL, ROAR_PROFILES, RoarSetting, run_roar
 from lightning_modules.utils import REPO_ROOT, atomic_write
@@ -32,7 +33,7 @@ from lightning_modules.utils import REPO_ROOT, atomic_write
 #: every protocol a scorecard may hold (ROAR only with --with roar)
 PROTO = {**BY_NAME, "roar": ROAR_PROTOCOL}
 
-FORMAT = 1
+FORMAT = 2
 REPORT_DIR = REPO_ROOT / "reports" / "scorecard"
 EXAMPLE = REPO_ROOT / "examples" / "my_method.py"
 FIGURE = "scorecard.png"
@@ -43,8 +44,11 @@ def _sha(data: bytes) -> str:
 
 
 def code_hash() -> str:
-    """The scorecard's protocol code (``protocols.py``): a change invalidates the built-in cache."""
-    return hashlib.sha256((Path(__file__).parent / "protocols.py").read_bytes()).hexdigest()[:12]
+    """The scorecard's protocol code (``protocols.py``, and the multi-label pointing protocol's
+    ``benchmarks/pointing.py``): a change invalidates the built-in cache."""
+    h = hashlib.sha256((Path(__file__).parent / "protocols.py").read_bytes())
+    h.update((Path(__file__).parents[1] / "benchmarks" / "pointing.py").read_bytes())
+    return h.hexdigest()[:12]
 
 
 def bench_fingerprint(bench: Bench) -> str:
@@ -57,6 +61,14 @@ def bench_fingerprint(bench: Bench) -> str:
     for k, v in sorted(bench.model.state_dict().items()):
         h.update(k.encode())
         h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    if bench.pointing is not None:  # the multi-label pointing trials and their model
+        h.update(b"pointing")
+        for k in sorted(bench.pointing):
+            h.update(k.encode())
+            h.update(bench.pointing[k].detach().cpu().contiguous().numpy().tobytes())
+        for k, v in sorted(bench.pointing_model.state_dict().items()):
+            h.update(k.encode())
+            h.update(v.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
 
 
@@ -197,15 +209,19 @@ def run_scorecard(explainer, name: str, setting: Setting, *, skip: set[str] = fr
             continue
         not_run[p] = f"not run ({RETRAINING[p]}; --with {p})" if p not in skip else "skipped (--skip)"
     d = bench.data
-    fwd = min(forward_cost(bench.model, bench.data["image"][: setting.batch_size], rounds=1) for _ in range(7))
-    bench.info["forward_cpu_s_per_image"] = fwd
-    builtins["info"]["forward_cpu_s_per_image"] = fwd
+    pt = bench.pointing
+    # the new method's forward floor, timed interleaved with its own maps (each method's cost has its own)
+    builtins["info"]["forward_cpu_s_per_image"] = new["forward_cpu_s_per_image"]
     results = {
         "format": FORMAT, "kind": "scorecard", "method": {"name": name, **(method_info or {})},
         "setting": setting.to_dict(), "setting_key": setting.key(), "cache_key": builtins["key"],
         "n_images": bench.n, "num_classes": bench.num_classes,
         "labels": [int(v) for v in d["label"]],
         "difficult": None if d.get("difficult") is None else [bool(v) for v in d["difficult"]],
+        # the pointing game's multi-label trials (None: it ran on the images above, a user's own model and data)
+        "pointing": None if pt is None else {
+            **builtins["info"].get("pointing", {}), "labels": [int(v) for v in pt["label"]],
+            "difficult": [bool(v) for v in pt["difficult"]], "image_index": [int(v) for v in pt["image_index"]]},
         "benchmark": builtins["info"],
         "builtin_methods": [m for m in setting.builtin_kwargs() if m in builtins["maps"]],
         "builtin_failures": builtins.get("failed_builtins", {}),
@@ -213,10 +229,11 @@ def run_scorecard(explainer, name: str, setting: Setting, *, skip: set[str] = fr
         "values": {p: {m: r["values"][p] for m, r in {**builtins["maps"], name: new}.items()} for p in protocols},
         "roar_setting": None if roar_vals is None else asdict(roar_setting),
         "curves": {m: r["curves"] for m, r in {**builtins["maps"], name: new}.items()},
-        # one map's CPU time over the fastest of several batched forward passes: under contention a forward pass's
-        # CPU time varies several-fold (threads spin), a map's (many passes) much less
-        "cost": {m: r["map_cpu_s_per_image"] / fwd for m, r in {**builtins["maps"], name: new}.items()
-                 if m not in REFERENCES},
+        # one map's CPU time over the forward passes timed interleaved with it (alternating batches, same threads):
+        # a change of load on a shared machine hits both alike; a guide to the magnitude, not a precise ratio
+        "cost": {m: r["cost"] for m, r in {**builtins["maps"], name: new}.items() if m not in REFERENCES},
+        "cost_forward_cpu_s_per_image": {m: r["forward_cpu_s_per_image"] for m, r in {**builtins["maps"], name: new}.items()
+                                         if m not in REFERENCES},
         "timing": {"method": own, "method_seconds_per_protocol": new["seconds"],
                    "total": {"wall_s": round(time.perf_counter() - w0, 1), "cpu_s": round(time.process_time() - c0, 1)},
                    "builtins_cached_build": {"wall_s": builtins["wall_s"], "cpu_s": builtins["cpu_s"]},
@@ -264,13 +281,30 @@ def protocol_checks(results: dict) -> dict:
 
 
 # --------------------------------------------------------------------------------------------- deriving
+def _trials(results: dict, protocol: str) -> dict | None:
+    """The multi-label pointing trials of a pointing protocol (None: its values are per image)."""
+    return results.get("pointing") if protocol.startswith("pointing_") else None
+
+
 def _classes(results: dict, protocol: str) -> list[int] | None:
     if not PROTO[protocol].classes:
         return None
-    labels = results["labels"]
+    src = _trials(results, protocol) or results
+    labels = src["labels"]
     if protocol.endswith("difficult"):
-        return [c for c, f in zip(labels, results["difficult"]) if f]
+        return [c for c, f in zip(labels, src["difficult"]) if f]
     return labels
+
+
+def _groups(results: dict, protocol: str) -> list[int] | None:
+    """Each value's bootstrap unit where an image holds several values (the multi-label pointing trials: the
+    image); None: every value is its own image."""
+    tr = _trials(results, protocol)
+    if tr is None:
+        return None
+    if protocol.endswith("difficult"):
+        return [g for g, f in zip(tr["image_index"], tr["difficult"]) if f]
+    return list(tr["image_index"])
 
 
 def derive(results: dict) -> dict:
@@ -283,20 +317,21 @@ def derive(results: dict) -> dict:
         proto = PROTO[p]
         vals = results["values"][p]
         classes = _classes(results, p)
+        groups = _groups(results, p)
         n = len(vals["random"])
         enough = n >= 2 and (p != "pointing_object_difficult" and p != "pointing_evidence_difficult" or n >= 10)
         if not enough:
-            out[p] = {"status": "not judged", "reason": f"only {n} images (needs 10)"}
+            out[p] = {"status": "not judged", "reason": f"only {n} {'trials' if groups else 'images'} (needs 10)"}
             continue
         if len(builtins) < 2:
             out[p] = {"status": "not judged", "reason": f"{len(builtins)} built-in method(s) ran on this model; the "
                                                         "validity rule needs two"}
             continue
         spec = protocol_spec({m: vals[m] for m in (*REFERENCES, *builtins)}, proto.higher_is_better, classes=classes,
-                             bound=proto.bound, checks=results["checks"].get(p))
+                             bound=proto.bound, checks=results["checks"].get(p), groups=groups)
         verdict = protocol_verdicts({p: spec})[p]
-        # the new method beside them: the same seeded paired bootstrap
-        w = bootstrap_weights(n, N_BOOT, 0)
+        # the new method beside them: the same seeded paired bootstrap (over images: a trial's image for pointing)
+        w = bootstrap_weights(n, N_BOOT, 0) if groups is None else group_bootstrap_weights(torch.tensor(groups), N_BOOT, 0)
         cls = None if classes is None else torch.tensor(classes)
         sign = 1.0 if proto.higher_is_better else -1.0
         allm = [*REFERENCES, *builtins, name]
@@ -363,7 +398,13 @@ def render_markdown(results: dict, derived: dict) -> str:
              + f". Model `{s['model']}`, {results['n_images']} test images at "
              f"{results['benchmark'].get('image_size', '64')} px, target = the label. Values: mean over images "
              "(pointing: mean over classes of the per-class hit rate) with seeded paired bootstrap 95% CIs "
-             f"({N_BOOT} resamples over images). Rank: {name}'s place among the built-in methods by the mean (CI: the "
+             f"({N_BOOT} resamples over images)."
+             + ("" if not results.get("pointing") else
+                f" Pointing: on the multi-label benchmark, model `{results['pointing']['model']}`, one trial per "
+                f"(image, present class) of {results['pointing']['n_images']} multi-label test scenes "
+                f"({results['pointing']['n_trials']} trials, {results['pointing']['n_difficult']} difficult), TorchRay's "
+                f"native tolerance ({results['pointing']['tolerance_px']:.2f} px), the bootstrap over images.")
+             + f" Rank: {name}'s place among the built-in methods by the mean (CI: the "
              "ranks its paired CIs allow). Validity is judged on the reference maps and the built-in methods only "
              "(oracle best or within CI, random not better than any method, methods CI-separated, no saturation), "
              "so the new method cannot change it.", "",
@@ -386,7 +427,8 @@ def render_markdown(results: dict, derived: dict) -> str:
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines.append(f"| rank of {name} | " + " | ".join(_rank(derived[p]["rank"]) for p in cols) + " |")
     lines += ["", "Paper of each protocol: " + "; ".join(f"{p}: {PROTO[p].paper} ({PROTO[p].what})" for p in valid)
-              + ". Cost: CPU time of one map per image relative to one forward pass per image (batched, this machine).", ""]
+              + ". Cost: CPU time of one map per image relative to one forward pass per image (batched, timed "
+              "interleaved, this machine).", ""]
     lines += ["## Not valid on this benchmark (listed, not scored)", ""]
     if invalid:
         lines += [f"| protocol | why | {name} | best built-in | oracle | random |", "|---|---|---|---|---|---|"]
@@ -418,12 +460,22 @@ def render_markdown(results: dict, derived: dict) -> str:
               "model's gradient map and are transferred to every method (a new method is never differentiated "
               f"through); first {s['attack_images']} images; labels kept: top-k {b.get('attack_topk_label_kept', math.nan):.2f}, "
               f"centre {b.get('attack_center_label_kept', math.nan):.2f}.",
+              *([] if not results.get("pointing") else [
+                  f"- Pointing game (EBP / TorchRay protocol, `lightning_modules/benchmarks/pointing.py`): the single-"
+                  f"label scenes saturate it (every method's maximum lands on the one object), so every map explains the "
+                  f"multi-label model `{results['pointing']['model']}` (per-class sigmoid, test mAP "
+                  f"{results['pointing'].get('test_map', math.nan):.3f}) for each class present in a scene; a hit when "
+                  f"the maximum lies within {results['pointing']['tolerance_px']:.2f} px of the class's object / evidence "
+                  "pixels; class-mean hit rate; difficult: the class's box under a quarter of the image and another "
+                  "class present (EBP's rule). The oracle is the class's ground truth; random is noise per trial."]),
               "- Thresholded protocols (localisation, suppression) use the map clamped at 0; localisation picks each "
               "map's energy threshold on the evaluated images (optimistic for every map alike).",
-              f"- One forward pass: {b['forward_cpu_s_per_image'] * 1e3:.2f} ms CPU per image (the fastest of 7 batches of "
-              f"{s['batch_size']}); the built-in methods' map times were measured when the cache was built, on a "
-              "shared machine, where one forward pass's CPU time varied from 2.3 to 11.9 ms between runs: the cost "
-              "column orders methods by magnitude, its ratios are not precise.", ""]
+              f"- Cost: each method's map CPU time over its forward floor timed interleaved with it (every batch of "
+              f"{s['batch_size']} maps between two forward passes of the same batch, no gradient, the same "
+              f"{results['timing']['threads']} threads; the floor the faster pass), so a change of load hits both alike. "
+              f"{name}'s forward floor: {b['forward_cpu_s_per_image'] * 1e3:.2f} ms CPU per image; the built-in "
+              "methods' were timed with their maps when the cache was built. On a shared machine the ratios are a "
+              "guide to the magnitude, not precise.", ""]
     rs = results.get("roar_setting")
     if rs:
         lines.insert(-1, f"- ROAR (Hooker): the top {rs['fractions']} of each map's pixels (squared) replaced by the mean "

@@ -72,7 +72,7 @@ class CheckedExplainer(Explainer):
         return f"CheckedExplainer({self.method!r})"
 
 
-def _import(spec: str):
+def import_object(spec: str):
     """``pkg.mod:Name`` or ``path/to/file.py:Name`` -> (the object, the source file or None)."""
     module_name, _, attr = spec.partition(":")
     if not attr:
@@ -114,7 +114,7 @@ def load_explainer(spec: str | Callable | Explainer, init_args: dict | None = No
     if isinstance(spec, str):
         if ":" not in spec and spec in list_explainers():
             return name or spec, CheckedExplainer(create_explainer(spec, **init_args), name or spec), None
-        obj, source = _import(spec)
+        obj, source = import_object(spec)
     else:
         obj = spec
     if isinstance(obj, type) and issubclass(obj, Explainer):

@@ -58,7 +58,7 @@ def train_set(bench, rs: RoarSetting) -> tuple[torch.Tensor, torch.Tensor]:
 
 def roar_values(bench, provider, rs: RoarSetting, work_dir: Path, train, train_provider=None) -> dict:
     """Per-test-image accuracy averaged over the fractions for one map provider, with its seconds."""
-    from lightning_modules.scorecard.protocols import _maps
+    from lightning_modules.scorecard.protocols import provider_maps
     from lightning_modules.tasks.roar import RoarConfig, RoarPipeline, removal_mask
 
     c0 = time.process_time()
@@ -66,8 +66,8 @@ def roar_values(bench, provider, rs: RoarSetting, work_dir: Path, train, train_p
     x_te, y_te = bench.data["image"], bench.data["label"]
     # the training images' maps: the provider reads their ground truth by row, so give it a bench view of them
     idx_te = torch.arange(x_te.shape[0])
-    m_te = _maps(provider, bench, bench.model, x_te, idx_te, "clean")
-    m_tr = _maps(train_provider or provider, _TrainView(bench, train), bench.model, x_tr, torch.arange(x_tr.shape[0]),
+    m_te = provider_maps(provider, bench, bench.model, x_te, idx_te, "clean")
+    m_tr = provider_maps(train_provider or provider, _TrainView(bench, train), bench.model, x_tr, torch.arange(x_tr.shape[0]),
                  "roar_train")
     cfg = RoarConfig(model_name=rs.model_name, fractions=tuple(rs.fractions), seeds=(0,), max_epochs=rs.max_epochs,
                      batch_size=rs.batch_size, downsample=rs.downsample, reference=False, threads=None)
