@@ -22,7 +22,7 @@ def test_smoke_fit_writes_report_with_all_three_benchmarks(tmp_path, monkeypatch
     assert all(c["status"] in ("holds", "fails", "inconclusive", "deviation", "not_valid") for c in results["claims"])
     assert results["results"]["classifier_test_accuracy"] > 0.9  # the shipped scenes_v2_vgg on v2 smoke scenes
     # three ROAR benchmarks: the v2 scenes of the test DataModule, real MNIST with Hooker's mean fill and the mask-only
-    # control, and real MNIST with ROAD's noisy linear fill (roar_extra)
+    # control, and real MNIST with ROAD's noisy linear fill (the config's roar sections, in their order)
     rows = {"scenes": ["prunegrad", "gradient", "random", "oracle"], "mnist": ["prunegrad", "gradient", "random"],
             "mnist_road": ["prunegrad", "gradient", "random", "oracle"]}
     for name, methods in rows.items():
@@ -86,15 +86,31 @@ def test_smoke_fit_writes_report_with_all_three_benchmarks(tmp_path, monkeypatch
     assert_matches_snapshot("khakzar2019", results)
 
 
-def test_roar_extra_rejects_unknown_keys_and_repeated_names():
-    import pytest
-
+def test_roar_sections_reject_unknown_keys_and_bad_values():
     from replications.khakzar2019.experiments import Khakzar2019Replication
 
-    with pytest.raises(ValueError, match="unknown keys"):
-        Khakzar2019Replication(blackbox_profile="smoke", roar_extra={"mnist": {"epoch": 3}})
-    with pytest.raises(ValueError, match="repeats the name"):
-        Khakzar2019Replication(blackbox_profile="smoke", roar_extra={"scenes": {"epochs": 3}})
+    with pytest.raises(ValueError, match=r"roar.mnist: .*unknown keys \['epoch'\]"):
+        Khakzar2019Replication(blackbox_profile="smoke", roar={"mnist": {"epoch": 3}})
+    with pytest.raises(ValueError, match="workers"):
+        Khakzar2019Replication(blackbox_profile="smoke", roar={"mnist": {"workers": 0}})
+
+
+@pytest.mark.parametrize("override, named", [
+    (["--model.roar.mnist.epochs", "abc"], ["epochs", "abc"]),          # a wrong type inside a ROAR section
+    (["--model.roar.mnist_road.epoch", "3"], ["epoch", "not accepted"]),  # a misspelt key inside a ROAR section
+    (["--model.roar.scenes.workers", "two"], ["workers", "two"]),
+    (["--model.sanity.images", "x"], ["model.sanity.images", "x"]),
+])
+def test_cli_refuses_a_bad_config_value_at_parse_time_naming_the_key(override, named, tmp_path, monkeypatch, capsys):
+    """Every setting is a typed section: a wrong type or an unknown key ends the command when the config is parsed
+    (exit status 2, nothing run), with a message that names the key."""
+    monkeypatch.setenv("SALIENCY_REPORT_DIR", str(tmp_path / "report"))
+    with pytest.raises(SystemExit) as exit_:
+        main(["fit", "--config", "configs/khakzar2019/smoke.yaml", "--model.work_dir", str(tmp_path / "roar"), *override])
+    assert exit_.value.code not in (0, None)
+    err = capsys.readouterr().err
+    assert all(word in err for word in named), err
+    assert not (tmp_path / "roar").exists() and not (tmp_path / "report").exists()
 
 
 def test_id_seeded_random_maps_depend_on_the_sample_only():
@@ -124,7 +140,7 @@ def test_cascade_summary_leaves_constant_maps_undefined_and_counts_them():
 
     from lightning_modules.explainers import create_explainer
     from lightning_modules.tasks.randomization import ModelRandomizationTest, resolve_order
-    from replications.khakzar2019.experiments import cascade_summary
+    from replications.khakzar2019.measures import cascade_summary
 
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 8 * 8, 3)).eval()
@@ -153,16 +169,16 @@ def test_cascade_summary_leaves_constant_maps_undefined_and_counts_them():
 def test_sanity_claim_counts_undefined_maps_as_undefined_not_a_pass():
     """All-zero maps after randomisation: the claim has no defined value and fails, it does not pass with Spearman 0;
     with a minority undefined it is judged on the defined maps."""
-    from replications.khakzar2019.claims import _sanity
+    from replications.khakzar2019.claims import sanity_claims
 
     def block(pg):
         # a two-stage cascade: the first stage as stored means, the final stage per image
         return {"order": ["fc", "conv"], "means": {"fc": {"prunegrad": {"spearman_abs": 0.5}, "guided_backprop": {"spearman_abs": 0.95}}},
                 "final_spearman_abs": {"prunegrad": pg, "guided_backprop": [0.9] * len(pg)}}
 
-    (c,) = [c for c in _sanity(block([None] * 8), "", "", 0.5) if c.id == "sanity.prunegrad_passes"]
+    (c,) = [c for c in sanity_claims(block([None] * 8), "", "", 0.5) if c.id == "sanity.prunegrad_passes"]
     assert c.status == "fails" and c.measured["defined_share"] == 0.0
-    cs = {c.id: c for c in _sanity(block([0.1, 0.12, 0.08, 0.11, 0.09, 0.1, None, None]), "", "", 0.5)}
+    cs = {c.id: c for c in sanity_claims(block([0.1, 0.12, 0.08, 0.11, 0.09, 0.1, None, None]), "", "", 0.5)}
     assert cs["sanity.prunegrad_passes"].status == "holds"
     assert cs["sanity.prunegrad_passes"].measured["defined_share"] == 0.75
     # the comparison with guided backprop reads the whole cascade; its final stage pairs the 6 defined maps
@@ -175,7 +191,7 @@ def test_evidence_precision_and_official_pixel_measure():
     """Known answers: a map that ranks the evidence first has precision 1, the reverse 0; |p0 - p| / p0 per fraction."""
     import torch
 
-    from replications.khakzar2019.experiments import evidence_precision, pixel_block
+    from replications.khakzar2019.measures import evidence_precision, pixel_block
 
     ev = torch.zeros(2, 1, 2, 2, dtype=torch.bool)
     ev[:, 0, 0, 0] = True
@@ -195,9 +211,10 @@ def test_smoke_fit_v1_scenes(tmp_path, monkeypatch):
     cfg = yaml.safe_load(open("configs/khakzar2019/smoke.yaml"))
     model = cfg["model"]
     model.pop("embedded_v2")
-    model.update(blackbox_profile="smoke", sanity_order=None, sanity_stages=3, roar_extra={},
-                 roar_methods={"prunegrad": {"percentile": 70.0, "scope": "all"}, "gradient": {}, "random": {}, "oracle": {}},
-                 reference_pixel_images=0, reference_sanity_images=0)
+    model.update(blackbox_profile="smoke", sanity={"images": 4, "stages": 3}, roar={"scenes": model["roar"]["scenes"]},
+                 reference={"pixel_images": 0, "sanity_images": 0})
+    assert model["roar"]["scenes"]["methods"] == {"prunegrad": {"percentile": 70.0, "scope": "all"}, "gradient": {},
+                                                  "random": {}, "oracle": {}}
     cfg["data"] = {"class_path": "lightning_modules.data.synthetic.SyntheticScenesDataModule",
                    "init_args": {"image_size": 32, "train_size": 600, "val_size": 200, "test_size": 200,
                                  "heldout_size": 100, "max_distractors": 2, "eval_batch_size": 8}}
@@ -220,14 +237,14 @@ def test_explained_model_and_data_must_match():
 
     with pytest.raises(ValueError, match="either model.embedded_v2"):
         Khakzar2019Replication(embedded_v2="scenes_v2_vgg", classifier={"name": "resnet8"})
-    v2 = Khakzar2019Replication(embedded_v2="scenes_v2_vgg", roar_methods={})
+    v2 = Khakzar2019Replication(embedded_v2="scenes_v2_vgg", roar={})
     v2.check_data(ScenesV2DataModule(PROFILES["smoke"]))  # fewer scenes drawn as the model's: accepted
     with pytest.raises(ValueError, match="explained on the v2 scenes"):
         v2.check_data(SyntheticScenesDataModule(image_size=32))
     with pytest.raises(ValueError, match="other v2 scenes"):
         v2.check_data(ScenesV2DataModule(replace(PROFILES["smoke"], seed=5)))
     with pytest.raises(ValueError, match="cannot explain v2 scenes"):
-        Khakzar2019Replication(blackbox_profile="smoke", roar_methods={}).check_data(ScenesV2DataModule(PROFILES["smoke"]))
+        Khakzar2019Replication(blackbox_profile="smoke", roar={}).check_data(ScenesV2DataModule(PROFILES["smoke"]))
 
 
 def test_pixel_protocols_are_judged_with_the_oracle_and_random_maps():

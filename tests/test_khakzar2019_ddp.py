@@ -1,4 +1,4 @@
-"""khakzar2019's sanity checks + pixel perturbation (ROAR off: empty roar_methods) through the CLI on 1 and on 2
+"""khakzar2019's sanity checks + pixel perturbation (ROAR off: an empty roar) through the CLI on 1 and on 2
 gloo CPU processes (DDP), on an uneven number of test scenes (7): the report's numbers must be the same."""
 
 import json
@@ -13,8 +13,8 @@ N_TEST = 7
 
 def _args(world_size: int) -> list[str]:
     return [
-        "fit", "--config", "configs/khakzar2019/smoke.yaml", "--model.roar_methods", "{}",
-        "--model.sanity_images", "5",  # ids 0..4: spread over both ranks' shards
+        "fit", "--config", "configs/khakzar2019/smoke.yaml", "--model.roar", "{}",
+        "--model.sanity.images", "5",  # ids 0..4: spread over both ranks' shards
         "--trainer.devices", str(world_size), "--trainer.strategy", "ddp" if world_size > 1 else "auto",
         "--trainer.limit_test_batches", "1.0",
         "--data.init_args.config.test_size", str(N_TEST), "--data.init_args.eval_batch_size", "3",

@@ -3,6 +3,8 @@ files in the real formats: ImageNet val (class folders + synset mapping, JPEG), 
 torchvision's ResNet50 weights under their published file name (random weights; the file's SHA-256 prefix is put
 into the published URL, as the loader checks it)."""
 
+import json
+
 import pytest
 import torch
 import yaml
@@ -40,9 +42,10 @@ def test_paper_config_is_the_published_setting():
     m = cfg["model"]
     assert m["classifier"] == {"name": "torchvision/resnet50", "pretrained": True}
     assert cfg["data"]["class_path"].endswith("ImageNetValDataModule") and cfg["data"]["init_args"]["limit"] == 1000
-    assert m["roar_data"]["class_path"].endswith("CIFAR10DataModule") and m["roar_model"] == "resnet8"
-    assert m["roar_fractions"] == [0.1, 0.3, 0.5, 0.7, 0.9] and m["roar_epochs"] == 50 and m["roar_batch_size"] == 256
-    assert m["sanity_std"] == 0.1 and cfg["seed_everything"] == 12 and cfg["trainer"]["strategy"] == "ddp"
+    roar = m["roar"]["cifar10"]
+    assert roar["data"]["class_path"].endswith("CIFAR10DataModule") and roar["model"] == "resnet8"
+    assert roar["fractions"] == [0.1, 0.3, 0.5, 0.7, 0.9] and roar["epochs"] == 50 and roar["batch_size"] == 256
+    assert m["sanity"]["std"] == 0.1 and cfg["seed_everything"] == 12 and cfg["trainer"]["strategy"] == "ddp"
 
 
 def test_paper_config_validates_on_tiny_real_format_files(paper_data, resnet50_weights):
@@ -54,17 +57,19 @@ def test_paper_config_validates_on_tiny_real_format_files(paper_data, resnet50_w
         "validate", "--config", "configs/khakzar2019/paper.yaml",
         "--trainer.accelerator", "cpu", "--trainer.devices", "1", "--trainer.strategy", "auto",
         "--data.init_args.root", str(imnet), "--data.init_args.image_size", "64",
-        "--model.roar_data.init_args.root", str(cifar), "--model.roar_data.init_args.verify_md5", "false",
-        "--model.roar_data.init_args.val_size", "12",
-        "--model.roar_accelerator", "cpu",
+        "--model.roar.cifar10.data", json.dumps({
+            "class_path": "lightning_modules.data.cifar.CIFAR10DataModule",
+            "init_args": {"root": str(cifar), "verify_md5": False, "val_size": 12, "batch_size": 256, "seed": 0}}),
+        "--model.roar.cifar10.accelerator", "cpu",
     ])
     module = cli.model
     assert "val/acc" in cli.trainer.callback_metrics
     assert 0.0 <= float(cli.trainer.callback_metrics["val/acc"]) <= 1.0
     assert module.roar_info == {"cifar10": {"train_images": 60 - 12, "test_images": 12}}
     assert type(module.model.net).__name__ == "ResNet" and module.model.net.fc.out_features == 1000
-    assert module.sanity.order[0] == "fc" and len(module.sanity.order) == 17
-    first = next(iter(module.sanity.stages(module.model, "cascading")))
+    sanity = module.experiments["a_sanity_checks"].test
+    assert sanity.order[0] == "fc" and len(sanity.order) == 17
+    first = next(iter(sanity.stages(module.model, "cascading")))
     assert first.stage == "fc" and not torch.equal(first.model.net.fc.weight, module.model.net.fc.weight)
 
 

@@ -32,8 +32,9 @@ def test_stage_counts_follow_the_config():
 
     k = ps._load("khakzar2019")
     roar = next(s for s in ps.paper_stages("khakzar2019", k) if s.name.startswith("ROAR retraining"))
-    trainings = 1 + len(k["model"]["roar_seeds"]) * len(k["model"]["roar_fractions"]) * len(k["model"]["roar_methods"])
-    assert roar.passes_per_image == 3.0 * k["model"]["roar_epochs"] * trainings
+    cifar = k["model"]["roar"]["cifar10"]
+    trainings = 1 + len(cifar["seeds"]) * len(cifar["fractions"]) * len(cifar["methods"])
+    assert roar.passes_per_image == 3.0 * cifar["epochs"] * trainings
 
 
 def test_measured_model_cost_and_gpu_hours(monkeypatch):

@@ -184,24 +184,25 @@ def khakzar2019_stages(cfg: dict) -> list[Stage]:
     m, d = cfg["model"], cfg["data"]["init_args"]
     name, size = m["classifier"]["name"], d.get("image_size", 224)
     methods = _methods(m["methods"])
-    n_layers = len(m.get("sanity_order") or []) + 1
-    n_sanity = m.get("sanity_images", 1000)
+    sanity, roar = m.get("sanity") or {}, next(iter(m["roar"].values()))  # the paper's one ROAR benchmark (CIFAR-10)
+    n_layers = len(sanity.get("order") or []) + 1
+    n_sanity = sanity.get("images", 1000)
     per_map = sum(explainer_cost(k, v, size) for k, v in methods.items())
-    pixel = 2.0 * len(m.get("pixel_fractions", [])) * (len(methods) + 1)
-    roar_methods = _methods(m.get("roar_methods"))
-    seeds, fractions = len(m.get("roar_seeds", [0])), len(m.get("roar_fractions", []))
+    pixel = 2.0 * len((m.get("pixel") or {}).get("fractions", [])) * (len(methods) + 1)
+    roar_methods = _methods(roar.get("methods"))
+    seeds, fractions = len(roar.get("seeds", [0])), len(roar.get("fractions", []))
     trainings = 1 + seeds * fractions * len(roar_methods)
-    train_images = 50_000 - (m["roar_data"]["init_args"].get("val_size") or 0)
+    train_images = 50_000 - (roar["data"]["init_args"].get("val_size") or 0)
     return [
         Stage("khakzar2019", f"sanity checks: {n_layers} stages x {len(methods)} methods", name, size, n_sanity,
               n_layers * per_map),
         Stage("khakzar2019", "pixel perturbation (MoRF + LeRF, every method + random)", name, size,
               d.get("limit") or 50_000, per_map + pixel),
-        Stage("khakzar2019", "ROAR attributions (train + test sets, once)", m["roar_model"], 32, 60_000,
+        Stage("khakzar2019", "ROAR attributions (train + test sets, once)", roar["model"], 32, 60_000,
               sum(explainer_cost(k, v, 32) for k, v in roar_methods.items()), num_classes=10,
               note="tiny model: lower bound"),
-        Stage("khakzar2019", f"ROAR retraining: {trainings} models x {m['roar_epochs']} epochs", m["roar_model"], 32,
-              train_images, 3.0 * m["roar_epochs"] * trainings, num_classes=10, note="tiny model: lower bound"),
+        Stage("khakzar2019", f"ROAR retraining: {trainings} models x {roar['epochs']} epochs", roar["model"], 32,
+              train_images, 3.0 * roar["epochs"] * trainings, num_classes=10, note="tiny model: lower bound"),
     ]
 
 

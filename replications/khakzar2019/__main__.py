@@ -7,7 +7,7 @@ mode): the synthetic scenes in the embedded profiles, the ImageNet validation se
 from lightning.pytorch import LightningDataModule
 
 from replications.cli import run
-from replications.khakzar2019.experiments import Khakzar2019Replication
+from replications.khakzar2019.replication import Khakzar2019Replication
 
 
 def main(args=None):

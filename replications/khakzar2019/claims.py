@@ -99,7 +99,7 @@ def build_claims(results: dict, profile: str) -> list[Claim]:
     for name, block in results["models"].items():
         tag, where = ("", "") if name == "explained" else (f"{name}.", f"{name}: ")
         if "sanity" in block:
-            claims += _sanity(block["sanity"], tag, where, results["pass_threshold"])
+            claims += sanity_claims(block["sanity"], tag, where, results["pass_threshold"])
         if "pixel" in block:
             claims += _pixel(block["pixel"], tag, where, results["pixel_output"], name,
                              lambda order, measure, model=name: _on(results, pixel_protocol(model, order, measure)))
@@ -109,7 +109,7 @@ def build_claims(results: dict, profile: str) -> list[Claim]:
 
 
 # ----------------------------------------------------------------------------------- (a) sanity checks
-def _sanity(sanity: dict, tag: str, where: str, threshold: float) -> list[Claim]:
+def sanity_claims(sanity: dict, tag: str, where: str, threshold: float) -> list[Claim]:
     final = sanity["final_spearman_abs"]
     if PG not in final:
         return []

@@ -1,6 +1,8 @@
-"""Sections, tables and figures of the khakzar2019 report, from the run's plain results (``plain_results``).
+"""The khakzar2019 report: sections, tables and figures (the claims: ``claims.py``).
 
-The claims are not made here (``claims.py``); this module only lays the measured numbers out."""
+A pure function of the run's plain results (``Khakzar2019Replication.plain_results``), its settings
+(``report_config``) and the tensors the experiments keep for the figures: it never receives the LightningModule, so
+``python -m replications.khakzar2019 report [DIR]`` draws the same report again from a report folder."""
 
 from __future__ import annotations
 
@@ -30,19 +32,21 @@ def _pct(f: float) -> str:
     return f"{100 * f:g}%"
 
 
-def build(module, report: Report, results: dict) -> None:
-    _setting(module, report, results)
+def build_report(report: Report, results: dict, config: dict, examples: dict) -> None:
+    """The report of a run: ``results`` its plain results, ``config`` its settings, ``examples`` the figure
+    tensors by experiment name."""
+    _setting(config, report, results, examples)
     for name, block in results["models"].items():
         where = "" if name == "explained" else f"_{name}"
         label = ("the explained classifier" if name == "explained"
-                 else f"the ROAR `{name}` reference model (retrained on the unmodified data, seed {module.roar_setups[name]['seeds'][0]})")
+                 else f"the ROAR `{name}` reference model (retrained on the unmodified data, seed {config['roar'][name]['seeds'][0]})")
         if "sanity" in block:
             _sanity_tables(report, where, label, block["sanity"])
         if "pixel" in block:
             _pixel_tables(report, where, label, block["pixel"])
     rules = [{"model": "explained classifier (test passes)" if n == "explained" else f"ROAR `{n}` reference model",
               **{k: v for k, v in b["prunegrad_rules"].items()}} for n, b in results["models"].items() if b.get("prunegrad_rules")]
-    pg = module.methods["prunegrad"].get("percentile", 85)
+    pg = config["methods"]["prunegrad"].get("percentile", 85)
     report.add_table(
         "prunegrad_threshold_rules", rules,
         caption=f"PruneGrad at {pg}%: share of ReLU neurons whose NeuronMCT score |a * dy/da| is exactly zero (mean, min "
@@ -57,26 +61,28 @@ def build(module, report: Report, results: dict) -> None:
             "per-image means over the removed fractions; the oracle map is the ground-truth evidence (v2: the label's "
             "evidence region; MNIST: the stroke pixels)."))
     for name, roar in results["roar"].items():
-        _roar_tables(module, report, name, roar)
-    if name_fig := getattr(module.sanity, "examples", None):
-        report.add_figure("maps", _maps_figure(name_fig), caption="Example maps (rows: images; columns: methods).")
-    report.metrics.update({"roar": module.roar_info})
+        _roar_tables(report, name, roar)
+    if sanity_examples := examples.get("a_sanity_checks"):
+        report.add_figure("maps", _maps_figure(sanity_examples), caption="Example maps (rows: images; columns: methods).")
+    report.metrics.update({"roar": config["roar_info"]})
 
 
-def _setting(module, report: Report, results: dict) -> None:
-    hp = module.hparams
-    pg = module.methods["prunegrad"]
+def _setting(config: dict, report: Report, results: dict, examples: dict) -> None:
+    pg = config["methods"]["prunegrad"]
+    sanity_cfg, pixel_cfg = config["sanity"], config["pixel"]
     n_test = results["test_images"]
-    if hp.classifier:
-        model_text = (f"`{hp.classifier['name']}`{' (published weights)' if hp.classifier.get('pretrained') else ''} on "
-                      f"{n_test} test images ({type(module.trainer.datamodule).__name__})")
-    elif hp.embedded_v2:
-        model_text = (f"benchmark v2's shipped `{hp.embedded_v2}` (`load_embedded_v2`, SHA-256-checked weights, "
-                      f"{module.sanity.examples['images'].shape[-1]} px v2 scenes, {module._num_classes()} classes) on "
-                      f"{n_test} test scenes")
+    sanity_examples = examples.get("a_sanity_checks") or {}
+    px = sanity_examples["images"].shape[-1] if sanity_examples.get("images") is not None else "?"
+    if config["classifier"]:
+        classifier = config["classifier"]
+        model_text = (f"`{classifier['name']}`{' (published weights)' if classifier.get('pretrained') else ''} on "
+                      f"{n_test} test images ({config['datamodule']})")
+    elif config["embedded_v2"]:
+        model_text = (f"benchmark v2's shipped `{config['embedded_v2']}` (`load_embedded_v2`, SHA-256-checked weights, "
+                      f"{px} px v2 scenes, {config['num_classes']} classes) on {n_test} test scenes")
     else:
-        model_text = (f"the synthetic-scenes black box (`{module.data_config.name}`, profile `{hp.blackbox_profile}`, shipped "
-                      f"weights, {module.sanity.examples['images'].shape[-1]} px scenes) on {n_test} test scenes")
+        model_text = (f"the synthetic-scenes black box (`{config['blackbox_name']}`, profile `{config['blackbox_profile']}`, "
+                      f"shipped weights, {px} px scenes) on {n_test} test scenes")
     sanity = results["models"]["explained"]["sanity"]
     text = (
         f"Explained: {model_text}, the predicted class (top-1 accuracy of the explained model on these images: "
@@ -84,7 +90,7 @@ def _setting(module, report: Report, results: dict) -> None:
         f"official rule: one global percentile ({pg.get('percentile', 85)}%, the official sanity-check sparsity; the "
         "method's default is 85%) over all ReLU neurons (`scope: all`). "
     )
-    side = [m for m in module.methods if m.startswith("prunegrad_")]
+    side = [m for m in config["methods"] if m.startswith("prunegrad_")]
     if side:
         text += (f"Side row{'s' if len(side) > 1 else ''} {', '.join(f'`{m}`' for m in side)}: the percentile over the "
                  "neurons with a nonzero NeuronMCT score only (`scope: active`): where most scores are exactly zero (table "
@@ -92,16 +98,16 @@ def _setting(module, report: Report, results: dict) -> None:
     text += (
         f"(a) Sanity checks on {sanity['images']} images, cascading randomisation from the logits down "
         f"({len(sanity['order'])} stages), weights re-initialised "
-        f"{'N(0, %g)' % hp.sanity_std if hp.sanity_init == 'normal' else 'with their own initialisers'} as in the official "
+        f"{'N(0, %g)' % sanity_cfg['std'] if sanity_cfg['init'] == 'normal' else 'with their own initialisers'} as in the official "
         "code; a constant map after randomisation (all zero: no rank correlation exists) is counted as undefined, left out "
         "of the means and counted in `sanity*_constant_maps`; a claim on the final stage needs a defined map on at least "
-        f"half the images. (b) Pixel perturbation: {hp.pixel_substrate} substrate, fractions "
-        f"{', '.join(_pct(f) for f in module.pixel_fractions)}; two measures: the target {hp.pixel_output} and the official "
+        f"half the images. (b) Pixel perturbation: {pixel_cfg['substrate']} substrate, fractions "
+        f"{', '.join(_pct(f) for f in pixel_cfg['fractions'])}; two measures: the target {pixel_cfg['output']} and the official "
         "code's |p0 - p| / p0 (softmax probability of the predicted class); the claims compare the per-image mean over "
         "the fractions > 0 (paired bootstrap over the images). "
     )
-    for name, setup in module.roar_setups.items():
-        info = module.roar_info.get(name, {})
+    for name, setup in config["roar"].items():
+        info = config["roar_info"].get(name, {})
         own = setup["data"] is not None
         split = info.get("split") or {}
         pooled = (f", on {setup['downsample']}x{setup['downsample']} average-pooled copies of the modified images (pixels "
@@ -128,9 +134,9 @@ def _setting(module, report: Report, results: dict) -> None:
                  if reused or info.get("reused_attributions") else
                  f"All {info.get('runs', '?')} retrainings ran in this run (cache `{cache}`; their wall and CPU seconds are "
                  "in results.json `metrics.roar`). ")
-    if not module.roar_setups:
-        text += "(c) ROAR was not run in this profile (`roar_methods` is empty). "
-    if module.profile != "paper":
+    if not config["roar"]:
+        text += "(c) ROAR was not run in this profile (`roar` is empty). "
+    if config["profile"] != "paper":
         text += (
             "Deviations from the papers (ImageNet ResNet50 for (a) and (b), 1,000 images; CIFAR-10 ResNet8 for ROAR, 50 "
             "epochs, 5 retrainings per point): small CNNs on synthetic scenes and on real MNIST, few images, epochs and "
@@ -182,7 +188,7 @@ def _pixel_tables(report: Report, where: str, label: str, pixel: dict) -> None:
         )
 
 
-def _roar_tables(module, report: Report, name: str, roar: dict) -> None:
+def _roar_tables(report: Report, name: str, roar: dict) -> None:
     fractions, seeds = roar["fractions"], roar["seeds"]
     mean = lambda v: sum(v) / len(v)  # noqa: E731
     hi = str(max(fractions))
