@@ -100,6 +100,7 @@ def test_roar_sections_reject_unknown_keys_and_bad_values():
     (["--model.roar.mnist_road.epoch", "3"], ["epoch", "not accepted"]),  # a misspelt key inside a ROAR section
     (["--model.roar.scenes.workers", "two"], ["workers", "two"]),
     (["--model.sanity.images", "x"], ["model.sanity.images", "x"]),
+    (["--model.classifier.epochs", "abc"], ["epochs"]),                 # issue #42: not a load_model setting
 ])
 def test_cli_refuses_a_bad_config_value_at_parse_time_naming_the_key(override, named, tmp_path, monkeypatch, capsys):
     """Every setting is a typed section: a wrong type or an unknown key ends the command when the config is parsed

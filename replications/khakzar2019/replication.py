@@ -21,7 +21,8 @@ weights and datasets load.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
 
 import torch
 from torchmetrics.aggregation import MeanMetric
@@ -40,6 +41,45 @@ from replications.khakzar2019.experiments.a_sanity_checks import SanityConfig
 from replications.khakzar2019.experiments.b_pixel_perturbation import PixelConfig, PixelPerturbationExperiment
 from replications.khakzar2019.experiments.c_roar import ReferenceConfig, RoarSection, roar_sections
 from replications.khakzar2019.measures import DEFAULT_METHODS, make_explainer
+
+
+@dataclass
+class ClassifierSpec:
+    """The explained classifier as a ``load_model`` network (``classifier: {name: torchvision/resnet50, pretrained:
+    true}``, the published setting): its name, published weights or a checkpoint, and the architecture's own
+    keyword arguments (``kwargs``); typed, so a misspelt or mistyped key fails when the config is parsed."""
+
+    name: str
+    pretrained: bool = False
+    checkpoint: str | None = None
+    num_classes: int | None = None
+    in_chans: int | None = None
+    weights_dir: str | None = None
+    normalize_inputs: bool = True
+    kwargs: dict[str, Any] | None = None
+
+    @classmethod
+    def of(cls, value) -> "ClassifierSpec":
+        """From the CLI's parsed value or a plain dict (Python callers; an unknown key is refused, naming it)."""
+        if isinstance(value, cls):
+            return value
+        values = dict(value if isinstance(value, dict) else vars(value))
+        if "name" not in values:
+            raise ValueError("classifier needs a 'name' (a load_model name, e.g. {name: torchvision/resnet50, pretrained: true})")
+        unknown = sorted(set(values) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"classifier: unknown keys {unknown}; known: {[f.name for f in fields(cls)]} (architecture "
+                             "arguments go under kwargs)")
+        return cls(**values)
+
+    def given(self) -> dict:
+        """The settings given (those that differ from the defaults), as a plain dict."""
+        defaults = {f.name: f.default for f in fields(self)}
+        return {k: v for k, v in asdict(self).items() if k == "name" or v != defaults[k]}
+
+    def load(self):
+        spec = self.given()
+        return load_model(**{"freeze": True, **{k: v for k, v in spec.items() if k != "kwargs"}, **(spec.get("kwargs") or {})})
 
 
 class KhakzarContext(BatchContext):
@@ -68,7 +108,7 @@ class Khakzar2019Replication(ExperimentReplication, ReplicationModule):
     def __init__(
         self,
         blackbox_profile: str = "default",
-        classifier: dict | None = None,
+        classifier: ClassifierSpec | None = None,
         embedded_v2: str | None = None,
         methods: dict[str, dict] | None = None,
         sanity: SanityConfig = SanityConfig(),  # noqa: B008 - read-only defaults, shown by --print_config
@@ -78,6 +118,7 @@ class Khakzar2019Replication(ExperimentReplication, ReplicationModule):
         work_dir: str | None = None,
     ):
         super().__init__()
+        classifier = ClassifierSpec.of(classifier) if classifier is not None else None
         self.blackbox_profile, self.classifier, self.embedded_v2 = blackbox_profile, classifier, embedded_v2
         self.methods = dict(methods if methods is not None else DEFAULT_METHODS)
         if "prunegrad" not in self.methods:
@@ -86,15 +127,13 @@ class Khakzar2019Replication(ExperimentReplication, ReplicationModule):
         self.roar_sections = roar_sections(roar)
         self.work_dir = work_dir
         if classifier is not None and embedded_v2 is not None:
-            raise ValueError(f"give either model.embedded_v2 ({embedded_v2!r}) or model.classifier ({classifier!r}), not both")
+            raise ValueError(f"give either model.embedded_v2 ({embedded_v2!r}) or model.classifier ({classifier.given()!r}), not both")
         if embedded_v2 is not None:
             from lightning_modules.embedded_v2 import load_embedded_v2
 
             self.model, self.data_config = load_embedded_v2(embedded_v2)
         elif classifier is not None:
-            if "name" not in classifier:
-                raise ValueError("classifier needs a 'name' (a load_model name, e.g. {name: torchvision/resnet50, pretrained: true})")
-            self.model, self.data_config = load_model(**{"freeze": True, **classifier})
+            self.model, self.data_config = classifier.load()
         else:
             self.model, self.data_config = load_blackbox(profile=blackbox_profile)
         self.explainers = {name: make_explainer(name, kw) for name, kw in self.methods.items()}
@@ -145,7 +184,7 @@ class Khakzar2019Replication(ExperimentReplication, ReplicationModule):
 
     def explained_id(self) -> str:
         """The explained classifier's name and weights (a ROAR cache key part: another model never reuses results)."""
-        name = (json.dumps(self.classifier, sort_keys=True) if self.classifier else f"embedded_v2:{self.embedded_v2}" if self.embedded_v2
+        name = (json.dumps(self.classifier.given(), sort_keys=True) if self.classifier else f"embedded_v2:{self.embedded_v2}" if self.embedded_v2
                 else f"blackbox:{self.blackbox_profile}")
         return name + ":" + weights_digest(self.model)
 
@@ -214,7 +253,8 @@ class Khakzar2019Replication(ExperimentReplication, ReplicationModule):
     def report_config(self) -> dict:
         """The settings the report states (plain values): the report is a function of (results, this, examples)."""
         return {
-            "profile": self.profile, "classifier": self.classifier, "embedded_v2": self.embedded_v2,
+            "profile": self.profile, "classifier": self.classifier.given() if self.classifier else None,
+            "embedded_v2": self.embedded_v2,
             "blackbox_profile": self.blackbox_profile, "blackbox_name": getattr(self.data_config, "name", None),
             "num_classes": self.num_classes(), "methods": self.methods,
             "datamodule": type(self._trainer.datamodule).__name__ if self._trainer is not None else None,
