@@ -85,6 +85,14 @@ def register_model(
     _LOCAL[name] = _LocalSpec(ctor, DataConfig(tuple(input_size), tuple(mean), tuple(std), fixed_input_size, "local", name), defaults)
 
 
+def registering_module(name: str) -> str | None:
+    """The module whose import registers our network ``name`` (None: not one of ours, e.g. torchvision's): what a
+    fresh process (a ROAR worker) imports before ``load_model(name)``."""
+    _ensure_local_registered()
+    spec = _LOCAL.get(name)
+    return spec.ctor.__module__ if spec is not None else None
+
+
 def _ensure_local_registered() -> None:
     import lightning_modules.nets  # noqa: F401
     import lightning_modules.nets_v2  # noqa: F401

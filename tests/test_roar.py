@@ -105,6 +105,28 @@ def test_pipeline_resumes_after_a_kill_and_ends_with_the_same_table(tmp_path):
     assert resumed == full
 
 
+def test_worker_processes_give_the_same_table_and_costs_beside_it(tmp_path):
+    """``RoarConfig.workers=2``: the retrainings run in two one-thread worker processes (the model's registering
+    module imported there), with the same rows in the same order and each run's cost written beside it; callbacks
+    (this process only) and a worker count below 1 are refused."""
+    from lightning_modules.tasks.roar import RoarConfig, RoarPipeline
+
+    train, test, attributions = _toy_problem()
+    attributions["b"] = (attributions["a"][0].flip(-1), attributions["a"][1].flip(-1))
+    kwargs = dict(model_name="scenes_cnn", model_kwargs={"width": 4}, fractions=(0.2, 0.6), seeds=(0, 1),
+                  max_epochs=1, batch_size=16, mask_only_control=True)
+    serial = RoarPipeline(RoarConfig(**kwargs), tmp_path / "serial", num_classes=2).run(train, test, attributions)
+    pipe = RoarPipeline(RoarConfig(**kwargs, workers=2), tmp_path / "parallel", num_classes=2)
+    parallel = pipe.run(train, test, attributions)
+    assert parallel == serial and len(parallel) == 2 + 2 * 2 * 2 * 2
+    assert all(pipe.timing(r)["cpu_s"] > 0 for r in parallel)
+    with pytest.raises(ValueError, match="callbacks"):
+        RoarPipeline(RoarConfig(**kwargs, workers=2), tmp_path / "cb", num_classes=2,
+                     callbacks=[_KillAt("x", 0)]).run(train, test, attributions)
+    with pytest.raises(ValueError, match="workers must be an integer >= 1"):
+        RoarConfig(workers=0)
+
+
 def test_reference_row_is_the_unmodified_retraining_and_its_model_reproduces_its_accuracy(tmp_path):
     """The "none" row retrains on the unmodified data (= fraction 0 of any method); ``trained_model`` returns
     that network, whose accuracy on the test set is the row's accuracy."""

@@ -35,7 +35,11 @@ Engineering:
 from __future__ import annotations
 
 import json
+import multiprocessing
 import time
+from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -272,12 +276,89 @@ class RoarConfig:
     fill_seed: int = 0
     #: also retrain on the removal mask alone for every (method, fraction): rows ``mask_only_name(method)``
     mask_only_control: bool = False
+    #: retrainings run at once, each in its own process at ``threads`` threads (1: in this process). The runs are
+    #: independent and seeded, so the table is the same for any count (tested); on a 2-core machine two one-thread workers
+    #: halve the wall time of the small retrained models (one of them does not use two threads well).
+    workers: int = 1
 
     def __post_init__(self):
+        if not isinstance(self.workers, int) or self.workers < 1:
+            raise ValueError(f"RoarConfig.workers must be an integer >= 1 (retrainings at once), got {self.workers!r}")
         if self.fill not in FILLS:
             raise ValueError(f"RoarConfig.fill={self.fill!r} is not one of {list(FILLS)}")
         if self.fill_noise < 0:
             raise ValueError(f"RoarConfig.fill_noise must be >= 0, got {self.fill_noise}")
+
+
+def retrain_classifier(cfg: RoarConfig, num_classes: int, train: tuple, test: tuple, seed: int, run_dir: Path,
+                       callbacks: list | tuple = ()) -> dict:
+    """One ROAR retraining: a ``ClassifierTask`` trained from scratch on ``train`` under its own ``Trainer`` (resumed
+    from ``run_dir/last.ckpt``), its test accuracy on ``test`` returned as ``{"test_accuracy"}``."""
+    import lightning.pytorch as pl
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from lightning_modules.data.tensors import TensorDataModule
+    from lightning_modules.tasks.classifier import ClassifierTask
+
+    pl.seed_everything(seed, workers=True, verbose=False)
+    dm = TensorDataModule(train=train, test=test, batch_size=cfg.batch_size, seed=seed)
+    task = ClassifierTask(
+        model_name=cfg.model_name, num_classes=num_classes, model_kwargs=dict(cfg.model_kwargs),
+        lr=cfg.lr, weight_decay=cfg.weight_decay, optimizer=cfg.optimizer, scheduler=cfg.scheduler,
+        max_epochs=cfg.max_epochs,
+    )
+    ckpt = ModelCheckpoint(dirpath=run_dir, save_last=True, save_top_k=1, every_n_epochs=1, save_on_train_epoch_end=True)
+    trainer = pl.Trainer(
+        max_epochs=cfg.max_epochs, accelerator=cfg.accelerator, devices=cfg.devices, logger=False,
+        enable_progress_bar=False, enable_model_summary=False, callbacks=[ckpt, *callbacks], deterministic="warn",
+        default_root_dir=run_dir, num_sanity_val_steps=0, limit_val_batches=0,
+    )
+    last = run_dir / "last.ckpt"
+    with torch_threads(cfg.threads):
+        trainer.fit(task, datamodule=dm, ckpt_path=str(last) if last.is_file() else None)
+        metrics = trainer.test(task, datamodule=dm, verbose=False)[0]
+    acc = metrics.get("test/acc", metrics.get("test_acc"))
+    if acc is None:
+        raise KeyError(f"ClassifierTask logged no test accuracy; got {sorted(metrics)}")
+    return {"test_accuracy": float(acc)}
+
+
+def _timed_retraining(cfg: RoarConfig, num_classes: int, modules: tuple[str, ...], train: tuple, test: tuple,
+                      seed: int, run_dir: Path) -> tuple[dict, dict]:
+    """A worker process's job: import the modules that register the model (a spawned worker starts without them),
+    retrain, and time it in this process."""
+    import importlib
+    import warnings
+
+    # first, before any tensor op: a forked child must not enter the OpenMP pool its parent used (libgomp is not
+    # fork-safe; a one-thread op never enters it), and the retraining runs at ``threads`` anyway
+    torch.set_num_threads(cfg.threads or 1)
+
+    # the same warnings filters as the parent's pytest / CLI do not reach a fresh process: Lightning's advice
+    # about dataloader workers is about the parent's data, not the tensors served here
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    for name in modules:
+        importlib.import_module(name)
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = retrain_classifier(cfg, num_classes, train, test, seed, run_dir)
+    return result, {"wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu}
+
+
+
+@dataclass
+class _Run:
+    """One (method, fraction, seed) of a pipeline in flight: its row once known, else its retraining's future
+    (a worker) or its computed ``(result, timing)`` (this process)."""
+
+    method: str
+    fraction: float
+    seed: int
+    row: dict | None = None
+    future: Future | None = None
+    computed: tuple[dict, dict] | None = None
+
+    def done(self) -> bool:
+        return self.row is not None or self.computed is not None or (self.future is not None and self.future.done())
 
 
 class RoarPipeline:
@@ -295,6 +376,9 @@ class RoarPipeline:
         #: rows this pipeline read from finished results instead of retraining
         self.reused: list[dict] = []
         self._trained: set[Path] = set()
+        #: the worker processes while ``run`` is in flight with ``RoarConfig.workers`` > 1 (None: retrain here)
+        self._pool: ProcessPoolExecutor | None = None
+        self._modules: tuple[str, ...] = ()
         #: the progress stage of the runs in flight (``run`` / ``run_reference``); display only
         self._stage: progress.Stage | None = None
         (self.work_dir / "results").mkdir(parents=True, exist_ok=True)
@@ -323,34 +407,7 @@ class RoarPipeline:
 
     def retrain(self, train: tuple, test: tuple, seed: int, run_dir: Path) -> dict:
         """Train from scratch on ``train`` and return test accuracy (resumes from ``run_dir/last.ckpt``)."""
-        import lightning.pytorch as pl
-        from lightning.pytorch.callbacks import ModelCheckpoint
-
-        from lightning_modules.data.tensors import TensorDataModule
-        from lightning_modules.tasks.classifier import ClassifierTask
-
-        cfg = self.config
-        pl.seed_everything(seed, workers=True, verbose=False)
-        dm = TensorDataModule(train=train, test=test, batch_size=cfg.batch_size, seed=seed)
-        task = ClassifierTask(
-            model_name=cfg.model_name, num_classes=self.num_classes, model_kwargs=dict(cfg.model_kwargs),
-            lr=cfg.lr, weight_decay=cfg.weight_decay, optimizer=cfg.optimizer, scheduler=cfg.scheduler,
-            max_epochs=cfg.max_epochs,
-        )
-        ckpt = ModelCheckpoint(dirpath=run_dir, save_last=True, save_top_k=1, every_n_epochs=1, save_on_train_epoch_end=True)
-        trainer = pl.Trainer(
-            max_epochs=cfg.max_epochs, accelerator=cfg.accelerator, devices=cfg.devices, logger=False,
-            enable_progress_bar=False, enable_model_summary=False, callbacks=[ckpt, *self.callbacks], deterministic="warn",
-            default_root_dir=run_dir, num_sanity_val_steps=0, limit_val_batches=0,
-        )
-        last = run_dir / "last.ckpt"
-        with torch_threads(cfg.threads):
-            trainer.fit(task, datamodule=dm, ckpt_path=str(last) if last.is_file() else None)
-            metrics = trainer.test(task, datamodule=dm, verbose=False)[0]
-        acc = metrics.get("test/acc", metrics.get("test_acc"))
-        if acc is None:
-            raise KeyError(f"ClassifierTask logged no test accuracy; got {sorted(metrics)}")
-        return {"test_accuracy": float(acc)}
+        return retrain_classifier(self.config, self.num_classes, train, test, seed, run_dir, self.callbacks)
 
     def _run_dir(self, method: str, fraction: float, seed: int) -> Path:
         return self.work_dir / "runs" / self._key(method, fraction, seed)
@@ -362,31 +419,80 @@ class RoarPipeline:
         return images if k == 1 else torch.nn.functional.avg_pool2d(images, k)
 
     def _one(self, method: str, fraction: float, seed: int, train: tuple, test: tuple, on_result) -> dict:
+        return self._finish(self._start(method, fraction, seed, train, test), on_result)
+
+    def _start(self, method: str, fraction: float, seed: int, train: tuple, test: tuple) -> _Run:
+        """``(method, fraction, seed)``: its finished row read back, its retraining done here (one worker) or handed
+        to a worker process."""
         path = self._result_path(method, fraction, seed)
+        run = _Run(method, fraction, seed)
         if self._stage is not None:
             self._stage.note(f"{method} {fraction:.2f} seed {seed}" + (" (cached)" if path.is_file() else ""))
         if path.is_file():
-            row = json.loads(path.read_text())
+            run.row = json.loads(path.read_text())
             if path not in self._trained:  # (the reference row is read again after run_reference trained it)
-                self.reused.append(row)
-        else:
-            train, test = (self._shrink(train[0]), train[1]), (self._shrink(test[0]), test[1])
-            wall, cpu = time.perf_counter(), time.process_time()
-            res = self.retrain(train, test, seed, self._run_dir(method, fraction, seed))
-            row = {"method": method, "fraction": fraction, "seed": seed, **res}
+                self.reused.append(run.row)
+            return run
+        train, test = (self._shrink(train[0]), train[1]), (self._shrink(test[0]), test[1])
+        run_dir = self._run_dir(method, fraction, seed)
+        if self._pool is not None:
+            run.future = self._pool.submit(_timed_retraining, self.config, self.num_classes, self._modules,
+                                           train, test, seed, run_dir)
+            return run
+        wall, cpu = time.perf_counter(), time.process_time()
+        result = self.retrain(train, test, seed, run_dir)
+        run.computed = (result, {"wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu})
+        return run
+
+    def _finish(self, run: _Run, on_result) -> dict:
+        """The row of a started run, written atomically with its cost beside it when it was retrained."""
+        if run.row is None:
+            result, timing = run.future.result() if run.future is not None else run.computed
+            run.row = {"method": run.method, "fraction": run.fraction, "seed": run.seed, **result}
             # the cost of this training (of the last, resumed part if it was interrupted), kept beside the result
             # so a report that reuses the result can still state what the whole benchmark costs
-            timing = {"wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu}
-            with atomic_write(self._timing_path(method, fraction, seed)) as fh:
+            with atomic_write(self._timing_path(run.method, run.fraction, run.seed)) as fh:
                 json.dump(timing, fh)
+            path = self._result_path(run.method, run.fraction, run.seed)
             with atomic_write(path) as fh:
-                json.dump(row, fh)
+                json.dump(run.row, fh)
             self._trained.add(path)
         if self._stage is not None:
             self._stage.advance()
         if on_result is not None:
-            on_result(row)
-        return row
+            on_result(run.row)
+        return run.row
+
+    def _queue(self, pending: deque, rows: list, on_result, *args) -> None:
+        """Start a run and finish, in order, every run ahead of the window of runs in flight (none with one worker,
+        twice the workers otherwise, so that no worker waits for the next job)."""
+        pending.append(self._start(*args))
+        window = 0 if self._pool is None else 2 * self.config.workers
+        while pending and (len(pending) > window or pending[0].done()):
+            rows.append(self._finish(pending.popleft(), on_result))
+
+    @contextmanager
+    def _workers(self):
+        """The worker processes of ``RoarConfig.workers`` > 1 for the duration of a ``run``: forked where the platform
+        can (torch resets its thread pools in a forked child, as for DataLoader workers, and a script without a
+        ``__main__`` guard is not run again), spawned elsewhere (there the caller's script needs the guard)."""
+        if self.config.workers == 1 or self._pool is not None:
+            yield
+            return
+        if self.callbacks:
+            raise ValueError(f"RoarPipeline callbacks run in this process only; got {len(self.callbacks)} callbacks "
+                             f"with RoarConfig.workers={self.config.workers}: use workers=1 with callbacks")
+        from lightning_modules.models import registering_module
+
+        module = registering_module(self.config.model_name)
+        self._modules = (module,) if module else ()
+        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+        self._pool = ProcessPoolExecutor(max_workers=self.config.workers, mp_context=multiprocessing.get_context(method))
+        try:
+            yield
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
 
     def run_count(self, methods: int) -> int:
         """How many (method, fraction, seed) rows ``run`` produces for ``methods`` attribution methods."""
@@ -401,12 +507,21 @@ class RoarPipeline:
     def run_reference(self, train: tuple, test: tuple, on_result: Callable[[dict], None] | None = None) -> list[dict]:
         """Retrain on the unmodified data, once per seed (method ``"none"``, fraction 0)."""
         if self._stage is not None:  # inside ``run``: its stage counts these runs
-            return [self._one(REFERENCE, 0.0, seed, train, test, on_result) for seed in self.config.seeds]
-        with self._progress("ROAR reference model", len(self.config.seeds)):
+            return self._reference_rows(train, test, on_result)
+        with self._progress("ROAR reference model", len(self.config.seeds)), self._workers():
             try:
-                return [self._one(REFERENCE, 0.0, seed, train, test, on_result) for seed in self.config.seeds]
+                return self._reference_rows(train, test, on_result)
             finally:
                 self._stage = None
+
+    def _reference_rows(self, train: tuple, test: tuple, on_result) -> list[dict]:
+        rows: list[dict] = []
+        pending: deque = deque()
+        for seed in self.config.seeds:
+            self._queue(pending, rows, on_result, REFERENCE, 0.0, seed, train, test)
+        while pending:
+            rows.append(self._finish(pending.popleft(), on_result))
+        return rows
 
     def trained_model(self, method: str, fraction: float, seed: int) -> torch.nn.Module:
         """The finished retraining of ``(method, fraction, seed)`` as a frozen eval model taking [0, 1] images
@@ -430,7 +545,7 @@ class RoarPipeline:
         attributions: dict[str, tuple[torch.Tensor, torch.Tensor]],
         on_result: Callable[[dict], None] | None = None,
     ) -> list[dict]:
-        with self._progress("ROAR retraining", self.run_count(len(attributions))):
+        with self._progress("ROAR retraining", self.run_count(len(attributions))), self._workers():
             try:
                 return self._run(train, test, attributions, on_result)
             finally:
@@ -440,6 +555,7 @@ class RoarPipeline:
         cfg = self.config
         fill = train[0].mean(dim=(0, 2, 3))  # per-channel mean of the (unmodified) training set
         rows = self.run_reference(train, test, on_result) if cfg.reference else []
+        pending: deque = deque()
         for method, (attr_train, attr_test) in attributions.items():
             if method == REFERENCE:
                 raise ValueError(f"{REFERENCE!r} names the unmodified-data reference row; rename the method")
@@ -451,13 +567,15 @@ class RoarPipeline:
                 x_train = self.fill_removed(train[0], removed_train, fill, cfg.fill_seed)
                 x_test = self.fill_removed(test[0], removed_test, fill, cfg.fill_seed + 1)
                 for seed in cfg.seeds:
-                    rows.append(self._one(method, fraction, seed, (x_train, train[1]), (x_test, test[1]), on_result))
+                    self._queue(pending, rows, on_result, method, fraction, seed, (x_train, train[1]), (x_test, test[1]))
                 if cfg.mask_only_control:
                     c = train[0].shape[1]
                     m_train = (mask_images(removed_train, c, train[0].dtype), train[1])
                     m_test = (mask_images(removed_test, c, test[0].dtype), test[1])
                     for seed in cfg.seeds:
-                        rows.append(self._one(mask_only_name(method), fraction, seed, m_train, m_test, on_result))
+                        self._queue(pending, rows, on_result, mask_only_name(method), fraction, seed, m_train, m_test)
+        while pending:
+            rows.append(self._finish(pending.popleft(), on_result))
         return rows
 
     def _checked_mask(self, images: torch.Tensor, attributions: torch.Tensor, fraction: float) -> torch.Tensor:
