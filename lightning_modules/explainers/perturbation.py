@@ -2,7 +2,8 @@
 
 - ``occlusion``: Zeiler & Fergus 2014 Sec. 4.2: a ``window`` x ``window`` patch of ``fill`` slides over the
   image with ``stride``; each pixel's value is the mean drop of the target score over the windows covering
-  it. Captum ``Occlusion`` (many windows per forward: ``perturbations_per_eval``).
+  it. Captum ``Occlusion``'s windows, batches (many windows per forward: ``perturbations_per_eval``) and map, in our
+  own batched code (the same maps to float rounding; tests/test_perturbation_occlusion.py).
 - ``blurred_circle_occlusion``: Fong & Vedaldi 2017 (PAPERS.md Sec. 1): the occluder is a soft disc
   (a hard disc of ``radius`` blurred with ``mask_sigma``) that blends the image with its blurred copy (the
   paper's "blur" null image, Gaussian ``blur_sigma``), the perturbation Fong's code uses to initialise its
@@ -82,17 +83,49 @@ class OcclusionExplainer(Explainer):
         nx = (width - self.window) // self.stride + 1
         return ny * nx
 
+    def window_starts(self, size: int) -> list[int]:
+        """Start offsets of the windows along one axis, as Captum's ``Occlusion`` places them:
+        ``ceil((size - window) / stride) + 1`` positions ``0, stride, 2 stride, ...``, the last one cut at the
+        image border where the stride does not divide ``size - window``."""
+        return [i * self.stride for i in range(-(-(size - self.window) // self.stride) + 1)]
+
     def attribute(self, model, images, targets):
-        c, h, w = images.shape[1:]
+        """Captum's ``Occlusion`` (its windows, its batches of ``perturbations_per_eval`` windows x all images, its
+        map ``sum_j drop_j 1[pixel in window j] / #windows over the pixel``) without its per-window full-size
+        mask arithmetic: each chunk of occluded images is one copy of the batch with the windows filled in, and
+        the map is two small matmuls over the (rows x columns) grid of drops (a window's indicator is the outer
+        product of a row and a column indicator). Equal to Captum to float rounding (tested)."""
+        b, c, h, w = images.shape
         if self.window > min(h, w):
             raise ValueError(f"occlusion window {self.window} is larger than the image ({h}x{w}); pass a smaller window")
-        per_eval = max(1, self.samples_batch_size // images.shape[0])
-        attr = Occlusion(_score_fn(model, self.output)).attribute(
-            images, sliding_window_shapes=(c, self.window, self.window), strides=(c, self.stride, self.stride),
-            baselines=self.fill, target=targets, perturbations_per_eval=per_eval,
-        )
-        # Every channel carries the same value (the window spans all channels).
-        return attr[:, :1]
+        score = _score_fn(model, self.output)
+        ys, xs = self.window_starts(h), self.window_starts(w)
+        # Captum's feature order (the row index varies fastest); it only decides which windows share a forward
+        windows = [(y, x) for x in xs for y in ys]
+        n = len(windows)
+        per = max(1, self.samples_batch_size // b)
+        base = score(images).gather(1, targets[:, None]).squeeze(1)  # (B,)
+        drops = torch.empty(n, b, device=images.device, dtype=base.dtype)
+        tgt = targets[:, None]
+        for start in range(0, n, per):
+            chunk = windows[start:start + per]
+            k = len(chunk)
+            x = images.unsqueeze(0).repeat(k, 1, 1, 1, 1)  # (k, B, C, H, W): window-major, as Captum's expansion
+            for i, (y0, x0) in enumerate(chunk):
+                x[i, :, :, y0:y0 + self.window, x0:x0 + self.window] = self.fill
+            s = score(x.view(k * b, c, h, w)).view(k, b, -1).gather(2, tgt[None].expand(k, b, 1)).squeeze(2)
+            drops[start:start + k] = base[None] - s
+        # row / column indicators of the windows (cut at the border), the drop grid (B, rows, cols)
+        rows = torch.zeros(len(ys), h, device=images.device, dtype=drops.dtype)
+        cols = torch.zeros(len(xs), w, device=images.device, dtype=drops.dtype)
+        for i, y0 in enumerate(ys):
+            rows[i, y0:y0 + self.window] = 1
+        for i, x0 in enumerate(xs):
+            cols[i, x0:x0 + self.window] = 1
+        grid = drops.view(len(xs), len(ys), b).permute(2, 1, 0)  # (B, rows, cols)
+        total = rows.T @ grid @ cols  # (B, H, W)
+        count = rows.sum(0)[:, None] * cols.sum(0)[None, :]
+        return (total / count).unsqueeze(1)
 
 
 def disc_masks(height: int, width: int, centres: torch.Tensor, radius: float, sigma: float) -> torch.Tensor:
