@@ -16,6 +16,16 @@ They are estimated from two measured things and one stated assumption:
    twice that). Tiny models (ResNet-8 on CIFAR-10, the MNIST nets) do not fill a GPU: for them the estimate is
    a lower bound, limited in practice by kernel launches and data loading.
 
+4. **Measured overhead over the floor.** The three items above are floor arithmetic: only the passes a method
+   cannot avoid, at the GPU's sustained throughput. Each stage also lists what those passes are spent on
+   (``Stage.parts``: an explainer, the mask learning, the deletion / insertion curves); the explainer benchmarks
+   (``reports/benchmarks/explainers_v2_vgg.md`` and ``_resnet.md``, batch 32) and the metric benchmark
+   (``metrics_v2_vgg.md``) measured each one's time over its floor, and ``GPU h (measured costs)`` scales every part
+   by its measured ratio (the larger of the two v2 models'); passes with no benchmark (training steps, attacks,
+   forward-only sweeps, DeepLIFT / PruneGrad) count at ratio 1 and the ``unmeasured`` column says how many. The
+   ratios are measured on a CPU with one thread at 64 px: on a GPU the passes themselves are faster and the per-call
+   Python work weighs more, so the measured column is the CPU-measured overhead carried over, not a GPU measurement.
+
 ``python -m replications bench paper-scale`` prints the table and writes ``reports/benchmarks/paper_scale.md``.
 """
 
@@ -51,10 +61,25 @@ class Stage:
     in_chans: int = 3
     num_classes: int = 1000
     note: str = ""
+    #: what the passes per image are spent on: ``(key, passes per image)`` with ``key`` an explainer name,
+    #: ``meaningful_perturbation`` (mask learning) or ``deletion_insertion`` (the metric curves); the rest of
+    #: ``passes_per_image`` (training steps, attacks, forward-only sweeps) has no benchmark
+    parts: tuple = ()
 
     @property
     def passes(self) -> float:
         return self.images * self.passes_per_image
+
+    def measured_passes(self, ratios: dict[str, float]) -> tuple[float, float]:
+        """(forward-pass equivalents with every benchmarked part scaled by its measured time / floor, the passes per
+        image without a measured ratio), both per image."""
+        scaled, unmeasured = 0.0, self.passes_per_image - sum(p for _, p in self.parts)
+        for key, p in self.parts:
+            if key in ratios:
+                scaled += p * ratios[key]
+            else:
+                unmeasured += p
+        return scaled + unmeasured, unmeasured
 
 
 def explainer_cost(name: str, kwargs: dict | None, image_size: int) -> float:
@@ -85,6 +110,12 @@ def explainer_cost(name: str, kwargs: dict | None, image_size: int) -> float:
     raise ValueError(f"no cost model for explainer {name!r}; add it to explainer_cost")
 
 
+def method_parts(methods: dict[str, dict], image_size: int, times: float = 1.0) -> tuple:
+    """``Stage.parts`` of one map per method (``times`` maps per image)."""
+    return tuple((k, times * explainer_cost(k, v, image_size)) for k, v in methods.items()
+                 if explainer_cost(k, v, image_size) > 0)
+
+
 def _methods(spec) -> dict[str, dict]:
     if isinstance(spec, dict):
         return {k: (v or {}) for k, v in spec.items()}
@@ -112,17 +143,21 @@ def fong2017_stages(cfg: dict) -> list[Stage]:
     mask_cost = 2.0 * mask["iterations"] + int(mask.get("init_radii", 12)) + 2
     heatmaps = sum(explainer_cost(k, v, size) for k, v in methods.items())
     n_alphas = len((m.get("smallest_box") or {}).get("alphas") or [i / 10 for i in range(10)])
+    mask_part = (("meaningful_perturbation", mask_cost),)
+    heat_parts = method_parts(methods, size)
     stages = [
         Stage("fong2017", "deletion masks (Table 1, boxes, pointing; + held-out threshold search)", name, size,
-              test + heldout, mask_cost),
-        Stage("fong2017", f"compared heatmaps ({', '.join(methods)})", name, size, test + heldout, heatmaps),
+              test + heldout, mask_cost, parts=mask_part),
+        Stage("fong2017", f"compared heatmaps ({', '.join(methods)})", name, size, test + heldout, heatmaps,
+              parts=heat_parts),
         Stage("fong2017", "smallest suppressing box (every method + mask, each alpha)", name, size, test,
               float((len(methods) + 1) * n_alphas)),
     ]
     adv = m.get("adversarial") or {}
     if adv.get("enabled", False):
         stages.append(Stage("fong2017", "adversarial images (I-FGSM) + their heatmaps and masks", name, size, test,
-                            GRADIENT_COST * adv.get("max_iter", 10) + heatmaps + mask_cost))
+                            GRADIENT_COST * adv.get("max_iter", 10) + heatmaps + mask_cost,
+                            parts=heat_parts + mask_part))
         # one AlexNet per method (and the mask) learns clean vs adversarial heatmaps: both heatmaps of each image
         stages.append(Stage("fong2017", f"adversarial detectors: AlexNet x {len(methods) + 1} x {adv.get('epochs', 30)} epochs",
                             "alexnet", size, test, 3.0 * 2 * adv.get("epochs", 30) * (len(methods) + 1),
@@ -131,10 +166,10 @@ def fong2017_stages(cfg: dict) -> list[Stage]:
     # explanation per image here: the classifier's top class) and the Oxford animal-parts images Fong used (3,558).
     if m.get("pointing_data"):
         stages.append(Stage("fong2017", "pointing game, COCO val2014: masks + heatmaps", m.get("pointing_model", {}).get("name", name),
-                            size, 40_137, mask_cost + heatmaps, num_classes=80))
+                            size, 40_137, mask_cost + heatmaps, num_classes=80, parts=heat_parts + mask_part))
     if m.get("keypoints_data"):
         stages.append(Stage("fong2017", "animal parts (eyes vs feet): masks + heatmaps", name, size, 3_558,
-                            mask_cost + heatmaps))
+                            mask_cost + heatmaps, parts=heat_parts + mask_part))
     return stages
 
 
@@ -147,16 +182,20 @@ def petsiuk2018_stages(cfg: dict) -> list[Stage]:
     heatmaps = sum(explainer_cost(k, v, size) for k, v in methods.items())
     steps = math.ceil(size * size / (size * 8)) + 1  # the paper's 224*8 px per step, plus the unperturbed step
     stab = m.get("stability") or {}
+    curves = 2.0 * steps * len(methods)
+    rise_n = float(sum(stab.get("n_values", [])) * len(stab.get("seeds", [])))
     stages = [
-        Stage("petsiuk2018", f"heatmaps ({', '.join(methods)})", name, size, n, heatmaps),
-        Stage("petsiuk2018", "deletion + insertion curves (every method)", name, size, n, 2.0 * steps * len(methods)),
-        Stage("petsiuk2018", "RISE convergence vs N masks, seeds", name, size, stab.get("n_images", 0),
-              float(sum(stab.get("n_values", [])) * len(stab.get("seeds", [])))),
+        Stage("petsiuk2018", f"heatmaps ({', '.join(methods)})", name, size, n, heatmaps, parts=method_parts(methods, size)),
+        Stage("petsiuk2018", "deletion + insertion curves (every method)", name, size, n, curves,
+              parts=(("deletion_insertion", curves),)),
+        Stage("petsiuk2018", "RISE convergence vs N masks, seeds", name, size, stab.get("n_images", 0), rise_n,
+              parts=(("rise", rise_n),)),
     ]
     if d.get("pointing_dataset"):
         n_point = {"voc07": 4_952, "coco": 40_137}.get(d["pointing_dataset"], 0)
         stages.append(Stage("petsiuk2018", f"pointing game ({d['pointing_dataset']} test, every method)", name, size,
-                            n_point, heatmaps, num_classes=20 if d["pointing_dataset"] == "voc07" else 80))
+                            n_point, heatmaps, num_classes=20 if d["pointing_dataset"] == "voc07" else 80,
+                            parts=method_parts(methods, size)))
     return stages
 
 
@@ -170,7 +209,7 @@ def adebayo2018_stages(cfg: dict) -> list[Stage]:
     per_stage = sum(explainer_cost(k, v, size) for k, v in methods.items())
     stages = [Stage("adebayo2018", f"model randomisation: {n_stages} stages x {len(methods)} methods",
                     m.get("blackbox_model", "inception_v3"), size, d.get("scenes_test_images", 200),
-                    n_stages * per_stage)]
+                    n_stages * per_stage, parts=method_parts(methods, size, n_stages))]
     for run, spec in (m.get("data_randomisation") or {}).items():
         train_images = 60_000
         epochs = spec["true_labels"]["max_epochs"] + spec["random_labels"]["max_epochs"]
@@ -195,12 +234,13 @@ def khakzar2019_stages(cfg: dict) -> list[Stage]:
     train_images = 50_000 - (roar["data"]["init_args"].get("val_size") or 0)
     return [
         Stage("khakzar2019", f"sanity checks: {n_layers} stages x {len(methods)} methods", name, size, n_sanity,
-              n_layers * per_map),
+              n_layers * per_map, parts=method_parts(methods, size, n_layers)),
         Stage("khakzar2019", "pixel perturbation (MoRF + LeRF, every method + random)", name, size,
-              d.get("limit") or 50_000, per_map + pixel),
+              d.get("limit") or 50_000, per_map + pixel,
+              parts=method_parts(methods, size) + (("deletion_insertion", pixel),)),
         Stage("khakzar2019", "ROAR attributions (train + test sets, once)", roar["model"], 32, 60_000,
               sum(explainer_cost(k, v, 32) for k, v in roar_methods.items()), num_classes=10,
-              note="tiny model: lower bound"),
+              note="tiny model: lower bound", parts=method_parts(roar_methods, 32)),
         Stage("khakzar2019", f"ROAR retraining: {trainings} models x {roar['epochs']} epochs", roar["model"], 32,
               train_images, 3.0 * roar["epochs"] * trainings, num_classes=10, note="tiny model: lower bound"),
     ]
@@ -274,7 +314,65 @@ def measure_model(name: str, image_size: int, in_chans: int = 3, num_classes: in
     return ModelCost(counter.get_total_flops() / 1e9, statistics.median(times) / torch.get_num_threads())
 
 
-def estimate(papers: list[str], gpu_tflops: float = 30.0, measure: bool = True) -> list[dict]:
+#: the benchmark reports whose measured time / floor ratios scale the floor arithmetic (see the module docstring)
+RATIO_REPORTS = ("reports/benchmarks/explainers_v2_vgg.md", "reports/benchmarks/explainers_v2_resnet.md")
+METRIC_REPORTS = ("reports/benchmarks/metrics_v2_vgg.md",)
+
+
+def _table_rows(text: str) -> list[dict]:
+    """The rows of every markdown table in ``text`` as {header: cell}."""
+    rows, header = [], None
+    for line in text.splitlines():
+        if not line.startswith("|"):
+            header = None
+            continue
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if header is None:
+            header = cells
+        elif not all(set(c) <= set("-: ") for c in cells):
+            rows.append(dict(zip(header, cells)))
+    return rows
+
+
+def _number(cell: str | None) -> float | None:
+    try:
+        return float((cell or "").split()[0])
+    except (ValueError, IndexError):
+        return None
+
+
+def measured_ratios(explainer_reports=RATIO_REPORTS, metric_reports=METRIC_REPORTS, batch: int = 32) -> dict[str, float]:
+    """Per explainer: the largest over ``explainer_reports`` of its median time / floor at batch ``batch``;
+    ``deletion_insertion``: the largest deletion or insertion time / floor of ``metric_reports``. Reports that are
+    missing are skipped (relative paths: from the repository root)."""
+    out: dict[str, float] = {}
+    for rel in explainer_reports:
+        path = REPO_ROOT / rel
+        if not path.exists():
+            continue
+        for row in _table_rows(path.read_text()):
+            key = next((k for k in row if k.startswith("ratio") and k.endswith(f"B={batch}")), None)
+            v = _number(row.get(key))
+            if key and v is not None:
+                name = row["method"].strip("`")
+                out[name] = max(out.get(name, 0.0), v)
+    for rel in metric_reports:
+        path = REPO_ROOT / rel
+        if not path.exists():
+            continue
+        for row in _table_rows(path.read_text()):
+            for k in ("deletion / floor", "insertion / floor"):
+                v = _number(row.get(k))
+                if v is not None:
+                    out["deletion_insertion"] = max(out.get("deletion_insertion", 0.0), v)
+    return out
+
+
+def estimate(papers: list[str], gpu_tflops: float = 30.0, measure: bool = True,
+             ratios: dict[str, float] | None = None) -> list[dict]:
+    """One row per stage: the floor arithmetic (``GPU h (est.)``) and, with ``ratios`` (``measured_ratios()`` when
+    None), the same passes scaled by each part's measured time / floor (``GPU h (measured costs)``)."""
+    ratios = measured_ratios() if ratios is None else ratios
     stages = [s for p in papers for s in paper_stages(p)]
     costs: dict[tuple, ModelCost] = {}
     rows = []
@@ -285,10 +383,15 @@ def estimate(papers: list[str], gpu_tflops: float = 30.0, measure: bool = True) 
         c = costs.get(key)
         row = {"paper": s.paper, "stage": s.name, "model": f"{s.model} @ {s.image_size}px", "images": s.images,
                "passes/image": round(s.passes_per_image, 1), "forward passes": s.passes}
+        per_image, unmeasured = s.measured_passes(ratios)
         if c is not None:
             pflop = s.passes * c.gflops / 1e6
+            gpu_h = pflop * 1e15 / (gpu_tflops * 1e12) / 3600
             row.update({"GFLOP/forward": _sig(c.gflops), "PFLOP": _sig(pflop),
-                        "GPU h (est.)": _sig(pflop * 1e15 / (gpu_tflops * 1e12) / 3600),
+                        "GPU h (est.)": _sig(gpu_h),
+                        "GPU h (measured costs)": _sig(gpu_h * per_image / s.passes_per_image),
+                        "measured / floor": round(per_image / s.passes_per_image, 3),
+                        "unmeasured passes": f"{unmeasured / s.passes_per_image:.0%}",
                         "CPU h (est.)": _sig(s.passes * c.cpu_s / 3600)})
         row["note"] = s.note
         rows.append(row)
@@ -301,11 +404,16 @@ def _sig(v: float, digits: int = 3) -> float:
 
 def totals(rows: list[dict]) -> list[dict]:
     out = {}
+    keys = ("PFLOP", "GPU h (est.)", "GPU h (measured costs)", "CPU h (est.)")
     for r in rows:
-        t = out.setdefault(r["paper"], {"paper": r["paper"], "PFLOP": 0.0, "GPU h (est.)": 0.0, "CPU h (est.)": 0.0})
-        for k in ("PFLOP", "GPU h (est.)", "CPU h (est.)"):
-            t[k] += r.get(k, 0.0)
-    return [{k: (_sig(v) if isinstance(v, float) else v) for k, v in t.items()} for t in out.values()]
+        t = out.setdefault(r["paper"], {"paper": r["paper"], **{k: 0.0 for k in keys}})
+        for k in keys:
+            t[k] += r.get(k, r.get("GPU h (est.)", 0.0) if k == "GPU h (measured costs)" else 0.0)
+    res = []
+    for t in out.values():
+        ratio = t["GPU h (measured costs)"] / t["GPU h (est.)"] if t["GPU h (est.)"] else float("nan")
+        res.append({**{k: (_sig(v) if isinstance(v, float) else v) for k, v in t.items()}, "measured / floor": round(ratio, 3)})
+    return res
 
 
 def main(argv: list[str] | None = None) -> None:
