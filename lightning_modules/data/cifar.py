@@ -78,16 +78,9 @@ class CIFAR10DataModule(SplitsDataModule):
     def __init__(self, root: str | None = None, batch_size: int = 128, eval_batch_size: int | None = None,
                  seed: int = 0, val_size: int = 0, verify_md5: bool = True, download: bool = False,
                  num_workers: int = 0):
-        super().__init__()
+        super().__init__(batch_size, eval_batch_size, seed, val_size=val_size, verify_md5=verify_md5,
+                         download=download, num_workers=num_workers)
         self.root = resolve_data_path(root, "cifar10")
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size or batch_size
-        self.seed = seed
-        self.val_size = val_size
-        self.verify_md5 = verify_md5
-        self.download = download
-        self.num_workers = num_workers
-        self.datasets: dict[str, ArrayDataset] = {}
         self.split_info: dict = {}
 
     @property

@@ -17,17 +17,13 @@ class DigitsDataModule(SplitsDataModule):
 
     def __init__(self, image_size: int = 28, train_fraction: float = 0.8, batch_size: int = 128,
                  eval_batch_size: int | None = None, seed: int = 0):
-        super().__init__()
+        super().__init__(batch_size, eval_batch_size, seed)
         if not 0 < train_fraction < 1:
             raise ValueError(f"train_fraction must be in (0, 1), got {train_fraction}")
         if image_size < 8:
             raise ValueError(f"image_size must be >= 8 (the digits are 8x8), got {image_size}")
         self.image_size = image_size
         self.train_fraction = train_fraction
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size or batch_size
-        self.seed = seed
-        self.datasets: dict[str, ArrayDataset] = {}
         self.split_info: dict = {}
 
     def setup(self, stage: str | None = None) -> None:

@@ -127,18 +127,10 @@ class IdxDataModule(SplitsDataModule):
     def __init__(self, root: str | None = None, batch_size: int = 128, eval_batch_size: int | None = None,
                  seed: int = 0, test_only_train_size: int = 8000, val_size: int = 0, verify_md5: bool = True,
                  download: bool = False, num_workers: int = 0):
-        super().__init__()
+        super().__init__(batch_size, eval_batch_size, seed, test_only_train_size=test_only_train_size,
+                         val_size=val_size, verify_md5=verify_md5, download=download, num_workers=num_workers)
         self._root = resolve_data_path(root, self.name)
         self.data_path = portable_data_path(self._root)  # what results and cache keys record
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size or batch_size
-        self.seed = seed
-        self.test_only_train_size = test_only_train_size
-        self.val_size = val_size
-        self.verify_md5 = verify_md5
-        self.download = download
-        self.num_workers = num_workers
-        self.datasets: dict[str, ArrayDataset] = {}
         self.split_info: dict = {}
 
     # ---------------------------------------------------------------- files

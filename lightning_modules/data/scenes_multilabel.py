@@ -31,10 +31,8 @@ quarter of the image and another class is present*.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -42,11 +40,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from lightning_modules.data.cache import cached_render
+from lightning_modules.data.rendered import SPLITS, SplitSizes, load_rendered, render_in_chunks
 from lightning_modules.data.scenes_v2 import (MAX_CLASSES, ScenesV2DataModule, creature_extent, render_chunk,
                                               sample_background, sample_looks)
-from lightning_modules.data.synthetic import CHUNK, SPLITS
-from lightning_modules.utils import data_root
 
 GENERATOR_VERSION = 1
 #: EBP's difficult rule: the class's boxes cover less than this fraction of the image (and another class is present)
@@ -56,8 +52,12 @@ PLACEMENT_CANDIDATES = 64
 
 
 @dataclass(frozen=True)
-class MultiLabelScenesConfig:
-    """Everything that decides the content of the multi-label scenes (hashed into the cache file name)."""
+class MultiLabelScenesConfig(SplitSizes):
+    """Everything that decides the content of the multi-label scenes (hashed into the cache file name:
+    ``content_hash``)."""
+
+    generator_version = GENERATOR_VERSION
+    hash_kind = "scenes_multilabel"
 
     image_size: int = 64
     num_classes: int = 24
@@ -85,19 +85,6 @@ class MultiLabelScenesConfig:
             raise ValueError(f"scale_range must satisfy 0.3 <= low <= high <= 2.0 (v2 units), got {self.scale_range}")
         if self.max_clutter < 0 or min(self.train_size, self.val_size, self.test_size, self.heldout_size) < 0:
             raise ValueError("need max_clutter >= 0 and split sizes >= 0")
-
-    def split_size(self, split: str) -> int:
-        if split not in SPLITS:
-            raise ValueError(f"unknown split {split!r}; use one of {SPLITS}")
-        return getattr(self, f"{split}_size")
-
-    def content_hash(self, split: str) -> str:
-        d = asdict(self)
-        for s in SPLITS:
-            d.pop(f"{s}_size")
-        d.update(split=split, size=self.split_size(split), version=GENERATOR_VERSION, chunk=CHUNK,
-                 kind="scenes_multilabel")
-        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
 PROFILES: dict[str, MultiLabelScenesConfig] = {
@@ -150,28 +137,23 @@ def sample_chunk(cfg: MultiLabelScenesConfig, split: str, chunk: int, n: int) ->
 def render_split(cfg: MultiLabelScenesConfig, split: str, size: int | None = None, omit: tuple[str, ...] = ()) -> dict:
     """The whole split, chunk by chunk (each chunk vectorised): images, multi-hot labels, per-object ground truth.
     ``omit``: parts not drawn (``scenes_v2.OMITTABLE``; the ground truth stays the full scene's)."""
-    n = cfg.split_size(split) if size is None else size
-    parts = []
-    for c, start in enumerate(range(0, n, CHUNK)):
-        p = sample_chunk(cfg, split, c, min(CHUNK, n - start))
+    def one_chunk(c: int, m: int) -> dict:
+        p = sample_chunk(cfg, split, c, m)
         r = render_chunk(p, cfg, omit, object_index=True)
         present = r["box_labels"] >= 0
         multilabel = (F.one_hot(r["box_labels"].clamp(min=0), cfg.num_classes).bool() & present[..., None]).any(1)
-        parts.append({"image": r["image"], "multilabel": multilabel, "boxes": r["boxes"],
-                      "evidence_boxes": r["evidence_boxes"], "box_labels": r["box_labels"],
-                      "object_index": r["object_index"], "evidence_index": r["evidence_index"],
-                      "scale": torch.from_numpy(p["u"] / (cfg.image_size / 64.0)).float(),
-                      "n_objects": r["n_objects"]})
-    if not parts:
-        raise ValueError(f"split {split!r} has size 0; set {split}_size > 0")
-    return {k: torch.cat([q[k] for q in parts]) for k in parts[0]}
+        return {"image": r["image"], "multilabel": multilabel, "boxes": r["boxes"],
+                "evidence_boxes": r["evidence_boxes"], "box_labels": r["box_labels"],
+                "object_index": r["object_index"], "evidence_index": r["evidence_index"],
+                "scale": torch.from_numpy(p["u"] / (cfg.image_size / 64.0)).float(), "n_objects": r["n_objects"]}
+
+    return render_in_chunks(cfg.split_size(split) if size is None else size, split, one_chunk)
 
 
 def load_split(cfg: MultiLabelScenesConfig, split: str, root: str | Path | None = None, cache: bool = True) -> dict:
     """The rendered split, from ``<root>/scenes_multilabel/<split>-<hash>.pt`` when cached (else rendered, cached)."""
-    root = Path(root) if root is not None else data_root()
-    path = root / "scenes_multilabel" / f"{split}-{cfg.content_hash(split)}.pt"
-    return cached_render(path, lambda: render_split(cfg, split), f"{split} multi-label scenes", cache)
+    return load_rendered(cfg, split, "scenes_multilabel", lambda: render_split(cfg, split), f"{split} multi-label scenes",
+                         root, cache)
 
 
 def pointing_trials(data: dict, image_size: int) -> dict:

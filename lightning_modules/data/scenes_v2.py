@@ -54,22 +54,18 @@ drawn), ``feet``, ``distractors`` (the other-class objects), ``clutter``.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
-import lightning.pytorch as pl
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from lightning_modules.data.cache import cached_render
-from lightning_modules.data.schema import collate_batch
-from lightning_modules.data.synthetic import CHUNK, SPLITS, ellipse_mask, hsv_to_rgb, paint
-from lightning_modules.utils import data_root
+from lightning_modules.data.rendered import (SPLITS, RenderedScenes, RenderedScenesDataModule, SplitSizes, load_rendered,
+                                             render_in_chunks)
+from lightning_modules.data.synthetic import ellipse_mask, hsv_to_rgb, paint
 
 GENERATOR_VERSION = 1
 ORIENTATIONS_DEG = (0.0, 45.0, 90.0, 135.0)
@@ -100,8 +96,11 @@ def is_coat_class(c) -> np.ndarray | bool:
 
 
 @dataclass(frozen=True)
-class SyntheticScenesV2Config:
-    """Everything that decides the content of the v2 scenes (hashed into the cache file name)."""
+class SyntheticScenesV2Config(SplitSizes):
+    """Everything that decides the content of the v2 scenes (hashed into the cache file name: ``content_hash``)."""
+
+    generator_version = GENERATOR_VERSION
+    hash_kind = "scenes_v2"
 
     image_size: int = 64
     num_classes: int = 24
@@ -138,18 +137,6 @@ class SyntheticScenesV2Config:
     @property
     def max_objects(self) -> int:
         return 1 + self.max_distractor_objects
-
-    def split_size(self, split: str) -> int:
-        if split not in SPLITS:
-            raise ValueError(f"unknown split {split!r}; use one of {SPLITS}")
-        return getattr(self, f"{split}_size")
-
-    def content_hash(self, split: str) -> str:
-        d = asdict(self)
-        for s in SPLITS:
-            d.pop(f"{s}_size")
-        d.update(split=split, size=self.split_size(split), version=GENERATOR_VERSION, chunk=CHUNK, kind="scenes_v2")
-        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
 PROFILES: dict[str, SyntheticScenesV2Config] = {
@@ -380,73 +367,30 @@ def render_chunk(p: dict, cfg, omit: tuple[str, ...] = (), object_index: bool = 
 def render_split(cfg: SyntheticScenesV2Config, split: str, omit: tuple[str, ...] = (), size: int | None = None) -> dict:
     """The whole split, chunk by chunk (each chunk vectorised), as one dict of tensors."""
     n = cfg.split_size(split) if size is None else size
-    parts = [render_chunk(sample_chunk(cfg, split, c, min(CHUNK, n - start)), cfg, omit)
-             for c, start in enumerate(range(0, n, CHUNK))]
-    if not parts:
-        raise ValueError(f"split {split!r} has size 0; set {split}_size > 0")
-    return {k: torch.cat([q[k] for q in parts]) for k in parts[0]}
+    return render_in_chunks(n, split, lambda c, m: render_chunk(sample_chunk(cfg, split, c, m), cfg, omit))
 
 
 def load_split(cfg: SyntheticScenesV2Config, split: str, root: str | Path | None = None, cache: bool = True) -> dict:
     """The rendered split, from ``<root>/scenes_v2/<split>-<hash>.pt`` when cached (else rendered and cached)."""
-    root = Path(root) if root is not None else data_root()
-    path = root / "scenes_v2" / f"{split}-{cfg.content_hash(split)}.pt"
-    return cached_render(path, lambda: render_split(cfg, split), f"{split} v2 scenes", cache)
+    return load_rendered(cfg, split, "scenes_v2", lambda: render_split(cfg, split), f"{split} v2 scenes", root, cache)
 
 
 # --------------------------------------------------------------------------------------------- dataset
-class ScenesV2(Dataset):
+class ScenesV2(RenderedScenes):
     """One split of the v2 scenes as a map-style dataset following the batch schema (whole batches fetched at
     once by ``__getitems__``). Object 0 is the primary (labelled) object; ``boxes``/``evidence_boxes`` rows are
     aligned with ``box_labels``; keypoints ``head`` (row j = object j) and ``feet`` (rows 2j, 2j+1)."""
 
-    def __init__(self, split: str = "train", config: SyntheticScenesV2Config | None = None,
-                 root: str | Path | None = None, cache: bool = True, data: dict | None = None):
-        self.config = config or SyntheticScenesV2Config()
-        self.split = split
-        self.config.split_size(split)
-        self.data = data if data is not None else load_split(self.config, split, root, cache)
-        self.num_classes = self.config.num_classes
-
-    def __len__(self) -> int:
-        return int(self.data["label"].shape[0])
-
-    def __getitems__(self, indices) -> dict:
-        idx = torch.as_tensor(indices, dtype=torch.long)
-        d = self.data
-        packed = d["packed_masks"][idx].unsqueeze(1)
-        return {
-            "image": d["image"][idx].float().div_(255),
-            "label": d["label"][idx],
-            "mask": (packed & _BIT_MASK) > 0,
-            "evidence_mask": (packed & _BIT_EVID) > 0,
-            "head_mask": (packed & _BIT_HEAD) > 0,
-            "feet_mask": (packed & _BIT_FEET) > 0,
-            "object_mask": (packed & _BIT_ALL) > 0,
-            "all_evidence_mask": (packed & _BIT_ALL_EVID) > 0,
-            "boxes": d["boxes"][idx],
-            "evidence_boxes": d["evidence_boxes"][idx],
-            "box_labels": d["box_labels"][idx],
-            "keypoints": {"head": d["head"][idx], "feet": d["feet"][idx]},
-            "difficult": d["difficult"][idx],
-            "n_objects": d["n_objects"][idx],
-            "id": idx,
-        }
-
-    def __getitem__(self, i: int) -> dict:
-        b = self.__getitems__([int(i)])
-        return {k: ({n: v[0] for n, v in b[k].items()} if k == "keypoints" else b[k][0]) for k in b}
-
-    def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """All images (N, 3, H, W) float in [0, 1] and labels (N,)."""
-        return self.data["image"].float().div_(255), self.data["label"].clone()
-
-    def counterfactual(self, omit: tuple[str, ...]) -> "ScenesV2":
-        """The same scenes re-rendered without ``omit`` (see the module docstring); never cached."""
-        return ScenesV2(self.split, self.config, data=render_split(self.config, self.split, omit, size=len(self)))
+    config_class = SyntheticScenesV2Config
+    mask_bits = {"mask": _BIT_MASK, "evidence_mask": _BIT_EVID, "head_mask": _BIT_HEAD, "feet_mask": _BIT_FEET,
+                 "object_mask": _BIT_ALL, "all_evidence_mask": _BIT_ALL_EVID}
+    batch_keys = ("boxes", "evidence_boxes", "box_labels", "keypoints", "difficult", "n_objects")
+    keypoint_keys = ("head", "feet")
+    load_split = staticmethod(load_split)
+    render_split = staticmethod(render_split)
 
 
-class ScenesV2DataModule(pl.LightningDataModule):
+class ScenesV2DataModule(RenderedScenesDataModule):
     """train / val / test (+ ``heldout``, served by ``predict_dataloader``) v2 scenes in the batch schema."""
 
     @staticmethod
@@ -455,16 +399,7 @@ class ScenesV2DataModule(pl.LightningDataModule):
 
     def __init__(self, config: SyntheticScenesV2Config | None = None, batch_size: int = 128,
                  eval_batch_size: int | None = None, num_workers: int = 0, root: str | None = None, cache: bool = True):
-        super().__init__()
-        self.config = config or self.default_config()
-        self.num_classes = self.config.num_classes
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size or batch_size
-        self.num_workers = num_workers
-        self.root = root
-        self.cache = cache
-        self.seed = self.config.seed
-        self.datasets: dict[str, ScenesV2] = {}
+        super().__init__(config or self.default_config(), batch_size, eval_batch_size, num_workers, root, cache)
 
     #: the named configs of ``from_profile`` (a subclass for another generator names its own)
     profiles: dict = PROFILES
@@ -482,39 +417,3 @@ class ScenesV2DataModule(pl.LightningDataModule):
 
     def make_dataset(self, split: str) -> Dataset:
         return ScenesV2(split, self.config, self.root, self.cache)
-
-    def prepare_data(self) -> None:
-        if not self.cache:
-            return
-        for split in SPLITS:
-            if self.config.split_size(split) > 0:
-                self.load_split(split)
-
-    def dataset(self, split: str) -> ScenesV2:
-        if split not in self.datasets:
-            self.datasets[split] = self.make_dataset(split)
-        return self.datasets[split]
-
-    def setup(self, stage: str | None = None) -> None:
-        splits = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("heldout",)}.get(stage, SPLITS)
-        for s in splits:
-            if self.config.split_size(s) > 0:
-                self.dataset(s)
-
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        g = torch.Generator().manual_seed(self.seed)
-        return DataLoader(self.dataset(split), batch_size=self.batch_size if shuffle else self.eval_batch_size,
-                          shuffle=shuffle, generator=g if shuffle else None, collate_fn=collate_batch,
-                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("heldout", False)

@@ -126,19 +126,35 @@ def stratified_split(labels: torch.Tensor, first: int, seed: int) -> tuple[torch
 class SplitsDataModule(pl.LightningDataModule):
     """Loaders over ``self.datasets`` (split -> Dataset, filled by ``setup``) in the batch schema.
 
-    Subclasses set ``seed``, ``batch_size``, ``eval_batch_size`` (and optionally ``num_workers``) and fill
-    ``self.datasets`` in ``setup``; training batches are shuffled with a generator seeded by ``seed``.
+    ``__init__`` sets ``batch_size``, ``eval_batch_size`` (default: ``batch_size``), ``seed``, an empty
+    ``datasets`` and each of ``settings`` as a plain attribute (``num_workers``, ``val_size``, ...: a cache key may
+    hash a DataModule's plain attributes, so pass only what the data depends on). Subclasses fill ``self.datasets``
+    in ``setup`` (or override ``dataset``); training batches are shuffled with a generator seeded by ``seed``.
     """
 
     datasets: dict
     num_workers: int = 0
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+    def __init__(self, batch_size: int = 128, eval_batch_size: int | None = None, seed: int = 0, **settings):
+        super().__init__()
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.seed = seed
+        for name, value in settings.items():
+            setattr(self, name, value)
+        self.datasets = {}
+
+    def dataset(self, split: str) -> torch.utils.data.Dataset:
+        """The Dataset of ``split`` (``setup`` runs first when nothing is set up yet)."""
         if not self.datasets:
             self.setup()
+        return self.datasets[split]
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
         g = torch.Generator().manual_seed(self.seed) if shuffle else None
-        return DataLoader(self.datasets[split], batch_size=self.batch_size if shuffle else self.eval_batch_size,
-                          shuffle=shuffle, generator=g, collate_fn=collate_batch, num_workers=self.num_workers)
+        return DataLoader(self.dataset(split), batch_size=self.batch_size if shuffle else self.eval_batch_size,
+                          shuffle=shuffle, generator=g, collate_fn=collate_batch, num_workers=self.num_workers,
+                          persistent_workers=self.num_workers > 0)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", True)

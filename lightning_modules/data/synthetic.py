@@ -23,26 +23,19 @@ the head). Splits are cached under ``<data root>/scenes/<config hash>.pt``.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import lightning.pytorch as pl
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
 
-from lightning_modules.data.cache import cached_render
-from lightning_modules.data.schema import collate_batch
-from lightning_modules.utils import data_root
+from lightning_modules.data.rendered import (SPLITS, RenderedScenes, RenderedScenesDataModule, SplitSizes, load_rendered,
+                                             render_in_chunks)
 
 #: bump when rendering changes: cached files of older versions are then regenerated
 GENERATOR_VERSION = 1
-CHUNK = 500
-SPLITS = ("train", "val", "test", "heldout")
 SHAPES = ("circle", "square", "triangle", "diamond", "plus")
 #: hue of each head colour family (red, blue, green, yellow)
 HEAD_HUES = (0.0, 0.62, 0.33, 0.15)
@@ -57,8 +50,10 @@ def class_name(c: int) -> str:
 
 
 @dataclass(frozen=True)
-class ScenesConfig:
-    """Everything that decides the content of the scenes (hashed into the cache file name)."""
+class ScenesConfig(SplitSizes):
+    """Everything that decides the content of the scenes (hashed into the cache file name: ``content_hash``)."""
+
+    generator_version = GENERATOR_VERSION
 
     image_size: int = 64
     num_classes: int = 10
@@ -99,19 +94,6 @@ class ScenesConfig:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if min(self.train_size, self.val_size, self.test_size, self.heldout_size) < 0 or self.max_distractors < 0:
             raise ValueError("split sizes and max_distractors must be >= 0")
-
-    def split_size(self, split: str) -> int:
-        if split not in SPLITS:
-            raise ValueError(f"unknown split {split!r}; use one of {SPLITS}")
-        return getattr(self, f"{split}_size")
-
-    def content_hash(self, split: str) -> str:
-        """Hash of what decides ``split``'s images (the other splits' sizes do not)."""
-        d = asdict(self)
-        for s in SPLITS:
-            d.pop(f"{s}_size")
-        d.update(split=split, size=self.split_size(split), version=GENERATOR_VERSION, chunk=CHUNK)
-        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
 #: named configurations: ``smoke`` renders in well under a second, ``default`` is the embedded replication's
@@ -343,23 +325,16 @@ def render_chunk(p: dict, cfg: ScenesConfig, omit: tuple[str, ...] = ()) -> dict
 def render_split(cfg: ScenesConfig, split: str, omit: tuple[str, ...] = (), size: int | None = None) -> dict:
     """Render the whole split (chunk by chunk, each chunk vectorised) into one dict of tensors."""
     n = cfg.split_size(split) if size is None else size
-    parts = []
-    for c, start in enumerate(range(0, n, CHUNK)):
-        parts.append(render_chunk(_sample_chunk(cfg, split, c, min(CHUNK, n - start)), cfg, omit))
-    if not parts:
-        raise ValueError(f"split {split!r} has size 0; set {split}_size > 0")
-    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+    return render_in_chunks(n, split, lambda c, m: render_chunk(_sample_chunk(cfg, split, c, m), cfg, omit))
 
 
 def load_split(cfg: ScenesConfig, split: str, root: str | Path | None = None, cache: bool = True) -> dict:
     """The rendered split, from ``<root>/scenes/<hash>.pt`` when cached (else rendered and cached)."""
-    root = Path(root) if root is not None else data_root()
-    path = root / "scenes" / f"{split}-{cfg.content_hash(split)}.pt"
-    return cached_render(path, lambda: render_split(cfg, split), f"{split} scenes", cache)
+    return load_rendered(cfg, split, "scenes", lambda: render_split(cfg, split), f"{split} scenes", root, cache)
 
 
 # --------------------------------------------------------------------------------------------- dataset
-class SyntheticScenes(Dataset):
+class SyntheticScenes(RenderedScenes):
     """One split of the synthetic scenes as a map-style dataset following the batch schema.
 
     Samples are fetched a whole batch at a time (``__getitems__``): indexing the stored tensors with the
@@ -369,52 +344,15 @@ class SyntheticScenes(Dataset):
     class ``label``), ``object_mask`` (all objects), ``n_objects``, ``artifact_class`` (-1: none).
     """
 
-    def __init__(self, split: str = "train", config: ScenesConfig | None = None, root: str | Path | None = None,
-                 cache: bool = True, data: dict | None = None):
-        self.config = config or ScenesConfig()
-        self.split = split
-        self.config.split_size(split)
-        self.data = data if data is not None else load_split(self.config, split, root, cache)
-        self.num_classes = self.config.num_classes
-
-    def __len__(self) -> int:
-        return int(self.data["label"].shape[0])
-
-    def __getitems__(self, indices) -> dict:
-        idx = torch.as_tensor(indices, dtype=torch.long)
-        d = self.data
-        packed = d["packed_masks"][idx].unsqueeze(1)
-        return {
-            "image": d["image"][idx].float().div_(255),
-            "label": d["label"][idx],
-            "mask": (packed & _BIT_MASK) > 0,
-            "head_mask": (packed & _BIT_HEAD) > 0,
-            "feet_mask": (packed & _BIT_FEET) > 0,
-            "object_mask": (packed & _BIT_ALL) > 0,
-            "boxes": d["boxes"][idx],
-            "box_labels": d["box_labels"][idx],
-            "keypoints": {"eyes": d["eyes"][idx], "feet": d["feet"][idx]},
-            "difficult": d["difficult"][idx],
-            "n_objects": d["n_objects"][idx],
-            "artifact_class": d["artifact_class"][idx],
-            "id": idx,
-        }
-
-    def __getitem__(self, i: int) -> dict:
-        b = self.__getitems__([int(i)])
-        return {k: ({n: v[0] for n, v in b[k].items()} if k == "keypoints" else b[k][0]) for k in b}
-
-    def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """All images (N, 3, H, W) float in [0, 1] and labels (N,)."""
-        return self.data["image"].float().div_(255), self.data["label"].clone()
-
-    def counterfactual(self, omit: tuple[str, ...]) -> "SyntheticScenes":
-        """The same scenes re-rendered without ``omit`` parts (e.g. ``("head",)``): exact ground truth for
-        "what does the model use" tests; never cached."""
-        return SyntheticScenes(self.split, self.config, data=render_split(self.config, self.split, omit, size=len(self)))
+    config_class = ScenesConfig
+    mask_bits = {"mask": _BIT_MASK, "head_mask": _BIT_HEAD, "feet_mask": _BIT_FEET, "object_mask": _BIT_ALL}
+    batch_keys = ("boxes", "box_labels", "keypoints", "difficult", "n_objects", "artifact_class")
+    keypoint_keys = ("eyes", "feet")
+    load_split = staticmethod(load_split)
+    render_split = staticmethod(render_split)
 
 
-class SyntheticScenesDataModule(pl.LightningDataModule):
+class SyntheticScenesDataModule(RenderedScenesDataModule):
     """The embedded default data: train/val/test (+ ``heldout``, for tuning thresholds) synthetic scenes.
 
     ``predict_dataloader`` serves the held-out split. ``label_permutation_seed`` (optional) replaces the
@@ -427,20 +365,12 @@ class SyntheticScenesDataModule(pl.LightningDataModule):
                  val_size: int = 1000, test_size: int = 1000, heldout_size: int = 1000, seed: int = 0,
                  batch_size: int = 128, eval_batch_size: int | None = None, num_workers: int = 0,
                  root: str | None = None, cache: bool = True, label_permutation_seed: int | None = None):
-        super().__init__()
+        super().__init__(ScenesConfig(image_size, num_classes, min_objects, max_objects, multi_object_prob,
+                                      extra_object_classes, small_object_prob, max_distractors, spurious_rate,
+                                      train_size, val_size, test_size, heldout_size, seed),
+                         batch_size, eval_batch_size, num_workers, root, cache)
         self.save_hyperparameters()
-        self.config = ScenesConfig(image_size, num_classes, min_objects, max_objects, multi_object_prob,
-                                   extra_object_classes, small_object_prob, max_distractors, spurious_rate,
-                                   train_size, val_size, test_size, heldout_size, seed)
-        self.num_classes = num_classes
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size or batch_size
-        self.num_workers = num_workers
-        self.root = root
-        self.cache = cache
-        self.seed = seed
         self.label_permutation_seed = label_permutation_seed
-        self.datasets: dict[str, SyntheticScenes] = {}
 
     @classmethod
     def from_profile(cls, profile: str = "default", **overrides) -> "SyntheticScenesDataModule":
@@ -454,44 +384,14 @@ class SyntheticScenesDataModule(pl.LightningDataModule):
     def from_config(cls, config: ScenesConfig, **kwargs) -> "SyntheticScenesDataModule":
         return cls(**asdict(config), **kwargs)
 
-    def prepare_data(self) -> None:
-        # render and cache once (rank 0); other ranks then read the cache in setup()
-        if not self.cache:
-            return
-        for split in SPLITS:
-            if self.config.split_size(split) > 0:
-                load_split(self.config, split, self.root, self.cache)
+    def load_split(self, split: str) -> dict:
+        return load_split(self.config, split, self.root, self.cache)
 
-    def dataset(self, split: str) -> SyntheticScenes:
-        if split not in self.datasets:
-            ds = SyntheticScenes(split, self.config, self.root, self.cache)
-            if split == "train" and self.label_permutation_seed is not None:
-                g = torch.Generator().manual_seed(int(self.label_permutation_seed))
-                data = dict(ds.data)
-                data["label"] = data["label"][torch.randperm(len(ds), generator=g)]
-                ds = SyntheticScenes(split, self.config, data=data)
-            self.datasets[split] = ds
-        return self.datasets[split]
-
-    def setup(self, stage: str | None = None) -> None:
-        splits = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("heldout",)}.get(stage, SPLITS)
-        for s in splits:
-            self.dataset(s)
-
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        g = torch.Generator().manual_seed(self.seed)
-        return DataLoader(self.dataset(split), batch_size=self.batch_size if shuffle else self.eval_batch_size,
-                          shuffle=shuffle, generator=g if shuffle else None, collate_fn=collate_batch,
-                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("heldout", False)
+    def make_dataset(self, split: str) -> SyntheticScenes:
+        ds = SyntheticScenes(split, self.config, self.root, self.cache)
+        if split == "train" and self.label_permutation_seed is not None:
+            g = torch.Generator().manual_seed(int(self.label_permutation_seed))
+            data = dict(ds.data)
+            data["label"] = data["label"][torch.randperm(len(ds), generator=g)]
+            ds = SyntheticScenes(split, self.config, data=data)
+        return ds
