@@ -43,8 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", type=int, default=None, help="test images (default: the profile's)")
     p.add_argument("--skip", default="", help="comma-separated protocols to leave out: "
                                               + ", ".join([q.name for q in PROTOCOLS] + list(RETRAINING)))
-    p.add_argument("--with", dest="with_", default="", help="protocols that need retraining, run only when asked: "
-                                                            + ", ".join(RETRAINING))
+    p.add_argument("--with", dest="with_", default="", help="protocols that need retrained models, run only when "
+                                                            "asked: " + ", ".join(RETRAINING) + " (data_randomisation: "
+                                                            "the shipped scenes_v2_vgg only)")
     p.add_argument("--out", default=None, help="output folder (default outputs/scorecard/<name>)")
     p.add_argument("--cache-dir", default=str(REPO_ROOT / "outputs" / "scorecard" / "cache"),
                    help="where the built-in methods' results are cached ('none': no cache)")
@@ -99,11 +100,13 @@ def main(argv: list[str] | None = None) -> int:
     split = lambda s: {x.strip() for x in s.split(",") if x.strip()}  # noqa: E731
     try:
         with torch_threads(args.threads):
+            from lightning_modules.scorecard.datarand import DATARAND_PROFILES
             from lightning_modules.scorecard.roar import ROAR_PROFILES
 
             results = run_scorecard(explainer, name, setting, skip=split(args.skip), with_=split(args.with_),
                                     cache_dir=cache, model=model, data=data, method_info=info,
-                                    roar_setting=ROAR_PROFILES[args.profile])
+                                    roar_setting=ROAR_PROFILES[args.profile],
+                                    datarand_setting=DATARAND_PROFILES[args.profile])
     except ExplainerContractError as e:
         print(f"scorecard: {e}", file=sys.stderr)
         return 2

@@ -4,6 +4,8 @@ benchmark, beside the built-in methods (``python -m replications scorecard --exp
 - :mod:`.contract`: loading a user's method (an ``Explainer`` subclass or a plain function) and the checks of the
   explainer contract;
 - :mod:`.protocols`: the benchmark, the reference maps and the protocols' per-image values;
+- :mod:`.roar`, :mod:`.datarand`: the protocols that need retrained models, run when asked (``--with roar``,
+  ``--with data_randomisation``: Adebayo's data randomisation test on the shipped random-label model and controls);
 - :mod:`.card`: the built-in cache, verdicts and ranks, the Markdown table, the figure, the JSON and the
   verification ``check`` runs on ``reports/scorecard/``.
 """

@@ -27,11 +27,13 @@ from lightning_modules.reporting.validity import (N_BOOT, bootstrap_weights, gro
 from lightning_modules.scorecard.protocols import (BY_NAME, PROTOCOLS, REFERENCES, RETRAINING, Bench, Setting,
                                                    explainer_provider, load_bench, prepare_attacks,
                                                    prepare_randomised, reference_provider, score)
+from lightning_modules.scorecard.datarand import (DATARAND_PROFILES, PROTOCOL as DATARAND_PROTOCOL, DataRandSetting,
+                                                  control_margins, run_data_randomisation, unavailable)
 from lightning_modules.scorecard.roar import PROTOCOL as ROAR_PROTOCOL, ROAR_PROFILES, RoarSetting, run_roar
 from lightning_modules.utils import REPO_ROOT, atomic_write
 
-#: every protocol a scorecard may hold (ROAR only with --with roar)
-PROTO = {**BY_NAME, "roar": ROAR_PROTOCOL}
+#: every protocol a scorecard may hold (ROAR and the data randomisation test only when asked: --with)
+PROTO = {**BY_NAME, "roar": ROAR_PROTOCOL, "data_randomisation": DATARAND_PROTOCOL}
 
 FORMAT = 2
 REPORT_DIR = REPO_ROOT / "reports" / "scorecard"
@@ -162,7 +164,7 @@ def builtin_results(bench: Bench, protocols: list[str], cache_dir: Path | None, 
 def run_scorecard(explainer, name: str, setting: Setting, *, skip: set[str] = frozenset(), with_: set[str] = frozenset(),
                   cache_dir: Path | None = REPO_ROOT / "outputs" / "scorecard" / "cache", model=None, data=None,
                   method_info: dict | None = None, roar_setting: RoarSetting = ROAR_PROFILES["default"],
-                  log=print) -> dict:
+                  datarand_setting: DataRandSetting = DATARAND_PROFILES["default"], log=print) -> dict:
     """Score ``explainer`` (a :class:`CheckedExplainer`) beside the built-in methods; the plain results."""
     unknown = set(skip) - set(BY_NAME) - set(RETRAINING)
     if unknown:
@@ -170,9 +172,6 @@ def run_scorecard(explainer, name: str, setting: Setting, *, skip: set[str] = fr
     asked = set(with_) - set(RETRAINING)
     if asked:
         raise ValueError(f"--with: unknown protocol(s) {sorted(asked)}; the protocols that need retraining: {sorted(RETRAINING)}")
-    if set(with_) - {"roar"}:
-        raise NotImplementedError(f"--with {','.join(sorted(set(with_) - {'roar'}))}: not run by the scorecard yet "
-                                  "(issue #41 follow-up; --with roar is); run the adebayo2018 replication for it")
     w0, c0 = time.perf_counter(), time.process_time()
     if model is not None and data is not None and not isinstance(getattr(model, "mean", None), torch.Tensor):
         # the deletion / pixel-perturbation substrate is the model's mean colour: without one, the data's
@@ -204,8 +203,25 @@ def run_scorecard(explainer, name: str, setting: Setting, *, skip: set[str] = fr
                                         builtins["key"], log)
         own = {"wall_s": round(own["wall_s"] + roar_time["roar_wall_s"], 1),
                "cpu_s": round(own["cpu_s"] + roar_time["roar_cpu_s"], 1)}
+    dr_entry = dr_vals = None
+    if "data_randomisation" in with_ and "data_randomisation" not in skip:
+        why = unavailable(bench, own=model is not None or data is not None)
+        if why is not None:
+            log(f"data randomisation skipped: {why}")
+            not_run["data_randomisation"] = f"not run: {why}"
+        else:
+            from lightning_modules.explainers import create_explainer
+
+            log("data randomisation (the shipped random-label model and controls)")
+            providers = {m: explainer_provider(create_explainer(m, **kw))
+                         for m, kw in setting.builtin_kwargs().items() if m in builtins["maps"]}
+            dr_entry, dr_vals, dr_time = run_data_randomisation(bench, providers, explainer_provider(explainer), name,
+                                                                datarand_setting, cache_dir, builtins["key"], log)
+            own = {"wall_s": round(own["wall_s"] + dr_time["data_randomisation_wall_s"], 1),
+                   "cpu_s": round(own["cpu_s"] + dr_time["data_randomisation_cpu_s"], 1)}
     for p in RETRAINING:
-        if p == "roar" and roar_vals is not None:
+        if (p == "roar" and roar_vals is not None) or (p == "data_randomisation" and (dr_vals is not None
+                                                                                     or p in not_run)):
             continue
         not_run[p] = f"not run ({RETRAINING[p]}; --with {p})" if p not in skip else "skipped (--skip)"
     d = bench.data
@@ -244,6 +260,11 @@ def run_scorecard(explainer, name: str, setting: Setting, *, skip: set[str] = fr
         results["protocols_run"].append("roar")
         results["values"]["roar"] = {m: roar_vals[m] for m in (*REFERENCES, *results["builtin_methods"], name)}
         results["timing"]["roar"] = roar_time
+    if dr_vals is not None:
+        results["protocols_run"].append("data_randomisation")
+        results["values"]["data_randomisation"] = {m: dr_vals[m] for m in (*REFERENCES, *results["builtin_methods"], name)}
+        results["data_randomisation"] = dr_entry
+        results["timing"]["data_randomisation"] = dr_time
     results["checks"] = protocol_checks(results)
     return results
 
@@ -358,6 +379,8 @@ def derive(results: dict) -> dict:
                   "best_builtin": verdict["best_real"], "worst_builtin": verdict["worst_real"],
                   "maps": {m: {"value": point[m], "ci95": ci(boots[m])} for m in allm},
                   "rank": rank if verdict["valid"] else None}
+        if p == "data_randomisation":  # the reference: the same similarity between two true-label models
+            out[p]["control"] = control_margins(results, allm)
     cost = results["cost"]
     order = sorted(cost, key=lambda m: cost[m])
     out["cost"] = {"status": "measured", "maps": {m: {"value": v, "ci95": None} for m, v in cost.items()},
@@ -442,6 +465,7 @@ def render_markdown(results: dict, derived: dict) -> str:
                          f"{_cell(dp['maps'][dp['best_builtin']])} | {_cell(dp['maps']['oracle'])} | {_cell(dp['maps']['random'])} |")
     else:
         lines.append("None.")
+    lines += _datarand_section(results, derived)
     lines += ["", "## Not run", ""]
     lines += [f"- `{p}`: {why}" for p, why in results["not_run"].items()] or ["None."]
     lines += [f"- built-in `{m}`: not run on this model ({why})" for m, why in results.get("builtin_failures", {}).items()]
@@ -476,6 +500,14 @@ def render_markdown(results: dict, derived: dict) -> str:
               f"{name}'s forward floor: {b['forward_cpu_s_per_image'] * 1e3:.2f} ms CPU per image; the built-in "
               "methods' were timed with their maps when the cache was built. On a shared machine the ratios are a "
               "guide to the magnitude, not precise.", ""]
+    if results.get("data_randomisation"):
+        lines.insert(-1, "- Data randomisation (Adebayo): the value is the Spearman rank correlation of |map| between the "
+                         "true-label model and the model trained on permuted labels (lower is better; see its section). "
+                         "Its references for the validity rule: the oracle is the evidence for every model that "
+                         "learned the true labels and id-seeded noise for the random-label model (the map that "
+                         "depends on the labels and nothing else); random is noise that ignores the model (the same for "
+                         "every model: similarity 1), so the rule reads: the oracle best, no built-in method worse than a "
+                         "map that ignores the model, the built-in methods CI-separated.")
     rs = results.get("roar_setting")
     if rs:
         lines.insert(-1, f"- ROAR (Hooker): the top {rs['fractions']} of each map's pixels (squared) replaced by the mean "
@@ -484,6 +516,36 @@ def render_markdown(results: dict, derived: dict) -> str:
                          "and fraction; value: each test image's accuracy averaged over the fractions (the CI leaves "
                          "out the retraining's own variance).")
     return "\n".join(lines) + "\n"
+
+
+def _datarand_section(results: dict, derived: dict) -> list[str]:
+    """The data randomisation test's reference: each map's similarity between the true-label model and the model
+    trained on permuted labels beside the same between the true-label model and the controls (true labels)."""
+    dr, d = results.get("data_randomisation"), derived.get("data_randomisation", {})
+    if not dr or "control" not in d:
+        return []
+    name = results["method"]["name"]
+    ms = dr["models"]
+    acc = lambda k: f"{ms[k]['accuracy_on_these_images']:.2f}"  # noqa: E731
+    lines = ["", "## Data randomisation (Adebayo): against two true-label models", "",
+             f"Spearman rank correlation of \\|map\\| of the true-label model `{results['setting']['model']}` with "
+             f"\\|map\\| of the same kind of network trained on permuted labels (`{ms['random']['weights']}`) and with "
+             f"the controls trained on the true labels (`{ms['control']['weights']}`, `{ms['control_seed']['weights']}`: "
+             "the random-label model's 600 training scenes and schedule, two seeds), per image on the first "
+             f"{dr['n_images']} test images, each model explaining its own predicted class (accuracy on these images: "
+             f"true {acc('true')}, random labels {acc('random')}, controls {acc('control')} / {acc('control_seed')}). "
+             "Lower true vs random: the map changed with what the model learned. A map that differs between the true- "
+             "and random-label models no more than between two true-label models is not shown to depend on the labels "
+             "(margin: true vs control (mean of the two) - true vs random, paired bootstrap 95% CI over images).", "",
+             "| map | true vs random ↓ | true vs the controls (mean) | true vs control | true vs control_seed | margin "
+             "| depends on the labels |", "|---|---|---|---|---|---|---|"]
+    for m in [*REFERENCES, *results["builtin_methods"], name]:
+        c = d["control"][m]
+        label = f"**{m}** (new)" if m == name else (f"{m} (reference)" if m in REFERENCES else m)
+        lines.append(f"| {label} | {_cell(d['maps'][m])} | {_cell(c['true_vs_controls'])} | {_f(c['true_vs_control'])} "
+                     f"| {_f(c['true_vs_control_seed'])} "
+                     f"| {_cell(c['margin'])} | {'yes' if c['depends_on_labels'] else 'not shown'} |")
+    return lines
 
 
 def render_figure(results: dict, derived: dict, path: Path) -> None:
