@@ -61,3 +61,35 @@ def test_a_one_line_change_to_an_explainer_fails_and_names_the_numbers(tmp_path,
     diffs, _ = rep.reproduce(PAPER, "smoke", repo_root=copy)
     assert diffs, "a changed Grad-CAM must change the reproduced numbers"
     assert any("gradcam" in d for d in diffs), diffs[:20]
+
+
+def test_a_reproduction_recomputes_what_a_paper_caches(monkeypatch, tmp_path):
+    """khakzar2019's ROAR retrainings and ghorbani2019's attacks are cached between runs: a reproduction points the
+    cache at an empty folder of its own, so its numbers are recomputed, not read back from the committed run; the
+    other papers get no extra argument."""
+    import json
+
+    seen = {}
+
+    def fake_run(paper, profile, out_dir, repo_root, extra=None, show_progress=False):
+        seen[paper] = list(extra or [])
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "results.json").write_text(json.dumps({"claims": []}))
+        return out_dir / "results.json"
+
+    monkeypatch.setattr(rep, "run_profile", fake_run)
+    monkeypatch.setattr(rep, "load_results", lambda path: json.loads(Path(path).read_text()))
+    for paper in ("khakzar2019", "ghorbani2019", "petsiuk2018"):
+        rep.reproduce(paper, "smoke")
+    assert seen["khakzar2019"][0] == "--model.work_dir" and seen["ghorbani2019"][0] == "--model.cache_dir"
+    assert all(Path(v[1]).name == "cache" and not Path(v[1]).exists() for v in (seen["khakzar2019"], seen["ghorbani2019"]))
+    assert seen["petsiuk2018"] == []
+
+
+def test_cache_facts_are_not_compared():
+    """How much of a run a result cache served is a fact of the machine's cache, not a result."""
+    a = {"metrics": {"roar": {"m": {"runs_reused_from_cache": 0, "reused_attributions": 0, "runs": 9}}}}
+    b = {"metrics": {"roar": {"m": {"runs_reused_from_cache": 9, "reused_attributions": 4, "runs": 9}}}}
+    assert diff_reports(a, b, rtol=0, atol=0) == []
+    assert diff_reports(a, {"metrics": {"roar": {"m": {"runs_reused_from_cache": 0, "reused_attributions": 0, "runs": 8}}}},
+                        rtol=0, atol=0)

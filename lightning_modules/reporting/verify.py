@@ -185,7 +185,10 @@ _SKIP_TOP = {"generated_at", "wall_time_s", "environment", "files_sha256", "sour
 #: mean is near 0 (a 1e-5 move of a 5e-4 mean moves it by 5%). ``known_deviation``: always null in reports written
 #: before the field was dropped from the schema. ``benchmark``: a paper's cost measurements (times and their
 #: ratios and shares, measured on this machine under its load), like the benchmark-kind claims that read them.
-_SKIP_ANY = {"caption", "problem", "n_to_decide", "known_deviation", "benchmark"}
+#: ``runs_reused_from_cache`` / ``reused_attributions``: how much of a run a result cache served (a fact of the
+#: machine's cache, not a result; the results it served are compared).
+_SKIP_ANY = {"caption", "problem", "n_to_decide", "known_deviation", "benchmark", "runs_reused_from_cache",
+             "reused_attributions"}
 
 
 _NUMBER = re.compile(r"[-+]?\d+(?:\.(\d+))?(?:[eE][-+]?\d+)?")
