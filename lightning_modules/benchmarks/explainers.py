@@ -12,7 +12,8 @@ random weights, 64x64, CPU), one run measures
   their layer (the gradient w.r.t. the layer's output); excitation backprop = 1 fwd + a backward pass down to
   its layer + the forward pass with positive weights of every linear/conv/pooling module above the layer
   (the normaliser ``f+`` of Zhang et al. Eq. 3, which its rule needs; the VJP through ``f+`` replaces the
-  ordinary one, so it adds no backward); contrastive EBP = 1 fwd + 2 such backward and positive passes;
+  ordinary one, so it adds no backward); contrastive EBP = 1 fwd + 2 such backward passes + the positive pass
+  once, the classifier's twice (the dual negates its weights; the other positive forwards do not depend on the signal);
   guided Grad-CAM = both of guided backprop's and Grad-CAM's passes; SmoothGrad/-SQ/VarGrad (n samples) = n fwd+bwd; IG (steps) =
   steps fwd+bwd; occlusion = windows + 1 fwd (the unoccluded reference); blurred-circle occlusion =
   discs + 1 fwd; LIME = n_samples fwd; Score-CAM = 1 + K fwd (K channels at the layer); RISE = N fwd in
@@ -105,7 +106,10 @@ def floor_passes(name: str, explainer, model, b: int, h: int, w: int) -> tuple[s
         above = _positive_passes_above(model, layer, torch.rand(b, _in_chans(model), h, w, device=dev))
         if name == "excitation_backprop":
             return "1 fwd + bwd to layer + positive fwd above it", [("fwd_bwd_layer_pos", b, layer, above)]
-        return "1 fwd + 2 (bwd to layer + positive fwd above it)", [("fwd_2bwd_layer_pos", b, layer, above)]
+        # the dual pass needs only the classifier's positive forward again (its weights negated, run_floor): the
+        # others do not depend on the signal (the method keeps them from the first pass)
+        return ("1 fwd + 2 bwd to layer + positive fwd above it (the classifier's twice)",
+                [("fwd_2bwd_layer_pos", b, layer, above)])
     if name == "rise":
         from lightning_modules.benchmarks.rise import forward_batch_sizes
 
@@ -204,11 +208,14 @@ def run_floor(model, passes: list[tuple], inputs: torch.Tensor) -> None:
         if twice:
             torch.autograd.grad(out, store[0])
         if kind.endswith("_pos"):
-            from lightning_modules.explainers.excitation import excitatory_forward
+            from lightning_modules.explainers.excitation import classifier_layer, excitatory_forward
 
+            dual = classifier_layer(model) if twice else None  # the dual pass: only the classifier's f+ again
             with torch.no_grad():
-                for _ in range(2 if twice else 1):
-                    for module, inp in layer[1]:
+                for module, inp in layer[1]:
+                    excitatory_forward(module)(inp)
+                for module, inp in layer[1]:
+                    if module is dual:
                         excitatory_forward(module)(inp)
 
 
@@ -343,8 +350,13 @@ NOTES = """Notes:
 - Excitation backprop's floor counts, besides the forward pass and the backward pass down to its layer, the
   forward pass with positive weights (`f+`, the normaliser of Zhang et al. Eq. 3) of every linear, conv and
   pooling module above the layer: its rule needs it in every backward pass (the vector-Jacobian product through
-  `f+` replaces the ordinary one, so no backward is added). Contrastive EBP runs two backward passes, each
-  with its positive pass.
+  `f+` replaces the ordinary one, so no backward is added). Contrastive EBP runs two backward passes and the
+  positive pass once (it does not depend on the signal), only the classifier's twice (negated for the dual).
+  The method runs the layers below its saliency layer without recording a graph (nothing there is
+  differentiated), which this floor (the same forward as Grad-CAM's) still records: its ratio can fall below 1
+  and then understates the rule's own per-call work above the layer (hooks, elementwise rule terms).
+- Occlusion is our own batched code with Captum's windows, batches and map (equal to Captum's `Occlusion`,
+  tests/test_perturbation_occlusion.py).
 - Meaningful perturbation's floor is its iterations' forward+backward passes plus the forwards of its setup (clean
   and fully perturbed scores, the circle initialisation's radii, the final score); the mask pipeline itself
   (composite, upsampling, L1/TV, Adam) is the overhead.

@@ -19,7 +19,8 @@ positive part is kept (``clamp=True``, as TorchRay and the paper's figures do).
 
 Implementation: forward hooks on the linear / pooling / batch-norm modules above the saliency layer wrap each
 output in an autograd Function whose backward applies the rule; one forward pass, one backward pass per map
-(two for the contrastive variant, sharing the forward). Residual sums ``s = main + shortcut`` (ResNet basic/bottleneck
+(two for the contrastive variant, sharing the forward and the rule's positive forwards ``f+``, which do not depend on
+the signal; only the classifier's, negated for the dual, runs twice). Residual sums ``s = main + shortcut`` (ResNet basic/bottleneck
 blocks of torchvision, timm and ours) split the signal in proportion to the summands (TorchRay's
 element-wise-sum rule), through hooks on the block, its last batch norm and its shortcut, since the addition
 itself is functional; other functional additions get the plain gradient, which duplicates mass
@@ -96,26 +97,37 @@ def _identity_output(ctx, x, y):
 
 
 class _LinearRule(torch.autograd.Function):
-    """Identity forward on ``y = f(x)``; backward: ``x * J_f+^T (p / f+(x))`` (Eq. 2-3 of Zhang et al.)."""
+    """Identity forward on ``y = f(x)``; backward: ``x * J_f+^T (p / f+(x))`` (Eq. 2-3 of Zhang et al.).
+
+    ``f+(x)``, its graph and the terms of ``1 / f+(x)`` do not depend on the signal ``p``: with ``reuse`` (every
+    module but the classifier, whose ``f+`` the contrastive dual negates) the first backward keeps them for the
+    second (the contrastive variant's dual pass), which then runs only the vector-Jacobian product."""
 
     @staticmethod
-    def forward(ctx, x, y, positive_forward):
+    def forward(ctx, x, y, positive_forward, reuse=False):
         ctx.save_for_backward(x)
         ctx.positive_forward = positive_forward
+        ctx.reuse = reuse
+        ctx.kept = None
         return _identity_output(ctx, x, y)
 
     @staticmethod
     def backward(ctx, grad_out):
         (x,) = ctx.saved_tensors
-        with torch.enable_grad():
-            xd = x.detach().requires_grad_(True)
-            z = ctx.positive_forward(xd)
-            # p / f+(x) where f+(x) > 0, else 0: the values of ``torch.where(z > 0, grad_out / z.clamp_min(1e-30), 0)``
-            # with the zeros written in place (no third buffer)
+        kept = ctx.kept
+        if kept is None:
+            with torch.enable_grad():
+                xd = x.detach().requires_grad_(True)
+                z = ctx.positive_forward(xd)
             zd = z.detach()
-            scaled = (grad_out / zd.clamp_min(1e-30)).masked_fill_(~(zd > 0), 0.0)
-            (g,) = torch.autograd.grad(z, xd, scaled)
-        return g * x, None, None
+            # p / f+(x) where f+(x) > 0, else 0: the values of ``torch.where(z > 0, grad_out / z.clamp_min(1e-30), 0)``
+            kept = (xd, z, zd.clamp_min(1e-30), ~(zd > 0))
+            if ctx.reuse:
+                ctx.kept = kept
+        xd, z, denom, zero = kept
+        scaled = (grad_out / denom).masked_fill_(zero, 0.0)
+        (g,) = torch.autograd.grad(z, xd, scaled, retain_graph=ctx.reuse)
+        return g * x, None, None, None
 
 
 class _PassThrough(torch.autograd.Function):
@@ -291,9 +303,9 @@ def excitation_hooks(model: nn.Module, handles: list, state: dict) -> None:
         if isinstance(m, RULE_MODULES):
             fwd = _positive_forward(m, state)
 
-            def hook(_m, inputs, out, fwd=fwd):
+            def hook(_m, inputs, out, fwd=fwd, reuse=m is not state.get("classifier")):
                 resume()
-                return _LinearRule.apply(inputs[0], out, fwd) if state.get("active", True) else None
+                return _LinearRule.apply(inputs[0], out, fwd, reuse) if state.get("active", True) else None
         elif isinstance(m, _NORMS):
             def hook(_m, inputs, out):
                 resume()
