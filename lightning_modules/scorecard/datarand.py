@@ -57,7 +57,7 @@ NEEDS = ("--with data_randomisation needs a model of the same architecture train
 
 @dataclass(frozen=True)
 class DataRandSetting:
-    n_images: int = 64  # the first test images of the scorecard's set
+    n_images: int = 32  # the first test images of the scorecard's set
     seed: int = 0
 
 
