@@ -26,6 +26,10 @@ def test_measured_ratios_take_the_larger_model_and_skip_missing_reports(tmp_path
     (tmp_path / "m.md").write_text(METRICS)
     r = ps.measured_ratios([tmp_path / "a.md", tmp_path / "b.md", tmp_path / "none.md"], [tmp_path / "m.md"])
     assert r == {"gradient": 1.12, "rise": 1.01, "deletion_insertion": 1.095}
+    # a group of one model's reports: the later re-run overrides, even downwards
+    (tmp_path / "rerun.md").write_text(EXPLAINERS.replace("| `rise`", "| `x`").replace("1.08 [1.06]", "1.02 [1.01]"))
+    r = ps.measured_ratios([(tmp_path / "b.md", tmp_path / "rerun.md")], [])
+    assert r["gradient"] == 1.02 and r["rise"] == 0.99
 
 
 def test_measured_passes_scale_each_part_and_count_the_rest_at_the_floor():

@@ -19,7 +19,8 @@ They are estimated from two measured things and one stated assumption:
 4. **Measured overhead over the floor.** The three items above are floor arithmetic: only the passes a method
    cannot avoid, at the GPU's sustained throughput. Each stage also lists what those passes are spent on
    (``Stage.parts``: an explainer, the mask learning, the deletion / insertion curves); the explainer benchmarks
-   (``reports/benchmarks/explainers_v2_vgg.md`` and ``_resnet.md``, batch 32) and the metric benchmark
+   (``reports/benchmarks/explainers_v2_vgg.md`` and ``_resnet.md``, batch 32, with the issue-43 re-runs of the
+   changed methods, ``explainers_v2_*_issue43.md``, where present) and the metric benchmark
    (``metrics_v2_vgg.md``) measured each one's time over its floor, and ``GPU h (measured costs)`` scales every part
    by its measured ratio (the larger of the two v2 models'); passes with no benchmark (training steps, attacks,
    forward-only sweeps, DeepLIFT / PruneGrad) count at ratio 1 and the ``unmeasured`` column says how many. The
@@ -314,8 +315,10 @@ def measure_model(name: str, image_size: int, in_chans: int = 3, num_classes: in
     return ModelCost(counter.get_total_flops() / 1e9, statistics.median(times) / torch.get_num_threads())
 
 
-#: the benchmark reports whose measured time / floor ratios scale the floor arithmetic (see the module docstring)
-RATIO_REPORTS = ("reports/benchmarks/explainers_v2_vgg.md", "reports/benchmarks/explainers_v2_resnet.md")
+#: the benchmark reports whose measured time / floor ratios scale the floor arithmetic (see the module docstring):
+#: one group per model, a later report of a group (a re-run of some methods) overriding the earlier one's rows
+RATIO_REPORTS = (("reports/benchmarks/explainers_v2_vgg.md", "reports/benchmarks/explainers_v2_vgg_issue43.md"),
+                 ("reports/benchmarks/explainers_v2_resnet.md", "reports/benchmarks/explainers_v2_resnet_issue43.md"))
 METRIC_REPORTS = ("reports/benchmarks/metrics_v2_vgg.md",)
 
 
@@ -342,20 +345,24 @@ def _number(cell: str | None) -> float | None:
 
 
 def measured_ratios(explainer_reports=RATIO_REPORTS, metric_reports=METRIC_REPORTS, batch: int = 32) -> dict[str, float]:
-    """Per explainer: the largest over ``explainer_reports`` of its median time / floor at batch ``batch``;
+    """Per explainer: the largest over ``explainer_reports`` of its median time / floor at batch ``batch`` (an entry
+    may be a group of reports of one model: there the last report that has the method counts);
     ``deletion_insertion``: the largest deletion or insertion time / floor of ``metric_reports``. Reports that are
     missing are skipped (relative paths: from the repository root)."""
     out: dict[str, float] = {}
-    for rel in explainer_reports:
-        path = REPO_ROOT / rel
-        if not path.exists():
-            continue
-        for row in _table_rows(path.read_text()):
-            key = next((k for k in row if k.startswith("ratio") and k.endswith(f"B={batch}")), None)
-            v = _number(row.get(key))
-            if key and v is not None:
-                name = row["method"].strip("`")
-                out[name] = max(out.get(name, 0.0), v)
+    for group in explainer_reports:
+        model: dict[str, float] = {}
+        for rel in (group,) if isinstance(group, (str, Path)) else group:
+            path = REPO_ROOT / rel
+            if not path.exists():
+                continue
+            for row in _table_rows(path.read_text()):
+                key = next((k for k in row if k.startswith("ratio") and k.endswith(f"B={batch}")), None)
+                v = _number(row.get(key))
+                if key and v is not None:
+                    model[row["method"].strip("`")] = v
+        for name, v in model.items():
+            out[name] = max(out.get(name, 0.0), v)
     for rel in metric_reports:
         path = REPO_ROOT / rel
         if not path.exists():
@@ -438,6 +445,14 @@ def main(argv: list[str] | None = None) -> None:
         f"for DDP); CPU hours use the forward time per image measured on this machine "
         f"({torch.get_num_threads()} threads). Stages on tiny models are GPU lower bounds (launch/data bound). "
         f"Small stages (figures, a few images) are left out. See `lightning_modules/benchmarks/paper_scale.py`.\n",
+        "**Floor arithmetic vs measured costs.** `GPU h (est.)` is the floor arithmetic: only the passes each method "
+        "cannot avoid. `GPU h (measured costs)` scales each stage's explainers, mask learning and metric curves by "
+        "their measured time / floor at batch 32 (the larger of the two benchmark-v2 models': "
+        f"{', '.join(f'`{Path(r).name}`' for g in RATIO_REPORTS for r in g)}, and "
+        f"{', '.join(f'`{Path(r).name}`' for r in METRIC_REPORTS)}; CPU, one thread, 64 px); `measured / floor` is "
+        "their ratio; `unmeasured passes` (training steps, attacks, forward-only sweeps, methods without a "
+        "benchmark) count at the floor. Ratios used: "
+        + ", ".join(f"{k} {v:.2f}" for k, v in sorted(measured_ratios().items())) + ".\n",
         "## Per paper\n", markdown_table(tot), "\n## Per stage\n", markdown_table(rows),
     ])
     out = Path(args.out)
