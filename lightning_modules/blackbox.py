@@ -11,7 +11,6 @@ scenes by re-rendering them without that part, i.e. filled with what lies behind
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -21,7 +20,7 @@ from pathlib import Path
 import torch
 
 from lightning_modules.data.synthetic import PROFILES, ScenesConfig, SyntheticScenes, SyntheticScenesDataModule
-from lightning_modules.shipped import load_shipped, ship, shipped_entry
+from lightning_modules.shipped import config_hash, load_shipped, ship, shipped_entry
 from lightning_modules.utils import atomic_write, data_root, file_lock, torch_threads
 
 log = logging.getLogger(__name__)
@@ -46,9 +45,7 @@ class BlackboxConfig:
     def content_hash(self) -> str:
         from lightning_modules.models import architecture_version
 
-        d = asdict(self)
-        d["arch_version"] = architecture_version(self.model_name, undeclared=0)
-        return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
+        return config_hash(self, arch_version=architecture_version(self.model_name, undeclared=0))
 
 
 BLACKBOX_PROFILES: dict[str, BlackboxConfig] = {
@@ -96,24 +93,6 @@ def evidence_check(model: torch.nn.Module, dataset: SyntheticScenes) -> dict:
     }
 
 
-class _EpochLog:
-    """Logs each training epoch's accuracy and wall time (training runs minutes; say where it is)."""
-
-    def __new__(cls):
-        from lightning.pytorch.callbacks import Callback
-
-        class EpochLog(Callback):
-            def on_train_epoch_start(self, trainer, pl_module):
-                self.t0 = time.perf_counter()
-
-            def on_train_epoch_end(self, trainer, pl_module):
-                acc = trainer.callback_metrics.get("train/acc")
-                log.info("black box epoch %d/%d: train acc %.4f (%.0f s)", trainer.current_epoch + 1, trainer.max_epochs,
-                         float(acc) if acc is not None else float("nan"), time.perf_counter() - self.t0)
-
-        return EpochLog()
-
-
 #: CPU threads used to train the black box. CPU kernels reduce in an order that depends on the thread count, so
 #: the same seed gives bit-identical weights only at the same count (measured: two fresh 2-thread trainings of
 #: the default box were identical; a 1-thread training was not). Fixing it makes the cached black box -- and so
@@ -130,6 +109,7 @@ def train_blackbox(cfg: BlackboxConfig, out_dir: Path, root: str | Path | None =
 def _train_blackbox(cfg: BlackboxConfig, out_dir: Path, root: str | Path | None = None) -> dict:
     import lightning.pytorch as pl
 
+    from lightning_modules.embedded_v2 import epoch_logger
     from lightning_modules.models import load_model
     from lightning_modules.tasks.classifier import ClassifierTask
     from lightning_modules.utils import seed_everything
@@ -142,7 +122,7 @@ def _train_blackbox(cfg: BlackboxConfig, out_dir: Path, root: str | Path | None 
     task = ClassifierTask(cfg.model_name, cfg.scenes.num_classes, dict(cfg.model_kwargs), optimizer=cfg.optimizer,
                           lr=cfg.lr, weight_decay=cfg.weight_decay, warmup_fraction=cfg.warmup_fraction, hflip=cfg.hflip)
     trainer = pl.Trainer(max_epochs=cfg.max_epochs, accelerator="cpu", devices=1, logger=False,
-                         callbacks=[_EpochLog()], enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=False,
+                         callbacks=[epoch_logger("black box ", cpu=False)], enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=False,
                          deterministic="warn", num_sanity_val_steps=0, check_val_every_n_epoch=cfg.max_epochs)
     started, cpu_started = time.perf_counter(), time.process_time()
     trainer.fit(task, datamodule=dm)

@@ -17,19 +17,16 @@ frequency of each class when the model reads the evidence), and the training's w
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 
 from lightning_modules.data.scenes_multilabel import (PROFILES, MultiLabelScenes, MultiLabelScenesConfig,
                                                       MultiLabelScenesDataModule, render_split)
-from lightning_modules.shipped import ShippedWeightsError, load_shipped, ship, shipped_entry
-from lightning_modules.utils import atomic_write, data_root, file_lock, torch_threads
+from lightning_modules.shipped import config_hash
+from lightning_modules.utils import torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +52,7 @@ class EmbeddedMultiLabelConfig:
     def content_hash(self) -> str:
         from lightning_modules.models import architecture_version
 
-        d = asdict(self)
-        d["arch_version"] = architecture_version(self.model_name)
-        d["kind"] = "multilabel"
-        return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
+        return config_hash(self, arch_version=architecture_version(self.model_name), kind="multilabel")
 
 
 EMBEDDED_MULTILABEL: dict[str, EmbeddedMultiLabelConfig] = {
@@ -134,54 +128,21 @@ def train_embedded_multilabel(cfg: EmbeddedMultiLabelConfig, out_dir: Path | Non
 
 
 def _train(cfg: EmbeddedMultiLabelConfig, out_dir: Path | None, root, accelerator: str) -> tuple:
-    import lightning.pytorch as pl
+    from lightning_modules.embedded_v2 import fit_embedded, forward_cost, save_trained
 
-    from lightning_modules.embedded_v2 import forward_cost
-    from lightning_modules.models import load_model, unwrap
-    from lightning_modules.tasks.classifier import ClassifierTask
-    from lightning_modules.utils import seed_everything
-
-    seed_everything(cfg.seed)
     dm = MultiLabelScenesDataModule(cfg.scenes, batch_size=cfg.batch_size, eval_batch_size=500, root=root)
-    started = time.perf_counter()
-    dm.prepare_data()
-    data_s = time.perf_counter() - started
-    task = ClassifierTask(cfg.model_name, cfg.scenes.num_classes, dict(cfg.model_kwargs), optimizer=cfg.optimizer,
-                          lr=cfg.lr, weight_decay=cfg.weight_decay, warmup_fraction=cfg.warmup_fraction,
-                          hflip=False, validate_batches=False, multilabel=True)
-    trainer = pl.Trainer(max_epochs=cfg.max_epochs, accelerator=accelerator, devices=1, logger=False,
-                         enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=False,
-                         deterministic="warn", num_sanity_val_steps=0, limit_val_batches=0)
-    started, cpu_started = time.perf_counter(), time.process_time()
-    trainer.fit(task, datamodule=dm)
-    train_s, train_cpu_s = time.perf_counter() - started, time.process_time() - cpu_started
-    net = unwrap(task.model).cpu()
-    model, _ = load_model(cfg.model_name, num_classes=cfg.scenes.num_classes, freeze=True, **dict(cfg.model_kwargs))
-    unwrap(model).load_state_dict(net.state_dict())
+    net, model, trainer, info = fit_embedded(cfg, dm, accelerator, multilabel=True)
     test = evaluate(model, MultiLabelScenes("test", cfg.scenes, root))
-    info = {
-        "config_hash": cfg.content_hash(),
-        "config": json.loads(json.dumps(asdict(cfg), default=str)),
-        "scenes_generation_s": round(data_s, 2),
-        "training_s": round(train_s, 2),
-        "training_cpu_s": round(train_cpu_s, 2),
-        "torch_threads": torch.get_num_threads(),
-        "accelerator": accelerator,
-        "train_images": cfg.scenes.train_size,
+    info.update({
         "train_map_last_epoch": float(trainer.callback_metrics.get("train/map", float("nan"))),
         "val_map": mean_average_precision(*_val(model, cfg, root)),
         "test": test,
         "test_map": test["map"],
         "forward_cost": forward_cost(model, cfg.scenes.image_size),
-    }
-    if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        with atomic_write(out_dir / "model.pt", "wb") as fh:
-            torch.save(net.state_dict(), fh)
-        with atomic_write(out_dir / "info.json") as fh:
-            json.dump(info, fh, indent=2)
-    log.info("%s (multi-label) trained in %.0f s (%.0f s CPU): test mAP %.4f", cfg.model_name, train_s, train_cpu_s,
-             info["test_map"])
+    })
+    save_trained(out_dir, net, info)
+    log.info("%s (multi-label) trained in %.0f s (%.0f s CPU): test mAP %.4f", cfg.model_name, info["training_s"],
+             info["training_cpu_s"], info["test_map"])
     return net, info
 
 
@@ -191,13 +152,9 @@ def _val(model, cfg: EmbeddedMultiLabelConfig, root) -> tuple[torch.Tensor, torc
 
 
 def _build(cfg: EmbeddedMultiLabelConfig, state: dict, info: dict):
-    from lightning_modules.models import load_model, unwrap
+    from lightning_modules.embedded_v2 import build_embedded
 
-    model, data_config = load_model(cfg.model_name, num_classes=cfg.scenes.num_classes, freeze=True,
-                                    **dict(cfg.model_kwargs))
-    unwrap(model).load_state_dict(state)
-    model.scenes_config = cfg.scenes
-    model.embedded_info = info
+    model, data_config = build_embedded(cfg, state, info)
     model.score = "sigmoid"  # independent per-class scores (the perturbation methods' class score)
     return model, data_config
 
@@ -206,29 +163,19 @@ def load_embedded_multilabel(name: str = "scenes_multilabel_vgg", retrain: bool 
                              root: str | Path | None = None):
     """``(model, data_config)`` of a multi-label model (see the module docstring); shipped weights unless
     ``retrain=True`` (then trained into ``<data root>/embedded_multilabel/<config hash>/`` or reused from there)."""
-    cfg = embedded_multilabel_config(name)
-    if not retrain:
-        if not isinstance(name, str) or shipped_entry(name) is None:
-            raise ShippedWeightsError(
-                f"no shipped weights for multi-label model {name!r} (shipped: {list(SHIPPED_MULTILABEL)}); pass "
-                f"retrain=True to train it (or `python -m replications train-embedded {name}` to train and ship it)")
-        state, info = load_shipped(name, config_hash=cfg.content_hash())
-        return _build(cfg, state, info)
-    out = (Path(root) if root is not None else data_root()) / "embedded_multilabel" / cfg.content_hash()
-    with file_lock(out.parent / f".{out.name}.lock"):
-        if not (out / "model.pt").is_file() or not (out / "info.json").is_file():
-            train_embedded_multilabel(cfg, out, root)
-    state = torch.load(out / "model.pt", map_location="cpu", weights_only=True)
-    return _build(cfg, state, json.loads((out / "info.json").read_text()))
+    from lightning_modules.embedded_v2 import load_embedded
+
+    return load_embedded(name, embedded_multilabel_config(name), retrain, root, folder="embedded_multilabel",
+                         what="multi-label model", shipped=SHIPPED_MULTILABEL, train=train_embedded_multilabel,
+                         build=_build)
 
 
 def ship_embedded_multilabel(name: str, root: str | Path | None = None, accelerator: str = "cpu") -> Path:
     """Retrain a multi-label model from scratch and ship it (``weights/<name>.safetensors`` + SHA-256)."""
-    if name not in SHIPPED_MULTILABEL:
-        raise ValueError(f"only {SHIPPED_MULTILABEL} are shipped, not {name!r}")
-    cfg = embedded_multilabel_config(name)
-    net, info = train_embedded_multilabel(cfg, None, root, accelerator)
-    return ship(name, net.state_dict(), info, config_hash=cfg.content_hash())
+    from lightning_modules.embedded_v2 import ship_embedded
+
+    return ship_embedded(name, SHIPPED_MULTILABEL, embedded_multilabel_config, train_embedded_multilabel, root,
+                         accelerator)
 
 
 def with_overrides(name: str, **changes) -> EmbeddedMultiLabelConfig:

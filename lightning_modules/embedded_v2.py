@@ -16,7 +16,6 @@ FLOPs and CPU milliseconds per forward (``forward_cost``), and the training's wa
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -27,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from lightning_modules.data.scenes_v2 import PROFILES, ScenesV2, ScenesV2DataModule, SyntheticScenesV2Config
-from lightning_modules.shipped import ShippedWeightsError, load_shipped, ship, shipped_entry
+from lightning_modules.shipped import ShippedWeightsError, config_hash, load_shipped, ship, shipped_entry
 from lightning_modules.utils import atomic_write, data_root, file_lock, torch_threads
 
 log = logging.getLogger(__name__)
@@ -55,9 +54,7 @@ class EmbeddedV2Config:
     def content_hash(self) -> str:
         from lightning_modules.models import architecture_version
 
-        d = asdict(self)
-        d["arch_version"] = architecture_version(self.model_name)
-        return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
+        return config_hash(self, arch_version=architecture_version(self.model_name))
 
 
 EMBEDDED_V2: dict[str, EmbeddedV2Config] = {
@@ -168,22 +165,23 @@ def forward_cost(model: torch.nn.Module, image_size: int = 64, batch_size: int =
 
 
 # --------------------------------------------------------------------------------------------- training
-class _EpochLog:
-    """Logs each epoch's training accuracy and CPU time (a training runs many minutes: say where it is)."""
+def epoch_logger(what: str = "", cpu: bool = True):
+    """A Lightning callback that logs each epoch's training accuracy and time (a training runs minutes: say where it
+    is); ``what`` prefixes the line, ``cpu``: process CPU seconds, else wall seconds."""
+    from lightning.pytorch.callbacks import Callback
 
-    def __new__(cls):
-        from lightning.pytorch.callbacks import Callback
+    clock, unit = (time.process_time, "s CPU") if cpu else (time.perf_counter, "s")
 
-        class EpochLog(Callback):
-            def on_train_epoch_start(self, trainer, pl_module):
-                self.t0 = time.process_time()
+    class EpochLog(Callback):
+        def on_train_epoch_start(self, trainer, pl_module):
+            self.t0 = clock()
 
-            def on_train_epoch_end(self, trainer, pl_module):
-                acc = trainer.callback_metrics.get("train/acc")
-                log.info("epoch %d/%d: train acc %.4f (%.0f s CPU)", trainer.current_epoch + 1, trainer.max_epochs,
-                         float(acc) if acc is not None else float("nan"), time.process_time() - self.t0)
+        def on_train_epoch_end(self, trainer, pl_module):
+            acc = trainer.callback_metrics.get("train/acc")
+            log.info("%sepoch %d/%d: train acc %.4f (%.0f %s)", what, trainer.current_epoch + 1, trainer.max_epochs,
+                     float(acc) if acc is not None else float("nan"), clock() - self.t0, unit)
 
-        return EpochLog()
+    return EpochLog()
 
 
 def train_embedded_v2(cfg: EmbeddedV2Config, out_dir: Path | None = None, root: str | Path | None = None,
@@ -198,7 +196,11 @@ def train_embedded_v2(cfg: EmbeddedV2Config, out_dir: Path | None = None, root: 
         return _train(cfg, out_dir, root, accelerator)
 
 
-def _train(cfg: EmbeddedV2Config, out_dir: Path | None, root, accelerator: str = "cpu") -> tuple:
+def fit_embedded(cfg, dm, accelerator: str = "cpu", callbacks: list | tuple = (), **task_kwargs) -> tuple:
+    """Fit ``ClassifierTask`` on the scenes of ``dm`` under an embedded model's config ``cfg`` (model, optimiser,
+    schedule, seed; no augmentation, no validation); returns ``(net, model, trainer, info)``: the bare network on the
+    CPU, a frozen eval copy of it to measure, the trainer and the training's record (config, its hash, wall and CPU
+    times, threads, training images). ``task_kwargs`` go to ``ClassifierTask`` (e.g. ``multilabel=True``)."""
     import lightning.pytorch as pl
 
     from lightning_modules.models import load_model, unwrap
@@ -206,16 +208,15 @@ def _train(cfg: EmbeddedV2Config, out_dir: Path | None, root, accelerator: str =
     from lightning_modules.utils import seed_everything
 
     seed_everything(cfg.seed)
-    dm = ScenesV2DataModule(cfg.scenes, batch_size=cfg.batch_size, eval_batch_size=500, root=root)
     started = time.perf_counter()
     dm.prepare_data()
     data_s = time.perf_counter() - started
     task = ClassifierTask(cfg.model_name, cfg.scenes.num_classes, dict(cfg.model_kwargs), optimizer=cfg.optimizer,
                           lr=cfg.lr, weight_decay=cfg.weight_decay, warmup_fraction=cfg.warmup_fraction,
-                          label_smoothing=cfg.label_smoothing, hflip=False, validate_batches=False)
+                          hflip=False, validate_batches=False, **task_kwargs)
     trainer = pl.Trainer(max_epochs=cfg.max_epochs, accelerator=accelerator, devices=1, logger=False,
-                         callbacks=[_EpochLog()], enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=False,
-                         deterministic="warn", num_sanity_val_steps=0, limit_val_batches=0)
+                         callbacks=list(callbacks), enable_checkpointing=False, enable_model_summary=False,
+                         enable_progress_bar=False, deterministic="warn", num_sanity_val_steps=0, limit_val_batches=0)
     started, cpu_started = time.perf_counter(), time.process_time()
     trainer.fit(task, datamodule=dm)
     train_s, train_cpu_s = time.perf_counter() - started, time.process_time() - cpu_started
@@ -231,24 +232,41 @@ def _train(cfg: EmbeddedV2Config, out_dir: Path | None, root, accelerator: str =
         "torch_threads": torch.get_num_threads(),
         "accelerator": accelerator,
         "train_images": cfg.scenes.train_size,
+    }
+    return net, model, trainer, info
+
+
+def save_trained(out_dir: Path | None, net: torch.nn.Module, info: dict) -> None:
+    """``model.pt`` (the bare network's state dict) and ``info.json`` into ``out_dir`` (nothing when None)."""
+    if out_dir is None:
+        return
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_write(out_dir / "model.pt", "wb") as fh:
+        torch.save(net.state_dict(), fh)
+    with atomic_write(out_dir / "info.json") as fh:
+        json.dump(info, fh, indent=2)
+
+
+def _train(cfg: EmbeddedV2Config, out_dir: Path | None, root, accelerator: str = "cpu") -> tuple:
+    dm = ScenesV2DataModule(cfg.scenes, batch_size=cfg.batch_size, eval_batch_size=500, root=root)
+    net, model, trainer, info = fit_embedded(cfg, dm, accelerator, [epoch_logger()],
+                                             label_smoothing=cfg.label_smoothing)
+    info.update({
         "train_accuracy_last_epoch": float(trainer.callback_metrics.get("train/acc", float("nan"))),
         "val_accuracy": accuracy(model, dm.dataset("val")),
         "test": evidence_check(model, dm.dataset("test")),
         "forward_cost": forward_cost(model, cfg.scenes.image_size),
-    }
+    })
     info["test_accuracy"] = info["test"]["accuracy"]
-    if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        with atomic_write(out_dir / "model.pt", "wb") as fh:
-            torch.save(net.state_dict(), fh)
-        with atomic_write(out_dir / "info.json") as fh:
-            json.dump(info, fh, indent=2)
-    log.info("%s trained in %.0f s (%.0f s CPU): test accuracy %.4f", cfg.model_name, train_s, train_cpu_s,
-             info["test_accuracy"])
+    save_trained(out_dir, net, info)
+    log.info("%s trained in %.0f s (%.0f s CPU): test accuracy %.4f", cfg.model_name, info["training_s"],
+             info["training_cpu_s"], info["test_accuracy"])
     return net, info
 
 
-def _build(cfg: EmbeddedV2Config, state: dict, info: dict):
+def build_embedded(cfg, state: dict, info: dict):
+    """``(model, data_config)`` of an embedded model's config with the weights ``state``: frozen, eval;
+    ``model.scenes_config`` the scenes it was trained on, ``model.embedded_info`` what was measured then."""
     from lightning_modules.models import load_model, unwrap
 
     model, data_config = load_model(cfg.model_name, num_classes=cfg.scenes.num_classes, freeze=True,
@@ -259,6 +277,27 @@ def _build(cfg: EmbeddedV2Config, state: dict, info: dict):
     return model, data_config
 
 
+def load_embedded(name, cfg, retrain: bool, root: str | Path | None, *, folder: str, what: str, shipped: tuple,
+                  train, build=build_embedded):
+    """The embedded model ``name`` (config ``cfg``) built by ``build(cfg, state, info)``: the shipped, hash-checked
+    weights; with ``retrain=True`` ``train(cfg, out, root)`` trains it into ``out = <data root>/<folder>/<config
+    hash>/`` (under a file lock: concurrent callers wait), or that folder's earlier retraining is reused. ``what``
+    and ``shipped`` (the names shipped) word the error when nothing is shipped."""
+    if not retrain:
+        if not isinstance(name, str) or shipped_entry(name) is None:
+            raise ShippedWeightsError(
+                f"no shipped weights for {what} {name!r} (shipped: {list(shipped)}); pass retrain=True to train it "
+                f"(or `python -m replications train-embedded {name}` to train and ship it)")
+        state, info = load_shipped(name, config_hash=cfg.content_hash())
+        return build(cfg, state, info)
+    out = (Path(root) if root is not None else data_root()) / folder / cfg.content_hash()
+    with file_lock(out.parent / f".{out.name}.lock"):
+        if not (out / "model.pt").is_file() or not (out / "info.json").is_file():
+            train(cfg, out, root)
+    state = torch.load(out / "model.pt", map_location="cpu", weights_only=True)
+    return build(cfg, state, json.loads((out / "info.json").read_text()))
+
+
 def load_embedded_v2(name: str = "scenes_v2_vgg", retrain: bool = False, root: str | Path | None = None):
     """``(model, data_config)`` of a v2 model: frozen, eval, [0, 1] inputs; ``model.scenes_config`` is the
     scenes config it was trained on, ``model.embedded_info`` what was measured then.
@@ -266,20 +305,8 @@ def load_embedded_v2(name: str = "scenes_v2_vgg", retrain: bool = False, root: s
     Loads the shipped, hash-checked weights; never trains unless ``retrain=True`` (then it trains into
     ``<data root>/embedded_v2/<config hash>/``, or reuses that folder's earlier retraining).
     """
-    cfg = embedded_v2_config(name)
-    if not retrain:
-        if not isinstance(name, str) or shipped_entry(name) is None:
-            raise ShippedWeightsError(
-                f"no shipped weights for v2 model {name!r} (shipped: {list(SHIPPED_V2)}); pass retrain=True to train it "
-                f"(or `python -m replications train-embedded {name}` to train and ship it)")
-        state, info = load_shipped(name, config_hash=cfg.content_hash())
-        return _build(cfg, state, info)
-    out = (Path(root) if root is not None else data_root()) / "embedded_v2" / cfg.content_hash()
-    with file_lock(out.parent / f".{out.name}.lock"):
-        if not (out / "model.pt").is_file() or not (out / "info.json").is_file():
-            train_embedded_v2(cfg, out, root)
-    state = torch.load(out / "model.pt", map_location="cpu", weights_only=True)
-    return _build(cfg, state, json.loads((out / "info.json").read_text()))
+    return load_embedded(name, embedded_v2_config(name), retrain, root, folder="embedded_v2", what="v2 model",
+                         shipped=SHIPPED_V2, train=train_embedded_v2)
 
 
 def check_trained_on(model, scenes_config, name: str = "the v2 model") -> None:
@@ -294,16 +321,26 @@ def check_trained_on(model, scenes_config, name: str = "the v2 model") -> None:
                          "differs only in its split sizes")
 
 
+def ship_embedded(name: str, shipped: tuple, config_of, train, root: str | Path | None = None,
+                  accelerator: str = "cpu", extra_info=None) -> Path:
+    """Retrain the embedded model ``name`` (one of ``shipped``; config ``config_of(name)``) from scratch with
+    ``train(cfg, None, root, accelerator) -> (net, info)`` and ship it (``weights/<name>.safetensors`` + SHA-256 in
+    the manifest); ``extra_info(root)``, when given, adds ``info`` keys measured after the training."""
+    if name not in shipped:
+        raise ValueError(f"only {shipped} are shipped, not {name!r}")
+    cfg = config_of(name)
+    net, info = train(cfg, None, root, accelerator)
+    if extra_info is not None:
+        info.update(extra_info(root))
+    return ship(name, net.state_dict(), info, config_hash=cfg.content_hash())
+
+
 def ship_embedded_v2(name: str, root: str | Path | None = None, accelerator: str = "cpu") -> Path:
     """Retrain a v2 model from scratch and ship it (``weights/<name>.safetensors`` + SHA-256 in the manifest)."""
-    if name not in SHIPPED_V2:
-        raise ValueError(f"only {SHIPPED_V2} are shipped, not {name!r}")
-    cfg = embedded_v2_config(name)
-    net, info = train_embedded_v2(cfg, None, root, accelerator)
-    if name == "scenes_v2_vgg":
-        # on the CPU: the retraining test that compares against it runs on the CPU
-        info["reduced_schedule"] = reduced_schedule_reference(root)
-    return ship(name, net.state_dict(), info, config_hash=cfg.content_hash())
+    # the VGG's record holds the reduced schedule's accuracy, trained on the CPU: the retraining test that compares
+    # against it runs on the CPU
+    extra = (lambda r: {"reduced_schedule": reduced_schedule_reference(r)}) if name == "scenes_v2_vgg" else None
+    return ship_embedded(name, SHIPPED_V2, embedded_v2_config, train_embedded_v2, root, accelerator, extra)
 
 
 def reduced_schedule_reference(root: str | Path | None = None) -> dict:

@@ -15,7 +15,6 @@ on the thread count, so the same seed gives the same weights only at the same co
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -24,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from lightning_modules.shipped import load_shipped, ship, shipped_entry
+from lightning_modules.shipped import config_hash, load_shipped, ship, shipped_entry
 from lightning_modules.utils import atomic_write, data_root, file_lock, torch_threads
 
 log = logging.getLogger(__name__)
@@ -52,7 +51,7 @@ class MnistModelConfig:
     seed: int = 0
 
     def content_hash(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+        return config_hash(self)
 
 
 MNIST_MODEL_PROFILES: dict[str, MnistModelConfig] = {

@@ -119,5 +119,13 @@ def ship(name: str, state_dict: dict, info: dict, config_hash: str | None = None
     return path
 
 
+def config_hash(cfg, **extra) -> str:
+    """The hash (12 hex digits) of a training config dataclass with ``extra`` keys added (e.g. ``arch_version``): it
+    names the config's cache folder and is recorded with its shipped weights, so every field decides it."""
+    from dataclasses import asdict
+
+    return hashlib.sha256(json.dumps({**asdict(cfg), **extra}, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
 def state_dict_equal(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
