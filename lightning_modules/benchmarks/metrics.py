@@ -181,7 +181,7 @@ def _table(results: list[dict]) -> str:
 
 def run(out_path: str | os.PathLike = "reports/benchmarks/metrics.md", sizes=(64, 224), repeats=(3, 3),
         model_name: str = "scenes_cnn", threads: int | None = None, clock: str = "wall",
-        command: str = "python -m lightning_modules.benchmarks.metrics") -> list[dict]:
+        command: str = "python -m lightning_modules.benchmarks.metrics", max_batch: int = 256) -> list[dict]:
     """Measure every size and write the markdown report to ``out_path`` (relative paths: from the repo root).
     ``sizes=None``: the model's input size."""
     if clock not in ("wall", "process"):
@@ -193,7 +193,7 @@ def run(out_path: str | os.PathLike = "reports/benchmarks/metrics.md", sizes=(64
     if sizes is None:
         sizes = (int(cfg.input_size[-1]),)
     repeats = tuple(repeats) + (repeats[-1],) * (len(sizes) - len(repeats))
-    results = [bench_size(s, r, model_name=model_name) for s, r in zip(sizes, repeats)]
+    results = [bench_size(s, r, max_batch=max_batch, model_name=model_name) for s, r in zip(sizes, repeats)]
     ok_floor = all(max(r["deletion_over_floor"], r["insertion_over_floor"]) <= 1.15 for r in results)
     ok_quantus = all(min(r["quantus_over_ours_deletion"], r["quantus_over_ours_insertion"]) >= 2.5 for r in results)
     text = f"""# Deletion / insertion metric benchmark
@@ -204,7 +204,7 @@ other jobs while measured, so absolute seconds are noisy; the ratios are medians
 {'wall time' if clock == 'wall' else 'CPU time of the process'}.
 
 Setting: {N_IMAGES} random images and maps, `{model_name}` ({weights}) wrapped in its normalisation, target = top-1
-class, softmax probability, `max_batch=256` images per forward. Both sides do the same number of forward passes
+class, softmax probability, `max_batch={max_batch}` images per forward. Both sides do the same number of forward passes
 per image (24: Quantus needs `H*W % features_in_step == 0`, so 24 steps of H*W/8 entries of the C*H*W
 attribution; ours 23 steps of ceil(H*W/23) pixels plus the unperturbed step 0). Floor = the same number of images
 in the same batch sizes through the same model + softmax on a pre-built tensor.
@@ -237,11 +237,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--clock", choices=["wall", "process"], default="wall",
                    help="wall time, or the process's CPU time (use with --threads 1 on a shared machine)")
+    p.add_argument("--max-batch", type=int, default=256,
+                   help="our metrics' images per forward (256; Quantus' PixelFlipping runs the 32 images of a step at once)")
     args = p.parse_args(argv)
     sizes = args.sizes if args.sizes is not None else ([64, 224] if args.model == "scenes_cnn" else None)
     command = "python -m lightning_modules.benchmarks.metrics" + (" " + " ".join(argv) if argv else "")
     results = run(args.out, None if sizes is None else tuple(sizes), tuple(args.repeats), args.model, args.threads,
-                  args.clock, command)
+                  args.clock, command, args.max_batch)
     for r in results:
         print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items() if k != "seconds"},
               {k: round(v, 3) for k, v in r["seconds"].items()})
