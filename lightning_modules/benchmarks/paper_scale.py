@@ -447,7 +447,8 @@ def main(argv: list[str] | None = None) -> None:
         f"Small stages (figures, a few images) are left out. See `lightning_modules/benchmarks/paper_scale.py`.\n",
         "**Floor arithmetic vs measured costs.** `GPU h (est.)` is the floor arithmetic: only the passes each method "
         "cannot avoid. `GPU h (measured costs)` scales each stage's explainers, mask learning and metric curves by "
-        "their measured time / floor at batch 32 (the larger of the two benchmark-v2 models': "
+        "their measured time / floor (explainers at batch 32, the metrics at their default 256 images per forward; "
+        "the larger of the two benchmark-v2 models': "
         f"{', '.join(f'`{Path(r).name}`' for g in RATIO_REPORTS for r in g)}, and "
         f"{', '.join(f'`{Path(r).name}`' for r in METRIC_REPORTS)}; CPU, one thread, 64 px); `measured / floor` is "
         "their ratio; `unmeasured passes` (training steps, attacks, forward-only sweeps, methods without a "
