@@ -69,10 +69,6 @@ def check_relu_modules(model: nn.Module, method: str) -> None:
         )
 
 
-# the former private names, for callers not yet moved to the public ones
-_leaf, _check_relu_modules = leaf_input, check_relu_modules
-
-
 class _GradientBase(Explainer):
     """Shared configuration: channel reduction of the (B, C, H, W) attribution."""
 
