@@ -54,6 +54,16 @@ def group_bootstrap_weights(groups: torch.Tensor, n_boot: int = N_BOOT, seed: in
     return bootstrap_weights(int(inverse.max()) + 1, n_boot, seed)[:, inverse]
 
 
+def percentile_interval(boots: torch.Tensor) -> list[float]:
+    """The 95% percentile interval of bootstrap replicates ``boots`` (NaN replicates dropped; ``[nan, nan]`` when
+    none is left)."""
+    x = boots[~torch.isnan(boots)]
+    if x.numel() == 0:
+        return [math.nan, math.nan]
+    q = torch.quantile(x, torch.tensor([0.025, 0.975], dtype=x.dtype))
+    return [float(q[0]), float(q[1])]
+
+
 def statistic(values: torch.Tensor, weights: torch.Tensor | None = None, classes: torch.Tensor | None = None) -> torch.Tensor:
     """Mean of per-image ``values`` (NaN left out), or with ``classes`` the mean over classes of the per-class
     mean (the pointing game's accuracy), for the data itself (``weights=None``) or every resample ``(R,)``."""
@@ -100,12 +110,7 @@ def judge(values: dict[str, torch.Tensor], higher_is_better: bool, classes: torc
     point = {k: float(statistic(v, classes=classes)) for k, v in values.items()}
     boots = {k: statistic(v, w, classes) for k, v in values.items()}
 
-    def ci(x: torch.Tensor) -> list[float]:
-        x = x[~torch.isnan(x)]
-        if x.numel() == 0:
-            return [math.nan, math.nan]
-        q = torch.quantile(x, torch.tensor([0.025, 0.975], dtype=x.dtype))
-        return [float(q[0]), float(q[1])]
+    ci = percentile_interval
 
     def better_margin(a: str, b: str) -> torch.Tensor:  # > 0 where a is better than b
         return sign * (boots[a] - boots[b])

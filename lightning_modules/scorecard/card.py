@@ -22,8 +22,8 @@ from pathlib import Path
 
 import torch
 
-from lightning_modules.reporting.validity import (N_BOOT, bootstrap_weights, group_bootstrap_weights, protocol_spec,
-                                                  protocol_verdicts, statistic)
+from lightning_modules.reporting.validity import (N_BOOT, bootstrap_weights, group_bootstrap_weights, percentile_interval,
+                                                  protocol_spec, protocol_verdicts, statistic)
 from lightning_modules.scorecard.protocols import (BY_NAME, PROTOCOLS, REFERENCES, RETRAINING, Bench, Setting,
                                                    explainer_provider, load_bench, prepare_attacks,
                                                    prepare_randomised, reference_provider, score)
@@ -360,12 +360,7 @@ def derive(results: dict) -> dict:
         point = {m: float(statistic(t[m], classes=cls)) for m in allm}
         boots = {m: statistic(t[m], w, cls) for m in allm}
 
-        def ci(x):
-            x = x[~torch.isnan(x)]
-            if x.numel() == 0:
-                return [math.nan, math.nan]
-            q = torch.quantile(x, torch.tensor([0.025, 0.975], dtype=x.dtype))
-            return [float(q[0]), float(q[1])]
+        ci = percentile_interval
 
         methods = [*builtins, name]
         key = lambda m: sign * point[m] if not math.isnan(point[m]) else -math.inf  # noqa: E731

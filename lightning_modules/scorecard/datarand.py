@@ -184,7 +184,7 @@ def control_margins(results: dict, name_order: list[str]) -> dict:
     labels); a pure function of the stored values."""
     import math
 
-    from lightning_modules.reporting.validity import N_BOOT, bootstrap_weights, statistic
+    from lightning_modules.reporting.validity import N_BOOT, bootstrap_weights, percentile_interval, statistic
 
     dr = results["data_randomisation"]
     vals = results["values"]["data_randomisation"]
@@ -194,12 +194,7 @@ def control_margins(results: dict, name_order: list[str]) -> dict:
     def t(v):
         return torch.tensor([math.nan if x is None else x for x in v], dtype=torch.float64)
 
-    def ci(x):
-        x = x[~torch.isnan(x)]
-        if x.numel() == 0:
-            return [math.nan, math.nan]
-        q = torch.quantile(x, torch.tensor([0.025, 0.975], dtype=x.dtype))
-        return [float(q[0]), float(q[1])]
+    ci = percentile_interval
 
     out = {}
     for m in name_order:
