@@ -323,6 +323,13 @@ def retrain_classifier(cfg: RoarConfig, num_classes: int, train: tuple, test: tu
     return {"test_accuracy": float(acc)}
 
 
+def timed(fn: Callable, *args) -> tuple:
+    """``(fn(*args), {"wall_s", "cpu_s"})``: the call's result and its cost in this process."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = fn(*args)
+    return result, {"wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu}
+
+
 def _timed_retraining(cfg: RoarConfig, num_classes: int, modules: tuple[str, ...], train: tuple, test: tuple,
                       seed: int, run_dir: Path) -> tuple[dict, dict]:
     """A worker process's job: import the modules that register the model (a spawned worker starts without them),
@@ -339,9 +346,7 @@ def _timed_retraining(cfg: RoarConfig, num_classes: int, modules: tuple[str, ...
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     for name in modules:
         importlib.import_module(name)
-    wall, cpu = time.perf_counter(), time.process_time()
-    result = retrain_classifier(cfg, num_classes, train, test, seed, run_dir)
-    return result, {"wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu}
+    return timed(retrain_classifier, cfg, num_classes, train, test, seed, run_dir)
 
 
 
@@ -418,9 +423,6 @@ class RoarPipeline:
             raise ValueError(f"downsample must be >= 1, got {k}")
         return images if k == 1 else torch.nn.functional.avg_pool2d(images, k)
 
-    def _one(self, method: str, fraction: float, seed: int, train: tuple, test: tuple, on_result) -> dict:
-        return self._finish(self._start(method, fraction, seed, train, test), on_result)
-
     def _start(self, method: str, fraction: float, seed: int, train: tuple, test: tuple) -> _Run:
         """``(method, fraction, seed)``: its finished row read back, its retraining done here (one worker) or handed
         to a worker process."""
@@ -439,9 +441,7 @@ class RoarPipeline:
             run.future = self._pool.submit(_timed_retraining, self.config, self.num_classes, self._modules,
                                            train, test, seed, run_dir)
             return run
-        wall, cpu = time.perf_counter(), time.process_time()
-        result = self.retrain(train, test, seed, run_dir)
-        run.computed = (result, {"wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu})
+        run.computed = timed(self.retrain, train, test, seed, run_dir)
         return run
 
     def _finish(self, run: _Run, on_result) -> dict:
@@ -609,10 +609,8 @@ def cached_attributions(path: str | Path, compute: Callable[[], torch.Tensor]) -
     path = Path(path)
     if path.is_file():
         return torch.load(path, map_location="cpu", weights_only=True)
-    wall, cpu = time.perf_counter(), time.process_time()
     with progress.stage(f"attributions {path.parent.name}/{path.name}"):
-        maps = compute()
-    timing = {"wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu}
+        maps, timing = timed(compute)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(path.with_name(path.name + ".timing.json")) as fh:
         json.dump(timing, fh)
