@@ -35,7 +35,7 @@ import torch
 from lightning_modules.data.schema import evidence_of
 from lightning_modules.tasks.roar import (
     REFERENCE, RoarConfig, RoarPipeline, attribution_timing, cached_attributions, mask_only_name, random_attributions,
-    remove_top_fraction,
+    removal_mask,
 )
 
 #: bumped when the ROAR code changes what a cached (method, fraction, seed) result means
@@ -207,12 +207,10 @@ def plain_results(config: RoarBenchmarkConfig, rows: list[dict], train, test, at
         out["mask_only_retrained"] = {m: {str(f): [by[(mask_only_name(m), f, s)] for s in seeds] for f in fractions}
                                       for m in attributions}
     hi = max(fractions)
-    ones = lambda x: torch.ones(x.shape[0], 1, *x.shape[-2:])  # noqa: E731
     out["evidence_removed"], out["evidence_all_removed"], out["mask_only_accuracy"] = {}, {}, {}
     for m, (a_train, a_test) in attributions.items():
-        # the removed pixels: remove_top_fraction on an all-ones image with fill 0 (the pipeline's own ranking)
-        removed_test = remove_top_fraction(ones(a_test), a_test, hi, torch.zeros(1)) == 0
-        removed_train = remove_top_fraction(ones(a_train), a_train, hi, torch.zeros(1)) == 0
+        # the removed pixels, by the pipeline's own ranking
+        removed_test, removed_train = removal_mask(a_test, hi), removal_mask(a_train, hi)
         if evidence:
             ev = evidence[1]
             n_ev = ev.flatten(1).sum(1).clamp(min=1)
