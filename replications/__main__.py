@@ -188,44 +188,25 @@ def _bench_main(what: str, extra: list[str]) -> int:
     return 0
 
 
-def _embedded_trainers() -> dict:
-    """Name of a shipped model -> the function that retrains and ships it (``weights/``)."""
-    from functools import partial
-
-    from lightning_modules.blackbox import BLACKBOX_PROFILES, ship_blackbox
-    from lightning_modules.mnist_model import MNIST_MODEL_PROFILES, ship_mnist_model
-
-    trainers = {f"blackbox_{p}": partial(ship_blackbox, p) for p in BLACKBOX_PROFILES}
-    trainers.update({f"mnist_cnn_{p}": partial(ship_mnist_model, p) for p in MNIST_MODEL_PROFILES})
-    from lightning_modules.embedded_v2 import SHIPPED_V2, ship_embedded_v2
-
-    trainers.update({name: partial(ship_embedded_v2, name) for name in SHIPPED_V2})
-    from lightning_modules.embedded_multilabel import SHIPPED_MULTILABEL, ship_embedded_multilabel
-
-    trainers.update({name: partial(ship_embedded_multilabel, name) for name in SHIPPED_MULTILABEL})
-    return trainers
-
-
 def cmd_train_embedded(names: list[str], accelerator: str = "cpu") -> int:
     """Retrain shipped models from scratch and ship them (new SHA-256 in weights/MANIFEST.json)."""
     import time
 
-    from lightning_modules.embedded_multilabel import SHIPPED_MULTILABEL
-    from lightning_modules.embedded_v2 import SHIPPED_V2
+    from lightning_modules.models import embedded_entry, list_models, retrain_and_ship
 
-    on_device = SHIPPED_V2 + SHIPPED_MULTILABEL
-    trainers = _embedded_trainers()
-    unknown = [n for n in names if n not in trainers]
+    known = list_models(shipped=True)
+    unknown = [n for n in names if n not in known]
     if unknown or not names:
-        print(f"unknown embedded model(s) {unknown}; known: {sorted(trainers)}" if unknown else
-              f"name the models to retrain; known: {sorted(trainers)}")
+        print(f"unknown embedded model(s) {unknown}; known: {known}" if unknown else
+              f"name the models to retrain; known: {known}")
         return 2
+    on_device = [n for n in known if embedded_entry(n).on_device]
     for name in names:
         started, cpu = time.perf_counter(), time.process_time()
         if accelerator != "cpu" and name not in on_device:
-            print(f"{name} trains on the CPU only; --accelerator applies to {list(on_device)}")
+            print(f"{name} trains on the CPU only; --accelerator applies to {on_device}")
             return 2
-        path = trainers[name](accelerator=accelerator) if name in on_device else trainers[name]()
+        path = retrain_and_ship(name, accelerator=accelerator)
         print(f"{name}: shipped {path} ({time.perf_counter() - started:.0f} s wall, {time.process_time() - cpu:.0f} s CPU)")
     return 0
 

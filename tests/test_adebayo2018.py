@@ -101,7 +101,7 @@ def test_smoke_fit_writes_report(tmp_path, monkeypatch):
 
 def _assert_blackbox_untouched(module, key: str, shipped: str) -> None:
     from lightning_modules.models import unwrap
-    from lightning_modules.shipped import load_shipped
+    from lightning_modules.models.shipped import load_shipped
 
     cached, _ = load_shipped(shipped)
     state = unwrap(module.blackbox).state_dict()

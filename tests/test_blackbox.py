@@ -7,15 +7,15 @@ import json
 import pytest
 import torch
 
-from lightning_modules import blackbox
-from lightning_modules.blackbox import blackbox_dir, blackbox_info, evidence_check, load_blackbox
+from lightning_modules.models import blackbox, load_model
+from lightning_modules.models.blackbox import blackbox_dir, blackbox_info, evidence_check
 from lightning_modules.data.synthetic import SyntheticScenes
 
 
 @pytest.fixture(scope="module")
 def smoke_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("bb")
-    load_blackbox("smoke", root=root, retrain=True)
+    load_model("blackbox_smoke", weights="retrain", root=root)
     return root
 
 
@@ -30,8 +30,8 @@ def test_trains_once_then_loads_from_the_cache(smoke_root, monkeypatch):
 
     monkeypatch.setattr(blackbox, "train_blackbox", no_training)
     monkeypatch.setenv("SALIENCY_SHIPPED_WEIGHTS", str(smoke_root / "nothing_shipped"))
-    m1, cfg = load_blackbox("smoke", root=smoke_root)
-    m2, _ = load_blackbox("smoke", root=smoke_root)
+    m1, cfg = load_model("blackbox_smoke", weights="embedded", root=smoke_root)
+    m2, _ = load_model("blackbox_smoke", weights="embedded", root=smoke_root)
     assert not m1.training and not any(p.requires_grad for p in m1.parameters())
     assert cfg.input_size[0] == 3 and m1.scenes_config.image_size == 32
     x = torch.rand(4, 3, 32, 32)
@@ -45,7 +45,7 @@ def test_trains_once_then_loads_from_the_cache(smoke_root, monkeypatch):
 
 
 def test_same_seed_same_weights(smoke_root, tmp_path):
-    load_blackbox("smoke", root=tmp_path, retrain=True)
+    load_model("blackbox_smoke", weights="retrain", root=tmp_path)
     a = torch.load(blackbox_dir("smoke", smoke_root) / "model.pt", weights_only=True)
     b = torch.load(blackbox_dir("smoke", tmp_path) / "model.pt", weights_only=True)
     for k in a:
@@ -60,7 +60,7 @@ def test_weights_do_not_depend_on_the_callers_thread_count(smoke_root, tmp_path)
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        load_blackbox("smoke", root=tmp_path, retrain=True)
+        load_model("blackbox_smoke", weights="retrain", root=tmp_path)
         assert torch.get_num_threads() == 1  # restored
     finally:
         torch.set_num_threads(before)
@@ -70,15 +70,15 @@ def test_weights_do_not_depend_on_the_callers_thread_count(smoke_root, tmp_path)
 
 
 def test_unknown_profile():
-    with pytest.raises(ValueError, match="unknown black-box profile"):
-        load_blackbox("huge")
+    with pytest.raises(ValueError, match="blackbox_default"):
+        load_model("blackbox_huge", weights="embedded")
 
 
 def test_default_black_box_uses_the_heads_not_the_feet():
     """On the cached default black box (trained on first use otherwise: minutes): removing the heads (the
     class evidence) drops validation accuracy to near chance, removing the feet (shared by all classes)
     barely changes it."""
-    model, _ = load_blackbox("default")
+    model, _ = load_model("blackbox_default", weights="embedded")
     val = SyntheticScenes("val", model.scenes_config)
     sub = SyntheticScenes("val", model.scenes_config, data={k: v[:500] for k, v in val.data.items()})
     ev = evidence_check(model, sub)

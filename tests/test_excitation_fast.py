@@ -157,7 +157,6 @@ def old_maps(model, images, targets, contrastive=False):
 def _model(name):
     torch.manual_seed(0)
     if name.startswith("scenes_v2"):
-        pytest.importorskip("lightning_modules.embedded_v2")
         from lightning_modules.benchmarks.explainers import load_bench_model
 
         try:

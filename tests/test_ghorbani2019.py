@@ -116,7 +116,7 @@ def test_v2_model_and_data_must_agree():
     from dataclasses import replace
     from types import SimpleNamespace
 
-    from lightning_modules.embedded_v2 import check_trained_on, load_embedded_v2
+    from lightning_modules.models import check_trained_on, load_model
     from lightning_modules.data.scenes_v2 import PROFILES
 
     with pytest.raises(ValueError, match="takes no other keys"):
@@ -129,11 +129,11 @@ def test_v2_model_and_data_must_agree():
     v1._trainer = SimpleNamespace(datamodule=FragilityData(source="scenes_v2"))
     with pytest.raises(ValueError, match="data.source: scenes"):
         v1._check_data()
-    model, _ = load_embedded_v2("scenes_v2_vgg")
+    model, _ = load_model("scenes_v2_vgg", weights="embedded")
     check_trained_on(model, PROFILES["smoke"])  # fewer scenes per split, drawn the same way
     with pytest.raises(ValueError, match="other v2 scenes"):
         check_trained_on(model, replace(PROFILES["default"], seed=1))
-    with pytest.raises(ValueError, match="load it with load_embedded_v2"):
+    with pytest.raises(ValueError, match="load it with load_model"):
         check_trained_on(torch.nn.Linear(2, 2), PROFILES["default"])
 
 

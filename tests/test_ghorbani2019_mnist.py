@@ -1,4 +1,4 @@
-"""The cached real-MNIST CNN (lightning_modules/mnist_model.py) that ghorbani2019's MNIST part attacks: trained on
+"""The cached real-MNIST CNN (lightning_modules/models/mnist.py) that ghorbani2019's MNIST part attacks: trained on
 the shipped MNIST's fixed split, cached by config hash, reproducible whatever the caller's thread count."""
 
 import json
@@ -6,12 +6,13 @@ import json
 import pytest
 import torch
 
-from lightning_modules.mnist_model import (
+from lightning_modules.models import (
     MNIST_MODEL_PROFILES,
     MnistModelConfig,
-    load_mnist_model,
+    load_model,
     mnist_datamodule,
     mnist_model_dir,
+    trained_mnist_model,
 )
 
 #: a few seconds: 200 digits, one epoch
@@ -20,7 +21,7 @@ TINY = MnistModelConfig(max_epochs=1, train_subset=200, batch_size=50)
 
 def test_trains_once_caches_and_reloads(tmp_path):
     torch.set_num_threads(1)  # the training pins its own count (2) and restores the caller's
-    model, data_config = load_mnist_model(TINY, root=tmp_path)
+    model, data_config = trained_mnist_model(TINY, root=tmp_path)
     assert torch.get_num_threads() == 1
     out = mnist_model_dir(TINY, tmp_path)
     info = json.loads((out / "info.json").read_text())
@@ -36,12 +37,12 @@ def test_trains_once_caches_and_reloads(tmp_path):
     assert info["test_accuracy"] > 0.3
     # the second call loads the cache (no training): the file is untouched and the weights identical
     mtime = (out / "model.pt").stat().st_mtime_ns
-    again, _ = load_mnist_model(TINY, root=tmp_path)
+    again, _ = trained_mnist_model(TINY, root=tmp_path)
     assert (out / "model.pt").stat().st_mtime_ns == mtime
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
     # retraining (another caller thread count) gives bit-identical weights: the count is pinned
     torch.set_num_threads(2)
-    retrained, _ = load_mnist_model(TINY, root=tmp_path, retrain=True)
+    retrained, _ = trained_mnist_model(TINY, root=tmp_path, retrain=True)
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), retrained.state_dict().values()))
 
 
@@ -50,6 +51,8 @@ def test_profiles_and_errors(tmp_path):
     assert MNIST_MODEL_PROFILES["default"].test_only_train_size == 8000
     assert mnist_model_dir("default") != mnist_model_dir("smoke")
     with pytest.raises(ValueError, match="unknown MNIST model profile"):
-        load_mnist_model("large")
+        trained_mnist_model("large")
+    with pytest.raises(ValueError, match="mnist_cnn_default"):
+        load_model("mnist_cnn_large", weights="embedded")
     with pytest.raises(FileNotFoundError, match="t10k-images"):
-        load_mnist_model(TINY, root=tmp_path, mnist_root=tmp_path / "nowhere")
+        trained_mnist_model(TINY, root=tmp_path, mnist_root=tmp_path / "nowhere")

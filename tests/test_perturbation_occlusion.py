@@ -24,7 +24,6 @@ def _bench_model(name):
     if not name.startswith("scenes_v2"):
         torch.manual_seed(0)
         return load_model(name)
-    pytest.importorskip("lightning_modules.embedded_v2")
     from lightning_modules.benchmarks.explainers import load_bench_model
 
     try:

@@ -9,7 +9,7 @@ import shutil
 import pytest
 import torch
 
-from lightning_modules import shipped
+from lightning_modules.models import shipped
 from lightning_modules.data.schema import validate_batch
 from lightning_modules.data.scenes_v2 import (
     MAX_CLASSES, PROFILES, ScenesV2, ScenesV2DataModule, SyntheticScenesV2Config, class_name, is_coat_class, render_split,
@@ -132,13 +132,13 @@ def test_architectures_are_deep_relu_nets():
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=_needs(n)) for n in ("scenes_v2_vgg", "scenes_v2_resnet")])
 def test_shipped_v2_models_load_without_training(name, tmp_path):
-    from lightning_modules.embedded_v2 import EMBEDDED_V2, load_embedded_v2
+    from lightning_modules.models import EMBEDDED_V2, load_model
 
     entry = shipped.shipped_entry(name)
     assert entry is not None, f"run `python -m replications train-embedded {name}`"
     assert entry["config_hash"] == EMBEDDED_V2[name].content_hash()
     assert entry["bytes"] < 5_000_000
-    model, dc = load_embedded_v2(name, root=tmp_path)
+    model, dc = load_model(name, weights="embedded", root=tmp_path)
     assert not any(p.requires_grad for p in model.parameters()) and not model.training
     assert not (tmp_path / "embedded_v2").exists(), "loading never trains"
     info = model.embedded_info
@@ -155,7 +155,7 @@ def test_shipped_v2_models_load_without_training(name, tmp_path):
 
 @_needs("scenes_v2_vgg")
 def test_corrupted_v2_weights_fail_with_a_clear_message(tmp_path, monkeypatch):
-    from lightning_modules.embedded_v2 import load_embedded_v2
+    from lightning_modules.models import load_model
 
     src = shipped.weights_dir()
     for f in ("scenes_v2_vgg.safetensors", shipped.MANIFEST_NAME):
@@ -166,15 +166,15 @@ def test_corrupted_v2_weights_fail_with_a_clear_message(tmp_path, monkeypatch):
     data[len(data) // 2] ^= 0xFF
     f.write_bytes(bytes(data))
     with pytest.raises(shipped.ShippedWeightsError, match="corrupt"):
-        load_embedded_v2("scenes_v2_vgg")
-    with pytest.raises(shipped.ShippedWeightsError, match="retrain=True"):
-        load_embedded_v2("scenes_v2_smoke")
+        load_model("scenes_v2_vgg", weights="embedded")
+    with pytest.raises(shipped.ShippedWeightsError, match="weights=\"retrain\""):
+        load_model("scenes_v2_smoke", weights="embedded")
 
 
 def test_smoke_training_path(tmp_path):
-    from lightning_modules.embedded_v2 import load_embedded_v2
+    from lightning_modules.models import load_model
 
-    model, _ = load_embedded_v2("scenes_v2_smoke", retrain=True, root=tmp_path)
+    model, _ = load_model("scenes_v2_smoke", weights="retrain", root=tmp_path)
     info = json.loads(next((tmp_path / "embedded_v2").glob("*/info.json")).read_text())
     assert info["forward_cost"]["flops_per_image"] > 0 and 0 <= info["test_accuracy"] <= 1
     assert model(torch.rand(2, 3, 64, 64)).shape == (2, 24)
@@ -189,7 +189,7 @@ REDUCED_TOLERANCE = 0.03
 @_needs("scenes_v2_vgg")
 @pytest.mark.slow
 def test_retraining_the_reduced_schedule_reproduces_its_recorded_accuracy(tmp_path):
-    from lightning_modules.embedded_v2 import REDUCED_SCHEDULE, train_embedded_v2
+    from lightning_modules.models.embedded_v2 import REDUCED_SCHEDULE, train_embedded_v2
 
     ref = shipped.shipped_entry("scenes_v2_vgg")["info"]["reduced_schedule"]
     assert ref["config_hash"] == REDUCED_SCHEDULE.content_hash()
@@ -201,7 +201,7 @@ def test_retraining_the_reduced_schedule_reproduces_its_recorded_accuracy(tmp_pa
                     "set SALIENCY_FULL_RETRAIN=1 to run")
 @pytest.mark.parametrize("name", ["scenes_v2_vgg", "scenes_v2_resnet"])
 def test_full_retraining_reproduces_the_shipped_accuracy(name, tmp_path):
-    from lightning_modules.embedded_v2 import load_embedded_v2
+    from lightning_modules.models import load_model
 
-    model, _ = load_embedded_v2(name, retrain=True, root=tmp_path)
+    model, _ = load_model(name, weights="retrain", root=tmp_path)
     assert abs(model.embedded_info["test_accuracy"] - shipped.shipped_entry(name)["info"]["test_accuracy"]) <= 0.02

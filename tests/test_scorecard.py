@@ -25,9 +25,9 @@ def cache_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def eval_set():
     from lightning_modules.data.scenes_v2 import ScenesV2
-    from lightning_modules.embedded_v2 import load_embedded_v2
+    from lightning_modules.models import load_model
 
-    model, _ = load_embedded_v2(SMOKE.model)
+    model, _ = load_model(SMOKE.model, weights="embedded")
     b = ScenesV2("test", model.scenes_config).__getitems__(range(SMOKE.n_images))
     return model, b
 
@@ -36,9 +36,9 @@ def eval_set():
 def trials():
     """The smoke setting's multi-label pointing trials (one per (image, present class))."""
     from lightning_modules.benchmarks.pointing import trial_eval_set
-    from lightning_modules.embedded_multilabel import load_embedded_multilabel
+    from lightning_modules.models import load_model
 
-    pm, _ = load_embedded_multilabel(SMOKE.pointing_model)
+    pm, _ = load_model(SMOKE.pointing_model, weights="embedded")
     return pm, trial_eval_set(pm.scenes_config, SMOKE.pointing_images)
 
 
@@ -332,3 +332,43 @@ def test_cross_module_names_are_public():
     bad = [f"{f.name}: {line.strip()}" for f in files for line in f.read_text().splitlines()
            if re.search(r"^\s*from\s+\S+\s+import\s+.*\b_[a-z]", line)]
     assert bad == []
+
+
+@pytest.mark.parametrize("option", ["--images", "--pointing-images"])
+@pytest.mark.parametrize("value", ["0", "-3", "abc"])
+def test_image_counts_must_be_positive_whole_numbers(option, value, capsys):
+    from replications.scorecard import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["--explainer", "gradcam", option, value])
+    assert e.value.code == 2
+    assert f"{option} expects a whole number of images >= 1" in capsys.readouterr().err
+
+
+def test_pointing_images_reaches_the_setting(monkeypatch, tmp_path):
+    import lightning_modules.scorecard as scorecard
+    from replications.scorecard import main
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_run(explainer, name, setting, **kwargs):
+        seen["setting"] = setting
+        raise Stop
+
+    monkeypatch.setattr(scorecard, "run_scorecard", fake_run)
+    with pytest.raises(Stop):
+        main(["--explainer", "gradcam", "--pointing-images", "120", "--out", str(tmp_path)])
+    assert seen["setting"].pointing_images == 120
+    assert seen["setting"].n_images == scorecard.PROFILES["default"].n_images
+
+
+def test_multilabel_scenes_limit_beyond_the_split_fails_naming_it():
+    from lightning_modules.data.scenes_multilabel import MultiLabelScenes, MultiLabelScenesConfig
+
+    cfg = MultiLabelScenesConfig()
+    n = cfg.split_size("test")
+    with pytest.raises(ValueError, match=f"between 1 and the test split's {n} images, got {n + 1}"):
+        MultiLabelScenes("test", cfg, limit=n + 1)

@@ -97,9 +97,9 @@ def test_the_cache_key_changes_with_the_setting(ranked, cache_dir):
 
 def test_a_users_own_model_gets_a_clear_message_and_is_skipped(tmp_path):
     from lightning_modules.data.scenes_v2 import ScenesV2
-    from lightning_modules.embedded_v2 import load_embedded_v2
+    from lightning_modules.models import load_model
 
-    shipped, _ = load_embedded_v2(SMOKE.model)
+    shipped, _ = load_model(SMOKE.model, weights="embedded")
     b = ScenesV2("test", shipped.scenes_config).__getitems__(range(8))
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),

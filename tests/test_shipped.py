@@ -7,10 +7,7 @@ import json
 import pytest
 import torch
 
-from lightning_modules import shipped
-from lightning_modules.blackbox import BLACKBOX_PROFILES, load_blackbox
-from lightning_modules.mnist_model import MNIST_MODEL_PROFILES, load_mnist_model
-from lightning_modules.models import unwrap
+from lightning_modules.models import BLACKBOX_PROFILES, MNIST_MODEL_PROFILES, load_model, shipped, unwrap
 
 
 def test_ship_and_load_round_trip(tmp_path):
@@ -57,11 +54,11 @@ def test_every_report_model_is_shipped_with_its_config(name):
 
 
 def test_loaders_use_the_shipped_weights_without_training(tmp_path):
-    model, _ = load_blackbox("smoke", root=tmp_path)
+    model, _ = load_model("blackbox_smoke", weights="embedded", root=tmp_path)
     state, _ = shipped.load_shipped("blackbox_smoke")
     assert shipped.state_dict_equal(unwrap(model).state_dict(), state)
     assert not (tmp_path / "blackbox").exists(), "a shipped model must not be retrained or cached"
-    model, _ = load_mnist_model("smoke", root=tmp_path)
+    model, _ = load_model("mnist_cnn_smoke", weights="embedded", root=tmp_path)
     assert not (tmp_path / "mnist_model").exists()
     assert model.mnist_info["test_accuracy"] == shipped.shipped_entry("mnist_cnn_smoke")["info"]["test_accuracy"]
 
@@ -74,7 +71,7 @@ ACCURACY_TOLERANCE = 0.01
 def test_retraining_the_smoke_models_reproduces_their_shipped_accuracy(tmp_path):
     # the smoke models are trained for seconds and are far from converged, so their accuracy is noisier than the
     # default models'; the tolerance is wider (the shipped smoke black box is at ~0.15 on 10 classes)
-    _, _ = load_blackbox("smoke", root=tmp_path, retrain=True)
+    _, _ = load_model("blackbox_smoke", weights="retrain", root=tmp_path)
     info = json.loads(next((tmp_path / "blackbox").glob("*/info.json")).read_text())
     shipped_info = shipped.shipped_entry("blackbox_smoke")["info"]
     assert abs(info["val_accuracy"] - shipped_info["val_accuracy"]) <= 0.1
@@ -82,7 +79,7 @@ def test_retraining_the_smoke_models_reproduces_their_shipped_accuracy(tmp_path)
 
 @pytest.mark.slow
 def test_retraining_the_default_black_box_reproduces_its_shipped_accuracy(tmp_path):
-    model, _ = load_blackbox("default", root=tmp_path, retrain=True)
+    model, _ = load_model("blackbox_default", weights="retrain", root=tmp_path)
     shipped_info = shipped.shipped_entry("blackbox_default")["info"]
     assert abs(model.blackbox_info["val_accuracy"] - shipped_info["val_accuracy"]) <= ACCURACY_TOLERANCE
     assert abs(model.blackbox_info["test_accuracy"] - shipped_info["test_accuracy"]) <= ACCURACY_TOLERANCE
@@ -90,6 +87,6 @@ def test_retraining_the_default_black_box_reproduces_its_shipped_accuracy(tmp_pa
 
 @pytest.mark.slow
 def test_retraining_the_default_mnist_cnn_reproduces_its_shipped_accuracy(tmp_path):
-    model, _ = load_mnist_model("default", root=tmp_path, retrain=True)
+    model, _ = load_model("mnist_cnn_default", weights="retrain", root=tmp_path)
     shipped_info = shipped.shipped_entry("mnist_cnn_default")["info"]
     assert abs(model.mnist_info["test_accuracy"] - shipped_info["test_accuracy"]) <= ACCURACY_TOLERANCE

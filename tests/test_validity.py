@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from lightning_modules.shipped import shipped_entry
+from lightning_modules.models.shipped import shipped_entry
 from lightning_modules.benchmarks.validity import (
     PROTOCOLS, ProtocolParams, bootstrap_weights, judge, oracle_maps, random_maps, score_protocols, statistic,
     v2_eval_set,
@@ -75,10 +75,10 @@ def test_judge_input_errors():
 @pytest.mark.skipif(shipped_entry("scenes_v2_vgg") is None,
                     reason="v2 VGG not shipped yet: python -m replications train-embedded scenes_v2_vgg")
 def test_oracle_beats_random_under_every_protocol_on_a_small_setting():
-    from lightning_modules.embedded_v2 import load_embedded_v2
+    from lightning_modules.models import load_model
     from lightning_modules.explainers import create_explainer
 
-    model, _ = load_embedded_v2("scenes_v2_vgg")
+    model, _ = load_model("scenes_v2_vgg", weights="embedded")
     es = v2_eval_set(model.scenes_config, 32)
     maps = {"oracle": oracle_maps(es.evidence_mask), "random": random_maps(es.images),
             "gradient": create_explainer("gradient")(model, es.images, es.labels),

@@ -27,7 +27,7 @@ random weights, 64x64, CPU), one run measures
 
 ``--model``: the v1 black box ``scenes_cnn`` (random weights, the default), any registered architecture with
 random weights (the v2 ones: ``scenes_vgg``, ``scenes_resnet``) or a shipped benchmark-v2 model
-(``scenes_v2_vgg``, ``scenes_v2_resnet``: the trained weights, ``embedded_v2.load_embedded_v2``), at the model's
+(``scenes_v2_vgg``, ``scenes_v2_resnet``: the trained weights, ``load_model(name, weights="embedded")``), at the model's
 own input size unless ``--image-size`` is given. The costs do not depend on the weights.
 
 ``python -m lightning_modules.benchmarks.explainers`` (or ``python -m replications bench explainers``)
@@ -257,14 +257,9 @@ def best_times(fns, device: torch.device, clock: str = "wall", min_repeats: int 
 
 def load_bench_model(model_name: str):
     """``(model, data_config, weights)``: the v1 black box architecture with random weights (``load_model``), or a
-    benchmark-v2 model (``scenes_v2_*``) with its shipped trained weights (``embedded_v2.load_embedded_v2``)."""
+    benchmark-v2 model (``scenes_v2_*``) with its shipped trained weights (``load_model(name, weights="embedded")``)."""
     if model_name.startswith("scenes_v2"):
-        try:
-            from lightning_modules.embedded_v2 import load_embedded_v2
-        except ImportError as e:
-            raise ValueError(f"--model {model_name}: the benchmark-v2 models (lightning_modules.embedded_v2) are not in "
-                             "this checkout; use --model scenes_cnn") from e
-        model, cfg = load_embedded_v2(model_name)
+        model, cfg = load_model(model_name, weights="embedded")
         return model, cfg, "shipped trained weights"
     model, cfg = load_model(model_name)
     return model, cfg, "random weights"

@@ -2,7 +2,7 @@
 
 Protocol (``lightning_modules.metrics.pointing``): one trial per (image, present class) of the multi-label scenes
 (``lightning_modules.data.scenes_multilabel``), each method explaining that class on the multi-label black box
-(``lightning_modules.embedded_multilabel``); a hit when the map's maximum lies within the tolerance of the class's
+(``lightning_modules.models.embedded_multilabel``); a hit when the map's maximum lies within the tolerance of the class's
 ground truth; accuracy = mean over classes of the per-class hit rate; the difficult subset by EBP's rule (the class's
 boxes cover less than a quarter of the image and another class is present). Two ground truths: the class's object
 pixels (the papers' ground truth: COCO's segmentation, VOC's boxes) and its evidence pixels (the texture that makes
@@ -100,11 +100,11 @@ def score(es, maps: dict[str, torch.Tensor], n_boot: int, seed: int = 0) -> dict
 def run(n_images: int = 600, methods: dict | None = None, model_name: str = "scenes_multilabel_vgg",
         n_boot: int = 2000, threads: int | None = 2, device: str = "cpu", log=print) -> dict:
     from lightning_modules.benchmarks.validity import compute_maps
-    from lightning_modules.embedded_multilabel import load_embedded_multilabel
+    from lightning_modules.models import load_model
 
     methods = METHODS if methods is None else methods
     with torch_threads(threads):
-        model, _ = load_embedded_multilabel(model_name)
+        model, _ = load_model(model_name, weights="embedded")
         es = trial_eval_set(model.scenes_config, n_images)
         model, es = model.to(device), es.to(device)
         log(f"{model_name}: {es.images.shape[0]} trials on {n_images} images on {device}")

@@ -340,7 +340,7 @@ def write_report(results: dict, out_dir: Path) -> None:
 
 
 def _model_info(model) -> dict:
-    from lightning_modules.embedded_v2 import forward_cost
+    from lightning_modules.models import forward_cost
 
     info = dict(getattr(model, "embedded_info", None) or {})
     flat = dict(info.get("test", {}))
@@ -361,8 +361,7 @@ def run(models: list[str], n_images: int = 128, methods: dict | None = None, par
         log=print) -> dict:
     """Score every protocol on ``models`` (``scenes_v2_vgg``, ``scenes_v2_resnet``, ``v1`` = the v1 black box)
     on ``device`` (the CPU seconds reported are then the host's)."""
-    from lightning_modules.blackbox import load_blackbox
-    from lightning_modules.embedded_v2 import load_embedded_v2
+    from lightning_modules.models import load_model
 
     methods = METHODS if methods is None else methods
     results = {"n_images": n_images, "n_boot": n_boot, "threads": threads, "params": asdict(params),
@@ -372,10 +371,10 @@ def run(models: list[str], n_images: int = 128, methods: dict | None = None, par
     with torch_threads(threads):
         for mname in models:
             if mname == "v1":
-                model, _ = load_blackbox("default")
+                model, _ = load_model("blackbox_default", weights="embedded")
                 es = v1_eval_set(model.scenes_config, n_images)
             else:
-                model, _ = load_embedded_v2(mname)
+                model, _ = load_model(mname, weights="embedded")
                 es = v2_eval_set(model.scenes_config, n_images)
             info = _model_info(model)
             model, es = model.to(device), es.to(device)

@@ -11,7 +11,7 @@ Here, as in VOC and COCO:
   the head's diameter is ``14 u`` px, the object box about ``20 u x 30 u`` px), so some images hold one large
   object and others several small ones. Boxes never overlap (2 px apart).
 - **Multi-hot labels** (``multilabel``, (N, K) bool); a model is trained with a per-class sigmoid loss
-  (``lightning_modules.embedded_multilabel``).
+  (``lightning_modules.models.embedded_multilabel``).
 - **Ground truth per object**: its object box and evidence box (rows aligned with ``box_labels``), and per-pixel
   ``object_index`` / ``evidence_index`` maps (``j + 1`` where object slot ``j`` / its evidence is drawn).
 
@@ -186,8 +186,9 @@ class MultiLabelScenes(Dataset):
         self.config.split_size(split)
         self.data = load_split(self.config, split, root, cache)
         if limit is not None:
-            if limit < 1:
-                raise ValueError(f"limit must be >= 1 image, got {limit}")
+            n = len(self.data["image"])
+            if not 1 <= limit <= n:
+                raise ValueError(f"limit must be between 1 and the {split} split's {n} images, got {limit}")
             self.data = {k: v[:limit] for k, v in self.data.items()}
         self.num_classes = self.config.num_classes
         self.trials = pointing_trials(self.data, self.config.image_size) if trials else None

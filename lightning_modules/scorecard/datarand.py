@@ -75,9 +75,9 @@ def unavailable(bench, own: bool) -> str | None:
 
 def load_models(bench) -> tuple[dict, dict]:
     """``({kind: model}, {kind: info})``: the true-label model (the bench's) and the shipped random-label model and
-    controls, hash-checked (``lightning_modules.shipped``), frozen, eval, [0, 1] inputs."""
+    controls, hash-checked (``lightning_modules.models.shipped``), frozen, eval, [0, 1] inputs."""
     from lightning_modules.models import load_model, unwrap
-    from lightning_modules.shipped import load_shipped, shipped_entry
+    from lightning_modules.models.shipped import load_shipped, shipped_entry
 
     spec = SHIPPED[bench.setting.model]
     models, info = {"true": bench.model}, {"true": {"weights": f"{bench.setting.model} (the scorecard's model)"}}

@@ -166,9 +166,9 @@ def load_bench(setting: Setting, model=None, data: dict | None = None, log=print
     (``data``: the batch schema, at least ``image`` and ``label``; ground truth fields are optional)."""
     own = model is not None or data is not None
     if model is None:
-        from lightning_modules.embedded_v2 import load_embedded_v2
+        from lightning_modules.models import load_model
 
-        model, _ = load_embedded_v2(setting.model)
+        model, _ = load_model(setting.model, weights="embedded")
     if data is None:
         from lightning_modules.data.scenes_v2 import ScenesV2
 
@@ -207,12 +207,12 @@ def load_pointing(bench: Bench) -> None:
     on the shipped ``pointing_model``): one row per (image, present class) of the first ``pointing_images`` test
     scenes."""
     from lightning_modules.benchmarks.pointing import tolerances, trial_eval_set
-    from lightning_modules.embedded_multilabel import load_embedded_multilabel
+    from lightning_modules.models import load_model
 
     s = bench.setting
     if s.pointing_tolerance != "native":
         raise ValueError(f"pointing_tolerance {s.pointing_tolerance!r}: the scorecard runs TorchRay's 'native' one")
-    pm, _ = load_embedded_multilabel(s.pointing_model)
+    pm, _ = load_model(s.pointing_model, weights="embedded")
     pm.eval()
     for p in pm.parameters():
         p.requires_grad_(False)

@@ -158,7 +158,7 @@ class SanityChecksData(pl.LightningDataModule):
             self.num_classes_of["scenes_v2"] = self._scenes.config.num_classes
         else:
             # The scenes the black box was trained on (same cache); the test split is explained.
-            from lightning_modules.blackbox import blackbox_datamodule
+            from lightning_modules.models import blackbox_datamodule
 
             self._scenes = blackbox_datamodule(self.scenes_profile, eval_batch_size=self.batch_size)
             self._scenes.setup("test")

@@ -84,7 +84,7 @@ class AdebayoReplication(ExperimentReplication, ReplicationModule):
         self.explainer_kwargs = {m: ({"reduction": "sum"} if m in SIGNED_METHODS else {}) | dict((explainer_kwargs or {}).get(m, {}))
                                  for m in self.methods}
         self.blackbox_profile = blackbox_profile
-        # benchmark v2's shipped model (lightning_modules.embedded_v2) as the black box, on the v2 scenes
+        # benchmark v2's shipped model (lightning_modules.models.embedded_v2) as the black box, on the v2 scenes
         self.embedded_v2 = embedded_v2
         if embedded_v2 is not None and blackbox_model is not None:
             raise ValueError(f"give either model.embedded_v2 ({embedded_v2!r}, benchmark v2's shipped black box) or "
@@ -160,12 +160,12 @@ class AdebayoReplication(ExperimentReplication, ReplicationModule):
             converted = add_relu_modules_(self.blackbox)
             self.blackbox_info = {"model": self.blackbox_model, "pretrained": True, "relu_modules_added": converted}
         elif self.embedded_v2 is not None:
-            from lightning_modules.embedded_v2 import load_embedded_v2
+            from lightning_modules.models import load_model
 
             if self.blackbox_key != "scenes_v2":
                 raise ValueError(f"model.embedded_v2={self.embedded_v2!r} is explained on the v2 scenes; set "
                                  f"data.scenes_source: scenes_v2 (the data module serves {self.blackbox_key!r})")
-            self.blackbox, _ = load_embedded_v2(self.embedded_v2)
+            self.blackbox, _ = load_model(self.embedded_v2, weights="embedded")
             scenes, trained_on = getattr(getattr(dm, "_scenes", None), "config", None), self.blackbox.scenes_config
             sizes = {f"{split}_size": getattr(trained_on, f"{split}_size") for split in ("train", "val", "test", "heldout")}
             if scenes is not None and replace(scenes, **sizes) != trained_on:
@@ -174,7 +174,7 @@ class AdebayoReplication(ExperimentReplication, ReplicationModule):
                                  f"{dm.scenes_profile!r} gives; use a profile that differs only in its split sizes")
             self.blackbox_info = {"name": self.embedded_v2, **dict(self.blackbox.embedded_info or {})}
         else:
-            from lightning_modules.blackbox import blackbox_info, load_blackbox
+            from lightning_modules.models import blackbox_info, load_model
 
             if self.blackbox_key != "scenes":
                 raise ValueError(f"the shipped v1 scenes black box explains the v1 scenes (data.scenes_source: scenes); "
@@ -185,7 +185,7 @@ class AdebayoReplication(ExperimentReplication, ReplicationModule):
                     f"model.blackbox_profile={self.blackbox_profile!r} but data.scenes_profile={dm.scenes_profile!r}: "
                     "the black box must be explained on the scenes it was trained on; set both to the same profile"
                 )
-            self.blackbox, _ = load_blackbox(self.blackbox_profile)
+            self.blackbox, _ = load_model(f"blackbox_{self.blackbox_profile}", weights="embedded")
             self.blackbox_info = blackbox_info(self.blackbox_profile)
         self.blackbox = self.blackbox.to(self.device)
         return self.blackbox
@@ -196,11 +196,11 @@ class AdebayoReplication(ExperimentReplication, ReplicationModule):
             raise ValueError(f"data_randomisation.{exp.name}: true_labels: {BLACKBOX} reuses the black box, which is "
                              f"explained on {self.blackbox_key!r}; set its dataset to {self.blackbox_key!r}, not {exp.dataset!r}")
         if self.embedded_v2 is not None:
-            from lightning_modules.embedded_v2 import embedded_v2_config
+            from lightning_modules.models import embedded_v2_config
 
             cfg = embedded_v2_config(self.embedded_v2)
         else:
-            from lightning_modules.blackbox import blackbox_config
+            from lightning_modules.models import blackbox_config
 
             cfg = blackbox_config(self.blackbox_profile)
         if (exp.random.model_name, dict(exp.random.model_kwargs)) != (cfg.model_name, dict(cfg.model_kwargs)):

@@ -1,6 +1,6 @@
 """The models of the data randomisation test (Sec. 4): per test and kind (the true-label model, the random-label
 model and the two controls), the shipped weights (``weights/adebayo2018_<profile>_<test>_<kind>``, hash-checked,
-``lightning_modules.shipped``; half precision) or a training under its own Trainer
+``lightning_modules.models.shipped``; half precision) or a training under its own Trainer
 (``lightning_modules.tasks.data_randomization``), and the model's accuracies. The module's ``training_step`` calls
 :func:`load_or_train` for every model and :func:`blackbox_metrics` where the black box is the true-label model.
 """
@@ -58,7 +58,7 @@ def load_or_train(test: DataRandomisationConfig, kind: str, train, test_data, n_
                   trainer_kwargs: dict) -> tuple[nn.Module, dict]:
     """Model ``kind`` of ``test`` and its metrics: loaded from the shipped weights, or trained (and shipped)."""
     from lightning_modules.models import load_model, unwrap
-    from lightning_modules.shipped import ShippedWeightsError, load_shipped, ship, shipped_entry
+    from lightning_modules.models.shipped import ShippedWeightsError, load_shipped, ship, shipped_entry
     from lightning_modules.utils import data_root, file_lock
 
     x, labels, y_true, cfg, seed = training_data(test, kind, train, training_seed)

@@ -51,7 +51,7 @@ def main_datasets(spec: dict) -> dict[str, Dataset]:
         return {"test": _first(dm.dataset("test"), spec.get("test_images"), "test"),
                 "heldout": _first(dm.dataset("heldout"), spec.get("heldout_images"), "held-out")}
     if kind == "scenes":
-        from lightning_modules.blackbox import blackbox_datamodule
+        from lightning_modules.models import blackbox_datamodule
 
         dm = blackbox_datamodule(spec["profile"], eval_batch_size=spec["batch_size"], batch_size=spec["batch_size"])
         dm.prepare_data()

@@ -98,7 +98,7 @@ class FongReplication(ExperimentReplication, ReplicationModule):
     ):
         """
         Args:
-            blackbox_profile: ``load_blackbox`` profile (``default``/``smoke``) when ``model`` is not given.
+            blackbox_profile: the black box ``blackbox_<profile>`` (``default``/``smoke``) when ``model`` is not given.
             model: ``{"name": ..., "checkpoint": ..., "num_classes": ...}`` for ``load_model`` (the paper profile).
             data: ``{"kind": "scenes", "profile": ..., "test_images": N, "heldout_images": M, "batch_size": B}``.
             methods: the saliency methods compared with the mask (explainer registry names).
@@ -175,22 +175,22 @@ class FongReplication(ExperimentReplication, ReplicationModule):
         model_spec = self.model_spec if model_spec is None else model_spec
         if model_spec and "embedded_multilabel" in model_spec:
             # the multi-label black box of the embedded pointing game (per-class sigmoid scores)
-            from lightning_modules.embedded_multilabel import load_embedded_multilabel
+            from lightning_modules.models import load_model
 
             spec = dict(model_spec)
             name = spec.pop("embedded_multilabel")
             if spec:
                 raise ValueError(f"model.embedded_multilabel takes no other keys, got {sorted(spec)}")
-            model, _ = load_embedded_multilabel(name)
+            model, _ = load_model(name, weights="embedded")
             model.num_classes = model.scenes_config.num_classes
         elif model_spec and "embedded_v2" in model_spec:
-            from lightning_modules.embedded_v2 import load_embedded_v2
+            from lightning_modules.models import load_model
 
             spec = dict(model_spec)
             name = spec.pop("embedded_v2")
             if spec:
                 raise ValueError(f"model.embedded_v2 takes no other keys, got {sorted(spec)}")
-            model, _ = load_embedded_v2(name)
+            model, _ = load_model(name, weights="embedded")
             model.num_classes = model.scenes_config.num_classes
         elif model_spec:
             from lightning_modules.models import load_model
@@ -199,9 +199,9 @@ class FongReplication(ExperimentReplication, ReplicationModule):
             model, _ = load_model(spec.pop("name"), freeze=True, **spec)
             model = _relu_modules(model)
         else:
-            from lightning_modules.blackbox import load_blackbox
+            from lightning_modules.models import load_model
 
-            model, _ = load_blackbox(self.blackbox_profile)
+            model, _ = load_model(f"blackbox_{self.blackbox_profile}", weights="embedded")
         model.eval()
         for p in model.parameters():
             p.requires_grad_(False)

@@ -10,7 +10,7 @@ Primary part (``source``):
 
 Second part, real MNIST (``mnist``, optional): ``{"n_images": N, "profile": "default", "root": <idx folder>}``:
 the first ``N`` digits of the held-out test split of the cached MNIST model of that profile
-(``lightning_modules.mnist_model``: with only the shipped test set, the fixed seeded 8,000 / 2,000 stratified
+(``lightning_modules.models.mnist``: with only the shipped test set, the fixed seeded 8,000 / 2,000 stratified
 split), so no attacked digit was seen in training.
 
 ``train_dataloader`` yields one empty batch: the attacks learn nothing, ``fit`` goes straight to ``test``.
@@ -77,7 +77,7 @@ class FragilityData(pl.LightningDataModule):
             self.scenes_config = dm.config
             return dm.dataset("test")
         if self.source == "scenes":
-            from lightning_modules.blackbox import blackbox_datamodule
+            from lightning_modules.models import blackbox_datamodule
 
             return blackbox_datamodule(self.scenes_profile, root=self.root).dataset("test")
         if self.source == "imagenet":
@@ -100,7 +100,7 @@ class FragilityData(pl.LightningDataModule):
             raise ValueError(f"n_images={self.n_images} but the {self.source} test data has {len(ds)} images; lower it")
         datasets = [Subset(ds, range(self.n_images))]
         if self.mnist is not None:
-            from lightning_modules.mnist_model import mnist_datamodule
+            from lightning_modules.models import mnist_datamodule
 
             dm = mnist_datamodule(self.mnist_profile, self.mnist.get("root"))
             dm.setup("test")

@@ -32,7 +32,7 @@ Two parts, each a dataset with its own model (the paper attacks ImageNet and CIF
 part (``data.source``: benchmark v2's scenes and its shipped deep model ``model.embedded_v2``, the v1 scenes and
 their black box, or ImageNet / CIFAR-10 at paper scale) and,
 optionally, real MNIST (``model.mnist`` + ``data.mnist``: the cached real-MNIST CNN of
-``lightning_modules.mnist_model`` on its held-out test digits). The DataModule serves one test loader per part.
+``lightning_modules.models.mnist`` on its held-out test digits). The DataModule serves one test loader per part.
 
 The attacks learn nothing: ``fit`` runs one no-op training step, then ``test`` runs the attacks. ``validate``
 runs the models on the data (accuracy, agreement of the softplus surrogate, finite simple-gradient maps).
@@ -178,7 +178,7 @@ class FragilityReplication(ReplicationModule):
         claim_epsilon: the budget (0-255 units) at which the claims compare attacks.
         claim_margin: "far more": the targeted attack's top-k intersection must be this much below random's.
         n_example_images: images in the example-maps figure.
-        mnist: the real-MNIST part (None = none): ``{"model": <lightning_modules.mnist_model profile, default
+        mnist: the real-MNIST part (None = none): ``{"model": <lightning_modules.models.mnist profile, default
             "default">, "epsilons": [...] (default: epsilons), "claim_epsilon": ... (default: claim_epsilon),
             "k": ... (default: the paper's fraction), "alpha": ... (default: alpha)}``; the data come from
             ``data.mnist`` (same profile).
@@ -317,20 +317,22 @@ class FragilityReplication(ReplicationModule):
                 continue
             cfg = dict(part.model_cfg)
             if "blackbox" in cfg:
-                from lightning_modules.blackbox import load_blackbox
+                from lightning_modules.models import load_model
 
-                model, data_config = load_blackbox(cfg.pop("blackbox"), **cfg)
+                profile, retrain = cfg.pop("blackbox"), cfg.pop("retrain", False)
+                model, data_config = load_model(f"blackbox_{profile}", weights="retrain" if retrain else "embedded",
+                                                **cfg)
                 part.info = dict(getattr(model, "blackbox_info", {}) or {})
             elif "embedded_v2" in cfg:
-                from lightning_modules.embedded_v2 import load_embedded_v2
+                from lightning_modules.models import load_model
 
                 name = cfg.pop("embedded_v2")
-                model, data_config = load_embedded_v2(name)
+                model, data_config = load_model(name, weights="embedded")
                 part.info = {"name": name, **dict(getattr(model, "embedded_info", {}) or {})}
             elif "mnist_model" in cfg:
-                from lightning_modules.mnist_model import load_mnist_model
+                from lightning_modules.models import load_model
 
-                model, data_config = load_mnist_model(cfg.pop("mnist_model"))
+                model, data_config = load_model(f"mnist_cnn_{cfg.pop('mnist_model')}", weights="embedded")
                 part.info = dict(getattr(model, "mnist_info", {}) or {})
             else:
                 from lightning_modules.models import load_model
@@ -361,7 +363,7 @@ class FragilityReplication(ReplicationModule):
                 raise ValueError(f"model.model.embedded_v2={primary.model_cfg['embedded_v2']!r} is attacked on the v2 "
                                  f"scenes it was trained on: set data.source: scenes_v2 (got {dm.source!r})")
             if primary.model is not None:
-                from lightning_modules.embedded_v2 import check_trained_on
+                from lightning_modules.models import check_trained_on
 
                 dm.setup("test")
                 check_trained_on(primary.model, dm.scenes_config, primary.model_cfg["embedded_v2"])

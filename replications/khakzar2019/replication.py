@@ -27,7 +27,6 @@ from typing import Any
 import torch
 from torchmetrics.aggregation import MeanMetric
 
-from lightning_modules.blackbox import load_blackbox
 from lightning_modules.experiment import BatchContext, ExperimentReplication
 from lightning_modules.explainers import create_explainer
 from lightning_modules.explainers.baselines import id_seeded_random_maps
@@ -129,13 +128,11 @@ class Khakzar2019Replication(ExperimentReplication, ReplicationModule):
         if classifier is not None and embedded_v2 is not None:
             raise ValueError(f"give either model.embedded_v2 ({embedded_v2!r}) or model.classifier ({classifier.given()!r}), not both")
         if embedded_v2 is not None:
-            from lightning_modules.embedded_v2 import load_embedded_v2
-
-            self.model, self.data_config = load_embedded_v2(embedded_v2)
+            self.model, self.data_config = load_model(embedded_v2, weights="embedded")
         elif classifier is not None:
             self.model, self.data_config = classifier.load()
         else:
-            self.model, self.data_config = load_blackbox(profile=blackbox_profile)
+            self.model, self.data_config = load_model(f"blackbox_{blackbox_profile}", weights="embedded")
         self.explainers = {name: make_explainer(name, kw) for name, kw in self.methods.items()}
         self.explainers.setdefault("random", create_explainer("random"))
         pg = self.explainers["prunegrad"]

@@ -83,7 +83,7 @@ class RiseData(pl.LightningDataModule):
 
                     dm = ScenesV2DataModule.from_profile(self.scenes_profile, root=self.root)
                 else:
-                    from lightning_modules.blackbox import blackbox_datamodule
+                    from lightning_modules.models import blackbox_datamodule
 
                     dm = blackbox_datamodule(self.scenes_profile, root=self.root)
                 ds = dm.dataset("test")

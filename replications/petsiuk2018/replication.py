@@ -135,27 +135,28 @@ class RiseReplication(ExperimentReplication, ReplicationModule):
     def _load(self, cfg: dict) -> nn.Module:
         cfg = dict(cfg)
         if "blackbox" in cfg:
-            from lightning_modules.blackbox import load_blackbox
+            from lightning_modules.models import load_model
 
-            model, _ = load_blackbox(cfg.pop("blackbox"), **cfg)
+            profile, retrain = cfg.pop("blackbox"), cfg.pop("retrain", False)
+            model, _ = load_model(f"blackbox_{profile}", weights="retrain" if retrain else "embedded", **cfg)
             self.blackbox_info = dict(getattr(model, "blackbox_info", {}) or {})
         elif "embedded_v2" in cfg:
-            # benchmark v2's shipped, hash-checked models (lightning_modules.embedded_v2)
-            from lightning_modules.embedded_v2 import load_embedded_v2
+            # benchmark v2's shipped, hash-checked models (lightning_modules.models.embedded_v2)
+            from lightning_modules.models import load_model
 
             name = cfg.pop("embedded_v2")
             if cfg:
                 raise ValueError(f"model.embedded_v2 takes no other keys, got {sorted(cfg)}")
-            model, _ = load_embedded_v2(name)
+            model, _ = load_model(name, weights="embedded")
             self.blackbox_info = {"name": name, **dict(getattr(model, "embedded_info", {}) or {})}
         elif "embedded_multilabel" in cfg:
-            # the multi-label black box of the embedded pointing game (lightning_modules.embedded_multilabel)
-            from lightning_modules.embedded_multilabel import load_embedded_multilabel
+            # the multi-label black box of the embedded pointing game (lightning_modules.models.embedded_multilabel)
+            from lightning_modules.models import load_model
 
             name = cfg.pop("embedded_multilabel")
             if cfg:
                 raise ValueError(f"model.embedded_multilabel takes no other keys, got {sorted(cfg)}")
-            model, _ = load_embedded_multilabel(name)
+            model, _ = load_model(name, weights="embedded")
             self.pointing_info = {"name": name, **dict(getattr(model, "embedded_info", {}) or {})}
         elif "torchray" in cfg:
             # the pointing-game networks of Table 2 (Zhang et al.'s Caffe models, TorchRay's published files)

@@ -1,4 +1,5 @@
-"""The one model loader: timm first, torchvision for what timm lacks or names differently, our own small nets.
+"""The one model loader: timm first, torchvision for what timm lacks or names differently, our own small nets
+(``registry``), and our trained embedded models (``load_model(name, weights="embedded")``).
 
 ``load_model(name, ...)`` returns ``(model, DataConfig)``: the network and its preprocessing (mean, std,
 input size). Weights come from local files only unless the user has network access: a torchvision/timm
@@ -12,13 +13,13 @@ import difflib
 import hashlib
 import os
 import pickle
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn as nn
 
+import lightning_modules.models.registry as registry
 from lightning_modules.utils import data_root
 from lightning_modules.validation import InputError, check_num_classes, resolve_data_path
 
@@ -60,50 +61,27 @@ class DataConfig:
         return images * std + mean
 
 
-@dataclass
-class _LocalSpec:
-    ctor: Callable[..., nn.Module]
-    config: DataConfig
-    defaults: dict = field(default_factory=dict)
-
-
-_LOCAL: dict[str, _LocalSpec] = {}
-
-
-def register_model(
-    name: str,
-    ctor: Callable[..., nn.Module],
-    input_size: tuple[int, int, int],
-    mean: tuple[float, ...],
-    std: tuple[float, ...],
-    fixed_input_size: bool | None = None,
-    **defaults,
-) -> None:
-    """Register one of our own networks; ``ctor(num_classes=..., in_chans=..., **kwargs)``."""
-    if fixed_input_size is None:
-        fixed_input_size = name.startswith("mnist_")
-    _LOCAL[name] = _LocalSpec(ctor, DataConfig(tuple(input_size), tuple(mean), tuple(std), fixed_input_size, "local", name), defaults)
+def data_config_of(spec: registry.ModelSpec) -> DataConfig:
+    """The preprocessing of a registered architecture."""
+    return DataConfig(spec.input_size, spec.mean, spec.std, spec.fixed_input_size, "local", spec.name)
 
 
 def registering_module(name: str) -> str | None:
     """The module whose import registers our network ``name`` (None: not one of ours, e.g. torchvision's): what a
     fresh process (a ROAR worker) imports before ``load_model(name)``."""
-    _ensure_local_registered()
-    spec = _LOCAL.get(name)
-    return spec.ctor.__module__ if spec is not None else None
+    spec = registry.model_spec(name)
+    return spec.module if spec is not None else None
 
 
-def _ensure_local_registered() -> None:
-    import lightning_modules.nets  # noqa: F401
-    import lightning_modules.nets_v2  # noqa: F401
-
-
-def list_models(source: str | None = None, pattern: str | None = None) -> list[str]:
-    """Names ``load_model`` accepts: our nets, torchvision's defaults, and (``source='timm'``) timm's models."""
-    _ensure_local_registered()
+def list_models(source: str | None = None, pattern: str | None = None, shipped: bool = False) -> list[str]:
+    """Names ``load_model`` accepts: our nets, torchvision's defaults, and (``source='timm'``) timm's models;
+    ``shipped=True``: our trained models whose weights are shipped (``load_model(name, weights="embedded")``;
+    ``source='embedded'``: every trained model of ours, shipped or trained into a cache only)."""
+    if shipped or source == "embedded":
+        return registry.list_embedded(shipped=True if shipped else None, pattern=pattern)
     names: list[str] = []
     if source in (None, "local"):
-        names += sorted(_LOCAL)
+        names += registry.list_architectures()
     if source in (None, "torchvision"):
         names += sorted(TORCHVISION_DEFAULT)
     if source == "timm":
@@ -396,8 +374,7 @@ def architecture_version(name: str, undeclared: int = 1) -> int:
     """The ``ARCH_VERSION`` of one of our own networks (``undeclared`` when it declares none; 0 for a timm /
     torchvision name): hashed with a training config, so a changed architecture never loads weights trained for the
     old one. (``undeclared`` keeps the hashes of the configs shipped before the rule: the v1 black box's is 0.)"""
-    _ensure_local_registered()
-    spec = _LOCAL.get(name)
+    spec = registry.model_spec(name)
     return getattr(spec.ctor, "ARCH_VERSION", undeclared) if spec is not None else 0
 
 
@@ -410,6 +387,7 @@ def load_model(
     freeze: bool = True,
     weights_dir: str | os.PathLike | None = None,
     normalize_inputs: bool = True,
+    weights: str | None = None,
     **kwargs,
 ) -> tuple[nn.Module, DataConfig]:
     """Build ``name`` and return ``(model, data_config)``.
@@ -418,11 +396,17 @@ def load_model(
     - ``checkpoint``: a state dict or Lightning ``.ckpt`` (loaded with ``weights_only=True``).
     - ``freeze``: black-box mode: eval, parameters frozen (input gradients still flow).
     - ``normalize_inputs``: wrap in ``Normalized`` so the model takes [0, 1] images (the project's convention).
+    - ``weights``: for our trained models (``list_models(shipped=True)``, e.g. ``scenes_v2_vgg``,
+      ``blackbox_default``): ``"embedded"`` loads the shipped, hash-checked weights (frozen, eval, [0, 1] inputs;
+      the model carries what was measured when it was trained); ``"retrain"`` trains it into the cache under
+      ``root`` (default the data root) instead, or reuses that cache. ``kwargs`` then go to the kind's loader
+      (``root``, and ``mnist_root`` for the MNIST models).
     """
-    _ensure_local_registered()
     if not isinstance(name, str) or not name:
         raise InputError("name", "a model name (see lightning_modules.models.list_models())", repr(name),
                          f"pass one of: {', '.join(list_models())}, or any timm model name")
+    if weights is not None or registry.is_embedded(name):
+        return load_embedded_model(name, weights, **kwargs)
     if num_classes is not None:
         check_num_classes(num_classes)
     if in_chans is not None:
@@ -432,8 +416,8 @@ def load_model(
     source = None
     if "/" in name and name.split("/", 1)[0] in ("timm", "torchvision", "local"):
         source, name = name.split("/", 1)
-    if source in (None, "local") and name in _LOCAL:
-        spec = _LOCAL[name]
+    spec = registry.model_spec(name) if source in (None, "local") else None
+    if spec is not None:
         ctor_kwargs = {**spec.defaults, **kwargs}
         if num_classes is not None:
             ctor_kwargs["num_classes"] = num_classes
@@ -442,7 +426,7 @@ def load_model(
         if pretrained:
             raise ValueError(f"{name} is one of our own networks and has no published weights; pass checkpoint=PATH")
         model = spec.ctor(**ctor_kwargs)
-        config = spec.config
+        config = data_config_of(spec)
         if in_chans is not None and in_chans != config.input_size[0]:
             config = DataConfig((in_chans, *config.input_size[1:]), config.mean[:1] * in_chans, config.std[:1] * in_chans,
                                 config.fixed_input_size, config.source, name)
@@ -480,3 +464,38 @@ def load_model(
         for p in model.parameters():
             p.requires_grad_(False)
     return model, config
+
+
+#: what ``load_model``'s ``weights`` accepts for our trained models
+EMBEDDED_WEIGHTS = ("embedded", "retrain")
+
+
+def load_embedded_model(name: str, weights: str | None = "embedded", **kwargs) -> tuple[nn.Module, DataConfig]:
+    """Our trained model ``name`` (``registry.register_embedded``): ``weights="embedded"`` the shipped, hash-checked
+    weights, ``"retrain"`` trained into the cache (``root=``) or reused from there; ``kwargs`` go to its kind's
+    loader."""
+    if not registry.is_embedded(name):
+        known = registry.list_embedded()
+        close = difflib.get_close_matches(name, known, n=3)
+        hint = f" Close matches: {', '.join(close)}." if close else ""
+        raise InputError("name", f"one of our trained models (weights={weights!r})", repr(name),
+                         f"pass one of: {', '.join(known)}.{hint}")
+    if weights not in EMBEDDED_WEIGHTS:
+        raise InputError("weights", f"one of {EMBEDDED_WEIGHTS} for our trained model {name!r}", repr(weights),
+                         f'pass weights="embedded" (the shipped weights) or weights="retrain" (train into the cache)')
+    entry = registry.embedded_entry(name)
+    return entry.load(name, retrain=weights == "retrain", **kwargs)
+
+
+def retrain_and_ship(name: str, root: str | os.PathLike | None = None, accelerator: str = "cpu") -> Path:
+    """Retrain the shipped model ``name`` from scratch and ship it (``weights/<name>.safetensors``, its SHA-256 and
+    config hash in ``weights/MANIFEST.json``); returns the file's path. ``accelerator``: Lightning's, for the models
+    that may train on a device (``registry.EmbeddedSpec.on_device``); the others train on the CPU only."""
+    shipped = registry.list_embedded(shipped=True)
+    if name not in shipped:
+        raise KeyError(f"unknown shipped model {name!r}; known: {', '.join(shipped)}")
+    entry = registry.embedded_entry(name)
+    if accelerator != "cpu" and not entry.on_device:
+        on_device = [n for n in shipped if registry.embedded_entry(n).on_device]
+        raise ValueError(f"{name} trains on the CPU only; accelerator={accelerator!r} applies to {on_device}")
+    return entry.ship(root=root, accelerator=accelerator)

@@ -8,14 +8,14 @@ backprop, PruneGrad and the softplus surrogate all hook ReLU modules).
 
 Both nets are narrow so that one forward pass stays cheap (RISE needs ~1000 forwards per image on 128+ images
 inside a paper's 20-minute default profile): the FLOPs and CPU milliseconds per forward are measured by
-``lightning_modules.embedded_v2.forward_cost`` and stated in ``reports/benchmarks/validity.md``.
+``lightning_modules.models.embedded_v2.forward_cost`` and stated in ``reports/benchmarks/validity.md``.
 """
 
 from __future__ import annotations
 
 import torch.nn as nn
 
-from lightning_modules.models import register_model
+from lightning_modules.models.registry import register_model
 
 
 class ReLU(nn.ReLU):

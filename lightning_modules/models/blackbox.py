@@ -1,10 +1,10 @@
 """The embedded black box: a ``scenes_cnn`` trained once on the synthetic scenes and cached under
 ``<data root>/blackbox/<config hash>/``, reused (frozen, eval) by every paper's default profile.
 
-``load_blackbox(profile)`` returns ``(model, data_config)`` exactly like ``models.load_model``: the model
-takes [0, 1] images. The first call trains it (a file lock makes concurrent callers wait instead of
-training twice); later calls load ``model.pt`` (a plain state dict, ``weights_only=True``).
-``blackbox_info(profile)`` returns what was measured when it was trained: validation / test accuracy,
+``load_model("blackbox_<profile>", weights="embedded")`` returns ``(model, data_config)``: the shipped,
+hash-checked weights; the model takes [0, 1] images. ``weights="retrain"`` (or ``trained_blackbox(config)`` for a
+config of one's own) trains it into the cache (a file lock makes concurrent callers wait instead of training twice);
+later calls load ``model.pt`` (a plain state dict, ``weights_only=True``). ``blackbox_info(profile)`` returns what was measured when it was trained: validation / test accuracy,
 training time, and the evidence check (accuracy with the heads or the feet removed from the validation
 scenes by re-rendering them without that part, i.e. filled with what lies behind it).
 """
@@ -15,12 +15,16 @@ import json
 import logging
 import time
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 import torch
 
 from lightning_modules.data.synthetic import PROFILES, ScenesConfig, SyntheticScenes, SyntheticScenesDataModule
-from lightning_modules.shipped import config_hash, load_shipped, ship, shipped_entry
+from lightning_modules.models.embedded_v2 import epoch_logger
+from lightning_modules.models.loader import architecture_version, load_model, unwrap
+from lightning_modules.models.registry import EmbeddedSpec, register_embedded
+from lightning_modules.models.shipped import config_hash, load_shipped, ship, shipped_entry
 from lightning_modules.utils import atomic_write, data_root, file_lock, torch_threads
 
 log = logging.getLogger(__name__)
@@ -43,8 +47,6 @@ class BlackboxConfig:
     seed: int = 0
 
     def content_hash(self) -> str:
-        from lightning_modules.models import architecture_version
-
         return config_hash(self, arch_version=architecture_version(self.model_name, undeclared=0))
 
 
@@ -109,8 +111,6 @@ def train_blackbox(cfg: BlackboxConfig, out_dir: Path, root: str | Path | None =
 def _train_blackbox(cfg: BlackboxConfig, out_dir: Path, root: str | Path | None = None) -> dict:
     import lightning.pytorch as pl
 
-    from lightning_modules.embedded_v2 import epoch_logger
-    from lightning_modules.models import load_model
     from lightning_modules.tasks.classifier import ClassifierTask
     from lightning_modules.utils import seed_everything
 
@@ -161,45 +161,50 @@ def shipped_name(profile: str | BlackboxConfig) -> str | None:
     return f"blackbox_{named[0]}" if named else None
 
 
-def load_blackbox(profile: str | BlackboxConfig = "default", root: str | Path | None = None, retrain: bool = False):
-    """The black box of ``profile`` as ``(model, data_config)``: frozen, eval, [0, 1] inputs.
-
-    A named profile loads its shipped, hash-checked weights (``weights/blackbox_<profile>.safetensors``), so every
-    machine explains the same model. ``retrain=True`` (or a profile with nothing shipped) trains it into the cache
-    under ``<data root>/blackbox/`` instead (``default``: a few minutes on 2 CPU cores; ``smoke``: seconds); ship a
-    retrained model with ``python -m replications train-embedded blackbox_<profile>``. The model carries
-    ``model.scenes_config`` (the scenes it was trained on) and ``model.blackbox_info``.
-    """
-    from lightning_modules.models import load_model
-
+def trained_blackbox(profile: str | BlackboxConfig = "default", root: str | Path | None = None,
+                     retrain: bool = False):
+    """The black box of ``profile`` (a name or a config of one's own) trained into the cache under
+    ``<data root>/blackbox/<config hash>/`` (``root``: the data root) as ``(model, data_config)``: frozen, eval, [0, 1]
+    inputs; an earlier training there is reused unless ``retrain``. ``default`` takes a few minutes on 2 CPU cores,
+    ``smoke`` seconds. The model carries ``model.scenes_config`` and ``model.blackbox_info``."""
     cfg = blackbox_config(profile)
-    name = shipped_name(profile)
-    if not retrain and name is not None and shipped_entry(name) is not None:
-        state, info = load_shipped(name, config_hash=cfg.content_hash())
-        model, data_config = load_model(cfg.model_name, num_classes=cfg.scenes.num_classes, freeze=True,
-                                        **dict(cfg.model_kwargs))
-        from lightning_modules.models import unwrap
+    out = blackbox_dir(cfg, root)
+    with file_lock(out.parent / f".{out.name}.lock"):
+        if retrain or not (out / "model.pt").is_file() or not (out / "info.json").is_file():
+            train_blackbox(cfg, out, root)
+    model, data_config = load_model(cfg.model_name, checkpoint=out / "model.pt", num_classes=cfg.scenes.num_classes,
+                                    freeze=True, **dict(cfg.model_kwargs))
+    model.scenes_config = cfg.scenes
+    model.blackbox_info = json.loads((out / "info.json").read_text())
+    return model, data_config
 
-        unwrap(model).load_state_dict(state)
-    else:
-        out = blackbox_dir(cfg, root)
-        with file_lock(out.parent / f".{out.name}.lock"):
-            if retrain or not (out / "model.pt").is_file() or not (out / "info.json").is_file():
-                train_blackbox(cfg, out, root)
-        model, data_config = load_model(cfg.model_name, checkpoint=out / "model.pt", num_classes=cfg.scenes.num_classes,
-                                        freeze=True, **dict(cfg.model_kwargs))
-        info = json.loads((out / "info.json").read_text())
+
+def _load(name: str, retrain: bool = False, root: str | Path | None = None):
+    """The black box ``blackbox_<profile>`` as ``(model, data_config)``: frozen, eval, [0, 1] inputs.
+
+    Loads its shipped, hash-checked weights (``weights/blackbox_<profile>.safetensors``), so every machine explains
+    the same model. ``retrain=True`` (or nothing shipped) trains it into the cache under ``<data root>/blackbox/``
+    instead (``trained_blackbox``); ship a retrained model with ``python -m replications train-embedded
+    blackbox_<profile>``. The model carries ``model.scenes_config`` (the scenes it was trained on) and
+    ``model.blackbox_info``.
+    """
+    profile = name.removeprefix("blackbox_")
+    cfg = blackbox_config(profile)
+    if retrain or shipped_entry(name) is None:
+        return trained_blackbox(cfg, root, retrain)
+    state, info = load_shipped(name, config_hash=cfg.content_hash())
+    model, data_config = load_model(cfg.model_name, num_classes=cfg.scenes.num_classes, freeze=True,
+                                    **dict(cfg.model_kwargs))
+    unwrap(model).load_state_dict(state)
     model.scenes_config = cfg.scenes
     model.blackbox_info = info
     return model, data_config
 
 
-def ship_blackbox(profile: str = "default", root: str | Path | None = None) -> Path:
-    """Retrain the black box of a named profile and ship it (``weights/``, with its SHA-256)."""
-    from lightning_modules.models import unwrap
-
+def _ship(profile: str, root: str | Path | None = None, accelerator: str = "cpu") -> Path:
+    """Retrain the black box of a named profile and ship it (``weights/``, with its SHA-256); CPU only."""
     cfg = blackbox_config(profile)
-    model, _ = load_blackbox(profile, root=root, retrain=True)
+    model, _ = trained_blackbox(profile, root=root, retrain=True)
     return ship(shipped_name(profile), unwrap(model).state_dict(), model.blackbox_info, config_hash=cfg.content_hash())
 
 
@@ -211,7 +216,7 @@ def blackbox_info(profile: str | BlackboxConfig = "default", root: str | Path | 
         return dict(entry["info"])
     out = blackbox_dir(profile, root)
     if not (out / "info.json").is_file():
-        load_blackbox(profile, root)
+        trained_blackbox(profile, root)
     return json.loads((out / "info.json").read_text())
 
 
@@ -219,3 +224,7 @@ def blackbox_datamodule(profile: str | BlackboxConfig = "default", root: str | P
                         **kwargs) -> SyntheticScenesDataModule:
     """The scenes DataModule the black box of ``profile`` was trained on (same cache)."""
     return SyntheticScenesDataModule.from_config(blackbox_config(profile).scenes, root=root, **kwargs)
+
+
+for _profile, _cfg in BLACKBOX_PROFILES.items():
+    register_embedded(EmbeddedSpec(shipped_name(_profile), "blackbox", _cfg, _load, partial(_ship, _profile)))

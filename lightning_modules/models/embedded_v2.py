@@ -1,11 +1,12 @@
 """The embedded benchmark v2's models (issue 19): ``scenes_v2_vgg`` (plain VGG-style, 8 ReLU conv layers) and
 ``scenes_v2_resnet`` (ResNet-18 layout, 8 residual blocks), trained from scratch on the v2 scenes
-(``lightning_modules.data.scenes_v2``) and shipped in ``weights/`` with their SHA-256 (``lightning_modules.shipped``).
+(``lightning_modules.data.scenes_v2``) and shipped in ``weights/`` with their SHA-256 (``models.shipped``).
 
-``load_embedded_v2(name)`` returns ``(model, data_config)`` like ``models.load_model`` / ``blackbox.load_blackbox``:
-frozen, eval, [0, 1] inputs, the hash-checked shipped weights -- it never trains. ``retrain=True`` trains the
-model into ``<data root>/embedded_v2/<config hash>/`` instead; ``python -m replications train-embedded
-scenes_v2_vgg`` retrains and ships. Training is deterministic: one seed, ``TRAIN_THREADS`` CPU threads
+``load_model("scenes_v2_vgg", weights="embedded")`` returns ``(model, data_config)``: frozen, eval, [0, 1] inputs,
+the hash-checked shipped weights -- it never trains. ``weights="retrain"`` trains the model into
+``<data root>/embedded_v2/<config hash>/`` instead; ``python -m replications train-embedded scenes_v2_vgg``
+(``models.retrain_and_ship``) retrains and ships. This module also holds what the other embedded kinds share
+(``fit_embedded``, ``save_trained``, ``build_embedded``, ``load_shipped_or_cached``, ``train_and_ship``). Training is deterministic: one seed, ``TRAIN_THREADS`` CPU threads
 (``utils.torch_threads``), no augmentation (a horizontal flip would swap the 45 and 135 degree classes).
 
 What is measured when a model is trained (``model.embedded_info``, the manifest's ``info``): test accuracy, the
@@ -20,13 +21,16 @@ import json
 import logging
 import time
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from lightning_modules.data.scenes_v2 import PROFILES, ScenesV2, ScenesV2DataModule, SyntheticScenesV2Config
-from lightning_modules.shipped import ShippedWeightsError, config_hash, load_shipped, ship, shipped_entry
+from lightning_modules.models.loader import architecture_version, load_model, unwrap
+from lightning_modules.models.registry import EmbeddedSpec, register_embedded
+from lightning_modules.models.shipped import ShippedWeightsError, config_hash, load_shipped, ship, shipped_entry
 from lightning_modules.utils import atomic_write, data_root, file_lock, torch_threads
 
 log = logging.getLogger(__name__)
@@ -52,8 +56,6 @@ class EmbeddedV2Config:
     seed: int = 0
 
     def content_hash(self) -> str:
-        from lightning_modules.models import architecture_version
-
         return config_hash(self, arch_version=architecture_version(self.model_name))
 
 
@@ -203,7 +205,6 @@ def fit_embedded(cfg, dm, accelerator: str = "cpu", callbacks: list | tuple = ()
     times, threads, training images). ``task_kwargs`` go to ``ClassifierTask`` (e.g. ``multilabel=True``)."""
     import lightning.pytorch as pl
 
-    from lightning_modules.models import load_model, unwrap
     from lightning_modules.tasks.classifier import ClassifierTask
     from lightning_modules.utils import seed_everything
 
@@ -267,8 +268,6 @@ def _train(cfg: EmbeddedV2Config, out_dir: Path | None, root, accelerator: str =
 def build_embedded(cfg, state: dict, info: dict):
     """``(model, data_config)`` of an embedded model's config with the weights ``state``: frozen, eval;
     ``model.scenes_config`` the scenes it was trained on, ``model.embedded_info`` what was measured then."""
-    from lightning_modules.models import load_model, unwrap
-
     model, data_config = load_model(cfg.model_name, num_classes=cfg.scenes.num_classes, freeze=True,
                                     **dict(cfg.model_kwargs))
     unwrap(model).load_state_dict(state)
@@ -277,7 +276,7 @@ def build_embedded(cfg, state: dict, info: dict):
     return model, data_config
 
 
-def load_embedded(name, cfg, retrain: bool, root: str | Path | None, *, folder: str, what: str, shipped: tuple,
+def load_shipped_or_cached(name, cfg, retrain: bool, root: str | Path | None, *, folder: str, what: str, shipped: tuple,
                   train, build=build_embedded):
     """The embedded model ``name`` (config ``cfg``) built by ``build(cfg, state, info)``: the shipped, hash-checked
     weights; with ``retrain=True`` ``train(cfg, out, root)`` trains it into ``out = <data root>/<folder>/<config
@@ -286,7 +285,8 @@ def load_embedded(name, cfg, retrain: bool, root: str | Path | None, *, folder: 
     if not retrain:
         if not isinstance(name, str) or shipped_entry(name) is None:
             raise ShippedWeightsError(
-                f"no shipped weights for {what} {name!r} (shipped: {list(shipped)}); pass retrain=True to train it "
+                f"no shipped weights for {what} {name!r} (shipped: {list(shipped)}); pass weights=\"retrain\" to "
+                f"train it "
                 f"(or `python -m replications train-embedded {name}` to train and ship it)")
         state, info = load_shipped(name, config_hash=cfg.content_hash())
         return build(cfg, state, info)
@@ -298,15 +298,15 @@ def load_embedded(name, cfg, retrain: bool, root: str | Path | None, *, folder: 
     return build(cfg, state, json.loads((out / "info.json").read_text()))
 
 
-def load_embedded_v2(name: str = "scenes_v2_vgg", retrain: bool = False, root: str | Path | None = None):
+def _load(name: str, retrain: bool = False, root: str | Path | None = None):
     """``(model, data_config)`` of a v2 model: frozen, eval, [0, 1] inputs; ``model.scenes_config`` is the
     scenes config it was trained on, ``model.embedded_info`` what was measured then.
 
     Loads the shipped, hash-checked weights; never trains unless ``retrain=True`` (then it trains into
     ``<data root>/embedded_v2/<config hash>/``, or reuses that folder's earlier retraining).
     """
-    return load_embedded(name, embedded_v2_config(name), retrain, root, folder="embedded_v2", what="v2 model",
-                         shipped=SHIPPED_V2, train=train_embedded_v2)
+    return load_shipped_or_cached(name, embedded_v2_config(name), retrain, root, folder="embedded_v2",
+                                  what="v2 model", shipped=SHIPPED_V2, train=train_embedded_v2)
 
 
 def check_trained_on(model, scenes_config, name: str = "the v2 model") -> None:
@@ -314,14 +314,14 @@ def check_trained_on(model, scenes_config, name: str = "the v2 model") -> None:
     may have fewer scenes per split (e.g. smoke), every other field must be equal."""
     trained_on = getattr(model, "scenes_config", None)
     if trained_on is None:
-        raise ValueError(f"{name} has no scenes_config: load it with load_embedded_v2")
+        raise ValueError(f'{name} has no scenes_config: load it with load_model(name, weights="embedded")')
     sizes = {f"{split}_size": getattr(trained_on, f"{split}_size") for split in ("train", "val", "test", "heldout")}
     if replace(scenes_config, **sizes) != trained_on:
         raise ValueError(f"{name} was trained on other v2 scenes than the data's config; use a v2 profile that "
                          "differs only in its split sizes")
 
 
-def ship_embedded(name: str, shipped: tuple, config_of, train, root: str | Path | None = None,
+def train_and_ship(name: str, shipped: tuple, config_of, train, root: str | Path | None = None,
                   accelerator: str = "cpu", extra_info=None) -> Path:
     """Retrain the embedded model ``name`` (one of ``shipped``; config ``config_of(name)``) from scratch with
     ``train(cfg, None, root, accelerator) -> (net, info)`` and ship it (``weights/<name>.safetensors`` + SHA-256 in
@@ -335,12 +335,12 @@ def ship_embedded(name: str, shipped: tuple, config_of, train, root: str | Path 
     return ship(name, net.state_dict(), info, config_hash=cfg.content_hash())
 
 
-def ship_embedded_v2(name: str, root: str | Path | None = None, accelerator: str = "cpu") -> Path:
+def _ship(name: str, root: str | Path | None = None, accelerator: str = "cpu") -> Path:
     """Retrain a v2 model from scratch and ship it (``weights/<name>.safetensors`` + SHA-256 in the manifest)."""
     # the VGG's record holds the reduced schedule's accuracy, trained on the CPU: the retraining test that compares
     # against it runs on the CPU
     extra = (lambda r: {"reduced_schedule": reduced_schedule_reference(r)}) if name == "scenes_v2_vgg" else None
-    return ship_embedded(name, SHIPPED_V2, embedded_v2_config, train_embedded_v2, root, accelerator, extra)
+    return train_and_ship(name, SHIPPED_V2, embedded_v2_config, train_embedded_v2, root, accelerator, extra)
 
 
 def reduced_schedule_reference(root: str | Path | None = None) -> dict:
@@ -353,3 +353,8 @@ def reduced_schedule_reference(root: str | Path | None = None) -> dict:
 def with_overrides(name: str, **changes) -> EmbeddedV2Config:
     """A copy of a named config with fields changed (e.g. a reduced schedule for a quick check)."""
     return replace(embedded_v2_config(name), **changes)
+
+
+for _name, _cfg in EMBEDDED_V2.items():
+    register_embedded(EmbeddedSpec(_name, "embedded_v2", _cfg, _load, partial(_ship, _name) if _name in SHIPPED_V2 else None,
+                                   shipped=_name in SHIPPED_V2, on_device=True))

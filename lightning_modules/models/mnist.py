@@ -1,12 +1,13 @@
 """The embedded real-MNIST model: a ``mnist_cnn`` (Adebayo et al. 2018's CNN: conv5x5-32, pool, conv5x5-64,
 pool, fc1024, fc10) trained once on the shipped real MNIST (``data/mnist``; without the official training images,
 the fixed seeded 8,000 / 2,000 stratified split of the official test set, see ``lightning_modules.data.mnist``)
-and cached under ``<data root>/mnist_model/<config hash>/``, like ``lightning_modules.blackbox`` caches the
-scenes black box.
+and shipped in ``weights/`` (``mnist_cnn_<profile>``), or cached under ``<data root>/mnist_model/<config hash>/``
+when retrained, like ``models.blackbox`` does for the scenes black box.
 
-``load_mnist_model(profile)`` returns ``(model, data_config)`` like ``models.load_model``: frozen, eval, [0, 1]
-inputs (the wrapper applies MNIST's mean / std). The first call trains it (a file lock makes concurrent callers
-wait); later calls load ``model.pt`` (a plain state dict, ``weights_only=True``). ``model.mnist_info`` holds what
+``load_model("mnist_cnn_<profile>", weights="embedded")`` returns ``(model, data_config)``: frozen, eval, [0, 1]
+inputs (the wrapper applies MNIST's mean / std), the shipped, hash-checked weights. ``weights="retrain"`` (or
+``trained_mnist_model(config)`` for a config of one's own) trains it into the cache (a file lock makes concurrent
+callers wait); later calls load ``model.pt`` (a plain state dict, ``weights_only=True``). ``model.mnist_info`` holds what
 was measured when it was trained: train / test accuracy on the split, training wall and CPU time, the split.
 
 Training runs at a fixed thread count (``TRAIN_THREADS``), as the scenes black box does: CPU reductions depend
@@ -19,11 +20,14 @@ import json
 import logging
 import time
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
 
-from lightning_modules.shipped import config_hash, load_shipped, ship, shipped_entry
+from lightning_modules.models.loader import load_model, unwrap
+from lightning_modules.models.registry import EmbeddedSpec, register_embedded
+from lightning_modules.models.shipped import config_hash, load_shipped, ship, shipped_entry
 from lightning_modules.utils import atomic_write, data_root, file_lock, torch_threads
 
 log = logging.getLogger(__name__)
@@ -61,7 +65,7 @@ MNIST_MODEL_PROFILES: dict[str, MnistModelConfig] = {
 }
 
 
-def _config(profile: str | MnistModelConfig) -> MnistModelConfig:
+def mnist_model_config(profile: str | MnistModelConfig) -> MnistModelConfig:
     if isinstance(profile, MnistModelConfig):
         return profile
     if profile not in MNIST_MODEL_PROFILES:
@@ -70,7 +74,7 @@ def _config(profile: str | MnistModelConfig) -> MnistModelConfig:
 
 
 def mnist_model_dir(profile: str | MnistModelConfig = "default", root: str | Path | None = None) -> Path:
-    cfg = _config(profile)
+    cfg = mnist_model_config(profile)
     return (Path(root) if root is not None else data_root()) / "mnist_model" / cfg.content_hash()
 
 
@@ -78,7 +82,7 @@ def mnist_datamodule(profile: str | MnistModelConfig = "default", mnist_root: st
     """The MNIST DataModule (same split) the model of ``profile`` was trained on."""
     from lightning_modules.data.mnist import MNISTDataModule
 
-    cfg = _config(profile)
+    cfg = mnist_model_config(profile)
     return MNISTDataModule(root=None if mnist_root is None else str(mnist_root), seed=cfg.split_seed,
                            test_only_train_size=cfg.test_only_train_size, **kwargs)
 
@@ -128,25 +132,13 @@ def shipped_name(profile: str | MnistModelConfig) -> str | None:
     return f"mnist_cnn_{named[0]}" if named else None
 
 
-def load_mnist_model(profile: str | MnistModelConfig = "default", root: str | Path | None = None,
-                     mnist_root: str | Path | None = None, retrain: bool = False):
-    """The real-MNIST CNN of ``profile`` as ``(model, data_config)``: frozen, eval, [0, 1] inputs.
-
-    A named profile loads its shipped, hash-checked weights (``weights/mnist_cnn_<profile>.safetensors``).
-    ``retrain=True`` (or nothing shipped) trains it into the cache instead: ``root`` is the cache's data root
-    (default ``data/``), ``mnist_root`` where the idx files are (default ``data/mnist``); ``default`` takes about a
-    minute on 2 CPU cores, ``smoke`` seconds. Ship with ``python -m replications train-embedded mnist_cnn_<profile>``.
-    """
-    from lightning_modules.models import load_model, unwrap
-
-    cfg = _config(profile)
-    name = shipped_name(profile)
-    if not retrain and name is not None and shipped_entry(name) is not None:
-        state, info = load_shipped(name, config_hash=cfg.content_hash())
-        model, data_config = load_model(cfg.model_name, num_classes=10, freeze=True)
-        unwrap(model).load_state_dict(state)
-        model.mnist_info = info
-        return model, data_config
+def trained_mnist_model(profile: str | MnistModelConfig = "default", root: str | Path | None = None,
+                        mnist_root: str | Path | None = None, retrain: bool = False):
+    """The real-MNIST CNN of ``profile`` (a name or a config of one's own) trained into the cache as
+    ``(model, data_config)``: frozen, eval, [0, 1] inputs; an earlier training there is reused unless ``retrain``.
+    ``root`` is the cache's data root (default ``data/``), ``mnist_root`` where the idx files are (default
+    ``data/mnist``); ``default`` takes about a minute on 2 CPU cores, ``smoke`` seconds."""
+    cfg = mnist_model_config(profile)
     out = mnist_model_dir(cfg, root)
     with file_lock(out.parent / f".{out.name}.lock"):
         if retrain or not (out / "model.pt").is_file() or not (out / "info.json").is_file():
@@ -156,10 +148,30 @@ def load_mnist_model(profile: str | MnistModelConfig = "default", root: str | Pa
     return model, data_config
 
 
-def ship_mnist_model(profile: str = "default", root: str | Path | None = None, mnist_root: str | Path | None = None) -> Path:
-    """Retrain the MNIST CNN of a named profile and ship it (``weights/``, with its SHA-256)."""
-    from lightning_modules.models import unwrap
+def _load(name: str, retrain: bool = False, root: str | Path | None = None, mnist_root: str | Path | None = None):
+    """The real-MNIST CNN ``mnist_cnn_<profile>`` as ``(model, data_config)``: frozen, eval, [0, 1] inputs.
 
-    cfg = _config(profile)
-    model, _ = load_mnist_model(profile, root=root, mnist_root=mnist_root, retrain=True)
+    Loads its shipped, hash-checked weights (``weights/mnist_cnn_<profile>.safetensors``). ``retrain=True`` (or
+    nothing shipped) trains it into the cache instead (``trained_mnist_model``). Ship with ``python -m replications
+    train-embedded mnist_cnn_<profile>``.
+    """
+    profile = name.removeprefix("mnist_cnn_")
+    cfg = mnist_model_config(profile)
+    if retrain or shipped_entry(name) is None:
+        return trained_mnist_model(cfg, root, mnist_root, retrain)
+    state, info = load_shipped(name, config_hash=cfg.content_hash())
+    model, data_config = load_model(cfg.model_name, num_classes=10, freeze=True)
+    unwrap(model).load_state_dict(state)
+    model.mnist_info = info
+    return model, data_config
+
+
+def _ship(profile: str, root: str | Path | None = None, accelerator: str = "cpu", mnist_root: str | Path | None = None) -> Path:
+    """Retrain the MNIST CNN of a named profile and ship it (``weights/``, with its SHA-256); CPU only."""
+    cfg = mnist_model_config(profile)
+    model, _ = trained_mnist_model(profile, root=root, mnist_root=mnist_root, retrain=True)
     return ship(shipped_name(profile), unwrap(model).state_dict(), model.mnist_info, config_hash=cfg.content_hash())
+
+
+for _profile, _cfg in MNIST_MODEL_PROFILES.items():
+    register_embedded(EmbeddedSpec(shipped_name(_profile), "mnist", _cfg, _load, partial(_ship, _profile)))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch.nn as nn
 
-from lightning_modules.models import register_model
+from lightning_modules.models.registry import register_model
 
 
 def _conv_block(cin: int, cout: int, kernel: int = 3, stride: int = 1) -> list[nn.Module]:

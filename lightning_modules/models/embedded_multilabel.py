@@ -1,11 +1,12 @@
 """The multi-label black box of the pointing benchmark (issue 36): ``scenes_multilabel_vgg``, the v2 VGG-style
-network (8 ReLU conv layers, ``lightning_modules.nets_v2``) trained from scratch with a per-class sigmoid loss on the
+network (8 ReLU conv layers, ``models.vgg_resnet_v2``) trained from scratch with a per-class sigmoid loss on the
 multi-label scenes (``lightning_modules.data.scenes_multilabel``), as the papers' VOC07 / COCO classifiers are, and
-shipped in ``weights/`` with its SHA-256 (``lightning_modules.shipped``).
+shipped in ``weights/`` with its SHA-256 (``models.shipped``).
 
-``load_embedded_multilabel(name)`` returns ``(model, data_config)``: frozen, eval, [0, 1] inputs, logits (one per
-class; the class score of the perturbation methods is its sigmoid, ``model.score = "sigmoid"``); it never trains
-unless ``retrain=True``. ``python -m replications train-embedded scenes_multilabel_vgg`` retrains and ships.
+``load_model("scenes_multilabel_vgg", weights="embedded")`` returns ``(model, data_config)``: frozen, eval, [0, 1]
+inputs, logits (one per class; the class score of the perturbation methods is its sigmoid,
+``model.score = "sigmoid"``); it never trains unless ``weights="retrain"``. ``python -m replications train-embedded
+scenes_multilabel_vgg`` retrains and ships.
 Training is deterministic (one seed, ``embedded_v2.TRAIN_THREADS`` CPU threads, no augmentation: a flip swaps the
 45 and 135 degree classes).
 
@@ -19,13 +20,18 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 import torch
 
 from lightning_modules.data.scenes_multilabel import (PROFILES, MultiLabelScenes, MultiLabelScenesConfig,
                                                       MultiLabelScenesDataModule, render_split)
-from lightning_modules.shipped import config_hash
+from lightning_modules.models.embedded_v2 import (TRAIN_THREADS, build_embedded, fit_embedded, forward_cost,
+                                                   load_shipped_or_cached, save_trained, train_and_ship)
+from lightning_modules.models.loader import architecture_version
+from lightning_modules.models.registry import EmbeddedSpec, register_embedded
+from lightning_modules.models.shipped import config_hash
 from lightning_modules.utils import torch_threads
 
 log = logging.getLogger(__name__)
@@ -50,8 +56,6 @@ class EmbeddedMultiLabelConfig:
     seed: int = 0
 
     def content_hash(self) -> str:
-        from lightning_modules.models import architecture_version
-
         return config_hash(self, arch_version=architecture_version(self.model_name), kind="multilabel")
 
 
@@ -121,15 +125,11 @@ def train_embedded_multilabel(cfg: EmbeddedMultiLabelConfig, out_dir: Path | Non
                               root: str | Path | None = None, accelerator: str = "cpu") -> tuple:
     """Train ``cfg`` with ``ClassifierTask(multilabel=True)``; returns ``(net, info)`` and saves ``model.pt`` +
     ``info.json`` into ``out_dir`` when given."""
-    from lightning_modules.embedded_v2 import TRAIN_THREADS
-
     with torch_threads(TRAIN_THREADS):
         return _train(cfg, out_dir, root, accelerator)
 
 
 def _train(cfg: EmbeddedMultiLabelConfig, out_dir: Path | None, root, accelerator: str) -> tuple:
-    from lightning_modules.embedded_v2 import fit_embedded, forward_cost, save_trained
-
     dm = MultiLabelScenesDataModule(cfg.scenes, batch_size=cfg.batch_size, eval_batch_size=500, root=root)
     net, model, trainer, info = fit_embedded(cfg, dm, accelerator, multilabel=True)
     test = evaluate(model, MultiLabelScenes("test", cfg.scenes, root))
@@ -152,32 +152,31 @@ def _val(model, cfg: EmbeddedMultiLabelConfig, root) -> tuple[torch.Tensor, torc
 
 
 def _build(cfg: EmbeddedMultiLabelConfig, state: dict, info: dict):
-    from lightning_modules.embedded_v2 import build_embedded
-
     model, data_config = build_embedded(cfg, state, info)
     model.score = "sigmoid"  # independent per-class scores (the perturbation methods' class score)
     return model, data_config
 
 
-def load_embedded_multilabel(name: str = "scenes_multilabel_vgg", retrain: bool = False,
-                             root: str | Path | None = None):
+def _load(name: str, retrain: bool = False, root: str | Path | None = None):
     """``(model, data_config)`` of a multi-label model (see the module docstring); shipped weights unless
     ``retrain=True`` (then trained into ``<data root>/embedded_multilabel/<config hash>/`` or reused from there)."""
-    from lightning_modules.embedded_v2 import load_embedded
-
-    return load_embedded(name, embedded_multilabel_config(name), retrain, root, folder="embedded_multilabel",
-                         what="multi-label model", shipped=SHIPPED_MULTILABEL, train=train_embedded_multilabel,
-                         build=_build)
+    return load_shipped_or_cached(name, embedded_multilabel_config(name), retrain, root, folder="embedded_multilabel",
+                                  what="multi-label model", shipped=SHIPPED_MULTILABEL,
+                                  train=train_embedded_multilabel, build=_build)
 
 
-def ship_embedded_multilabel(name: str, root: str | Path | None = None, accelerator: str = "cpu") -> Path:
+def _ship(name: str, root: str | Path | None = None, accelerator: str = "cpu") -> Path:
     """Retrain a multi-label model from scratch and ship it (``weights/<name>.safetensors`` + SHA-256)."""
-    from lightning_modules.embedded_v2 import ship_embedded
-
-    return ship_embedded(name, SHIPPED_MULTILABEL, embedded_multilabel_config, train_embedded_multilabel, root,
-                         accelerator)
+    return train_and_ship(name, SHIPPED_MULTILABEL, embedded_multilabel_config, train_embedded_multilabel, root,
+                          accelerator)
 
 
 def with_overrides(name: str, **changes) -> EmbeddedMultiLabelConfig:
     """A copy of a named config with fields changed (e.g. a reduced schedule for a quick check)."""
     return replace(embedded_multilabel_config(name), **changes)
+
+
+for _name, _cfg in EMBEDDED_MULTILABEL.items():
+    register_embedded(EmbeddedSpec(_name, "embedded_multilabel", _cfg, _load,
+                                   partial(_ship, _name) if _name in SHIPPED_MULTILABEL else None,
+                                   shipped=_name in SHIPPED_MULTILABEL, on_device=True))

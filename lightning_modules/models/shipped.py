@@ -5,7 +5,8 @@ machines, and retraining a model on another machine gives other weights (and oth
 ``weights/MANIFEST.json`` maps a name to its file, the file's SHA-256, the hash of the configuration that trained
 it and what was measured when it was trained. ``load_shipped`` verifies the hash before it reads a byte of
 tensor data; ``ship`` writes a new file and its manifest entry atomically. Retraining is the owner's business
-(``lightning_modules.blackbox``, ``lightning_modules.mnist_model``, ...): they call ``ship`` after training.
+(``lightning_modules.models.blackbox``, ``lightning_modules.models.mnist``, ...): they call ``ship`` after training;
+``lightning_modules.models.retrain_and_ship(name)`` is the one entry point.
 """
 
 from __future__ import annotations
