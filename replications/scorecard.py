@@ -29,6 +29,21 @@ def _load_callable(spec: str, what: str):
     return obj()
 
 
+def _positive_int(option: str):
+    """An argparse type: a whole number >= 1, the error naming ``option``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{option} expects a whole number of images >= 1, got {text!r}") from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"{option} expects a whole number of images >= 1, got {value}")
+        return value
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     from lightning_modules.scorecard import PROFILES, PROTOCOLS, RETRAINING
 
@@ -40,7 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
                                                            "module:callable returning your nn.Module")
     p.add_argument("--data", default=None, help="module:callable returning your data as a batch dict (with --model)")
     p.add_argument("--profile", default="default", choices=sorted(PROFILES), help="smoke: seconds, for tests")
-    p.add_argument("--images", type=int, default=None, help="test images (default: the profile's)")
+    p.add_argument("--images", type=_positive_int("--images"), default=None,
+                   help="test images (default: the profile's)")
+    p.add_argument("--pointing-images", type=_positive_int("--pointing-images"), default=None,
+                   help="multi-label test scenes of the pointing game (default: the profile's; default profile 600, "
+                        "the pointing benchmark's own, of the split's 1,000; fewer read saturated, docs/scorecard.md)")
     p.add_argument("--skip", default="", help="comma-separated protocols to leave out: "
                                               + ", ".join([q.name for q in PROTOCOLS] + list(RETRAINING)))
     p.add_argument("--with", dest="with_", default="", help="protocols that need retrained models, run only when "
@@ -90,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.images:
         setting = replace(setting, n_images=args.images)
+    if args.pointing_images:
+        setting = replace(setting, pointing_images=args.pointing_images)
     info = {"spec": args.explainer, "init_args": init_args}
     if source:
         src = Path(source).resolve()

@@ -284,8 +284,9 @@ def deviations_text(module) -> str:
         "paper profile (`configs/ghorbani2019/paper.yaml`) has the ImageNet/SqueezeNet setting.\n"
         + mnist_line +
         f"- Scale: {p.counts['attacked']} images, {steps}. The cost grows linearly with the steps (table `run_cost`: "
-        f"this run's CPU time per image and step and what the official grid would take); {module.steps} steps keep "
-        "the embedded profile within its 30-minute budget on 2 cores (this run's wall time is in the header); "
+        f"this run's CPU time per image and step and what the official grid would take); {module.steps} steps and the "
+        "image counts of the size rule in the config keep the embedded profile within its 20-minute budget on 2 cores "
+        "(this run's wall time is in the header); "
         + ("table `attack_steps` measures what the reduction costs (the same attacks stopped after "
            f"{', '.join(map(str, module.step_study['steps']))} steps). " if module.step_study else "")
         + "IG with "
