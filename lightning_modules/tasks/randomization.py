@@ -189,8 +189,9 @@ def _check_common(model: nn.Module, init: str) -> None:
         raise ValueError(f"unknown init {init!r}; use one of {INITS}")
 
 
-def cascading_randomization(
+def randomization_stages(
     model: nn.Module,
+    mode: str,
     order: Sequence[str] | None = None,
     init: str = "default",
     seed: int = 0,
@@ -198,44 +199,43 @@ def cascading_randomization(
     std: float = 0.1,
     example_input: torch.Tensor | None = None,
 ) -> Iterator[RandomizedModel]:
-    """Stage k: a deep copy of ``model`` with ``order[0..k]`` re-initialised (top down, cumulative).
+    """The stages of a randomisation test of ``model`` in ``mode`` (:data:`MODES`), each a deep copy of ``model``.
 
-    ``order``: layer/block names from the logits down (default: :func:`randomizable_layers`). The last stage
-    is the fully re-initialised network when ``order`` covers every layer.
+    ``cascading``: stage k has ``order[0..k]`` re-initialised (top down, cumulative); the last stage is the fully
+    re-initialised network when ``order`` covers every layer. ``independent``: stage k has only ``order[k]``
+    re-initialised. ``order``: layer/block names from the logits down (default: :func:`randomizable_layers`).
+    A bad ``mode`` fails at once; the other arguments are checked when the first stage is drawn.
     """
-    _check_common(model, init)
-    order = resolve_order(model, order, example_input)
-    working = copy.deepcopy(model)
-    for k, name in enumerate(order):
-        _reinitialize_stage(working, name, init, seed, mean, std)
-        # Each stage is its own copy: what a caller does to one stage cannot leak into the next.
-        yield RandomizedModel("cascading", name, k, tuple(order[: k + 1]), copy.deepcopy(working))
+    if mode not in MODES:
+        raise ValueError(f"unknown randomisation mode {mode!r}; use one of {MODES}")
+    return _stages(model, mode, order, init, seed, mean, std, example_input)
 
 
-def independent_randomization(
-    model: nn.Module,
-    order: Sequence[str] | None = None,
-    init: str = "default",
-    seed: int = 0,
-    mean: float = 0.0,
-    std: float = 0.1,
-    example_input: torch.Tensor | None = None,
-) -> Iterator[RandomizedModel]:
-    """Stage k: a deep copy of ``model`` with only ``order[k]`` re-initialised."""
+def _stages(model, mode, order, init, seed, mean, std, example_input) -> Iterator[RandomizedModel]:
     _check_common(model, init)
     order = resolve_order(model, order, example_input)
+    cascading = mode == "cascading"
+    working = copy.deepcopy(model) if cascading else None
     for k, name in enumerate(order):
-        stage_model = copy.deepcopy(model)
+        stage_model = working if cascading else copy.deepcopy(model)
         _reinitialize_stage(stage_model, name, init, seed, mean, std)
-        yield RandomizedModel("independent", name, k, (name,), stage_model)
+        if cascading:
+            # Each stage is its own copy: what a caller does to one stage cannot leak into the next.
+            yield RandomizedModel(mode, name, k, tuple(order[: k + 1]), copy.deepcopy(stage_model))
+        else:
+            yield RandomizedModel(mode, name, k, (name,), stage_model)
 
 
-def randomization_stages(model: nn.Module, mode: str, **kwargs) -> Iterator[RandomizedModel]:
-    if mode == "cascading":
-        return cascading_randomization(model, **kwargs)
-    if mode == "independent":
-        return independent_randomization(model, **kwargs)
-    raise ValueError(f"unknown randomisation mode {mode!r}; use one of {MODES}")
+def cascading_randomization(model: nn.Module, *args, **kwargs) -> Iterator[RandomizedModel]:
+    """Stage k: a deep copy of ``model`` with ``order[0..k]`` re-initialised (top down, cumulative);
+    ``randomization_stages(model, "cascading", ...)``, the same arguments."""
+    return randomization_stages(model, "cascading", *args, **kwargs)
+
+
+def independent_randomization(model: nn.Module, *args, **kwargs) -> Iterator[RandomizedModel]:
+    """Stage k: a deep copy of ``model`` with only ``order[k]`` re-initialised;
+    ``randomization_stages(model, "independent", ...)``, the same arguments."""
+    return randomization_stages(model, "independent", *args, **kwargs)
 
 
 # --------------------------------------------------------------------------------------------- runner
