@@ -263,30 +263,32 @@ def _modified_relus(model: nn.Module, rule: str):
             m.inplace = flag
 
 
-def _modified_relu_gradient(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, rule: str) -> torch.Tensor:
-    """d y_c / d x with every ReLU's backward replaced by ``rule`` (see ``_modified_relus``)."""
-    x = leaf_input(images)
-    with _modified_relus(model, rule):
-        logits = model(x)
-    (grad,) = torch.autograd.grad(logits.gather(1, targets[:, None]).sum(), x)
-    return grad
+class ModifiedReluGradient(_GradientBase):
+    """d y_c / d x with every ReLU's backward replaced by the class's ``rule`` (``guided`` or ``deconv``, see
+    ``_modified_relus``), reduced over channels; the shared body of guided backpropagation and DeconvNet."""
+
+    rule: str
+
+    def attribute(self, model, images, targets):
+        check_relu_modules(model, self.name)
+        x = leaf_input(images)
+        with _modified_relus(model, self.rule):
+            logits = model(x)
+        (grad,) = torch.autograd.grad(logits.gather(1, targets[:, None]).sum(), x)
+        return self._reduce(grad)
 
 
 @register_explainer("guided_backprop")
-class GuidedBackpropExplainer(_GradientBase):
+class GuidedBackpropExplainer(ModifiedReluGradient):
     """Springenberg et al. 2015 Sec. 3.4: at every ReLU only positive gradients of positive inputs pass.
     Equal to Captum's ``GuidedBackprop`` (tested bit for bit), with cheaper hooks (``_modified_relus``)."""
 
-    def attribute(self, model, images, targets):
-        check_relu_modules(model, "guided_backprop")
-        return self._reduce(_modified_relu_gradient(model, images, targets, "guided"))
+    rule = "guided"
 
 
 @register_explainer("deconvnet")
-class DeconvNet(_GradientBase):
+class DeconvNet(ModifiedReluGradient):
     """Zeiler & Fergus 2014: at every ReLU the backward signal is rectified (independent of the input sign).
     Equal to Captum's ``Deconvolution`` (tested bit for bit), with cheaper hooks (``_modified_relus``)."""
 
-    def attribute(self, model, images, targets):
-        check_relu_modules(model, "deconvnet")
-        return self._reduce(_modified_relu_gradient(model, images, targets, "deconv"))
+    rule = "deconv"
