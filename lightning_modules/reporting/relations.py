@@ -50,6 +50,19 @@ _OPS = {
 HOLDS, FAILS, INCONCLUSIVE = "holds", "fails", "inconclusive"
 
 
+def comparison_shorthand(name: str, op: str) -> classmethod:
+    """The :class:`Relation` constructor ``name(left, right, margin=0.0)`` of the fixed comparison ``op``
+    (``Relation.lt`` ... ``Relation.ge``): ``left + margin op right`` for ``<`` and ``<=``, ``left op right +
+    margin`` for ``>`` and ``>=`` (the side :func:`judge` adds the margin to)."""
+
+    def constructor(cls, left, right, margin: float = 0.0) -> "Relation":
+        return cls.compare(left, op, right, margin)
+
+    constructor.__name__, constructor.__qualname__ = name, f"Relation.{name}"
+    constructor.__doc__ = f"left + margin {op} right." if op in ("<", "<=") else f"left {op} right + margin."
+    return classmethod(constructor)
+
+
 @dataclass(frozen=True)
 class Relation:
     """A relation over named measured numbers, serialisable and re-checkable from ``results.json``.
@@ -70,23 +83,10 @@ class Relation:
             raise ValueError(f"unknown comparison {op!r}; use one of {list(_OPS)}")
         return cls("compare", (left, op, right, float(margin)))
 
-    @classmethod
-    def lt(cls, left, right, margin: float = 0.0) -> "Relation":
-        """left + margin < right."""
-        return cls.compare(left, "<", right, margin)
-
-    @classmethod
-    def le(cls, left, right, margin: float = 0.0) -> "Relation":
-        return cls.compare(left, "<=", right, margin)
-
-    @classmethod
-    def gt(cls, left, right, margin: float = 0.0) -> "Relation":
-        """left > right + margin."""
-        return cls.compare(left, ">", right, margin)
-
-    @classmethod
-    def ge(cls, left, right, margin: float = 0.0) -> "Relation":
-        return cls.compare(left, ">=", right, margin)
+    lt = comparison_shorthand("lt", "<")
+    le = comparison_shorthand("le", "<=")
+    gt = comparison_shorthand("gt", ">")
+    ge = comparison_shorthand("ge", ">=")
 
     @classmethod
     def at_least(cls, name, bound: float) -> "Relation":
