@@ -99,12 +99,19 @@ def read_idx(path: str | Path) -> np.ndarray:
 _REPLACE = "replace the file with the official one (or re-download it with download=True on a connected machine)"
 
 
-def md5sum(path: Path) -> str:
-    h = hashlib.md5()
+def file_digest(path: str | Path, algorithm: str = "md5") -> str:
+    """The hex digest of the file at ``path`` under ``algorithm`` (a ``hashlib`` name: ``md5`` for the published
+    dataset checksums, ``sha256`` for the shipped weights), read in 1 MiB chunks."""
+    h = hashlib.new(algorithm)
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def md5sum(path: Path) -> str:
+    """The MD5 hex digest of the file at ``path`` (the checksums torchvision and the dataset pages publish)."""
+    return file_digest(path, "md5")
 
 
 class IdxDataModule(SplitsDataModule):

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from lightning_modules.data.mnist import file_digest
 from lightning_modules.utils import REPO_ROOT, atomic_write
 
 MANIFEST_NAME = "MANIFEST.json"
@@ -30,14 +31,6 @@ class ShippedWeightsError(ValueError):
 def weights_dir() -> Path:
     """``$SALIENCY_SHIPPED_WEIGHTS`` (tests point it at a temporary folder) or ``<repo>/weights``."""
     return Path(os.environ.get("SALIENCY_SHIPPED_WEIGHTS", REPO_ROOT / "weights"))
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def read_manifest(directory: Path | None = None) -> dict[str, dict]:
@@ -74,7 +67,7 @@ def verify_shipped(name: str, config_hash: str | None = None, directory: Path | 
     path = directory / entry["file"]
     if not path.is_file():
         raise ShippedWeightsError(f"shipped weights {path} are missing; restore them with `git checkout -- weights/`")
-    digest = _sha256(path)
+    digest = file_digest(path, "sha256")
     if digest != entry["sha256"]:
         raise ShippedWeightsError(
             f"shipped weights {path} have SHA-256 {digest[:16]}..., the manifest says {entry['sha256'][:16]}...: "
@@ -112,7 +105,7 @@ def ship(name: str, state_dict: dict, info: dict, config_hash: str | None = None
     with atomic_write(path, "wb") as fh:
         fh.write(save(tensors))
     manifest = read_manifest(directory)
-    manifest[name] = {"file": path.name, "sha256": _sha256(path), "config_hash": config_hash,
+    manifest[name] = {"file": path.name, "sha256": file_digest(path, "sha256"), "config_hash": config_hash,
                       "bytes": path.stat().st_size, "info": info}
     with atomic_write(directory / MANIFEST_NAME) as fh:
         json.dump(dict(sorted(manifest.items())), fh, indent=2, default=str)
