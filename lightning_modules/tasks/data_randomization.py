@@ -14,7 +14,7 @@ instead, with its own schedule (``TrainingConfig``); both are recorded in the re
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
@@ -97,9 +97,15 @@ def train_classifier(
     seed: int = 0,
     accelerator: str = "cpu",
     devices: int | str = 1,
+    permute_labels: bool = False,
 ) -> tuple[nn.Module, dict]:
-    """Train ``config.model_name`` from scratch on ``train`` with ClassifierTask; returns the frozen model
-    (eval, [0, 1] inputs) and ``{"train_accuracy", "test_accuracy", "train_images", "epochs", "wall_s"}``."""
+    """Train ``config.model_name`` from scratch on ``train`` (its fixed class-stratified ``config.subset``, if any)
+    with ClassifierTask; returns the frozen model (eval, [0, 1] inputs) and ``{"train_accuracy", "test_accuracy",
+    "train_images", "epochs", "wall_s"}``.
+
+    ``permute_labels``: train on a fixed (seeded) permutation of those labels instead (the random-label model,
+    :func:`train_random_label_model`); ``train_accuracy`` is then measured on the permuted labels, and
+    ``label_agreement`` is the share of permuted labels that happen to equal the true ones."""
     import lightning.pytorch as pl
 
     from lightning_modules.data.tensors import TensorDataModule
@@ -109,9 +115,10 @@ def train_classifier(
     if config.subset is not None:
         idx = stratified_subset(y, config.subset, seed)
         x, y = x[idx], y[idx]
+    y_fit = permuted_labels(y, seed) if permute_labels else y
     started = time.time()
     pl.seed_everything(seed, workers=True, verbose=False)
-    dm = TensorDataModule(train=(x, y), test=test, batch_size=config.batch_size, seed=seed)
+    dm = TensorDataModule(train=(x, y_fit), test=test, batch_size=config.batch_size, seed=seed)
     task = ClassifierTask(
         model_name=config.model_name, num_classes=num_classes, model_kwargs=dict(config.model_kwargs),
         lr=config.lr, weight_decay=config.weight_decay, optimizer=config.optimizer, scheduler=config.scheduler,
@@ -128,35 +135,24 @@ def train_classifier(
     for p in model.parameters():
         p.requires_grad_(False)
     metrics = {
-        "train_accuracy": accuracy(model, x, y),
+        "train_accuracy": accuracy(model, x, y_fit),
         "test_accuracy": accuracy(model, *test),
         "train_images": int(x.shape[0]),
         "epochs": int(config.max_epochs),
         "wall_s": round(time.time() - started, 1),
     }
+    if permute_labels:
+        metrics["label_agreement"] = float((y_fit == y).float().mean())
     return model, metrics
 
 
-def train_random_label_model(
-    train: tuple[torch.Tensor, torch.Tensor],
-    test: tuple[torch.Tensor, torch.Tensor],
-    config: TrainingConfig,
-    num_classes: int,
-    seed: int = 0,
-    **trainer_kwargs,
-) -> tuple[nn.Module, dict]:
+def train_random_label_model(train: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor, torch.Tensor],
+                             config: TrainingConfig, num_classes: int, seed: int = 0,
+                             **trainer_kwargs) -> tuple[nn.Module, dict]:
     """The random-label half of the data randomisation pair: ``config.model_name`` trained on a fixed
-    permutation of the training labels (of its fixed class-stratified ``config.subset``, if any).
+    permutation of the training labels (of its fixed class-stratified ``config.subset``, if any);
+    ``train_classifier(..., permute_labels=True)``.
 
     Its test accuracy is measured against the true test labels (chance level is the expected result);
     ``label_agreement`` is the share of permuted labels that happen to equal the true ones."""
-    x, y = train
-    if config.subset is not None:
-        idx = stratified_subset(y, config.subset, seed)
-        x, y = x[idx], y[idx]
-    y_perm = permuted_labels(y, seed)
-    cfg = TrainingConfig(**{**asdict(config), "subset": None})
-    model, metrics = train_classifier((x, y_perm), test, cfg, num_classes, seed, **trainer_kwargs)
-    metrics["train_images"] = int(x.shape[0])
-    metrics["label_agreement"] = float((y_perm == y).float().mean())
-    return model, metrics
+    return train_classifier(train, test, config, num_classes, seed, permute_labels=True, **trainer_kwargs)
