@@ -22,15 +22,14 @@ import contextlib
 import io
 import logging
 import os
-import warnings
 from pathlib import Path
 from typing import Sequence
 
 import torch
 from torch.utils.data import Dataset
 
-from lightning_modules.data.imagenet import AnnotatedDataModule, image_size_hw, load_resized, missing_root_error
-from lightning_modules.data.voc import read_difficult_flags
+from lightning_modules.data.imagenet import load_resized, missing_root_error
+from lightning_modules.data.voc import PointingGameDataModule, read_difficult_flags
 from lightning_modules.validation import resolve_data_path
 
 log = logging.getLogger(__name__)
@@ -107,7 +106,7 @@ class COCOPointingDataset(Dataset):
         }
 
 
-class COCOPointingDataModule(AnnotatedDataModule):
+class COCOPointingDataModule(PointingGameDataModule):
     """COCO val2014 (image, category) pairs for the pointing game: ``val_dataloader`` = ``test_dataloader``."""
 
     def __init__(
@@ -122,14 +121,8 @@ class COCOPointingDataModule(AnnotatedDataModule):
         limit: int | None = None,
         seed: int = 0,
     ):
-        super().__init__(batch_size, num_workers, seed)
-        self.root = resolve_data_path(root)
-        self.size = image_size_hw(image_size)
-        self.split = split
+        super().__init__(root, image_size, batch_size, num_workers, split, difficult_list, limit, seed)
         self.ann_file = resolve_data_path(ann_file) if ann_file else self.root / "annotations" / f"instances_{split}.json"
-        self.difficult_list = resolve_data_path(difficult_list) if difficult_list else None
-        self.limit = limit
-        self.eval_set: COCOPointingDataset | None = None
 
     def setup(self, stage: str | None = None) -> None:
         if self.eval_set is not None:
@@ -140,19 +133,10 @@ class COCOPointingDataModule(AnnotatedDataModule):
         self.eval_set = COCOPointingDataset(image_dir, self.ann_file, self.size, self.difficult_list, self.limit)
         flags = self.eval_set.difficult_flags
         if flags is not None:
-            names = {Path(self.eval_set.reader.coco.loadImgs(i)[0]["file_name"]).stem for i in self.eval_set.image_ids}
-            unlisted = len(names - set(flags))
-            if unlisted:
-                warnings.warn(f"{unlisted} of {len(names)} images are not in the difficult list {self.difficult_list}; "
-                              "they are counted as not difficult", stacklevel=2)
+            self.warn_unlisted({Path(self.eval_set.reader.coco.loadImgs(i)[0]["file_name"]).stem
+                                for i in self.eval_set.image_ids}, flags)
         log.info("COCO %s: %d images, %d (image, category) pairs", self.split, len(self.eval_set.image_ids), len(self.eval_set))
 
     @property
     def num_classes(self) -> int:
         return self.eval_set.num_classes if self.eval_set is not None else 80
-
-    def val_dataloader(self):
-        return self._loader(self.eval_set)
-
-    def test_dataloader(self):
-        return self._loader(self.eval_set)

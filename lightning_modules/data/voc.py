@@ -173,7 +173,39 @@ class VOCPointingDataset(Dataset):
         return sample
 
 
-class VOC2007DataModule(AnnotatedDataModule):
+class PointingGameDataModule(AnnotatedDataModule):
+    """What the pointing-game DataModules (VOC 2007, COCO) share: the data ``root``, the image ``size``, the
+    evaluation ``split`` of (image, class) pairs in ``eval_set`` (served by ``val_dataloader`` and ``test_dataloader``),
+    an optional list of difficult images and a ``limit`` on the images read. Subclasses fill ``eval_set`` in ``setup``."""
+
+    def __init__(self, root: str | os.PathLike, image_size: int | Sequence[int], batch_size: int, num_workers: int,
+                 split: str, difficult_list: str | os.PathLike | None, limit: int | None, seed: int):
+        super().__init__(batch_size, num_workers, seed)
+        self.root = resolve_data_path(root)
+        self.size = image_size_hw(image_size)
+        self.split = split
+        self.difficult_list = resolve_data_path(difficult_list) if difficult_list else None
+        self.limit = limit
+        self.eval_set: Dataset | None = None
+
+    def warn_unlisted(self, names: set[str], flags) -> None:
+        """Warn when images of the evaluation split (``names``) are missing from the difficult list (``flags``, keyed
+        by image name): they are counted as not difficult. TorchRay keeps unlisted images in the difficult subset; the
+        shipped lists cover every image of their split, so an unlisted image means a different list or split: say so
+        rather than guess."""
+        unlisted = len(names - set(flags))
+        if unlisted:
+            warnings.warn(f"{unlisted} of {len(names)} images are not in the difficult list {self.difficult_list}; "
+                          "they are counted as not difficult", stacklevel=3)
+
+    def val_dataloader(self):
+        return self._loader(self.eval_set)
+
+    def test_dataloader(self):
+        return self._loader(self.eval_set)
+
+
+class VOC2007DataModule(PointingGameDataModule):
     """VOC 2007 ``test`` pairs for the pointing game (``val_dataloader``/``test_dataloader``); ``trainval`` images
     for fine-tuning a multi-label classifier (``train_dataloader``, when that split list exists)."""
 
@@ -192,14 +224,8 @@ class VOC2007DataModule(AnnotatedDataModule):
         limit: int | None = None,
         seed: int = 0,
     ):
-        super().__init__(batch_size, num_workers, seed)
-        self.root = resolve_data_path(root)
-        self.size = image_size_hw(image_size)
-        self.split = split
+        super().__init__(root, image_size, batch_size, num_workers, split, difficult_list, limit, seed)
         self.train_split = train_split
-        self.difficult_list = resolve_data_path(difficult_list) if difficult_list else None
-        self.limit = limit
-        self.eval_set: VOCPointingDataset | None = None
         self.train_set: VOCPointingDataset | None = None
 
     def setup(self, stage: str | None = None) -> None:
@@ -208,13 +234,8 @@ class VOC2007DataModule(AnnotatedDataModule):
             flags = read_difficult_flags(self.difficult_list, len(VOC_CLASSES)) if self.difficult_list else None
             self.eval_set = VOCPointingDataset(voc_dir, self.split, self.size, "pairs", flags, self.limit)
             if flags is not None:
-                ids = {p.stem for p in self.eval_set.images}
-                unlisted = len(ids - set(flags))
-                if unlisted:
-                    # TorchRay keeps unlisted images in the difficult subset; the shipped list covers all 4,952 test
-                    # images, so an unlisted image means a different list or split: say so rather than guess.
-                    warnings.warn(f"{unlisted} of {len(ids)} images are not in the difficult list {self.difficult_list}; "
-                                  "they are counted as not difficult", stacklevel=2)
+                # the shipped list covers all 4,952 test images
+                self.warn_unlisted({p.stem for p in self.eval_set.images}, flags)
             log.info("VOC07 %s: %d images, %d (image, class) pairs", self.split, len(self.eval_set.images), len(self.eval_set))
         if stage in (None, "fit") and self.train_split and self.train_set is None:
             if (voc_dir / "ImageSets" / "Main" / f"{self.train_split}.txt").is_file():
@@ -222,9 +243,3 @@ class VOC2007DataModule(AnnotatedDataModule):
 
     def train_dataloader(self):
         return self._loader(self.train_set, shuffle=True)
-
-    def val_dataloader(self):
-        return self._loader(self.eval_set)
-
-    def test_dataloader(self):
-        return self._loader(self.eval_set)
