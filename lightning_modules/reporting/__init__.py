@@ -47,6 +47,7 @@ from lightning_modules.reporting.report import (
 )
 from lightning_modules.reporting.validity import (
     VALIDITY_CAPTION,
+    add_validity_table,
     pointing_specs,
     protocol_spec,
     protocol_verdicts,
@@ -56,7 +57,7 @@ from lightning_modules.reporting.verify import check_results, diff_reports
 from lightning_modules.utils import REPO_ROOT
 
 __all__ = [
-    "DEVIATION", "FAILS", "HOLDS", "INCONCLUSIVE", "KINDS", "NOT_VALID", "VALIDITY_CAPTION", "REPO_ROOT", "SANITY", "SCHEMA_VERSION", "STATUSES", "Claim",
+    "DEVIATION", "FAILS", "HOLDS", "INCONCLUSIVE", "KINDS", "NOT_VALID", "VALIDITY_CAPTION", "REPO_ROOT", "add_validity_table", "SANITY", "SCHEMA_VERSION", "STATUSES", "Claim",
     "Deviation", "Diagnostic", "Interval", "PaperValue", "Relation", "Report", "Verdict", "apply_deviations",
     "apply_validity", "check_results", "count_statuses", "diff_reports", "environment_info", "file_sha256", "find_reports", "judge",
     "jsonable", "load_results", "markdown_table", "paper_source_files", "paper_source_sha256", "pointing_specs", "protocol_spec", "protocol_verdicts", "recover_report_dir",

@@ -249,6 +249,15 @@ VALIDITY_CAPTION = (
     "Claims on a protocol that is not valid here are reported as not valid, not as reproduced.")
 
 
+def add_validity_table(report, specs: Mapping[str, Mapping] | None, here: str) -> dict[str, dict]:
+    """Judge the stored protocol specs and add the report's ``protocol_validity`` table (when there are any): the
+    shared caption, then ``here`` (what each protocol means in this paper's run). Returns the verdicts."""
+    verdicts = protocol_verdicts(specs)
+    if verdicts:
+        report.add_table("protocol_validity", validity_rows(verdicts), caption=VALIDITY_CAPTION + " " + here)
+    return verdicts
+
+
 def validity_rows(verdicts: Mapping[str, Mapping]) -> list[dict]:
     """One report row per judged protocol: verdict, oracle, random, best and worst method with CIs, failed checks."""
     rows = []

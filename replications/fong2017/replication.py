@@ -172,35 +172,24 @@ class FongReplication(ExperimentReplication, ReplicationModule):
 
     # ------------------------------------------------------------------------------------------ setup / data
     def _load_blackbox(self, model_spec: dict | None = None) -> nn.Module:
+        from lightning_modules.models import load_model
+
         model_spec = self.model_spec if model_spec is None else model_spec
-        if model_spec and "embedded_multilabel" in model_spec:
-            # the multi-label black box of the embedded pointing game (per-class sigmoid scores)
-            from lightning_modules.models import load_model
-
+        # a shipped embedded model by kind: v2 (softmax) or the multi-label one of the embedded pointing game
+        # (per-class sigmoid scores)
+        kind = next((k for k in ("embedded_multilabel", "embedded_v2") if model_spec and k in model_spec), None)
+        if kind is not None:
             spec = dict(model_spec)
-            name = spec.pop("embedded_multilabel")
+            name = spec.pop(kind)
             if spec:
-                raise ValueError(f"model.embedded_multilabel takes no other keys, got {sorted(spec)}")
-            model, _ = load_model(name, weights="embedded")
-            model.num_classes = model.scenes_config.num_classes
-        elif model_spec and "embedded_v2" in model_spec:
-            from lightning_modules.models import load_model
-
-            spec = dict(model_spec)
-            name = spec.pop("embedded_v2")
-            if spec:
-                raise ValueError(f"model.embedded_v2 takes no other keys, got {sorted(spec)}")
+                raise ValueError(f"model.{kind} takes no other keys, got {sorted(spec)}")
             model, _ = load_model(name, weights="embedded")
             model.num_classes = model.scenes_config.num_classes
         elif model_spec:
-            from lightning_modules.models import load_model
-
             spec = dict(model_spec)
             model, _ = load_model(spec.pop("name"), freeze=True, **spec)
             model = _relu_modules(model)
         else:
-            from lightning_modules.models import load_model
-
             model, _ = load_model(f"blackbox_{self.blackbox_profile}", weights="embedded")
         model.eval()
         for p in model.parameters():

@@ -14,7 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from lightning_modules.reporting import VALIDITY_CAPTION, protocol_verdicts, validity_rows  # noqa: E402
+from lightning_modules.reporting import add_validity_table  # noqa: E402
 from lightning_modules.tasks.mask_learning import MaskConfig  # noqa: E402
 from replications.fong2017 import paper as P  # noqa: E402
 
@@ -317,11 +317,9 @@ def _pointing(report, r, config):
 
 
 def _validity(report, r) -> None:
-    verdicts = protocol_verdicts(r.get("protocol_validity"))
-    if verdicts:
-        report.add_table("protocol_validity", validity_rows(verdicts), caption=VALIDITY_CAPTION + (
-            " Here: on the test images, the mask among the methods; pointing must stay below 0.98 and the "
-            "localisation error above 0.02."))
+    add_validity_table(report, r.get("protocol_validity"),
+                       "Here: on the test images, the mask among the methods; pointing must stay below 0.98 and the "
+                       "localisation error above 0.02.")
 
 
 def _benchmark(report, r, config):

@@ -95,26 +95,18 @@ def _part_claims(results: dict, name: str, part: dict) -> list[Claim]:
     for method in results["methods"]:
         rnd = cell(part, method, "random", eps)["samples"]
         label = f"{prefix}{METHOD_NAMES[method]}: at epsilon {eps:g}/255"
-        if "topk" in attacks:
-            measured, samples = _samples(topk_attack=cell(part, method, "topk", eps)["samples"]["topk_intersection"],
-                                         random_sign=rnd["topk_intersection"])
+        for attack in (a for a in TARGETED if a in attacks):
+            measured, samples = _samples(**{f"{attack}_attack": cell(part, method, attack, eps)["samples"][
+                "topk_intersection"], "random_sign": rnd["topk_intersection"]})
             claims.append(Claim(
-                f"topk_attack_beats_random_{method}{sfx}", experiment,
-                f"[G1] {label} the top-k attack lowers top-k intersection more than random sign, by at least the "
-                f"minimum effect {m:g} (paper: targeted attacks are far more effective than random ones)",
-                Relation.lt("topk_attack", "random_sign"), measured,
+                f"{attack}_attack_beats_random_{method}{sfx}", experiment,
+                f"[G1] {label} the {ATTACK_NAMES[attack]} attack lowers top-k intersection more than random sign, by at "
+                f"least the minimum effect {m:g} (paper: targeted attacks are far more effective than random ones)",
+                Relation.lt(f"{attack}_attack", "random_sign"), measured,
                 {"claim": P.TARGETED_BEATS_RANDOM, "notebook_topk_intersection": P.NOTEBOOK_TOPK_INTERSECTION},
                 samples=samples, findings=("G1",), min_effect=_margin_min_effect(m)))
         if "center" in attacks:
             c = cell(part, method, "center", eps)["samples"]
-            measured, samples = _samples(center_attack=c["topk_intersection"], random_sign=rnd["topk_intersection"])
-            claims.append(Claim(
-                f"center_attack_beats_random_{method}{sfx}", experiment,
-                f"[G1] {label} the centre-of-mass attack lowers top-k intersection more than random sign, by at least "
-                f"the minimum effect {m:g}",
-                Relation.lt("center_attack", "random_sign"), measured,
-                {"claim": P.TARGETED_BEATS_RANDOM, "notebook_topk_intersection": P.NOTEBOOK_TOPK_INTERSECTION},
-                samples=samples, findings=("G1",), min_effect=_margin_min_effect(m)))
             measured, samples = _samples(center_attack_shift_px=c["center_shift_px"],
                                          random_sign_shift_px=rnd["center_shift_px"])
             claims.append(Claim(

@@ -550,22 +550,16 @@ class FragilityReplication(ReplicationModule):
         # how closely each surrogate follows the model it stands in for: its simple-gradient map (and label) on the
         # clean images against the model's own
         maps = saliency(model, images, preds, "gradient")
-        for name, beta in self._betas():
-            surrogate = part.surrogate if name == "main" else part.variant_surrogate
+        surrogates = [(f"surrogate__{name}", part.surrogate if name == "main" else part.variant_surrogate)
+                      for name, _ in self._betas()]
+        surrogates += [(f"grid__{_beta_key(beta)}", surrogate) for beta, surrogate in part.grid_surrogates.items()]
+        for prefix, surrogate in surrogates:
             with torch.no_grad():
                 agrees = (surrogate(images).argmax(1) == preds).float().sum()
             smaps = saliency(surrogate, images, preds, "gradient")
-            metrics[f"surrogate__{name}__topk"].update(maps, smaps, ids)
-            metrics[f"surrogate__{name}__spearman"].update(maps, smaps, ids)
-            metrics[f"surrogate__{name}__agrees"].update(agrees)
-        for beta, surrogate in part.grid_surrogates.items():
-            name = _beta_key(beta)
-            with torch.no_grad():
-                agrees = (surrogate(images).argmax(1) == preds).float().sum()
-            smaps = saliency(surrogate, images, preds, "gradient")
-            metrics[f"grid__{name}__topk"].update(maps, smaps, ids)
-            metrics[f"grid__{name}__spearman"].update(maps, smaps, ids)
-            metrics[f"grid__{name}__agrees"].update(agrees)
+            metrics[f"{prefix}__topk"].update(maps, smaps, ids)
+            metrics[f"{prefix}__spearman"].update(maps, smaps, ids)
+            metrics[f"{prefix}__agrees"].update(agrees)
         baseline = self._baseline(part, images)
         if self.step_study is not None and part is self.primary:
             self._step_study(part, metrics, model, images, ids, baseline, batch_idx)

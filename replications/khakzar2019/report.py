@@ -11,7 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from lightning_modules.reporting import VALIDITY_CAPTION, Report, protocol_verdicts, validity_rows  # noqa: E402
+from lightning_modules.reporting import Report, add_validity_table  # noqa: E402
 from lightning_modules.tasks.roar import REFERENCE  # noqa: E402
 
 PIXEL_MEASURES = {
@@ -54,12 +54,10 @@ def build_report(report: Report, results: dict, config: dict, examples: dict) ->
         "all`) equals the plain gradient exactly (same channel reduction). When the zero share exceeds the percentile "
         "the official threshold is 0 and the pruning removes only neurons that carry no gradient.",
     )
-    verdicts = protocol_verdicts(results.get("protocol_validity"))
-    if verdicts:
-        report.add_table("protocol_validity", validity_rows(verdicts), caption=VALIDITY_CAPTION + (
-            " Here: each pixel-perturbation curve of each model (MoRF / LeRF, target logit / official |p0 - p| / p0), "
-            "per-image means over the removed fractions; the oracle map is the ground-truth evidence (v2: the label's "
-            "evidence region; MNIST: the stroke pixels)."))
+    add_validity_table(report, results.get("protocol_validity"), (
+        "Here: each pixel-perturbation curve of each model (MoRF / LeRF, target logit / official |p0 - p| / p0), "
+        "per-image means over the removed fractions; the oracle map is the ground-truth evidence (v2: the label's "
+        "evidence region; MNIST: the stroke pixels)."))
     for name, roar in results["roar"].items():
         _roar_tables(report, name, roar)
     if sanity_examples := examples.get("a_sanity_checks"):

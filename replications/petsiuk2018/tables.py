@@ -3,7 +3,7 @@ side by side with the published numbers (``paper.py``)."""
 
 from __future__ import annotations
 
-from lightning_modules.reporting import VALIDITY_CAPTION, protocol_verdicts, validity_rows
+from lightning_modules.reporting import add_validity_table
 from replications.petsiuk2018 import paper as P
 from replications.petsiuk2018.claims import per_image_rates
 
@@ -68,14 +68,12 @@ def add_tables(res: dict, report) -> None:
                 + " and, where the data has it, against the class evidence. Reference: TorchRay's re-run (the RISE "
                 "paper's own Table 2 was not read); LIME and the sliding window were not in that table.",
     )
-    verdicts = protocol_verdicts(res.get("protocol_validity"))
-    if verdicts:
-        report.add_table("protocol_validity", validity_rows(verdicts), caption=VALIDITY_CAPTION + (
-            " Here: pointing must stay below 0.98; deletion and insertion must not finish in their first step, "
-            "each one's step must be at most a quarter of the mean evidence area, insertion's blurred start at "
-            "most 3x chance, insertion's window at least 0.75 of the mean evidence area, and the best method's "
-            "insertion AUC within 0.05 of 1 on at most half of the images (issue 37: the saturation rule of an AUC, "
-            "lightning_modules.reporting.validity.share_at_ceiling)."))
+    add_validity_table(report, res.get("protocol_validity"), (
+        "Here: pointing must stay below 0.98; deletion and insertion must not finish in their first step, "
+        "each one's step must be at most a quarter of the mean evidence area, insertion's blurred start at "
+        "most 3x chance, insertion's window at least 0.75 of the mean evidence area, and the best method's "
+        "insertion AUC within 0.05 of 1 on at most half of the images (issue 37: the saturation rule of an AUC, "
+        "lightning_modules.reporting.validity.share_at_ceiling)."))
     s = res.get("stability")
     if s:
         rows = []

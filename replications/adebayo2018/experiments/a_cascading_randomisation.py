@@ -61,8 +61,7 @@ def _key(*parts: str) -> str:
 class ModelRandomisationExperiment(Experiment):
     """The model randomisation test of one ``mode`` on every trained model of ``models`` (result key -> model)."""
 
-    mode = "cascading"
-    name = "a_cascading_randomisation"
+    mode, name = "cascading", "a_cascading_randomisation"
 
     def __init__(self, config: RandomisationConfig, models: dict[str, TrainedModel]):
         super().__init__()
@@ -134,19 +133,22 @@ class ModelRandomisationExperiment(Experiment):
         """Per model: the first images, their original maps and every stage's maps (re-taken class)."""
         return self._examples
 
+    @classmethod
+    def build_for(cls, rep) -> list[Experiment]:
+        """This mode's experiment, configured from the replication (``rep``: the ``AdebayoReplication`` once its models
+        are loaded): on the black box and the named true-label models, when the config runs this mode."""
+        return [cls(rep.randomisation, rep.randomised)] if cls.mode in rep.modes else []
+
 
 class CascadingRandomisation(ModelRandomisationExperiment):
     """Stage k: the layers ``order[0..k]`` re-initialised (cumulative, from the logits down)."""
 
-    mode = "cascading"
-    name = "a_cascading_randomisation"
+    mode, name = "cascading", "a_cascading_randomisation"
 
 
 #: where it sees a batch among the experiments (``replication.AdebayoReplication`` runs them in this order)
 ORDER = 10
 
 
-def build(rep) -> list[Experiment]:
-    """This experiment, configured from the replication (``rep``: the ``AdebayoReplication`` once its models are
-    loaded): on the black box and the named true-label models, when the config runs this mode."""
-    return [CascadingRandomisation(rep.randomisation, rep.randomised)] if "cascading" in rep.modes else []
+#: this experiment, when the config runs cascading randomisation
+build = CascadingRandomisation.build_for

@@ -8,7 +8,6 @@ generator; a layer gets the same random weights in both tests (its seed depends 
 
 from __future__ import annotations
 
-from lightning_modules.experiment import Experiment
 from replications.adebayo2018.experiments.a_cascading_randomisation import (  # noqa: F401 - its config
     ModelRandomisationExperiment,
     RandomisationConfig,
@@ -19,15 +18,12 @@ from replications.adebayo2018.experiments.a_cascading_randomisation import (  # 
 class IndependentRandomisation(ModelRandomisationExperiment):
     """Stage k: only ``order[k]`` re-initialised."""
 
-    mode = "independent"
-    name = "b_independent_randomisation"
+    mode, name = "independent", "b_independent_randomisation"
 
 
 #: where it sees a batch among the experiments (``replication.AdebayoReplication`` runs them in this order)
 ORDER = 20
 
 
-def build(rep) -> list[Experiment]:
-    """This experiment, configured from the replication (``rep``: the ``AdebayoReplication`` once its models are
-    loaded): on the black box and the named true-label models, when the config runs this mode."""
-    return [IndependentRandomisation(rep.randomisation, rep.randomised)] if "independent" in rep.modes else []
+#: this experiment, when the config runs independent randomisation
+build = IndependentRandomisation.build_for
