@@ -221,3 +221,23 @@ def test_upsample_bilinear_equals_interpolate(src, dst):
     torch.testing.assert_close(upsample_bilinear(maps, dst), ref, rtol=1e-5, atol=1e-6)
     assert linear_interpolation_matrix(src[0], dst[0]).shape == (dst[0], src[0])
     assert upsample_bilinear(maps, src) is maps
+
+
+@pytest.mark.parametrize("name", ["excitation_backprop", "contrastive_excitation_backprop"])
+def test_a_forward_that_raises_leaves_grad_mode_and_hooks_as_they_were(name):
+    """The rule pre-hooks turn gradient recording off around each module's own forward: an exception inside the
+    forward must not leave it off, nor leave hooks behind."""
+
+    class Boom(nn.Module):
+        def forward(self, x):
+            raise RuntimeError("boom")
+
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1), nn.ReLU(), Boom(),
+                        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)).eval()
+    explainer = create_explainer(name, layer="0")
+    for grad_mode in (True, False):
+        with torch.set_grad_enabled(grad_mode):
+            with pytest.raises(RuntimeError, match="boom"):
+                explainer.attribute(net, torch.rand(2, 3, 8, 8), torch.tensor([0, 1]))
+            assert torch.is_grad_enabled() is grad_mode
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in net.modules())
