@@ -2,6 +2,7 @@
 shipped real MNIST test set (MD5, the stratified 8,000 / 2,000 split), and scikit-learn's digits."""
 
 import gzip
+import hashlib
 import logging
 import struct
 
@@ -125,6 +126,15 @@ def test_shipped_files_match_the_published_md5():
             continue
         assert mnist.md5sum(path) == md5, name
 
+
+
+def test_file_digest_streams_any_hashlib_algorithm(tmp_path):
+    """One streamed hash for the datasets' MD5 and the shipped weights' SHA-256; a file over one 1 MiB chunk."""
+    data = bytes(range(256)) * 5000
+    path = tmp_path / "f.bin"
+    path.write_bytes(data)
+    assert mnist.file_digest(path, "sha256") == hashlib.sha256(data).hexdigest()
+    assert mnist.file_digest(path) == mnist.md5sum(path) == hashlib.md5(data).hexdigest()
 
 def test_shipped_mnist_split_8000_2000():
     dm = MNISTDataModule(seed=0)  # default root: data/mnist, MD5 verified

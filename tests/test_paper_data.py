@@ -416,6 +416,24 @@ def test_coco_missing_root_and_bad_json(tmp_path):
         COCOPointingDataModule(root).setup()
 
 
+
+def test_pointing_datamodules_warn_about_images_missing_from_the_difficult_list(tmp_path):
+    """VOC and COCO share PointingGameDataModule.warn_unlisted: images missing from the difficult list are counted
+    as not difficult, and the warning says how many and points at the caller of ``setup``."""
+    from lightning_modules.data.coco import COCOPointingDataModule
+    from lightning_modules.data.voc import VOC2007DataModule
+
+    root, difficult = _voc_tree(tmp_path / "v")
+    difficult.write_text("".join(difficult.read_text().splitlines(keepends=True)[:-1]))  # 000004 unlisted
+    with pytest.warns(UserWarning, match="1 of 3 images are not in the difficult list") as rec:
+        VOC2007DataModule(root, image_size=32, batch_size=8, difficult_list=difficult).setup("test")
+    assert [w.filename for w in rec if "difficult list" in str(w.message)] == [__file__]
+    root, difficult = _coco_tree(tmp_path / "c")
+    difficult.write_text(difficult.read_text().splitlines(keepends=True)[0])  # image 73 unlisted
+    with pytest.warns(UserWarning, match="1 of 2 images are not in the difficult list") as rec:
+        COCOPointingDataModule(root, image_size=(24, 32), batch_size=8, difficult_list=difficult).setup("validate")
+    assert [w.filename for w in rec if "difficult list" in str(w.message)] == [__file__]
+
 def test_box_conventions_known_answers():
     """VOC XML is 1-based inclusive, ILSVRC XML 0-based inclusive; the schema is 0-based with exclusive x1/y1."""
     from lightning_modules.data.imagenet import boxes_to_mask, ilsvrc_boxes_to_pixels, voc_boxes_to_pixels
