@@ -96,10 +96,12 @@ def _setting_text(results: dict, config: dict) -> str:
             if config["blackbox_model"]:
                 src = f"`load_model('{config['blackbox_model']}', pretrained=True)`"
             elif config["embedded_v2"]:
-                src = (f"`load_embedded_v2('{config['embedded_v2']}')`, SHA-256-checked shipped weights, test accuracy "
+                src = (f"`load_model('{config['embedded_v2']}', weights='embedded')`, SHA-256-checked shipped weights, "
+                       "test accuracy "
                        f"{_get_acc(config['blackbox_info'])}")
             else:
-                src = f"`load_blackbox('{config['blackbox_profile']}')`, test accuracy {_get_acc(config['blackbox_info'])}"
+                src = (f"`load_model('blackbox_{config['blackbox_profile']}', weights='embedded')`, test accuracy "
+                       f"{_get_acc(config['blackbox_info'])}")
             what = f"test images ({DATA_LABELS.get(key, key)})"
         else:
             src = f"the true-label model of data randomisation experiment `{key}`"

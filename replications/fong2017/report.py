@@ -43,8 +43,9 @@ def build_report(report, r: dict, config: dict, examples: dict) -> None:
     px = cfg.scaled(h)
     n_cls = int(r.get("num_classes") or 0)
     spec = config['model']
-    box = (f"benchmark v2's shipped `{spec['embedded_v2']}` (`load_embedded_v2`, SHA-256-checked weights)"
-           if "embedded_v2" in spec else f"`{spec.get('name', 'load_blackbox(' + repr(config['blackbox_profile']) + ')')}`")
+    blackbox = f"load_model('blackbox_{config['blackbox_profile']}', weights='embedded')"
+    box = (f"benchmark v2's shipped `{spec['embedded_v2']}` (`load_model(..., weights='embedded')`, SHA-256-checked "
+           "weights)" if "embedded_v2" in spec else f"`{spec.get('name', blackbox)}`")
     report.add_section("Setting", (
         f"Black box: {box}; "
         f"data: {config['data']['kind']} ({config['data']['test_images']} test images, "
@@ -93,7 +94,7 @@ def _reductions(config: dict, r: dict, h: int) -> str:
         bb = (f" The black box (`{config['model'].get('embedded_v2')}`, shipped) has test accuracy {acc:.3f}"
               + (f"; with the evidence removed {ev.get('accuracy_evidence_removed', float('nan')):.3f}, with the "
                  f"non-evidence parts removed {ev.get('accuracy_non_evidence_removed', float('nan')):.3f}" if ev else "")
-              + " (measured when it was trained; lightning_modules/embedded_v2.py).")
+              + " (measured when it was trained; lightning_modules/models/embedded_v2.py).")
     elif info:
         v = info.get("val", {})
         bb = (f" The black box (`scenes_cnn`, cached) has validation accuracy {v.get('accuracy', float('nan')):.3f}; "

@@ -178,7 +178,7 @@ def _model_line(module, part) -> str:
     if part.is_mnist:
         split = info.get("split", {})
         model = (f"the cached real-MNIST CNN (`{info.get('model_name')}`, Adebayo et al.'s conv5x5-32, pool, "
-                 f"conv5x5-64, pool, fc1024, fc10; `lightning_modules.mnist_model`), trained {info.get('epochs')} "
+                 f"conv5x5-64, pool, fc1024, fc10; `lightning_modules.models.mnist`), trained {info.get('epochs')} "
                  f"epochs (Adam, lr {info.get('config', {}).get('lr')}, batch {info.get('config', {}).get('batch_size')}"
                  f", {info.get('torch_threads')} threads, {info.get('training_s')} s wall / {info.get('training_cpu_s')} "
                  f"s CPU, cached) on {info.get('train_images')} digits: train accuracy "
@@ -190,7 +190,7 @@ def _model_line(module, part) -> str:
         cfg = info.get("config", {})
         kwargs = ", ".join(f"{k} {v}" for k, v in cfg.get("model_kwargs", {}).items())
         model = (f"benchmark v2's shipped `{info.get('name')}` (`{cfg.get('model_name')}`, {kwargs}; "
-                 f"`lightning_modules.embedded_v2`, hash-checked weights), test accuracy "
+                 f"`lightning_modules.models.embedded_v2`, hash-checked weights), test accuracy "
                  f"{info.get('test_accuracy', float('nan')):.3f} on the {info.get('test', {}).get('n_images')} v2 test "
                  f"scenes (chance {info.get('test', {}).get('chance', float('nan')):.3f}), attacked on v2 test scenes "
                  "(`lightning_modules.data.scenes_v2`: 24 classes, textured evidence on a noise background)")

@@ -76,7 +76,8 @@ def _setting(config: dict, report: Report, results: dict, examples: dict) -> Non
         model_text = (f"`{classifier['name']}`{' (published weights)' if classifier.get('pretrained') else ''} on "
                       f"{n_test} test images ({config['datamodule']})")
     elif config["embedded_v2"]:
-        model_text = (f"benchmark v2's shipped `{config['embedded_v2']}` (`load_embedded_v2`, SHA-256-checked weights, "
+        model_text = (f"benchmark v2's shipped `{config['embedded_v2']}` (`load_model(..., weights='embedded')`, "
+                      "SHA-256-checked weights, "
                       f"{px} px v2 scenes, {config['num_classes']} classes) on {n_test} test scenes")
     else:
         model_text = (f"the synthetic-scenes black box (`{config['blackbox_name']}`, profile `{config['blackbox_profile']}`, "

@@ -33,8 +33,8 @@ def _pointing_model_text(config: dict) -> str:
     test = info.get("test") or {}
     name = (config.get("pointing_model") or {}).get("embedded_multilabel", info.get("name", "?"))
     m = test.get("map")
-    return (f"the shipped multi-label `{name}` (`load_embedded_multilabel`, per-class sigmoid loss, SHA-256-checked "
-            "weights" + (f"; test mAP {m:.3f}, small objects {test.get('map_small_objects', float('nan')):.3f}" if m else "")
+    return (f"the shipped multi-label `{name}` (`load_model(..., weights='embedded')`, per-class sigmoid "
+            "loss, SHA-256-checked weights" + (f"; test mAP {m:.3f}, small objects {test.get('map_small_objects', float('nan')):.3f}" if m else "")
             + ")")
 
 
@@ -50,10 +50,12 @@ def setting_text(res: dict, config: dict) -> str:
     acc = bb.get("test_accuracy", bb.get("val_accuracy"))
     acc_txt = f" (test accuracy {acc:.3f})" if isinstance(acc, (int, float)) else ""
     if "blackbox" in model_cfg:
-        model_txt = f"the shipped v1 synthetic-scenes black box `load_blackbox('{model_cfg['blackbox']}')`{acc_txt}"
+        model_txt = (f"the shipped v1 synthetic-scenes black box "
+                     f"`load_model('blackbox_{model_cfg['blackbox']}', weights='embedded')`{acc_txt}")
     elif "embedded_v2" in model_cfg:
         model_txt = (f"benchmark v2's shipped `{model_cfg['embedded_v2']}` "
-                     f"(`load_embedded_v2`, SHA-256-checked weights){acc_txt}, on the v2 scenes (24 classes)")
+                     f"(`load_model(..., weights='embedded')`, SHA-256-checked weights){acc_txt}, on the v2 scenes "
+                     "(24 classes)")
     else:
         model_txt = f"`load_model({model_cfg})`"
     rk = config["rise"]
