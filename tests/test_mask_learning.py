@@ -217,3 +217,18 @@ def test_bad_input_fails_early():
 
 
 # DDP: the whole fong2017 replication (masks included) on 1 vs 2 processes is tests/test_fong2017_ddp.py
+
+
+@pytest.mark.parametrize("k, sigma", [(19, 3.0), (7, 1.43), (31, 5.0), (11, 10.0)])
+def test_gaussian_kernel1d_is_torchvision_gaussian_blurs_kernel(k, sigma):
+    """The blur matrices are built from the kernel torchvision's ``gaussian_blur`` convolves with: an impulse far from
+    the border (no reflection) comes back as exactly that kernel."""
+    from torchvision.transforms.v2.functional import gaussian_blur
+
+    from lightning_modules.tasks.mask_learning import gaussian_kernel1d
+
+    n = 3 * k
+    impulse = torch.zeros(1, 1, 1, n)
+    impulse[..., n // 2] = 1
+    blurred = gaussian_blur(impulse, [k, 1], [sigma, sigma])[0, 0, 0]
+    assert torch.equal(blurred[n // 2 - k // 2: n // 2 + k // 2 + 1], gaussian_kernel1d(k, sigma))

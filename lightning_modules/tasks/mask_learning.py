@@ -37,7 +37,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torchvision.transforms.v2.functional import gaussian_blur
-from torchvision.transforms.v2.functional._misc import _get_gaussian_kernel1d
 
 from lightning_modules import progress
 from lightning_modules.models import class_probabilities
@@ -134,10 +133,18 @@ def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     return gaussian_blur(x, [k, k], [sigma, sigma])
 
 
+def gaussian_kernel1d(k: int, sigma: float, dtype=torch.float32, device=None) -> torch.Tensor:
+    """The 1-D Gaussian kernel of size ``k`` that ``torchvision``'s ``gaussian_blur`` uses (its arithmetic step by
+    step, so the values are the same bits; tested against ``gaussian_blur`` of an impulse)."""
+    lim = (k - 1) / (2.0 * math.sqrt(2.0))
+    x = torch.linspace(-lim, lim, steps=k, dtype=dtype, device=device)
+    return torch.softmax(x.div(sigma).pow(2).neg(), dim=0)
+
+
 def _blur_matrix(n: int, k: int, sigma: float, device, dtype) -> torch.Tensor:
     """(n, n): one axis of ``_blur`` (torchvision's 1-D Gaussian kernel of size ``k``, reflect padding) as a matrix."""
     r = k // 2
-    kernel = _get_gaussian_kernel1d(k, sigma, dtype, device)
+    kernel = gaussian_kernel1d(k, sigma, dtype, device)
     cols = torch.arange(n, device=device)[:, None] + torch.arange(-r, r + 1, device=device)[None, :]
     cols = torch.where(cols < 0, -cols, cols)
     cols = torch.where(cols > n - 1, 2 * (n - 1) - cols, cols)  # reflect: -1 -> 1, n -> n - 2 (r < n)
