@@ -81,7 +81,7 @@ def _stage_mean(per_stage: list[list]) -> list:
     return [None if any(x is None for x in xs) else math.fsum(xs) / len(xs) for xs in zip(*per_stage)]
 
 
-def _model_claims(results: dict, model: str) -> list[Claim]:
+def model_claims(results: dict, model: str) -> list[Claim]:
     """Sec. 3.1 (Fig. 2, Fig. 4): cascading and independent randomisation, each judged over all its stages."""
     mr = results["model_randomisation"][model]
     conv, meas, thr = results["claim_convention"], results["claim_measure"], results["change_threshold"]
@@ -131,7 +131,7 @@ def _model_claims(results: dict, model: str) -> list[Claim]:
     return claims
 
 
-def _edge_claims(results: dict) -> list[Claim]:
+def edge_claims(results: dict) -> list[Claim]:
     """Fig. 1, Sec. 5: the methods that fail the checks look like an edge detector of the input."""
     meas = results["claim_measure"]
     claims = []
@@ -165,7 +165,7 @@ def _excess(terms: dict[str, list[float]], m: str) -> list[float]:
     return [f - r for f, r in zip(terms[f"{m}_seed_floor"], terms[f"{m}_random_vs_control"])]
 
 
-def _data_claims(results: dict, name: str) -> list[Claim]:
+def data_claims(results: dict, name: str) -> list[Claim]:
     """Sec. 4 (Fig. 5): data randomisation, against the same-schedule control and its seed noise floor where the
     run trained them."""
     d = results["data_randomisation"][name]
@@ -254,8 +254,8 @@ def build_claims(results: dict, profile: str) -> list[Claim]:
     every profile; the registered deviations say where they apply)."""
     claims = []
     for model in results["model_randomisation"]:
-        claims += _model_claims(results, model)
-    claims += _edge_claims(results)
+        claims += model_claims(results, model)
+    claims += edge_claims(results)
     for name in results["data_randomisation"]:
-        claims += _data_claims(results, name)
+        claims += data_claims(results, name)
     return claims

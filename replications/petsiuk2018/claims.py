@@ -104,7 +104,7 @@ def _pointing_min_effect(res: dict, key: str, keep: list[bool], protocol: str) -
     return span_min_effect(rate("oracle"), rate("random"), f"{protocol} (per-image hit rate, %)")
 
 
-def _causal(res: dict, profile: str) -> list[Claim]:
+def causal_claims(res: dict, profile: str) -> list[Claim]:
     methods, order = res["methods"], res["paper_methods"]
     others = [m for m in methods if m != "rise"]
     out = []
@@ -171,7 +171,7 @@ def _causal(res: dict, profile: str) -> list[Claim]:
     return out
 
 
-def _pointing(res: dict) -> list[Claim]:
+def pointing_claims(res: dict) -> list[Claim]:
     """R2: RISE against the centre baseline and the white-box methods of the run (gradient, Grad-CAM), all and
     difficult images; against the object boxes of the target class (the paper's ground truth) and, where the data has
     it, against the class evidence (``_evidence`` claims). The paper says RISE "matches or exceeds" the white-box
@@ -221,7 +221,7 @@ def _pointing(res: dict) -> list[Claim]:
     return out
 
 
-def _stability(res: dict) -> list[Claim]:
+def stability_claims(res: dict) -> list[Claim]:
     s = res.get("stability")
     if not s:
         return []
@@ -265,7 +265,7 @@ def _stability(res: dict) -> list[Claim]:
     return out
 
 
-def _benchmark(res: dict, profile: str) -> list[Claim]:
+def benchmark_claims(res: dict, profile: str) -> list[Claim]:
     b = res.get("benchmark")
     if not b or profile == "smoke":  # the smoke profile's timings (64 masks, a 32-px toy) measure nothing
         return []
@@ -287,4 +287,5 @@ def _benchmark(res: dict, profile: str) -> list[Claim]:
 
 def build_claims(results: dict, profile: str) -> list[Claim]:
     """The claims of one run, from its plain results alone."""
-    return _causal(results, profile) + _pointing(results) + _stability(results) + _benchmark(results, profile)
+    return (causal_claims(results, profile) + pointing_claims(results) + stability_claims(results)
+            + benchmark_claims(results, profile))

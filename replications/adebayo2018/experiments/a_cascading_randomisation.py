@@ -124,9 +124,9 @@ class ModelRandomisationExperiment(Experiment):
         return {f"{self.mode}_randomisation": out}
 
     def claims(self, results: dict, profile: str = "default") -> list:
-        from replications.adebayo2018.claims import _model_claims
+        from replications.adebayo2018.claims import model_claims
 
-        return [c for model in results["model_randomisation"] for c in _model_claims(results, model)
+        return [c for model in results["model_randomisation"] for c in model_claims(results, model)
                 if c.id.startswith(f"{model}_independent_") == (self.mode == "independent")]
 
     def examples(self) -> dict:

@@ -137,9 +137,9 @@ class DataRandomisation(Experiment):
             for name, t in self.tests.items()}}
 
     def claims(self, results: dict, profile: str = "default") -> list:
-        from replications.adebayo2018.claims import _data_claims
+        from replications.adebayo2018.claims import data_claims
 
-        return [c for name in results["data_randomisation"] for c in _data_claims(results, name)]
+        return [c for name in results["data_randomisation"] for c in data_claims(results, name)]
 
     def examples(self) -> dict:
         """Per test: the first images, their labels, and the true-label and random-label models' classes and maps."""

@@ -44,9 +44,9 @@ class EdgeDetectorComparison(Experiment):
                                                 for key, sims in self.similarity.items()}}
 
     def claims(self, results: dict, profile: str = "default") -> list:
-        from replications.adebayo2018.claims import _edge_claims
+        from replications.adebayo2018.claims import edge_claims
 
-        return _edge_claims(results)
+        return edge_claims(results)
 
 
 #: where it sees a batch among the experiments (``replication.AdebayoReplication`` runs them in this order)

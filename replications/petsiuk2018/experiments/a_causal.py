@@ -215,9 +215,9 @@ class CausalExperiment(Experiment):
         return specs
 
     def claims(self, results: dict, profile: str = "default") -> list:
-        from replications.petsiuk2018.claims import _causal
+        from replications.petsiuk2018.claims import causal_claims
 
-        return _causal(results, profile)
+        return causal_claims(results, profile)
 
     def examples(self) -> dict:
         """The mean deletion and insertion curves of every map (the curves figure)."""

@@ -138,9 +138,9 @@ class PointingExperiment(Experiment):
         return specs
 
     def claims(self, results: dict, profile: str = "default") -> list:
-        from replications.petsiuk2018.claims import _pointing
+        from replications.petsiuk2018.claims import pointing_claims
 
-        return _pointing(results)
+        return pointing_claims(results)
 
 
 #: where it sees a batch among the experiments (``replication.RiseReplication`` runs them in this order)

@@ -64,9 +64,9 @@ class RiseBenchmarkExperiment(Experiment):
         return {"benchmark": self.result}
 
     def claims(self, results: dict, profile: str = "default") -> list:
-        from replications.petsiuk2018.claims import _benchmark
+        from replications.petsiuk2018.claims import benchmark_claims
 
-        return _benchmark(results, profile)
+        return benchmark_claims(results, profile)
 
 
 #: where it sees a batch among the experiments (``replication.RiseReplication`` runs them in this order)

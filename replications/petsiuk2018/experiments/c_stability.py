@@ -106,9 +106,9 @@ class StabilityExperiment(Experiment):
         return {"stability": self.result} if self.result else {}
 
     def claims(self, results: dict, profile: str = "default") -> list:
-        from replications.petsiuk2018.claims import _stability
+        from replications.petsiuk2018.claims import stability_claims
 
-        return _stability(results)
+        return stability_claims(results)
 
     def examples(self) -> dict:
         return dict(self.example)
