@@ -54,3 +54,19 @@ def test_window_starts_are_captums():
     assert occ.window_starts(64) == list(range(0, 61, 5))  # ceil(58 / 5) + 1 = 13 positions, the last cut to 60..63
     assert create_explainer("occlusion", window=8, stride=4).window_starts(64) == list(range(0, 57, 4))
     assert create_explainer("occlusion", window=8, stride=4).n_windows(64, 64) == 15 * 15
+
+
+def test_n_windows_counts_the_forward_passes_attribute_runs():
+    """The benchmark's floor counts one forward per window: n_windows must be the number attribute scores, the
+    windows cut at the border included (stride 3 does not divide 32 - 6)."""
+    calls = []
+
+    class Counting(torch.nn.Module):
+        def forward(self, x):
+            calls.append(x.shape[0])
+            return x.mean((2, 3))
+
+    images, targets = torch.rand(2, 3, 32, 32), torch.tensor([0, 1])
+    explainer = create_explainer("occlusion", window=6, stride=3, samples_batch_size=2)
+    explainer.attribute(Counting(), images, targets)
+    assert sum(calls) // 2 - 1 == explainer.n_windows(32, 32) == 10 * 10

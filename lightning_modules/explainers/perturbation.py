@@ -78,10 +78,9 @@ class OcclusionExplainer(Explainer):
         self.samples_batch_size = int(samples_batch_size)
 
     def n_windows(self, height: int, width: int) -> int:
-        """Number of window positions (Captum's count: floor((size - window) / stride) + 1 per axis)."""
-        ny = (height - self.window) // self.stride + 1
-        nx = (width - self.window) // self.stride + 1
-        return ny * nx
+        """Number of windows ``attribute`` scores (one forward pass of the image each): the positions of
+        :meth:`window_starts` on both axes, the border-cut ones included."""
+        return len(self.window_starts(height)) * len(self.window_starts(width))
 
     def window_starts(self, size: int) -> list[int]:
         """Start offsets of the windows along one axis, as Captum's ``Occlusion`` places them:
