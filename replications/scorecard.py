@@ -7,7 +7,10 @@ method's name. The built-in methods' results are cached under ``outputs/scorecar
 only its own runs. ``--model``/``--data`` take ``module:callable`` for a user's own model (an ``nn.Module`` on
 ``[0, 1]`` images) and data (a dict in the batch schema: ``image``, ``label`` and, where the user has them,
 ``mask`` (object), ``evidence_mask``, ``boxes``, ``evidence_boxes``, ``box_labels``, ``difficult``); a protocol whose
-ground truth is missing is listed as not run.
+ground truth is missing is listed as not run. ``--model NAME`` (any name ``load_model`` knows that is not a shipped
+model: ``torchvision/resnet50``, ``timm/...``) loads its published weights from the weights folders
+(``--weights-dir``); ``--data imagenet --data-root DIR`` reads the ILSVRC validation layout with its XML boxes
+(``lightning_modules/scorecard/own.py``): object ground truth only, so the evidence protocols are listed as not run.
 """
 
 from __future__ import annotations
@@ -51,9 +54,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--explainer", required=True, help="module:Name, path/to/file.py:Name or a built-in method's name")
     p.add_argument("--init-args", default="{}", help="JSON object: the constructor's (or function's) keyword arguments")
     p.add_argument("--name", default=None, help="the method's name in the table (default: the class or function name)")
-    p.add_argument("--model", default="scenes_v2_vgg", help="a shipped v2 model (scenes_v2_vgg, scenes_v2_resnet) or "
+    p.add_argument("--model", default="scenes_v2_vgg", help="a shipped v2 model (scenes_v2_vgg, scenes_v2_resnet), "
+                                                           "any other name load_model knows (torchvision/resnet50, "
+                                                           "timm/...: its published weights, --weights-dir) or "
                                                            "module:callable returning your nn.Module")
-    p.add_argument("--data", default=None, help="module:callable returning your data as a batch dict (with --model)")
+    p.add_argument("--weights-dir", default=None, help="folder holding --model NAME's published weights file "
+                                                       "(else $SALIENCY_WEIGHTS, data/weights, the torch hub cache)")
+    p.add_argument("--data", default=None, help="your data (with your own --model): imagenet (with --data-root) or "
+                                                "module:callable returning a batch dict")
+    p.add_argument("--data-root", default=None, help="the folder of --data imagenet (ILSVRC2012 val layout with XML "
+                                                     "boxes)")
     p.add_argument("--profile", default="default", choices=sorted(PROFILES), help="smoke: seconds, for tests")
     p.add_argument("--images", type=_positive_int("--images"), default=None,
                    help="test images (default: the profile's)")
@@ -92,23 +102,42 @@ def main(argv: list[str] | None = None) -> int:
     except (ImportError, AttributeError, TypeError, ValueError, FileNotFoundError) as e:
         print(f"scorecard: {e}", file=sys.stderr)
         return 2
+    from lightning_modules.scorecard import own as own_data
+
     setting = PROFILES[args.profile]
-    model = data = None
-    if ":" in args.model:
-        model = _load_callable(args.model, "model")
-        setting = replace(setting, model=args.model)
-    else:
-        setting = replace(setting, model=args.model)
-    if args.data:
-        if model is None:
-            print("--data needs --model module:callable (your model, trained on your data)", file=sys.stderr)
-            return 2
-        data = _load_callable(args.data, "data")
-    elif model is not None:
-        print("--model module:callable needs --data module:callable (the images it is scored on)", file=sys.stderr)
-        return 2
     if args.images:
         setting = replace(setting, n_images=args.images)
+    model = data = data_info = None
+    named_model = ":" not in args.model and not own_data.is_shipped(args.model)
+    named_data = bool(args.data) and ":" not in args.data
+    try:  # bad input fails here, before any work
+        if args.data and ":" not in args.model and not named_model:
+            raise own_data.OwnInputError(
+                f"--data scores your own model on your data; --model {args.model} is a shipped model scored on its own "
+                "benchmark. Pass your model as --model NAME (e.g. torchvision/resnet50) or --model module:callable")
+        if named_data:
+            own_data.check_data_args(args.data, args.data_root)
+        elif args.data_root:
+            raise own_data.OwnInputError("--data-root goes with a data name (--data imagenet --data-root DIR)")
+        if (":" in args.model or named_model) and not args.data:
+            shipped = "" if ":" in args.model else " is not a shipped model (scenes_v2_vgg, scenes_v2_resnet); as your own model it"
+            raise own_data.OwnInputError(
+                f"--model {args.model}{shipped} needs your data: --data imagenet --data-root DIR or --data "
+                "module:callable (the images it is scored on)")
+        if ":" in args.model:
+            model = _load_callable(args.model, "model")
+        elif named_model:
+            model, _ = own_data.load_named_model(args.model, args.weights_dir)
+        setting = replace(setting, model=args.model)
+        if named_data:
+            size = own_data.model_image_size(model)
+            data, data_info = own_data.load_named_data(args.data, args.data_root, setting.n_images, size,
+                                                       own_data.model_outputs(model, size))
+        elif args.data:
+            data = _load_callable(args.data, "data")
+    except (ValueError, FileNotFoundError) as e:  # own.OwnInputError is a ValueError
+        print(f"scorecard: {e}", file=sys.stderr)
+        return 2
     if args.pointing_images:
         setting = replace(setting, pointing_images=args.pointing_images)
     info = {"spec": args.explainer, "init_args": init_args}
@@ -134,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, NotImplementedError) as e:
         print(f"scorecard: {e}", file=sys.stderr)
         return 2
+    if data_info is not None:
+        results["own_data"] = data_info
     results = write_scorecard(results, out)
     print((out / "README.md").read_text())
     t = results["timing"]

@@ -84,6 +84,11 @@ def _protocols_to_run(bench: Bench, skip: set[str]) -> tuple[list[str], dict[str
             missing = [f for f in (*p.needs, *(("box_labels",) if p.name.startswith("localisation") else ()))
                        if bench.data.get(f) is None]
             not_run[p.name] = f"not run: the data has no {', '.join(missing)}"
+        elif p.oracle_gt == "evidence" and bench.data.get("evidence_mask") is None:
+            # a user's data with object ground truth only (e.g. --data imagenet): the oracle map that judges this
+            # protocol's validity is the evidence, which the data do not have
+            not_run[p.name] = ("not run: the data has no evidence_mask (no evidence ground truth: this protocol's "
+                               "validity is judged against the oracle map made from it)")
         else:
             run.append(p.name)
     return run, not_run
@@ -99,6 +104,9 @@ def score_references(bench: Bench, protocols: list[str], log=print) -> dict:
         if ref == "random":
             out[ref] = score(bench, reference_provider(bench, ref), protocols, log=log)
             continue
+        if obj and not rest:  # object ground truth only (a user's data without evidence)
+            out[ref] = score(bench, reference_provider(bench, ref, "object"), obj, log=log)
+            continue
         r = score(bench, reference_provider(bench, ref, "evidence"), rest, log=log)
         if obj and bench.data.get("object_mask") is not None:
             o = score(bench, reference_provider(bench, ref, "object"), obj, log=log)
@@ -108,7 +116,7 @@ def score_references(bench: Bench, protocols: list[str], log=print) -> dict:
 
 
 def cache_key(bench: Bench) -> str:
-    return f"{bench.setting.model.replace(':', '.')}_{bench.setting.key()}_{bench_fingerprint(bench)}_{code_hash()}"
+    return f"{bench.setting.model.replace(':', '.').replace('/', '.')}_{bench.setting.key()}_{bench_fingerprint(bench)}_{code_hash()}"
 
 
 def _attacks(bench: Bench, cache_dir: Path | None, log=print) -> None:
@@ -177,9 +185,10 @@ def run_scorecard(explainer, name: str, setting: Setting, *, skip: set[str] = fr
         # the deletion / pixel-perturbation substrate is the model's mean colour: without one, the data's
         model.mean = data["image"].float().mean((0, 2, 3))
     bench = load_bench(setting, model, data, log)
-    if bench.data.get("evidence_mask") is None:
+    if bench.data.get("evidence_mask") is None and bench.data.get("object_mask") is None:
         raise ValueError("the data has no 'evidence_mask': the validity references (the oracle map) need the "
-                         "evidence ground truth (N, 1, H, W) bool")
+                         "evidence ground truth (N, 1, H, W) bool (with only an object 'mask', the object-ground-"
+                         "truth protocols run and the rest are listed as not run)")
     protocols, not_run = _protocols_to_run(bench, set(skip))
     protocols = list(protocols)
     if any(p.startswith("fragility") for p in protocols):
@@ -431,6 +440,13 @@ def render_markdown(results: dict, derived: dict) -> str:
              + ("with the built-in results read from the cache" if tm.get("cache_hit") else "building the built-in cache")
              + f"; building that cache takes {tm['builtins_cached_build']['wall_s']:.0f} s wall once).", "",
              "## Valid protocols", ""]
+    od = results.get("own_data")
+    if od:  # a user's own data by name (--data imagenet --data-root DIR)
+        lines[-2:-2] = [f"Data: `--data {od['name']}` ({od['n_images']} images of `{od['root']}` in the data module's "
+                        f"order, resized to {od['image_size'][0]} x {od['image_size'][1]}; "
+                        f"{od['skipped_without_own_box']} skipped without a box of their class). Ground truth: "
+                        f"{od['ground_truth']}: the protocols judged against the evidence are listed under \"Not run\".",
+                        ""]
     arrow = lambda p: "↑" if PROTO[p].higher_is_better else "↓"  # noqa: E731
     cols = valid + ["cost"]
     lines.append("| map | " + " | ".join(f"{p} {arrow(p)}" if p != "cost" else "cost ↓ (forward passes)" for p in cols) + " |")
@@ -470,15 +486,17 @@ def render_markdown(results: dict, derived: dict) -> str:
               "ties inside it in two stated orders, both counted as oracles). Random: uniform noise seeded by the image "
               "id, drawn afresh for every other input (attacked image, randomised model), as a method that ignores its "
               "input would.",
+              *([] if not {"cascading_randomisation", "independent_randomisation"} & set(results["protocols_run"]) else [
               f"- Randomisation (Adebayo): Spearman rank correlation of |map| with |map| of the randomised model (lower: "
               f"the map depends more on the weights), mean over the kept layers {b.get('randomisation_layers')}, on the "
               f"first {s['randomisation_images']} images. The oracle does not depend on the model, so it scores worst: "
-              "a sanity check, not a ranking; it is not valid by the oracle rule.",
+              "a sanity check, not a ranking; it is not valid by the oracle rule."]),
+              *([] if not {"fragility_topk", "fragility_centre"} & set(results["protocols_run"]) else [
               f"- Fragility (Ghorbani): top-k ({s['attack_k']} px) intersection between the map of an image and of its "
               f"attacked copy; the attacks ({s['attack_steps']} steps, epsilon {s['attack_epsilon']:.4f}) target the "
               "model's gradient map and are transferred to every method (a new method is never differentiated "
               f"through); first {s['attack_images']} images; labels kept: top-k {b.get('attack_topk_label_kept', math.nan):.2f}, "
-              f"centre {b.get('attack_center_label_kept', math.nan):.2f}.",
+              f"centre {b.get('attack_center_label_kept', math.nan):.2f}."]),
               *([] if not results.get("pointing") else [
                   f"- Pointing game (EBP / TorchRay protocol, `lightning_modules/benchmarks/pointing.py`): the single-"
                   f"label scenes saturate it (every method's maximum lands on the one object), so every map explains the "
