@@ -6,6 +6,8 @@ benchmark, beside the built-in methods (``python -m replications scorecard --exp
 - :mod:`.protocols`: the benchmark, the reference maps and the protocols' per-image values;
 - :mod:`.roar`, :mod:`.datarand`: the protocols that need retrained models, run when asked (``--with roar``,
   ``--with data_randomisation``: Adebayo's data randomisation test on the shipped random-label model and controls);
+- :mod:`.own`: a user's own model and data by name (``--model torchvision/resnet50 --data imagenet --data-root
+  DIR``): the published weights, the ILSVRC val images with their class boxes as the object ground truth;
 - :mod:`.card`: the built-in cache, verdicts and ranks, the Markdown table, the figure, the JSON and the
   verification ``check`` runs on ``reports/scorecard/``.
 """
