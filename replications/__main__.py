@@ -1,4 +1,4 @@
-"""``python -m replications [list|check|reproduce|bench ...|train-embedded]``.
+"""``python -m replications [list|check|reproduce|seed-spread|bench ...|train-embedded]``.
 
 - ``list`` (default): the papers, their experiments and, per committed report, how many claims hold /
   fail / are known deviations.
@@ -8,6 +8,9 @@
   sources; exits 1 with a readable list otherwise. CI runs it.
 - ``reproduce <paper> [--profile P]``: re-runs the profile in a temporary folder and diffs every number and
   status against the committed report (``replications/reproduce.py``).
+- ``seed-spread <paper> [RESULTS]``: the spread over training seeds of the numbers the run trains (fong2017's
+  adversarial detectors) and how often a seed resample keeps their claims' statuses (``replications/seed_spread.py``):
+  what ``reproduce``'s bound for those numbers rests on.
 - ``train-embedded NAME...``: retrains shipped embedded models and ships their weights (``weights/``).
 - ``bench explainers|metrics [options]``: the benchmarks that print ratios to their measured floors
   (on a shared machine: ``bench explainers --threads 1 --clock process --rounds 3``; ``--model scenes_cnn`` (v1,
@@ -225,6 +228,9 @@ def main(argv: list[str] | None = None) -> int:
                                                                  "[--skip P,...] [--out DIR] (--help for all)")
     p_rep = sub.add_parser("reproduce", help="re-run a paper's profile and diff every number against the committed report")
     p_rep.add_argument("extra", nargs=argparse.REMAINDER, help="<paper> [--profile smoke] [--rtol R] [--atol A] [--keep DIR]")
+    p_spread = sub.add_parser("seed-spread", help="the spread over training seeds of the numbers a run trains, and "
+                                                  "its claims' status stability")
+    p_spread.add_argument("extra", nargs=argparse.REMAINDER, help="<paper> [RESULTS] [--resamples N]")
     p_train = sub.add_parser("train-embedded", help="retrain shipped embedded models and ship their weights")
     p_train.add_argument("names", nargs="*", help="e.g. blackbox_default mnist_cnn_default")
     p_train.add_argument("--accelerator", default="cpu", help="v2 models only: Lightning accelerator (cpu, gpu, auto)")
@@ -244,6 +250,10 @@ def main(argv: list[str] | None = None) -> int:
         from replications.reproduce import main as reproduce_main
 
         return reproduce_main(args.extra)
+    if args.cmd == "seed-spread":
+        from replications.seed_spread import main as seed_spread_main
+
+        return seed_spread_main(args.extra)
     if args.cmd == "train-embedded":
         return cmd_train_embedded(args.names, args.accelerator)
     return 2

@@ -74,7 +74,16 @@ def test_smoke_run_writes_the_report_with_every_experiment(smoke_report):
     assert all(16 <= c <= 23 for c in coat["classes"])
     oracle = results["results"]["localisation_coat"]["oracle"]
     assert all(oracle[t]["test_error"] == 0.0 for t in ("value", "energy", "mean")), "coat evidence ~ the object"
-    assert len(by_id["e_mask_best_detector"]["samples"]["mask"]) == results["results"]["adversarial"]["n_test"]
+    # judged over seeds x test maps: one row per detector
+    assert [len(row) for row in by_id["e_mask_best_detector"]["samples"]["mask"]] == [
+        results["results"]["adversarial"]["n_test"]] * 2
+    # the smoke profile trains two detectors per method: a test map's outcome is the share of them correct
+    adv = results["results"]["adversarial"]
+    assert adv["seeds"] == [0, 1]
+    for m, per_seed in adv["correct_by_seed"].items():
+        assert len(per_seed) == 2 and all(len(row) == adv["n_test"] for row in per_seed)
+        assert adv["correct"][m] == pytest.approx([(a + b) / 2 for a, b in zip(*per_seed)])
+        assert adv["accuracy"][m] == pytest.approx(sum(adv["accuracy_by_seed"][m]) / 2)
     for fig in ("masks.png", "heatmap_grid.png", "artifacts.png"):
         assert (smoke_report / "figures" / fig).is_file()
     text = (smoke_report / "README.md").read_text()
@@ -289,3 +298,12 @@ def test_table1_claims_on_the_coat_classes_mirror_the_object_box_claims():
         if cid.endswith("_coat"):
             assert c.findings == ("F4",) and all(len(v) == 3 for v in c.samples.values()), cid
             assert "coat classes" in c.text, cid
+
+
+def test_detector_seeds_name_the_fix_for_a_bad_count():
+    from replications.fong2017.experiments.e_adversarial_detection import detector_seeds
+
+    assert detector_seeds({"seed": 3, "seeds": 4}) == [3, 4, 5, 6]
+    assert detector_seeds({"seed": 0}) == [0]
+    with pytest.raises(ValueError, match="adversarial.seeds must be a positive number"):
+        detector_seeds({"seed": 0, "seeds": 0})

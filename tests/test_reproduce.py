@@ -37,6 +37,41 @@ def test_diff_reports_compares_numbers_statuses_and_skips_timings():
         "/intervals[0]/low: expected -inf, got -1"]
 
 
+def test_path_tolerances_bound_the_numbers_they_match_and_nothing_else():
+    expected = {"results": {"adversarial": {"accuracy": {"gradient": 0.60}, "correct": {"gradient": [1.0, 0.0]}},
+                            "auc": 0.5},
+                "claims": [{"id": "e", "status": "fails", "measured": {"gradient": 0.60}}]}
+    moved = {"results": {"adversarial": {"accuracy": {"gradient": 0.66}, "correct": {"gradient": [0.0, 1.0]}},
+                         "auc": 0.5},
+             "claims": [{"id": "e", "status": "fails", "measured": {"gradient": 0.66}}]}
+    rules = [(r"^/results/adversarial/correct/", 0.0, float("inf")),
+             (r"^/results/adversarial/accuracy/|^/claims\[e\]/measured/", 0.0, 0.1)]
+    assert diff_reports(expected, moved, rtol=1e-4, atol=0, path_tolerances=rules) == []
+    # beyond its bound, a matched number is reported; an unmatched one keeps the paper's tolerance
+    assert diff_reports(expected, moved, rtol=1e-4, atol=0, path_tolerances=[(rules[0][0], 0.0, float("inf")),
+                        (rules[1][0], 0.0, 0.05)]) == ["/results/adversarial/accuracy/gradient: expected 0.6, got 0.66",
+                                                       "/claims[e]/measured/gradient: expected 0.6, got 0.66"]
+    shifted = {**moved, "results": {**moved["results"], "auc": 0.51}}
+    assert diff_reports(expected, shifted, rtol=1e-4, atol=0, path_tolerances=rules) == [
+        "/results/auc: expected 0.5, got 0.51"]
+    # an unchecked value still needs its entries and its statuses exactly
+    short = {**moved, "results": {**moved["results"], "adversarial": {**moved["results"]["adversarial"],
+                                                                       "correct": {"gradient": [1.0]}}}}
+    assert diff_reports(expected, short, rtol=1e-4, atol=0, path_tolerances=rules) == [
+        "/results/adversarial/correct/gradient: expected 2 entries, got 1"]
+    flipped = {**moved, "claims": [{"id": "e", "status": "holds", "measured": {"gradient": 0.66}}]}
+    assert diff_reports(expected, flipped, rtol=1e-4, atol=0, path_tolerances=rules) == [
+        "/claims[e]/status: expected 'fails', got 'holds'"]
+
+
+def test_fong2017_detector_bounds_rest_on_a_measurement():
+    tol = rep.tolerance("fong2017")
+    assert tol.paths and all(p.measured for p in tol.paths)
+    # the per-map outcomes of trained detectors are the only numbers left unchecked
+    unchecked = [p.pattern for p in tol.paths if p.atol == float("inf")]
+    assert unchecked and all("correct" in p or "samples" in p or "n_to_decide" in p for p in unchecked)
+
+
 def test_unchanged_checkout_reproduces_the_committed_smoke_snapshot(monkeypatch):
     monkeypatch.setenv("SALIENCY_DATA", str(data_root()))
     diffs, summary = rep.reproduce(PAPER, "smoke")

@@ -137,13 +137,26 @@ def register(*deviations: Deviation) -> dict[str, Deviation]:
     return out
 
 
+def _sample_values(claim_id: str, name: str, values) -> list[float] | list[list[float]]:
+    """A name's samples as floats: a flat list (one value per unit) or a rectangular table (replicates x units)."""
+    values = list(values)
+    if values and isinstance(values[0], (list, tuple)):
+        rows = [[float(x) for x in row] for row in values]
+        if len({len(r) for r in rows}) != 1 or not rows[0]:
+            raise ValueError(f"claim {claim_id}: the samples of {name!r} are a table of replicates x units, so every "
+                             f"row needs the same number of units; got rows of lengths {sorted({len(r) for r in rows})}")
+        return rows
+    return [float(x) for x in values]
+
+
 @dataclass
 class Claim:
     """One checkable statement of a paper, and our measurement of it.
 
     ``measured``: the numbers the relation reads (name -> float). ``samples``: per-sample values (name -> list,
     the same images in the same order for every name) for the names whose comparisons are decided by the paired
-    bootstrap; ``measured[name]`` must be their mean. ``paper``: the published values, shown side by side.
+    bootstrap, or a table of replicates x units (one row per network trained in the run, e.g. per training seed;
+    rows of equal length) judged by the two-level bootstrap (``relations``); ``measured[name]`` must be their mean. ``paper``: the published values, shown side by side.
     ``kind``: ``claim``, ``sanity`` (holds by construction; reported, never counted as reproduced) or ``benchmark``
     (a cost measured on this machine).
     ``deviation``: filled by :func:`apply_deviations` from the paper's registry, never by hand.
@@ -157,7 +170,7 @@ class Claim:
     relation: Relation
     measured: dict[str, float]
     paper: dict[str, PaperValue] = field(default_factory=dict)
-    samples: dict[str, list[float]] = field(default_factory=dict)
+    samples: dict[str, list[float] | list[list[float]]] = field(default_factory=dict)
     kind: str = "claim"
     profile: str | None = None
     deviation: dict | None = None
@@ -182,13 +195,14 @@ class Claim:
         missing = self.relation.names() - set(self.measured)
         if missing:
             raise ValueError(f"claim {self.id}: relation reads {sorted(missing)} which are not in measured {sorted(self.measured)}")
-        self.samples = {k: [float(x) for x in v] for k, v in self.samples.items()}
+        self.samples = {k: _sample_values(self.id, k, v) for k, v in self.samples.items()}
         for k, v in self.samples.items():
             if k not in self.measured:
                 raise ValueError(f"claim {self.id}: samples of {k!r} but no measured value {k!r} (their mean)")
-            if not v:
+            flat = [x for row in v for x in row] if v and isinstance(v[0], list) else v
+            if not flat:
                 raise ValueError(f"claim {self.id}: samples of {k!r} are empty")
-            mean = math.fsum(v) / len(v)
+            mean = math.fsum(flat) / len(flat)
             if not math.isclose(mean, self.measured[k], rel_tol=1e-6, abs_tol=1e-9):
                 raise ValueError(f"claim {self.id}: measured {k}={self.measured[k]:.6g} is not the mean of its samples ({mean:.6g})")
 

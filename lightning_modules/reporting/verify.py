@@ -17,7 +17,7 @@ import json
 import math
 import re
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from lightning_modules.reporting.claims import STATUSES, Claim
 from lightning_modules.reporting.report import (
@@ -210,10 +210,24 @@ def _texts_agree(expected: str, actual: str, rtol: float, atol: float) -> bool:
     return True
 
 
-def diff_reports(expected: dict, actual: dict, rtol: float, atol: float, max_items: int = 200) -> list[str]:
+def diff_reports(expected: dict, actual: dict, rtol: float, atol: float, max_items: int = 200,
+                 path_tolerances: Sequence[tuple[str, float, float]] = ()) -> list[str]:
     """Every number or status of ``expected`` that ``actual`` does not reproduce within ``|a - e| <= atol + rtol |e|``
     (statuses, ids: exactly; texts: their words exactly, the numbers they print within the tolerance). Keys matching
-    ``VOLATILE`` (timings, load) are skipped."""
+    ``VOLATILE`` (timings, load) are skipped.
+
+    ``path_tolerances``: ``(pattern, rtol, atol)`` for the numbers whose path (``/results/a/b[3]``, claims by id:
+    ``/claims[<id>]/measured/x``) the regular expression ``pattern`` matches (``re.search``; the first match wins),
+    e.g. numbers a network trained in the run produces, with the spread measured over its training seeds. ``atol``
+    ``math.inf`` leaves a number's value unchecked (its presence and type still are); statuses stay exact."""
+    rules = [(re.compile(p), float(r), float(a)) for p, r, a in path_tolerances]
+
+    def bounds(path: str) -> tuple[float, float]:
+        for pattern, r, a in rules:
+            if pattern.search(path):
+                return r, a
+        return rtol, atol
+
     out: list[str] = []
 
     def walk(e, a, path: str):
@@ -246,7 +260,7 @@ def diff_reports(expected: dict, actual: dict, rtol: float, atol: float, max_ite
                 walk(x, y, f"{path}[{tag}]")
             return
         if isinstance(e, str) and isinstance(a, str):
-            if e != a and not _texts_agree(e, a, rtol, atol):
+            if e != a and not _texts_agree(e, a, *bounds(path)):
                 out.append(f"{path}: expected {_short(e, 80)}, got {_short(a, 80)}")
             return
         if isinstance(e, bool) or isinstance(a, bool) or not isinstance(e, (int, float)) or not isinstance(a, (int, float)):
@@ -255,7 +269,10 @@ def diff_reports(expected: dict, actual: dict, rtol: float, atol: float, max_ite
             return
         if math.isnan(e) and math.isnan(a) or e == a:  # equal infinities too (an unbounded interval at n = 1)
             return
-        if math.isinf(e) or math.isinf(a) or not (abs(a - e) <= atol + rtol * abs(e)):
+        r, t = bounds(path)
+        if math.isinf(t) and not (math.isnan(e) or math.isnan(a)):
+            return
+        if math.isinf(e) or math.isinf(a) or not (abs(a - e) <= t + r * abs(e)):
             out.append(f"{path}: expected {e:.6g}, got {a:.6g}")
 
     walk(expected, actual, "")

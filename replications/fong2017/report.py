@@ -17,6 +17,7 @@ import torch  # noqa: E402
 from lightning_modules.reporting import add_validity_table  # noqa: E402
 from lightning_modules.tasks.mask_learning import MaskConfig  # noqa: E402
 from replications.fong2017 import paper as P  # noqa: E402
+from replications.fong2017.experiments.e_adversarial_detection import detector_seeds  # noqa: E402
 
 from replications.fong2017.paper import PAPER_KEY  # noqa: E402
 
@@ -120,7 +121,12 @@ def _reductions(config: dict, r: dict, h: int) -> str:
         f"- Adversarial (e, f): {_attack_text(config['adversarial'])}; "
         f"{config['adversarial'].get('images', 'all')} images; clean maps are the test pass's (ground-truth target); "
         f"the detector sees the 64-px maps resized to {_detector_size_text(config['adversarial'])} instead of the "
-        "paper's 227 px (CPU budget; the stated rule in configs/fong2017/default.yaml).",
+        "paper's 227 px (CPU budget; the stated rule in configs/fong2017/default.yaml)"
+        + (f"; {len(detector_seeds(config['adversarial']))} detectors per method (training seeds "
+           f"{detector_seeds(config['adversarial'])[0]}-{detector_seeds(config['adversarial'])[-1]}) instead of the paper's one, a test "
+           "map's outcome the share of them correct: a detector trained on a few hundred maps moves by several points "
+           "with its seed or a float rounding of its input, so one detector's accuracy does not reproduce"
+           if len(detector_seeds(config['adversarial'])) > 1 else "") + ".",
         f"- Artifacts (a): {config['artifacts']['images']} images (the first test ids); smallest suppressing box (d): "
         f"the official {r['n_box_alphas']}-level alpha grid.",
         "- Timings: the machine is shared with other engineers' jobs (CPU time and load average are recorded with the "
@@ -238,16 +244,22 @@ def _adversarial(report, a: dict, config: dict) -> None:
     rows = []
     for m in config['all_methods']:
         hf = a["hf_change"][m]
+        by_seed = a.get("accuracy_by_seed", {}).get(m) or [a["accuracy"][m]]
         rows.append({"method": _label(m), "detector accuracy %": 100 * a["accuracy"][m],
+                     "sd over seeds (points)": 100 * a.get("accuracy_sd", {}).get(m, 0.0),
+                     "range over seeds %": f"{100 * min(by_seed):.1f}-{100 * max(by_seed):.1f}",
                      "high-frequency content, adversarial - clean map": sum(hf) / len(hf)})
     report.add_table("adversarial_detection", rows,
                      caption=f"e. Clean vs adversarial heatmap detection (AlexNet architecture on the maps resized "
                      f"to {_detector_size_text(spec)} (paper: 227 px, about 7,800 training maps), {spec.get('epochs')} "
-                     f"epochs, {a['n_train']} training / {a['n_test']} test maps, split by image id parity). Attack: "
+                     f"epochs, {a['n_train']} training / {a['n_test']} test maps, split by image id parity; "
+                     f"{len(a.get('seeds') or [0])} detector(s) per method, one per training seed: accuracy is their mean, "
+                     "the spread their standard deviation and range). Attack: "
                      f"{_attack_text(spec)}; {100 * a['fooled']:.1f}% of the images fooled"
                      + ("" if not a.get("fooled_by_eps") else " (by eps: " + ", ".join(
                          f"{e}: {100 * v:.0f}%" for e, v in a["fooled_by_eps"].items()) + ")")
-                     + ". F7 is decided on the per-test-map correctness (paired bootstrap, claims). "
+                     + ". F7 is decided on the per-test-map correctness (the share of the detectors correct on the map; paired "
+                     "bootstrap, claims). "
                      "Last column: mean over images of the change of the map's pixel-scale content (mean |difference of "
                      "neighbouring pixels| of the min-max-standardised map) from the clean to the adversarial image. "
                      "Paper: per-method accuracies (numbers not read).")

@@ -12,6 +12,12 @@ method trained to tell clean from adversarial heatmaps, the maps resized to ``de
 AlexNet input; 0 = the maps' own size, where the 64-px maps' features collapse to 1x1). Images are split by id parity: even ids train the detector,
 odd ids test it (a split that does not depend on the process count).
 
+A detector trained from scratch on a few hundred maps is chaotic in its training: a change of the maps at float
+rounding, or another seed, moves its test accuracy by several points. So each method gets ``seeds`` detectors
+(training seeds ``seed .. seed + seeds - 1``, the same for every method) and a test map's outcome is the share of
+them that classify it correctly: the claim is decided on that seed-averaged correctness, and the spread over seeds
+(``accuracy_by_seed``, ``accuracy_sd``) is reported beside it and bounds what another machine may reproduce.
+
 The mechanism the detection numbers point at is measured too: the high-frequency content of every method's map
 (mean absolute difference of neighbouring pixels of the min-max-standardised map, the detector's own input
 normalisation) on the adversarial image minus on the clean image. I-FGSM adds sign-of-gradient noise at the pixel
@@ -37,7 +43,8 @@ class AdversarialConfig:
     """e./f. The attack on the first ``images`` test ids: ``attack`` ``illc`` (the paper's; one budget per image from
     ``eps_sweep``, grey levels, ``eps_step`` per iteration, Kurakin's iteration count) or ``ifgsm`` (untargeted, L-inf
     ``eps``, ``eps_step``, ``max_iter``); the detector's input size (``detector_size``, 0 = the maps') and training
-    (``epochs``, ``hidden`` units, ``lr``, ``seed``). Defaults: the paper's attack and 227-px AlexNet input."""
+    (``epochs``, ``hidden`` units, ``lr``, ``seed``; ``seeds`` detectors per method, trained from seeds ``seed`` ..
+    ``seed + seeds - 1``). Defaults: the paper's attack and 227-px AlexNet input, one detector (the paper's)."""
 
     enabled: bool = False
     images: int = 10 ** 9
@@ -51,6 +58,7 @@ class AdversarialConfig:
     hidden: int = 256
     lr: float = 1e-3
     seed: int = 0
+    seeds: int = 1
 
 
 def adversarial_context(ctx: BatchContext, config: dict) -> BatchContext | None:
@@ -85,6 +93,15 @@ def attack_eps(ids: torch.Tensor, config: dict) -> torch.Tensor:
     share a budget, so both parities of the train/test split see the whole sweep)."""
     sweep = torch.as_tensor([float(e) for e in config["eps_sweep"]], dtype=torch.float32)
     return (sweep[(ids.cpu().long() // 2) % len(sweep)] / 255).to(ids.device)
+
+
+def detector_seeds(config: dict) -> list[int]:
+    """The training seeds of each method's detectors: ``seed .. seed + seeds - 1``."""
+    n = int(config.get("seeds", 1))
+    if n < 1:
+        raise ValueError(f"adversarial.seeds must be a positive number of detectors per method; got {n} (use 1 for "
+                         "the paper's single detector)")
+    return list(range(int(config["seed"]), int(config["seed"]) + n))
 
 
 def high_frequency(maps: torch.Tensor) -> torch.Tensor:
@@ -122,7 +139,8 @@ class AdversarialDetectionExperiment(Experiment):
         fooled = r["fooled"] > 0.5
         train, test = (ids % 2 == 0), (ids % 2 == 1)
         out = {"n": int(ids.numel()), "fooled": float(fooled.float().mean()), "accuracy": {},
-               "n_train": 2 * int(train.sum()), "n_test": 2 * int(test.sum()), "correct": {}, "hf_change": {}}
+               "n_train": 2 * int(train.sum()), "n_test": 2 * int(test.sum()), "correct": {}, "hf_change": {},
+               "seeds": detector_seeds(self.config), "correct_by_seed": {}, "accuracy_by_seed": {}, "accuracy_sd": {}}
         if self.config.get("attack", "illc") == "illc":  # fooled share per budget (grey levels)
             eps = attack_eps(ids, self.config) * 255
             out["fooled_by_eps"] = {f"{e:g}": float(fooled[(eps - e).abs() < 1e-3].float().mean())
@@ -131,15 +149,23 @@ class AdversarialDetectionExperiment(Experiment):
             maps = torch.cat([r[f"clean_{m}"], r[f"adv_{m}"]])
             y = torch.cat([torch.zeros(ids.numel()), torch.ones(ids.numel())]).long().to(maps.device)
             tr, te = torch.cat([train, train]), torch.cat([test, test])
-            det = train_detector(maps[tr], y[tr], epochs=int(self.config["epochs"]), lr=float(self.config["lr"]),
-                                 seed=int(self.config["seed"]), hidden=int(self.config["hidden"]),
-                                 input_size=int(self.config.get("detector_size", 0)))
-            with torch.no_grad():
-                det.eval()
-                # per test map (clean maps of the odd ids, then their adversarial maps): the paired unit
-                correct = (det(maps[te]).argmax(1) == y[te]).float()
+            per_seed = []
+            for seed in detector_seeds(self.config):
+                det = train_detector(maps[tr], y[tr], epochs=int(self.config["epochs"]), lr=float(self.config["lr"]),
+                                     seed=seed, hidden=int(self.config["hidden"]),
+                                     input_size=int(self.config.get("detector_size", 0)))
+                with torch.no_grad():
+                    det.eval()
+                    # per test map (clean maps of the odd ids, then their adversarial maps): the paired unit
+                    per_seed.append((det(maps[te]).argmax(1) == y[te]).float())
+            per_seed = torch.stack(per_seed)  # (seeds, test maps)
+            correct = per_seed.mean(0)
             out["correct"][m] = correct.cpu().tolist()
+            out["correct_by_seed"][m] = per_seed.cpu().tolist()
             out["accuracy"][m] = float(correct.mean())
+            by_seed = per_seed.mean(1)
+            out["accuracy_by_seed"][m] = by_seed.cpu().tolist()
+            out["accuracy_sd"][m] = float(by_seed.std()) if len(by_seed) > 1 else 0.0
             out["hf_change"][m] = (high_frequency(r[f"adv_{m}"]) - high_frequency(r[f"clean_{m}"])).cpu().tolist()
         return {"adversarial": out}
 
@@ -155,4 +181,6 @@ ORDER = 80
 
 def build(rep) -> list[Experiment]:
     """This experiment, configured from the replication's sections (``rep``: the ``FongReplication``)."""
+    if rep.adv_spec.get("enabled"):
+        detector_seeds(rep.adv_spec)  # a bad seed count fails before the run
     return [AdversarialDetectionExperiment(rep.adv_spec, rep.all_methods)] if rep.adv_spec.get("enabled") else []
