@@ -106,12 +106,24 @@ TOLERANCES: dict[str, Tolerance] = {
 CACHE_ARGS = {"khakzar2019": "--model.work_dir", "ghorbani2019": "--model.cache_dir"}
 
 
-def tolerance(paper: str) -> Tolerance:
-    """The paper's bound, for every profile; fong2017's trained detectors have their own (``FONG2017_DETECTORS``).
-    Default profiles were not measured on a second machine: the v1 fong2017 report, against another machine's,
-    kept its 19 science claims' statuses but moved 3386 numbers, among them one detector's accuracy (guided
-    backprop 0.969 -> 0.766, before the detectors were averaged over seeds) and per-image mask outcomes (300 Adam
-    steps through the black box)."""
+#: Default profiles whose numbers were seen to move beyond their paper's smoke-profile bound on a second machine
+DEFAULT_TOLERANCES: dict[str, Tolerance] = {
+    # a fresh clone's default run on a second 2-core machine moved by about 3% relative (over the smoke bound 2e-2):
+    # the MNIST CNN's max-pool ties (above) in a run of 30x the smoke profile's images and retrainings
+    "khakzar2019": Tolerance(6e-2, 1e-4, "a fresh clone's default run on a second 2-core machine moved by about 3% "
+                                         "relative; twice that"),
+}
+
+
+def tolerance(paper: str, profile: str = "smoke") -> Tolerance:
+    """The paper's bound for ``profile``: a measured default-profile bound where one exists
+    (``DEFAULT_TOLERANCES``), else the smoke profile's; fong2017's trained detectors have their own
+    (``FONG2017_DETECTORS``). The other default profiles were not measured on a second machine: the v1 fong2017
+    report, against another machine's, kept its 19 science claims' statuses but moved 3386 numbers, among them one
+    detector's accuracy (guided backprop 0.969 -> 0.766, before the detectors were averaged over seeds) and
+    per-image mask outcomes (300 Adam steps through the black box)."""
+    if profile == "default" and paper in DEFAULT_TOLERANCES:
+        return DEFAULT_TOLERANCES[paper]
     return TOLERANCES.get(paper, Tolerance(RTOL, ATOL, "no measurement: float rounding only"))
 
 
@@ -159,7 +171,7 @@ def reproduce(paper: str, profile: str = "default", rtol: float | None = None, a
     """``(differences, summary)`` of a fresh run of ``paper``/``profile`` against the committed numbers (``rtol`` /
     ``atol`` None: the paper's ``TOLERANCES``). ``summary["report"]``: the new report's counts and times
     (:func:`report_record`); ``summary["report_dir"]``: where it was kept (None: a temporary folder, deleted)."""
-    tol = tolerance(paper)
+    tol = tolerance(paper, profile)
     rtol = tol.rtol if rtol is None else rtol
     atol = tol.atol if atol is None else atol
     expected_path = committed_results(paper, profile, repo_root)

@@ -64,6 +64,12 @@ def test_path_tolerances_bound_the_numbers_they_match_and_nothing_else():
         "/claims[e]/status: expected 'fails', got 'holds'"]
 
 
+def test_a_measured_default_bound_applies_to_the_default_profile_only():
+    assert rep.tolerance("khakzar2019", "default").rtol == 6e-2
+    assert rep.tolerance("khakzar2019", "smoke").rtol == rep.TOLERANCES["khakzar2019"].rtol == 2e-2
+    assert rep.tolerance("petsiuk2018", "default") == rep.TOLERANCES["petsiuk2018"]
+
+
 def test_fong2017_detector_bounds_rest_on_a_measurement():
     tol = rep.tolerance("fong2017")
     assert tol.paths and all(p.measured for p in tol.paths)
