@@ -44,6 +44,18 @@ class GradCAM(Explainer):
         self.relu = relu
         self.upsample_mode = upsample_mode
 
+    @staticmethod
+    def masks(acts: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """Activation maps ``(N, 1, h, w)`` upsampled to ``size`` and min-max normalised per map: the masks (Sec. 3,
+        Eq. 4); a constant map carries no location: its mask is zero."""
+        masks = upsample(acts, size, "bilinear")
+        lo = masks.flatten(1).amin(dim=1)[:, None, None, None]
+        span = masks.flatten(1).amax(dim=1)[:, None, None, None] - lo
+        # the per-map scale (0 for a constant map) on the (N, 1, 1, 1) statistics, then two in-place passes over
+        # the full-size maps: the normalisation costs as much as the forward's first ReLU otherwise
+        scale = torch.where(span > 0, 1.0 / span.clamp_min(1e-12), torch.zeros_like(span))
+        return masks.sub_(lo).mul_(scale)
+
     def attribute(self, model, images, targets):
         layer = resolve_layer(model, self.layer)
         cam = LayerGradCam(model, layer).attribute(leaf_input(images), target=targets, relu_attributions=self.relu)
@@ -94,24 +106,32 @@ class ScoreCAM(Explainer):
             raise ValueError(f"score_cam needs a convolutional layer with (B, K, h, w) output, got {type(store[0]) if store else None}")
         return store[0], logits
 
+    @staticmethod
+    def masks(acts: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """Activation maps ``(N, 1, h, w)`` upsampled to ``size`` and min-max normalised per map: the masks (Sec. 3,
+        Eq. 4); a constant map carries no location: its mask is zero."""
+        masks = upsample(acts, size, "bilinear")
+        lo = masks.flatten(1).amin(dim=1)[:, None, None, None]
+        span = masks.flatten(1).amax(dim=1)[:, None, None, None] - lo
+        # the per-map scale (0 for a constant map) on the (N, 1, 1, 1) statistics, then two in-place passes over
+        # the full-size maps: the normalisation costs as much as the forward's first ReLU otherwise
+        scale = torch.where(span > 0, 1.0 / span.clamp_min(1e-12), torch.zeros_like(span))
+        return masks.sub_(lo).mul_(scale)
+
     def attribute(self, model, images, targets):
         layer = resolve_layer(model, self.layer)
         acts, _ = self.layer_activations(model, layer, images)
         b, k = acts.shape[:2]
         h, w = images.shape[-2:]
-        # Upsampled, min-max normalised activation maps: the masks (Sec. 3, Eq. 4).
-        masks = upsample(acts, (h, w), "bilinear")
-        lo = masks.flatten(2).amin(dim=2)[..., None, None]
-        hi = masks.flatten(2).amax(dim=2)[..., None, None]
-        masks = (masks - lo) / (hi - lo).clamp_min(1e-12)
-        masks = torch.where((hi - lo) > 0, masks, torch.zeros_like(masks))  # constant maps carry no location
-        masks = masks.reshape(b * k, 1, h, w)
+        # One activation map per (image, channel) pair; each chunk's masks are built just before its forward pass, so
+        # the B*K full-size masks never exist at once (at B=32 they are 32 MB: memory traffic, not compute).
+        flat = acts.reshape(b * k, 1, *acts.shape[-2:])
         image_idx = torch.arange(b, device=images.device).repeat_interleave(k)
         target_rep = targets[image_idx]
         scores = torch.empty(b * k, device=images.device, dtype=images.dtype)
         for start in range(0, b * k, self.chunk_size):
             sl = slice(start, start + self.chunk_size)
-            probs = class_probabilities(model, model(images[image_idx[sl]] * masks[sl]))
+            probs = class_probabilities(model, model(images[image_idx[sl]].mul_(self.masks(flat[sl], (h, w)))))
             scores[sl] = probs.gather(1, target_rep[sl, None]).squeeze(1)
         weights = scores.view(b, k)
         if self.baseline_score:
