@@ -2,8 +2,9 @@
 
 ``benchmark_rise`` measures, in one run,
 
-- ``time_ratio``: wall time of ``RISE(model, images, targets)`` / wall time of the same forward passes (same
-  batch sizes, same number) on a pre-built input, i.e. the overhead of mask application, softmax and the
+- ``time_ratio``: time of ``RISE(model, images, targets)`` / time of the same forward passes (same batch sizes,
+  same number) on a pre-built input (:func:`~lightning_modules.benchmarks.clock.cost_clock`: on the CPU the
+  process's CPU time with one torch thread, robust to other jobs on the cores; on CUDA synchronised wall time), i.e. the overhead of mask application, softmax and the
   saliency contraction. Target: <= 1.10.
 - ``peak_mb``: the peak extra memory of one explanation call above the state before it (the cached masks are
   generated beforehand and counted separately as ``masks_mb``). On CUDA: ``torch.cuda.max_memory_allocated``.
@@ -26,6 +27,7 @@ import time
 import torch
 import torch.nn as nn
 
+from lightning_modules.benchmarks.clock import clock_name, cost_clock
 from lightning_modules.explainers.rise import RISE
 
 
@@ -124,16 +126,17 @@ def benchmark_rise(model: nn.Module, images: torch.Tensor, targets: torch.Tensor
         rise(model, images, targets)
         _sync(device)
 
-    floor()  # warm-up of both (allocator, kernels)
-    method()
     t_floor, t_method = [], []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        floor()
-        t_floor.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
+    with cost_clock(device) as now:
+        floor()  # warm-up of both (allocator, kernels)
         method()
-        t_method.append(time.perf_counter() - t0)
+        for _ in range(repeats):
+            t0 = now()
+            floor()
+            t_floor.append(now() - t0)
+            t0 = now()
+            method()
+            t_method.append(now() - t0)
     # min over repeats: the least-disturbed run of each on a shared machine
     floor_s, method_s = min(t_floor), min(t_method)
     return {
@@ -153,6 +156,7 @@ def benchmark_rise(model: nn.Module, images: torch.Tensor, targets: torch.Tensor
         "masks_mb": masks.numel() * masks.element_size() / 2**20,
         "memory_method": memory_method,
         "repeats": repeats,
+        "clock": clock_name(device),
     }
 
 

@@ -130,8 +130,8 @@ def _reductions(config: dict, r: dict, h: int) -> str:
         f"- Artifacts (a): {config['artifacts']['images']} images (the first test ids); smallest suppressing box (d): "
         f"the official {r['n_box_alphas']}-level alpha grid.",
         "- Timings: the machine is shared with other engineers' jobs (CPU time and load average are recorded with the "
-        "wall time): wall times and the benchmark are inflated and noisy; the benchmark takes the minimum of "
-        "alternating repeats.",
+        "wall time): wall times are inflated and noisy; the benchmark takes the minimum of alternating repeats on "
+        "the process's CPU time with one torch thread (its `clock` column), which other jobs do not inflate.",
     ])
 
 
@@ -341,7 +341,7 @@ def _benchmark(report, r, config):
         return
     report.add_table("benchmark", [b], caption="Mask learning cost: time of the whole optimisation divided by "
                      "iterations x (one forward + backward of the black box at the same batch); minimum over repeats, "
-                     "timed alternately (shared machine: other processes inflate both).")
+                     "timed alternately on the `clock` column's clock.")
     t = r.get("timings_s", {})
     if t:
         report.add_table("explainer_time", [{"method": _label(m), "seconds (all test + held-out images)": v} for m, v in t.items()])

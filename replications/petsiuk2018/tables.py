@@ -97,6 +97,7 @@ def add_tables(res: dict, report) -> None:
         report.add_table(
             "rise_benchmark", [{k: v for k, v in b.items() if k != "image_size"}],
             caption="RISE cost, measured in this run: time of one RISE call / time of the same forward passes (same batch "
-                    "sizes) on a pre-built input (min over repeats, interleaved), and the call's peak extra memory vs the "
+                    "sizes) on a pre-built input (min over repeats, interleaved; the `clock` column: on the CPU the process's CPU time "
+                    "with one torch thread, which other jobs on the cores do not inflate), and the call's peak extra memory vs the "
                     "explainer's memory budget (the cached masks, generated once, are listed separately).",
         )
