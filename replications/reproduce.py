@@ -54,7 +54,7 @@ class Tolerance:
 #: training seeds, measured on the default run (7 detectors per method, ``python -m replications seed-spread
 #: fong2017``): one detector's accuracy has a standard deviation of at most 0.077 over seeds (excitation backprop),
 #: the 7-seed mean differs between two runs by sd 0.077 sqrt(2/7) = 0.041; each bound is 4 such standard deviations
-#: (twice the 95% range). Statuses stay exact: the claim on them is judged over seeds x maps, and 87.5% of seed
+#: (twice the 95% range). Statuses stay exact: the claim on them is judged over seeds x maps, and 89% of seed
 #: resamples kept its status (resampling with replacement understates the seeds' spread, so a fresh run's keeps it
 #: at least as often).
 _DETECTOR_SD_ONE, _DETECTOR_SD_RUNS, _MASK_SD_RUNS = 0.0772, 0.0413, 0.0253
