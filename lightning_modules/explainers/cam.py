@@ -44,18 +44,6 @@ class GradCAM(Explainer):
         self.relu = relu
         self.upsample_mode = upsample_mode
 
-    @staticmethod
-    def masks(acts: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        """Activation maps ``(N, 1, h, w)`` upsampled to ``size`` and min-max normalised per map: the masks (Sec. 3,
-        Eq. 4); a constant map carries no location: its mask is zero."""
-        masks = upsample(acts, size, "bilinear")
-        lo = masks.flatten(1).amin(dim=1)[:, None, None, None]
-        span = masks.flatten(1).amax(dim=1)[:, None, None, None] - lo
-        # the per-map scale (0 for a constant map) on the (N, 1, 1, 1) statistics, then two in-place passes over
-        # the full-size maps: the normalisation costs as much as the forward's first ReLU otherwise
-        scale = torch.where(span > 0, 1.0 / span.clamp_min(1e-12), torch.zeros_like(span))
-        return masks.sub_(lo).mul_(scale)
-
     def attribute(self, model, images, targets):
         layer = resolve_layer(model, self.layer)
         cam = LayerGradCam(model, layer).attribute(leaf_input(images), target=targets, relu_attributions=self.relu)
