@@ -143,8 +143,9 @@ def _sample_values(claim_id: str, name: str, values) -> list[float] | list[list[
     if values and isinstance(values[0], (list, tuple)):
         rows = [[float(x) for x in row] for row in values]
         if len({len(r) for r in rows}) != 1 or not rows[0]:
+            lengths = sorted({len(r) for r in rows})
             raise ValueError(f"claim {claim_id}: the samples of {name!r} are a table of replicates x units, so every "
-                             f"row needs the same number of units; got rows of lengths {sorted({len(r) for r in rows})}")
+                             f"row needs the same number of units; got rows of lengths {lengths}")
         return rows
     return [float(x) for x in values]
 
@@ -156,7 +157,8 @@ class Claim:
     ``measured``: the numbers the relation reads (name -> float). ``samples``: per-sample values (name -> list,
     the same images in the same order for every name) for the names whose comparisons are decided by the paired
     bootstrap, or a table of replicates x units (one row per network trained in the run, e.g. per training seed;
-    rows of equal length) judged by the two-level bootstrap (``relations``); ``measured[name]`` must be their mean. ``paper``: the published values, shown side by side.
+    rows of equal length) judged by the two-level bootstrap (``relations``); ``measured[name]`` must be their
+    mean. ``paper``: the published values, shown side by side.
     ``kind``: ``claim``, ``sanity`` (holds by construction; reported, never counted as reproduced) or ``benchmark``
     (a cost measured on this machine).
     ``deviation``: filled by :func:`apply_deviations` from the paper's registry, never by hand.

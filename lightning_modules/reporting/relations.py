@@ -17,9 +17,9 @@ evaluated by :func:`judge` into a :class:`Verdict`:
   detector per training seed; one column per evaluated image, the same in every row) is compared through the
   union of a two-level paired percentile bootstrap (rows and columns resampled with replacement) and Student's t
   interval whose variance is the sum of the row means' and the column means' variances of the mean, with the
-  fewer of the two counts less one as its degrees of freedom: the training's own randomness is part of the uncertainty, so a status does
-  not hang on which seeds were drawn, and with few replicates the t part keeps the false "holds" rate at or below
-  nominal (``tests/test_judgement_rules.py`` measures it at 3 and 7 replicates);
+  fewer of the two counts less one as its degrees of freedom: the training's own randomness is part of the
+  uncertainty, so a status does not hang on which seeds were drawn, and with few replicates the t part keeps the
+  false "holds" rate at or below nominal (``tests/test_judgement_rules.py`` measures it at 3 and 7 replicates);
 - operands without samples (a single number: an accuracy of a model, a timing ratio) are compared as numbers.
 
 **Minimum effect** (rule 3): ``judge(..., min_effect=m)`` makes a decided comparison between two measured
@@ -287,7 +287,6 @@ class _Bootstrap:
         t_low, t_high = t_interval(diff, confidence)
         return mean, float(min(low, t_low)), float(max(high, t_high))
 
-
     def interval_replicated(self, diff: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, float, float]:
         """(mean, low, high) of a replicates x units table: the union of the two-level percentile bootstrap (the
         rows and the columns resampled with replacement, the same draws for every comparison of the claim) and
@@ -308,8 +307,8 @@ class _Bootstrap:
 def replicated_t_interval(diff: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, float]:
     """Student's t interval of the mean of a replicates x units table ``diff`` (k x n): variance ``var(row means) / k
     + var(column means) / n`` (each term carries the residual once more: conservative), ``min(k, n) - 1`` degrees
-    of freedom (Satterthwaite's bound from below). One replicate gives an unbounded interval (its training's randomness is not measured), one unit
-    too; a constant table the exact point."""
+    of freedom (Satterthwaite's bound from below). One replicate gives an unbounded interval (its training's
+    randomness is not measured), one unit too; a constant table the exact point."""
     diff = np.asarray(diff, dtype=np.float64)
     k, n = diff.shape
     mean = float(diff.mean())
@@ -321,7 +320,7 @@ def replicated_t_interval(diff: np.ndarray, confidence: float = CONFIDENCE) -> t
     if var == 0.0:
         return mean, mean
     # Satterthwaite's df, estimated from the same few rows, grows exactly when the rows' variance comes out small
-    # (false "holds" 3.7% at 3 replicates): the fewer of the two counts bounds it instead (2.5% or below)
+    # (false "holds" 3.7% at 3 replicates): the fewer of the two counts bounds it instead (1.1% at 3, 2.1% at 7)
     df = min(k, n) - 1
     half = float(stats.t.ppf(1.0 - (1.0 - confidence) / 2.0, df)) * math.sqrt(var)
     return mean - half, mean + half

@@ -103,6 +103,7 @@ def _reductions(config: dict, r: dict, h: int) -> str:
               f"{v.get('accuracy_feet_removed', float('nan')):.3f} (chance {v.get('chance', float('nan')):.2f}): the head is "
               f"the evidence. Training it took {info.get('training_s', float('nan')):.0f} s on the shared machine (once; "
               f"cached under data/blackbox, not part of this run's wall time when cached).")
+    seeds = detector_seeds(config["adversarial"])
     return "\n".join([
         f"- Data and model: synthetic {h}-px scenes ({d['kind']}) and "
         + ("a VGG-style CNN trained on them" if emb else "a small CNN") + " instead of ImageNet (224 px) and GoogLeNet; "
@@ -122,11 +123,11 @@ def _reductions(config: dict, r: dict, h: int) -> str:
         f"{config['adversarial'].get('images', 'all')} images; clean maps are the test pass's (ground-truth target); "
         f"the detector sees the 64-px maps resized to {_detector_size_text(config['adversarial'])} instead of the "
         "paper's 227 px (CPU budget; the stated rule in configs/fong2017/default.yaml)"
-        + (f"; {len(detector_seeds(config['adversarial']))} detectors per method (training seeds "
-           f"{detector_seeds(config['adversarial'])[0]}-{detector_seeds(config['adversarial'])[-1]}) instead of the paper's one, a test "
+        + (f"; {len(seeds)} detectors per method (training seeds {seeds[0]}-{seeds[-1]}) instead of the paper's "
+           "one, a test "
            "map's outcome the share of them correct: a detector trained on a few hundred maps moves by several points "
            "with its seed or a float rounding of its input, so one detector's accuracy does not reproduce"
-           if len(detector_seeds(config['adversarial'])) > 1 else "") + ".",
+           if len(seeds) > 1 else "") + ".",
         f"- Artifacts (a): {config['artifacts']['images']} images (the first test ids); smallest suppressing box (d): "
         f"the official {r['n_box_alphas']}-level alpha grid.",
         "- Timings: the machine is shared with other engineers' jobs (CPU time and load average are recorded with the "
