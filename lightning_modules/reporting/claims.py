@@ -137,6 +137,12 @@ def register(*deviations: Deviation) -> dict[str, Deviation]:
     return out
 
 
+def sample_mean(values: list[float] | list[list[float]]) -> float:
+    """The mean of a name's samples: a flat list (one value per unit) or a table (replicates x units)."""
+    flat = [x for row in values for x in row] if values and isinstance(values[0], list) else values
+    return math.fsum(flat) / len(flat)
+
+
 def _sample_values(claim_id: str, name: str, values) -> list[float] | list[list[float]]:
     """A name's samples as floats: a flat list (one value per unit) or a rectangular table (replicates x units)."""
     values = list(values)
@@ -201,10 +207,9 @@ class Claim:
         for k, v in self.samples.items():
             if k not in self.measured:
                 raise ValueError(f"claim {self.id}: samples of {k!r} but no measured value {k!r} (their mean)")
-            flat = [x for row in v for x in row] if v and isinstance(v[0], list) else v
-            if not flat:
+            if not v:  # an empty table row is refused by _sample_values
                 raise ValueError(f"claim {self.id}: samples of {k!r} are empty")
-            mean = math.fsum(flat) / len(flat)
+            mean = sample_mean(v)
             if not math.isclose(mean, self.measured[k], rel_tol=1e-6, abs_tol=1e-9):
                 raise ValueError(f"claim {self.id}: measured {k}={self.measured[k]:.6g} is not the mean of its samples ({mean:.6g})")
 

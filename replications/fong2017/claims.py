@@ -23,7 +23,7 @@ import math
 import torch
 
 from lightning_modules.reporting import Claim, Relation
-from lightning_modules.reporting.claims import MinimumEffect
+from lightning_modules.reporting.claims import MinimumEffect, sample_mean
 from lightning_modules.reporting.rules import fixed_min_effect, span_min_effect, unit_means
 from lightning_modules.reporting.validity import statistic
 from replications.fong2017 import paper as P
@@ -64,12 +64,6 @@ THRESHOLDS = ("value", "energy", "mean")
 SUPPRESSED = 0.5
 #: the mask learning benchmark: time over iterations x (forward + backward)
 BENCH_RATIO_BOUND = 1.2
-
-
-def _mean(v) -> float:
-    """The mean of per-image values, or of a table of replicates x images."""
-    flat = [x for row in v for x in row] if v and isinstance(v[0], list) else v
-    return math.fsum(flat) / len(flat)
 
 
 def _finite_rows(columns: dict[str, list]) -> dict[str, list[float]]:
@@ -117,7 +111,7 @@ def _claim(cid, experiment, text, relation, samples, paper=None, extra=None, kin
     undefined where the perturbation itself hardly changes the score: the smoke profile's weak model)."""
     if any(not v for v in samples.values()):
         return None
-    measured = {k: _mean(v) for k, v in samples.items()}
+    measured = {k: sample_mean(v) for k, v in samples.items()}
     measured.update(extra or {})
     return Claim(cid, experiment, text, relation, measured, paper or {}, samples=samples, kind=kind,
                  protocols=protocols, findings=findings, min_effect=min_effect)
