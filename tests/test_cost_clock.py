@@ -38,3 +38,17 @@ def test_the_rise_benchmark_records_its_clock():
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 4)).eval()
     out = benchmark_rise(model, torch.rand(2, 3, 8, 8), 0, n_masks=16, repeats=1)
     assert out["clock"] == CPU_CLOCK and out["time_ratio"] > 0
+
+
+def test_steady_allocator_fixes_glibc_thresholds_and_says_so():
+    import ctypes.util
+    import platform
+
+    from lightning_modules.benchmarks.clock import MMAP_THRESHOLD, steady_allocator
+
+    said = steady_allocator()
+    assert said == steady_allocator()  # idempotent: a second benchmark in the process reads the same phrase
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc" and ctypes.util.find_library("c"):
+        assert f"{MMAP_THRESHOLD >> 20} MiB" in said
+    else:
+        assert "default" in said

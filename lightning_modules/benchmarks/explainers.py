@@ -46,6 +46,7 @@ from pathlib import Path
 
 import torch
 
+from lightning_modules.benchmarks.clock import steady_allocator
 from lightning_modules.explainers import create_explainer
 from lightning_modules.explainers.cam import ScoreCAM
 from lightning_modules.models import load_model, resolve_layer
@@ -276,6 +277,7 @@ def run(out_path: str | Path = "reports/benchmarks/explainers.md", batch_sizes=(
         raise ValueError(f"rounds must be >= 1, got {rounds}")
     if threads is not None:
         torch.set_num_threads(threads)
+    allocator = steady_allocator()
     methods = dict(METHODS if methods is None else methods)
     dev = torch.device(device)
     torch.manual_seed(seed)
@@ -304,7 +306,7 @@ def run(out_path: str | Path = "reports/benchmarks/explainers.md", batch_sizes=(
         if out_path is not None:  # after every method, so an interrupted run still leaves the rows it measured
             load = (load_before, os.getloadavg()[0])
             write_markdown(rows, out_path, batch_sizes, model_name, image_size, dev, ratio_target, load, clock, command,
-                           rounds=rounds, weights=weights)
+                           rounds=rounds, weights=weights, allocator=allocator)
     return rows
 
 
@@ -367,7 +369,7 @@ def _fmt(v: float, digits: int = 2) -> str:
 
 def write_markdown(rows, out_path, batch_sizes, model_name, image_size, device, ratio_target, load=(math.nan, math.nan),
                    clock: str = "wall", command: str = "python -m replications bench explainers", rounds: int = 1,
-                   weights: str = "random weights") -> Path:
+                   weights: str = "random weights", allocator: str = "the default allocator") -> Path:
     path = Path(out_path)
     if not path.is_absolute():
         path = REPO_ROOT / path
@@ -415,6 +417,7 @@ def write_markdown(rows, out_path, batch_sizes, model_name, image_size, device, 
         f"{repeat_text}; the floor is measured in "
         "the same run, on the same model, batch sizes and device: only the forward/backward passes the method must "
         "make (see the module docstring), on a pre-built input. "
+        f"Memory: {allocator}. "
         f"Machine: {os.cpu_count()} CPU cores, 1-minute load average {load[0]:.1f} at the start and {load[1]:.1f} at "
         "the end of the run (other processes share the cores: absolute times are noisy, ratios less so).",
         "",

@@ -19,8 +19,8 @@ They are estimated from two measured things and one stated assumption:
 4. **Measured overhead over the floor.** The three items above are floor arithmetic: only the passes a method
    cannot avoid, at the GPU's sustained throughput. Each stage also lists what those passes are spent on
    (``Stage.parts``: an explainer, the mask learning, the deletion / insertion curves); the explainer benchmarks
-   (``reports/benchmarks/explainers_v2_vgg.md`` and ``_resnet.md``, batch 32, with the re-runs of the methods
-   re-optimised since, ``explainers_v2_*_reoptimised.md``, where present) and the metric benchmark
+   (``reports/benchmarks/explainers_v2_vgg.md`` and ``_resnet.md``, batch 32; ``RATIO_REPORTS`` lets a later
+   re-run of some methods override a report's rows) and the metric benchmark
    (``metrics_v2_vgg.md``) measured each one's time over its floor, and ``GPU h (measured costs)`` scales every part
    by its measured ratio (the larger of the two v2 models'); passes with no benchmark (training steps, attacks,
    forward-only sweeps, DeepLIFT / PruneGrad) count at ratio 1 and the ``unmeasured`` column says how many. The
@@ -317,8 +317,7 @@ def measure_model(name: str, image_size: int, in_chans: int = 3, num_classes: in
 
 #: the benchmark reports whose measured time / floor ratios scale the floor arithmetic (see the module docstring):
 #: one group per model, a later report of a group (a re-run of some methods) overriding the earlier one's rows
-RATIO_REPORTS = (("reports/benchmarks/explainers_v2_vgg.md", "reports/benchmarks/explainers_v2_vgg_reoptimised.md"),
-                 ("reports/benchmarks/explainers_v2_resnet.md", "reports/benchmarks/explainers_v2_resnet_reoptimised.md"))
+RATIO_REPORTS = (("reports/benchmarks/explainers_v2_vgg.md",), ("reports/benchmarks/explainers_v2_resnet.md",))
 METRIC_REPORTS = ("reports/benchmarks/metrics_v2_vgg.md",)
 
 

@@ -96,17 +96,30 @@ def _identity_output(ctx, x, y):
     return y.clone()
 
 
+def _positive_part_divisor(total: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(divisor, step)`` such that ``(p / divisor) * step`` is ``p / total`` where ``total > 0`` and 0 elsewhere,
+    the same values as ``torch.where(total > 0, p / total.clamp_min(1e-30), 0)`` (``* 1.0`` is exact; a zero may
+    come out as ``-0.0``), with vectorised arithmetic only: on a CPU the boolean kernels (comparison, ``where``,
+    ``masked_fill``) cost as much as a small convolution's backward on the few-cell tensors above a mid-level
+    layer. ``divisor`` is 1 where ``total <= 0``, so nothing overflows there."""
+    step = total.clamp_min(0).sign_()
+    return torch.maximum(total.clamp_min(1e-30), 1.0 - step), step
+
+
 class _LinearRule(torch.autograd.Function):
     """Identity forward on ``y = f(x)``; backward: ``x * J_f+^T (p / f+(x))`` (Eq. 2-3 of Zhang et al.).
 
-    ``f+(x)``, its graph and the terms of ``1 / f+(x)`` do not depend on the signal ``p``: with ``reuse`` (every
-    module but the classifier, whose ``f+`` the contrastive dual negates) the first backward keeps them for the
-    second (the contrastive variant's dual pass), which then runs only the vector-Jacobian product."""
+    ``rule`` is the module's ``_ExcitatoryRule``: ``f+`` and, for convolutions and linear layers, its
+    vector-Jacobian product in closed form (the input gradient of the same kernel autograd would call, without
+    recording ``f+``'s graph or a nested autograd call); pooling differentiates its own forward. ``f+(x)`` and the
+    terms of ``1 / f+(x)`` do not depend on the signal ``p``: with ``reuse`` (every module but the classifier,
+    whose ``f+`` the contrastive dual negates) the first backward keeps them for the second (the contrastive
+    variant's dual pass), which then runs only the vector-Jacobian product."""
 
     @staticmethod
-    def forward(ctx, x, y, positive_forward, reuse=False):
+    def forward(ctx, x, y, rule, reuse=False):
         ctx.save_for_backward(x)
-        ctx.positive_forward = positive_forward
+        ctx.rule = rule
         ctx.reuse = reuse
         ctx.kept = None
         return _identity_output(ctx, x, y)
@@ -114,18 +127,24 @@ class _LinearRule(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out):
         (x,) = ctx.saved_tensors
+        rule = ctx.rule
         kept = ctx.kept
         if kept is None:
-            with torch.enable_grad():
-                xd = x.detach().requires_grad_(True)
-                z = ctx.positive_forward(xd)
-            zd = z.detach()
-            # p / f+(x) where f+(x) > 0, else 0: the values of ``torch.where(z > 0, grad_out / z.clamp_min(1e-30), 0)``
-            kept = (xd, z, zd.clamp_min(1e-30), ~(zd > 0))
+            if rule.closed_form:
+                with torch.no_grad():
+                    z = rule.forward(x)
+                xd = None
+            else:
+                with torch.enable_grad():
+                    xd = x.detach().requires_grad_(True)
+                    z = rule.forward(xd)
+            kept = (xd, z) + _positive_part_divisor(z.detach())
             if ctx.reuse:
                 ctx.kept = kept
-        xd, z, denom, zero = kept
-        scaled = (grad_out / denom).masked_fill_(zero, 0.0)
+        xd, z, divisor, step = kept
+        scaled = (grad_out / divisor).mul_(step)  # p / f+(x) where f+(x) > 0, else 0
+        if xd is None:
+            return rule.vjp(scaled, x).mul_(x), None, None, None
         (g,) = torch.autograd.grad(z, xd, scaled, retain_graph=ctx.reuse)
         return g * x, None, None, None
 
@@ -150,15 +169,24 @@ RULE_MODULES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d) + _POOLS
 def excitatory_forward(module: nn.Module):
     """``f+`` of one of ``RULE_MODULES``: only the excitatory (positive) weights, no bias; pooling is itself (the
     pass the rule runs once per module above the saliency layer and per backward; the benchmarks time it)."""
-    return _positive_forward(module, {"negate": False, "classifier": None})
+    return _ExcitatoryRule(module, {"negate": False, "classifier": None}).forward
 
 
-def _positive_forward(module: nn.Module, state: dict):
-    """``f+``: the module with only excitatory (positive) weights and no bias; pooling is itself. The clamped
-    weights are made once per map (cached in ``state["weights"]`` where the state has that key: ``layer_maps``
-    gives each call a fresh one), not once per backward pass."""
+class _ExcitatoryRule:
+    """``f+`` of a rule module: the module with only excitatory (positive) weights and no bias; pooling is itself.
+    The clamped weights are made once per map (cached in ``state["weights"]`` where the state has that key:
+    ``layer_maps`` gives each call a fresh one), not once per backward pass. ``closed_form``: ``vjp`` gives
+    ``J_f+^T g`` directly (a convolution's input gradient, ``g @ w+`` for a linear layer); else (pooling, string
+    padding, non-zero padding modes) the rule differentiates ``forward``."""
 
-    def weight():
+    def __init__(self, module: nn.Module, state: dict):
+        self.module, self.state = module, state
+        conv = isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d))
+        self.closed_form = isinstance(module, nn.Linear) or (
+            conv and not isinstance(module.padding, str) and module.padding_mode == "zeros")
+
+    def weight(self) -> torch.Tensor:
+        module, state = self.module, self.state
         negate = state["negate"] and module is state["classifier"]
         cache = state.get("weights")
         if cache is None:
@@ -170,21 +198,30 @@ def _positive_forward(module: nn.Module, state: dict):
                 w = cache[key] = (-module.weight if negate else module.weight).clamp(min=0)
         return w
 
-    if isinstance(module, nn.Linear):
-        return lambda x: F.linear(x, weight())
-    if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
-        return lambda x: module._conv_forward(x, weight(), None)
-    return module.forward  # pooling: the same averaging / selection weights, all non-negative
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        module = self.module
+        if isinstance(module, nn.Linear):
+            return F.linear(x, self.weight())
+        if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+            return module._conv_forward(x, self.weight(), None)
+        return module.forward(x)  # pooling (its forward, not its hooks): the same non-negative weights
+
+    def vjp(self, grad: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``J_f+^T grad`` at the input ``x`` (only where ``closed_form``)."""
+        module, w = self.module, self.weight()
+        if isinstance(module, nn.Linear):
+            return grad.matmul(w)
+        return torch.ops.aten.convolution_backward(
+            grad, x, w, None, list(module.stride), list(module.padding), list(module.dilation), False,
+            [0] * (w.dim() - 2), module.groups, [True, False, False])[0]
 
 
 def _shares(rec: dict) -> tuple[torch.Tensor, torch.Tensor]:
     """(main / s, shortcut / s) where ``s = main + shortcut > 0``, else 0: computed once per forward (the
     contrastive variant's two backward passes read them twice)."""
     if "shares" not in rec:
-        total = rec["main"] + rec["shortcut"]
-        pos = total > 0
-        denom = total.clamp_min(1e-30)
-        rec["shares"] = tuple(torch.where(pos, rec[k] / denom, torch.zeros_like(total)) for k in ("main", "shortcut"))
+        divisor, step = _positive_part_divisor(rec["main"] + rec["shortcut"])
+        rec["shares"] = tuple((rec[k] / divisor).mul_(step) for k in ("main", "shortcut"))
     return rec["shares"]
 
 
@@ -301,11 +338,11 @@ def excitation_hooks(model: nn.Module, handles: list, state: dict) -> None:
 
     for m in model.modules():
         if isinstance(m, RULE_MODULES):
-            fwd = _positive_forward(m, state)
+            rule = _ExcitatoryRule(m, state)
 
-            def hook(_m, inputs, out, fwd=fwd, reuse=m is not state.get("classifier")):
+            def hook(_m, inputs, out, rule=rule, reuse=m is not state.get("classifier")):
                 resume()
-                return _LinearRule.apply(inputs[0], out, fwd, reuse) if state.get("active", True) else None
+                return _LinearRule.apply(inputs[0], out, rule, reuse) if state.get("active", True) else None
         elif isinstance(m, _NORMS):
             def hook(_m, inputs, out):
                 resume()
