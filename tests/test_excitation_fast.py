@@ -241,3 +241,25 @@ def test_a_forward_that_raises_leaves_grad_mode_and_hooks_as_they_were(name):
                 explainer.attribute(net, torch.rand(2, 3, 8, 8), torch.tensor([0, 1]))
             assert torch.is_grad_enabled() is grad_mode
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in net.modules())
+
+
+@pytest.mark.parametrize("module, shape", [
+    (nn.Conv2d(6, 4, 3, stride=2, padding=1, dilation=1, groups=2), (2, 6, 9, 9)),
+    (nn.Conv2d(4, 8, 3, padding=2, dilation=2, bias=False), (2, 4, 7, 5)),
+    (nn.Conv1d(3, 5, 4, stride=3), (2, 3, 17)),
+    (nn.Linear(7, 3), (2, 5, 7)),
+])
+def test_closed_form_vector_jacobian_product_equals_autograd(module, shape):
+    """The rule's closed-form ``J_f+^T g`` (conv input gradient, ``g @ w+``) against autograd through ``f+``."""
+    from lightning_modules.explainers.excitation import _ExcitatoryRule
+
+    torch.manual_seed(0)
+    rule = _ExcitatoryRule(module, {"negate": False, "classifier": None, "weights": {}})
+    assert rule.closed_form
+    x = torch.rand(shape, requires_grad=True)
+    z = rule.forward(x)
+    g = torch.rand_like(z)
+    (ref,) = torch.autograd.grad(z, x, g)
+    assert torch.equal(rule.vjp(g, x.detach()), ref)
+    assert not _ExcitatoryRule(nn.Conv2d(2, 2, 3, padding="same"), {"negate": False, "classifier": None}).closed_form
+    assert not _ExcitatoryRule(nn.MaxPool2d(2), {"negate": False, "classifier": None}).closed_form

@@ -184,3 +184,31 @@ def test_bad_input():
     m.update(model, images, oracle, 0)
     with pytest.raises(ValueError, match="one image size"):
         m.update(model, images[:, :, :8, :8], oracle[:, :, :8, :8], 0)
+
+
+def test_progressive_steps_are_the_where_of_start_and_finish_bit_for_bit():
+    """The engine builds step images by ``lerp`` with 0/1 weights: the same pixels as ``torch.where`` (checked on
+    the model's inputs, a broadcast substrate and a full one, partial blocks of steps)."""
+    import torch.nn as nn
+
+    from lightning_modules.metrics.progressive import pixel_ranks, progressive_scores
+
+    g = torch.Generator().manual_seed(0)
+    images = torch.randn(5, 3, 6, 7, generator=g) * 1e3
+    seen: list[torch.Tensor] = []
+
+    class Record(nn.Module):
+        def forward(self, x):
+            seen.append(x.clone())
+            return x.flatten(1)[:, :4]
+
+    ranks = pixel_ranks(torch.rand(5, 1, 6, 7, generator=g))
+    counts = torch.tensor([0, 5, 17, 30, 42])
+    targets = torch.zeros(5, dtype=torch.long)
+    full = torch.rand(5, 3, 6, 7, generator=g)
+    for finish, max_batch in ((torch.full((1, 3, 1, 1), -0.5).expand_as(images), 10), (full, 3), (full, 256)):
+        seen.clear()  # 10: two images per forward; 3: an image's steps split over two forwards; 256: all at once
+        progressive_scores(Record(), images, finish, ranks, counts, targets, max_batch=max_batch, output="logit")
+        got = torch.cat(seen).view(5, 5, 3, 6, 7)
+        take = (ranks[:, None, :] < counts[None, :, None]).view(5, 5, 1, 6, 7)
+        assert torch.equal(got, torch.where(take, finish[:, None], images[:, None]))
