@@ -59,7 +59,8 @@ def steady_allocator() -> str:
     with larger tensors had run, while excitation backprop (no graph below its layer) moved from 21.8 to 20.3 ms,
     so its ratio to that floor read 0.97 or 1.16 depending on the methods measured before it. Fixing the mmap
     threshold at its ceiling (and the trim threshold above it) puts every measurement in the state a long run
-    settles in. Elsewhere (no glibc ``mallopt``) nothing changes."""
+    settles in. Blocks above 32 MiB (a 224-px VGG's activations at batch 24) are still mapped afresh each time, the
+    same for a method and its floor. Elsewhere (no glibc ``mallopt``) nothing changes."""
     try:
         mallopt = ctypes.CDLL(ctypes.util.find_library("c")).mallopt
     except (OSError, AttributeError, TypeError):

@@ -25,6 +25,9 @@ random weights, 64x64, CPU), one run measures
 - ``speed-up vs loop`` (at the largest B): per-image time of B single-image calls / per-image time of
   the batched call, i.e. ms/img at B=1 over ms/img at B.
 
+The run first fixes glibc's malloc thresholds (``clock.steady_allocator``): otherwise a method's floor is faster
+or slower depending on the blocks the methods measured before it freed, and a ratio moved by 0.2 with the order.
+
 ``--model``: the v1 black box ``scenes_cnn`` (random weights, the default), any registered architecture with
 random weights (the v2 ones: ``scenes_vgg``, ``scenes_resnet``) or a shipped benchmark-v2 model
 (``scenes_v2_vgg``, ``scenes_v2_resnet``: the trained weights, ``load_model(name, weights="embedded")``), at the model's
